@@ -1,0 +1,107 @@
+"""Every exception taskloom raises, in one tree.
+
+Task failures derive from :class:`TaskError`. Where callers expect a builtin (``TimeoutError``), the
+exception inherits from it too. Control signals (pause) derive from ``BaseException`` so that an
+``except Exception`` in user code cannot swallow them. Every exception here survives pickling, because
+errors travel through the event store and across processes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TaskloomError(Exception):
+    """Base of every error taskloom raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions with keyword-only constructors do not pickle by default; rebuild from args
+        # and restore the instance dict so extra attributes survive the store.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> BaseException:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
+class TaskError(TaskloomError):
+    """A task failed, or could not be run as asked."""
+
+
+class TaskDefinitionError(TaskError, ValueError):
+    """A task or workflow was declared with an invalid option; the message names the option."""
+
+
+class TaskTimeoutError(TaskError, TimeoutError):
+    """An attempt ran longer than the task's ``timeout``."""
+
+
+class SecretNotFoundError(TaskError, KeyError):
+    """A task asked for a secret that is not in the secret store."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class TaskCancelledError(TaskError):
+    """The task instance or execution was cancelled before it produced a result."""
+
+
+class MaxInstancesReachedError(TaskError):
+    """``Session(on_limit="raise")`` and the task's ``max_parallel`` slots are all taken."""
+
+
+class SessionNotFoundError(TaskError):
+    """``task.instance()`` was called outside ``with Session():``."""
+
+
+class SerializationError(TaskError):
+    """A value could not be stored with its type; the message names the task and the value's type."""
+
+
+class WorkflowError(TaskloomError):
+    """A workflow was used wrongly (unknown execution, run inside a running loop, ...)."""
+
+
+class ExecutionNotFoundError(WorkflowError, LookupError):
+    """No execution with that id exists in the store."""
+
+
+class NonDeterminismError(WorkflowError):
+    """Replayed workflow code called a different task at a recorded step position."""
+
+
+class GraphError(TaskloomError, ValueError):
+    """A Graph is malformed: a cycle, an unknown node, an unreachable end node."""
+
+
+class StoreError(TaskloomError):
+    """The store could not be opened or its schema is newer than this taskloom."""
+
+
+class BackendError(TaskloomError):
+    """An unknown or unusable task backend or executor was configured."""
+
+
+class SecretStoreError(TaskloomError):
+    """The secret store's key is missing or wrong, or its data was tampered with."""
+
+
+class WorkflowSignal(BaseException):
+    """Base of control-flow signals that must unwind through user ``except Exception`` blocks."""
+
+
+class WorkflowPaused(WorkflowSignal):
+    """Raised inside a workflow by ``pause(name)`` to suspend it until resumed."""
+
+    def __init__(self, name: str, step_id: str) -> None:
+        super().__init__(name, step_id)
+        self.name = name
+        self.step_id = step_id
+
+
+class WorkflowCancelled(WorkflowSignal):
+    """Raised inside a workflow when its execution was cancelled from outside."""

@@ -1,0 +1,85 @@
+"""Event types: the only vocabulary the store speaks about an execution.
+
+An execution's history is an append-only list of events. A *step* is a recorded task call; its
+``step_id`` is its position in the workflow's deterministic call order (``"3"``, ``"3.1"`` for a call
+made inside step 3), never a hash of its arguments.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskloom import serde
+
+
+class EventType(enum.StrEnum):
+    EXECUTION_STARTED = "execution_started"
+    EXECUTION_PAUSED = "execution_paused"
+    EXECUTION_RESUMED = "execution_resumed"
+    EXECUTION_COMPLETED = "execution_completed"
+    EXECUTION_FAILED = "execution_failed"
+    EXECUTION_CANCELLED = "execution_cancelled"
+    STEP_STARTED = "step_started"
+    STEP_RETRYING = "step_retrying"
+    STEP_FALLBACK = "step_fallback"
+    STEP_ROLLBACK = "step_rollback"
+    STEP_COMPLETED = "step_completed"
+    STEP_FAILED = "step_failed"
+    STEP_PROGRESS = "step_progress"
+    STEP_LOG = "step_log"
+
+
+#: Events that settle a step: on replay, a step with one of these is never run again.
+STEP_OUTCOMES = frozenset({EventType.STEP_COMPLETED, EventType.STEP_FAILED})
+EXECUTION_OUTCOMES = frozenset(
+    {EventType.EXECUTION_COMPLETED, EventType.EXECUTION_FAILED, EventType.EXECUTION_CANCELLED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event about to be appended; ``value`` is already encoded by :mod:`taskloom.serde`."""
+
+    type: EventType
+    step_id: str | None = None
+    name: str | None = None
+    value: bytes | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A stored event, as ``ctx.events`` shows it: typed, timestamped, in order."""
+
+    seq: int
+    execution_id: str
+    type: EventType
+    timestamp: dt.datetime
+    step_id: str | None
+    name: str | None
+    raw_value: bytes | None = field(repr=False)
+    data: dict[str, Any]
+
+    @property
+    def value(self) -> Any:
+        """The decoded value (a step's result or error, a pause's resume input, ...)."""
+        return serde.loads(self.raw_value)
+
+    def to_json(self) -> dict[str, Any]:
+        view: dict[str, Any] = {
+            "seq": self.seq,
+            "type": str(self.type),
+            "timestamp": self.timestamp.isoformat(),
+            "step_id": self.step_id,
+            "name": self.name,
+            "data": self.data,
+        }
+        if self.raw_value is not None:
+            try:
+                view["value"] = serde.json_view(self.value)
+            except Exception as error:  # a class that no longer exists in this process
+                view["value"] = f"<undecodable: {error}>"
+        return view

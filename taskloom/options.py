@@ -1,0 +1,112 @@
+"""TaskOptions: every task option, its default and its validation, in one place.
+
+Validation happens at decoration time so a typo fails where it was written, not hours later in a
+worker. Each message names the option at fault and the value that was given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from taskloom.errors import TaskDefinitionError
+
+Size = Literal["small", "medium", "large"]
+SIZES: tuple[str, ...] = ("small", "medium", "large")
+
+
+@runtime_checkable
+class OutputStorage(Protocol):
+    """Where a step's result lives: ``store`` returns a reference that ``retrieve`` turns back."""
+
+    def store(self, reference: str, value: Any) -> Any: ...
+
+    def retrieve(self, reference: Any) -> Any: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """The options of one task. Frozen: ``with_options`` makes a new one with :meth:`merged`."""
+
+    name: str | None = None
+    retry_max_attempts: int = 0
+    retry_delay: float = 1.0
+    retry_backoff: float = 2.0
+    timeout: float | None = None
+    fallback: Callable[..., Any] | None = None
+    rollback: Callable[..., Any] | None = None
+    secret_requests: tuple[str, ...] = ()
+    output_storage: OutputStorage | None = None
+    max_parallel: int = 1
+    size: Size = "small"
+
+    @classmethod
+    def build(cls, owner: str = "task", **options: Any) -> TaskOptions:
+        """Validate user-given options and return them; ``owner`` names the task in messages."""
+        return cls().merged(owner, **options)
+
+    def merged(self, owner: str = "task", **options: Any) -> TaskOptions:
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise TaskDefinitionError(
+                f"{owner}: unknown option {unknown[0]!r}; valid options are {', '.join(sorted(known))}"
+            )
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values.update(options)
+        return _validated(owner, values)
+
+    def retry_delays(self) -> list[float]:
+        """The delay before each retry: ``retry_delay * retry_backoff**k`` for k = 0, 1, ..."""
+        return [self.retry_delay * self.retry_backoff**k for k in range(self.retry_max_attempts)]
+
+    @property
+    def effective_timeout(self) -> float | None:
+        return self.timeout if self.timeout else None
+
+
+def _fail(owner: str, option: str, value: Any, expected: str) -> TaskDefinitionError:
+    return TaskDefinitionError(f"{owner}: option {option!r} must be {expected}, got {value!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _validated(owner: str, v: dict[str, Any]) -> TaskOptions:
+    name = v["name"]
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise _fail(owner, "name", name, "a non-empty string")
+    retries = v["retry_max_attempts"]
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise _fail(owner, "retry_max_attempts", retries, "an integer >= 0")
+    for option in ("retry_delay", "retry_backoff"):
+        if not _is_number(v[option]) or v[option] < 0:
+            raise _fail(owner, option, v[option], "a number >= 0")
+    timeout = v["timeout"]
+    if timeout is not None and (not _is_number(timeout) or timeout < 0):
+        raise _fail(owner, "timeout", timeout, "a number of seconds > 0, or None/0 for no timeout")
+    for option in ("fallback", "rollback"):
+        if v[option] is not None and not callable(v[option]):
+            raise _fail(owner, option, v[option], "a callable or None")
+    secrets = v["secret_requests"]
+    if isinstance(secrets, str) or not isinstance(secrets, Sequence | set | frozenset):
+        raise _fail(owner, "secret_requests", secrets, "a list of secret names")
+    secrets = tuple(secrets)
+    for secret in secrets:
+        if not isinstance(secret, str) or not secret:
+            raise _fail(owner, "secret_requests", secret, "a list of non-empty strings")
+    v["secret_requests"] = secrets
+    storage = v["output_storage"]
+    if storage is not None and not isinstance(storage, OutputStorage):
+        raise _fail(
+            owner, "output_storage", storage, "an object with store(reference, value) and retrieve(reference)"
+        )
+    max_parallel = v["max_parallel"]
+    if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1:
+        raise _fail(owner, "max_parallel", max_parallel, "an integer >= 1")
+    if v["size"] not in SIZES:
+        raise _fail(owner, "size", v["size"], f"one of {', '.join(map(repr, SIZES))}")
+    return TaskOptions(**v)

@@ -1,0 +1,438 @@
+"""The step cursor: position-based step ids, O(1) lookup of recorded outcomes, durable step writes.
+
+An execution's events are read once, in one query, into a dict keyed by step id. Each task call in the
+workflow takes the next id of its scope *when it is called* (not when awaited), so ids follow the
+deterministic call order even inside ``parallel``, ``map`` and graphs. Calls made by an async task's
+body get ids under that step (``"3.1"``, ``"3.2"``). A completed step is answered from the dict and never
+run again; a call whose task differs from the recorded one raises :class:`NonDeterminismError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from taskloom import policy, serde
+from taskloom.context import current_scope
+from taskloom.errors import NonDeterminismError, SerializationError, WorkflowPaused
+from taskloom.events import Event, EventType, NewEvent
+from taskloom.runtime.control import LogRecord, TaskControl
+
+if TYPE_CHECKING:
+    from taskloom.store.base import Store
+    from taskloom.task import Task
+
+#: how long a step may run before its start is written on its own (see DeferredStart)
+START_FLUSH_DELAY = 0.05
+_COMPLETED = EventType.STEP_COMPLETED
+_FAILED = EventType.STEP_FAILED
+
+
+@dataclass(slots=True)
+class RecordedStep:
+    """What the log says about one step: its task name, start data and outcome (if any)."""
+
+    name: str | None
+    started: dict[str, Any] = field(default_factory=dict)
+    outcome: EventType | None = None
+    value: bytes | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def index_steps(events: Sequence[Event]) -> dict[str, RecordedStep]:
+    """One pass over the log; afterwards every lookup is a dict access."""
+    steps: dict[str, RecordedStep] = {}
+    for event in events:
+        if event.step_id is None:
+            continue
+        if event.type is EventType.STEP_STARTED:
+            step = steps.get(event.step_id)
+            if step is None:
+                steps[event.step_id] = RecordedStep(event.name, event.data)
+        elif event.type in (_COMPLETED, _FAILED):
+            step = steps.setdefault(event.step_id, RecordedStep(event.name))
+            step.outcome, step.value, step.data = event.type, event.raw_value, event.data
+    return steps
+
+
+def _alone_on_loop(main: asyncio.Task[Any] | None) -> bool:
+    # Cheap test first: steps inside parallel/map run in child tasks, never inline.
+    return main is not None and asyncio.current_task() is main and len(asyncio.all_tasks()) <= 1
+
+
+class DeferredStart:
+    """A step's STEP_STARTED event, written together with its outcome when the step is quick.
+
+    Both reach the store before the workflow moves on, in one transaction instead of two. A step still
+    running after :data:`START_FLUSH_DELAY` (or reporting progress, or retrying) has its start written at
+    once, so long steps show as running. Safe to flush from a task's own thread.
+    """
+
+    __slots__ = ("_event", "_lock", "_run")
+
+    def __init__(self, run: ExecutionRun, event: NewEvent | None) -> None:
+        self._run = run
+        self._event = event
+        self._lock = threading.Lock()
+
+    def arm(self) -> None:
+        if self._event is not None:
+            self._run.watchdog.watch(self)
+
+    def flush(self) -> None:
+        with self._lock:
+            event, self._event = self._event, None
+        if event is not None:
+            self._run.append(event)
+
+    def take(self) -> tuple[NewEvent, ...]:
+        """The start event if it was not written yet (to go with the outcome), and stop watching it."""
+        self._run.watchdog.unwatch(self)
+        with self._lock:
+            event, self._event = self._event, None
+        return (event,) if event is not None else ()
+
+
+class StartWatchdog:
+    """One thread per execution that writes the starts of steps still running after START_FLUSH_DELAY.
+
+    A thread rather than loop timers, because a sync step running inline blocks the loop.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[DeferredStart, float] = {}
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, start: DeferredStart) -> None:
+        with self._lock:
+            self._pending[start] = time.monotonic() + START_FLUSH_DELAY
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="taskloom-start-watchdog", daemon=True
+                )
+                self._thread.start()
+
+    def unwatch(self, start: DeferredStart) -> None:
+        with self._lock:
+            self._pending.pop(start, None)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _loop(self) -> None:
+        while not self._stopped.wait(START_FLUSH_DELAY / 2):
+            now = time.monotonic()
+            with self._lock:
+                due = [start for start, deadline in self._pending.items() if deadline <= now]
+                for start in due:
+                    del self._pending[start]
+            for start in due:
+                try:
+                    start.flush()
+                except Exception:  # the outcome write will carry the start instead
+                    pass
+
+
+def _plain(call: Callable[[], Any]) -> Callable[[], Any]:
+    """Run ``call`` with no scope, so task calls made by a sync task body are plain calls."""
+
+    def run() -> Any:
+        token = current_scope.set(None)
+        try:
+            return call()
+        finally:
+            current_scope.reset(token)
+
+    return run
+
+
+class ExecutionRun:
+    """One execution being run (or replayed) in this process."""
+
+    def __init__(
+        self, store: Store, execution_id: str, events: Sequence[Event], executor: Executor | None
+    ) -> None:
+        self.store = store
+        self.execution_id = execution_id
+        self.executor = executor
+        self.steps = index_steps(events)
+        self.root = StepScope(self, "")
+        #: the asyncio task driving the workflow body (see _alone_on_loop)
+        self.main_task: asyncio.Task[Any] | None = None
+        self.watchdog = StartWatchdog()
+        #: set when replayed code diverged; reported even if user code swallowed the exception
+        self.nondeterminism: NonDeterminismError | None = None
+
+    def append(self, *events: NewEvent) -> None:
+        self.store.append_events(self.execution_id, events)
+
+    # -- replay checks -----------------------------------------------------------------------------
+    def recorded(self, step_id: str, name: str) -> RecordedStep | None:
+        step = self.steps.get(step_id)
+        if step is not None and step.name != name:
+            error = NonDeterminismError(
+                f"execution {self.execution_id}: step {step_id} was recorded as {step.name!r} but the "
+                f"workflow now calls {name!r} there. The workflow code changed since this execution started; run it "
+                "with the code it started with, or start a new execution."
+            )
+            self.nondeterminism = self.nondeterminism or error
+            raise error
+        return step
+
+    # -- task steps --------------------------------------------------------------------------------
+    async def run_task_step(
+        self,
+        step_id: str,
+        task: Task[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        start_recorded: bool = False,
+    ) -> Any:
+        step = self.recorded(step_id, task.name)
+        if step is not None:
+            if step.outcome is _COMPLETED:
+                return self._decode_result(task, step)
+            if step.outcome is _FAILED:
+                raise serde.loads(step.value)
+        # A sync body runs on the loop's thread only when no other asyncio task exists to be blocked
+        # (a sequential workflow driven by run()); otherwise, or with a timeout, it gets a thread.
+        inline = not task.is_async and not task.options.effective_timeout and _alone_on_loop(self.main_task)
+        start = DeferredStart(
+            self,
+            None if step is not None or start_recorded else self.start_event(step_id, task, args, kwargs),
+        )
+        start.arm()
+        control = (
+            TaskControl(
+                task.name, f"{self.execution_id}:{step_id}", reporter=StepReporter(self, step_id, start)
+            )
+            if task.wants_control
+            else None
+        )
+        observer = StepObserver(self, step_id, task.name, start)
+        try:
+            if task.is_async:
+                token = current_scope.set(StepScope(self, f"{step_id}."))
+                try:
+                    value = await policy.call_async(task, args, kwargs, control=control, observer=observer)
+                finally:
+                    current_scope.reset(token)
+            else:
+                value = await policy.call_async(
+                    task,
+                    args,
+                    kwargs,
+                    control=control,
+                    observer=observer,
+                    executor=self.executor,
+                    plain=_plain,
+                    inline=inline,
+                )
+            blob, data = self._encode_result(task, step_id, value)
+        except Exception as error:
+            what = f"task {task.name!r} (step {step_id})"
+            self.append(
+                *start.take(), NewEvent(_FAILED, step_id, task.name, serde.dumps_error(error, what=what))
+            )
+            raise
+        self.append(*start.take(), NewEvent(_COMPLETED, step_id, task.name, blob, data))
+        return value
+
+    def start_event(
+        self, step_id: str, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> NewEvent:
+        """The STEP_STARTED event, with the call's arguments (for humans and workers)."""
+        if not args and not kwargs:
+            return NewEvent(EventType.STEP_STARTED, step_id, task.name)
+        try:
+            blob = serde.dumps((args, kwargs), what=f"task {task.name!r} arguments")
+        except SerializationError as error:
+            return NewEvent(EventType.STEP_STARTED, step_id, task.name, data={"arguments_error": str(error)})
+        return NewEvent(EventType.STEP_STARTED, step_id, task.name, blob)
+
+    def _encode_result(self, task: Task[Any, Any], step_id: str, value: Any) -> tuple[bytes, dict[str, Any]]:
+        storage = task.options.output_storage
+        what = f"task {task.name!r} result (step {step_id})"
+        if storage is None:
+            return serde.dumps(value, what=what), {}
+        reference = storage.store(f"{self.execution_id}/{step_id}", value)
+        return serde.dumps(reference, what=what), {"output_storage": type(storage).__qualname__}
+
+    def _decode_result(self, task: Task[Any, Any], step: RecordedStep) -> Any:
+        value = serde.loads(step.value)
+        if step.data.get("output_storage") and task.options.output_storage is not None:
+            return task.options.output_storage.retrieve(value)
+        return value
+
+    # -- built-in steps ----------------------------------------------------------------------------
+    async def run_value_step(self, step_id: str, name: str, compute: Callable[[], Any]) -> Any:
+        """A step whose value is computed once and then replayed: now(), uuid4(), random picks."""
+        step = self.recorded(step_id, name)
+        if step is not None and step.outcome is _COMPLETED:
+            return serde.loads(step.value)
+        value = compute()
+        blob = serde.dumps(value, what=f"built-in {name!r}")
+        self.store.append_events(
+            self.execution_id,
+            (NewEvent(EventType.STEP_STARTED, step_id, name), NewEvent(_COMPLETED, step_id, name, blob)),
+        )
+        return value
+
+    async def run_sleep_step(self, step_id: str, seconds: float) -> None:
+        """A durable timer: the wake-up time is recorded, so a re-run sleeps only what is left."""
+        step = self.recorded(step_id, "sleep")
+        if step is not None and step.outcome is _COMPLETED:
+            return
+        if step is not None and "until" in step.started:
+            until = float(step.started["until"])
+        else:
+            until = time.time() + seconds
+            self.append(
+                NewEvent(EventType.STEP_STARTED, step_id, "sleep", data={"until": until, "seconds": seconds})
+            )
+        remaining = until - time.time()
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+        self.append(NewEvent(_COMPLETED, step_id, "sleep", serde.dumps(None, what="sleep")))
+
+    async def run_pause_step(self, step_id: str, name: str) -> Any:
+        """Suspend the execution at a named pause; once resumed, the step's value is the resume input."""
+        step = self.recorded(step_id, "pause")
+        if step is not None and step.outcome is _COMPLETED:
+            return serde.loads(step.value)
+        if step is None:
+            self.append(NewEvent(EventType.STEP_STARTED, step_id, "pause", data={"pause": name}))
+            self.steps[step_id] = RecordedStep("pause", {"pause": name})
+        raise WorkflowPaused(name, step_id)
+
+
+class StepScope:
+    """Hands out step ids in call order for one level of the workflow (the body, or a step's body)."""
+
+    __slots__ = ("counter", "prefix", "run")
+
+    def __init__(self, run: ExecutionRun, prefix: str) -> None:
+        self.run = run
+        self.prefix = prefix
+        self.counter = 0
+
+    def next_id(self) -> str:
+        self.counter += 1
+        return f"{self.prefix}{self.counter}"
+
+    def call(self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepCall:
+        return StepCall(self.run, self.next_id(), task, args, kwargs)
+
+    def map(self, task: Task[Any, Any], items: Sequence[Any]) -> MapCall:
+        return MapCall(self.run, [self.call(task, (item,), {}) for item in items])
+
+
+class StepCall:
+    """The awaitable a task call returns inside a workflow; its step id was fixed at call time."""
+
+    __slots__ = ("args", "kwargs", "run", "start_recorded", "step_id", "task")
+
+    def __init__(
+        self,
+        run: ExecutionRun,
+        step_id: str,
+        task: Task[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        self.run = run
+        self.step_id = step_id
+        self.task = task
+        self.args = args
+        self.kwargs = kwargs
+        self.start_recorded = False
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.run.run_task_step(
+            self.step_id, self.task, self.args, self.kwargs, start_recorded=self.start_recorded
+        ).__await__()
+
+    def __repr__(self) -> str:
+        return f"<step {self.step_id} {self.task.name!r}>"
+
+
+class MapCall:
+    """``task.map(items)`` in a workflow: all starts written in one transaction, then run concurrently."""
+
+    def __init__(self, run: ExecutionRun, calls: list[StepCall]) -> None:
+        self.run = run
+        self.calls = calls
+
+    def __await__(self) -> Generator[Any, None, list[Any]]:
+        return self._run().__await__()
+
+    async def _run(self) -> list[Any]:
+        fresh = [c for c in self.calls if self.run.recorded(c.step_id, c.task.name) is None]
+        if fresh:
+            self.run.store.append_events(
+                self.run.execution_id,
+                [self.run.start_event(c.step_id, c.task, c.args, c.kwargs) for c in fresh],
+            )
+            for call in fresh:
+                call.start_recorded = True
+        from taskloom.tasks.compose import gather_steps
+
+        return await gather_steps(self.calls)
+
+
+class StepObserver:
+    """Records retries, fallbacks and rollbacks of a step in the event log."""
+
+    __slots__ = ("name", "run", "start", "step_id")
+
+    def __init__(self, run: ExecutionRun, step_id: str, name: str, start: DeferredStart) -> None:
+        self.run, self.step_id, self.name, self.start = run, step_id, name, start
+
+    def _event(self, kind: EventType, error: BaseException, **data: Any) -> None:
+        data["error"] = f"{type(error).__name__}: {error}"
+        self.start.flush()
+        self.run.append(NewEvent(kind, self.step_id, self.name, data=data))
+
+    def on_retry(self, attempt: int, error: BaseException, delay: float) -> None:
+        self._event(EventType.STEP_RETRYING, error, attempt=attempt, delay=delay)
+
+    def on_fallback(self, error: BaseException) -> None:
+        self._event(EventType.STEP_FALLBACK, error)
+
+    def on_rollback(self, error: BaseException) -> None:
+        self._event(EventType.STEP_ROLLBACK, error)
+
+
+class StepReporter:
+    """Writes a step's TaskControl progress, status and logs to the store, where the CLI follows them."""
+
+    __slots__ = ("run", "start", "step_id")
+
+    def __init__(self, run: ExecutionRun, step_id: str, start: DeferredStart) -> None:
+        self.run, self.step_id, self.start = run, step_id, start
+
+    def _append(self, event: NewEvent) -> None:
+        self.start.flush()
+        self.run.append(event)
+
+    def on_log(self, control: TaskControl, record: LogRecord) -> None:
+        data = {"level": record.level, "message": record.message}
+        self._append(NewEvent(EventType.STEP_LOG, self.step_id, control.task_definition_name, data=data))
+
+    def on_progress(self, control: TaskControl, progress: float, status: str | None) -> None:
+        data: dict[str, Any] = {"progress": progress}
+        if status is not None:
+            data["status"] = status
+        self._append(NewEvent(EventType.STEP_PROGRESS, self.step_id, control.task_definition_name, data=data))
+
+    def on_status(self, control: TaskControl, status: str) -> None:
+        data = {"progress": control.progress, "status": status}
+        self._append(NewEvent(EventType.STEP_PROGRESS, self.step_id, control.task_definition_name, data=data))

@@ -1,0 +1,170 @@
+"""TaskControl: what a running task uses to report progress, log, and learn that it should stop.
+
+Every call first updates the control's own state (so ``future.progress`` and the store see it whatever
+handler is installed), then tells taskloom's internal *reporter* for this run (the step recorder of a
+workflow, an instance's future, a worker's link to the server), then the current user-facing
+:class:`TaskControlHandler`. Handlers are global by design (the document sets one with
+``set_task_control_handler``); reporters are per run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_logger = logging.getLogger("taskloom.task")
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One ``tc.log`` call as kept by taskloom."""
+
+    timestamp: float
+    level: str
+    message: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ControlReporter(Protocol):
+    """Internal sink for a control's updates (store events, futures, remote links)."""
+
+    def on_log(self, control: TaskControl, record: LogRecord) -> None: ...
+
+    def on_progress(self, control: TaskControl, progress: float, status: str | None) -> None: ...
+
+    def on_status(self, control: TaskControl, status: str) -> None: ...
+
+
+class TaskControlHandler:
+    """Base for user handlers. Every method has a default, so a subclass overrides only what it needs.
+
+    The default behaviour sends logs to the standard ``logging`` logger ``taskloom.task``; progress and
+    status are already kept by taskloom (store, futures, CLI), so the defaults do nothing more.
+    """
+
+    def log(self, task_control: TaskControl, message: str, level: str, **extra_data: Any) -> None:
+        _logger.log(
+            logging.getLevelName(level.upper()),
+            "%s: %s",
+            task_control.task_definition_name,
+            message,
+            extra={"taskloom": {"instance_id": task_control.instance_id, **extra_data}},
+        )
+
+    def update_progress(self, task_control: TaskControl, progress: float, status: str | None) -> None:
+        return None
+
+    def update_status(self, task_control: TaskControl, status: str) -> None:
+        return None
+
+    def request_stop(self, task_control: TaskControl) -> None:
+        return None
+
+
+class _HandlerRegistry:
+    """The one global: which TaskControlHandler receives TaskControl calls."""
+
+    def __init__(self) -> None:
+        self.handler: TaskControlHandler = TaskControlHandler()
+
+
+_registry = _HandlerRegistry()
+
+
+def set_task_control_handler(handler: TaskControlHandler) -> None:
+    """Install ``handler`` for every TaskControl call from now on (all threads)."""
+    if not isinstance(handler, TaskControlHandler):
+        raise TypeError(
+            f"set_task_control_handler() needs a TaskControlHandler instance, got {type(handler).__name__}"
+        )
+    _registry.handler = handler
+
+
+def get_task_control_handler() -> TaskControlHandler:
+    return _registry.handler
+
+
+class TaskControl:
+    """Handed to a task whose first parameter is annotated ``TaskControl``; never passed by callers."""
+
+    def __init__(
+        self,
+        task_definition_name: str,
+        instance_id: str | None = None,
+        *,
+        reporter: ControlReporter | None = None,
+        stop_event: threading.Event | Any | None = None,
+    ) -> None:
+        self.task_definition_name = task_definition_name
+        self.instance_id = instance_id or uuid.uuid4().hex
+        self.reporter = reporter
+        # Any object with set()/is_set() works: a threading.Event, or a multiprocessing one.
+        self._stop = stop_event if stop_event is not None else threading.Event()
+        self._progress = 0.0
+        self._status: str | None = None
+        self.logs: list[LogRecord] = []
+
+    # -- reading ---------------------------------------------------------------------------------
+    @property
+    def should_stop(self) -> bool:
+        """True once a stop was requested; a task should then wind down and return."""
+        return bool(self._stop.is_set())
+
+    @property
+    def progress(self) -> float:
+        return self._progress
+
+    @property
+    def status(self) -> str | None:
+        return self._status
+
+    # -- writing ---------------------------------------------------------------------------------
+    def log(self, message: str, level: str = "info", **extra_data: Any) -> None:
+        level = str(level).lower()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"TaskControl.log: level must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+        record = LogRecord(time.time(), level, str(message), dict(extra_data))
+        self.logs.append(record)
+        if self.reporter is not None:
+            self.reporter.on_log(self, record)
+        _registry.handler.log(self, record.message, level, **extra_data)
+
+    def update_progress(self, percentage: float, status: str | None = None) -> None:
+        try:
+            value = float(percentage)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"TaskControl.update_progress: percentage must be a number, got {percentage!r}"
+            ) from None
+        if not 0.0 <= value <= 100.0:
+            raise ValueError(
+                f"TaskControl.update_progress: percentage must be between 0 and 100, got {percentage!r}"
+            )
+        self._progress = value
+        if status is not None:
+            self._status = str(status)
+        if self.reporter is not None:
+            self.reporter.on_progress(self, value, self._status if status is not None else None)
+        _registry.handler.update_progress(self, value, status)
+
+    def update_status(self, status: str) -> None:
+        self._status = str(status)
+        if self.reporter is not None:
+            self.reporter.on_status(self, self._status)
+        _registry.handler.update_status(self, self._status)
+
+    def request_stop(self) -> None:
+        """Ask the task to stop; it sees ``should_stop`` become True at its next check."""
+        self._stop.set()
+        _registry.handler.request_stop(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"TaskControl(task={self.task_definition_name!r}, instance={self.instance_id!r}, "
+            f"progress={self._progress:g}, status={self._status!r}, should_stop={self.should_stop})"
+        )

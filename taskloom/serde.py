@@ -1,0 +1,116 @@
+"""Values in and out of the store with their Python types, and JSON views for humans and HTTP.
+
+The store keeps pickled bytes: pickle is the one standard-library format under which datetimes,
+dataclasses, exceptions and pydantic models come back as themselves in another process. Pickles are
+only ever read from our own store, never from a request body (the HTTP API takes JSON only).
+A value that cannot make the round trip fails *before* it is written, with a
+:class:`~taskloom.errors.SerializationError` that names the task.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import enum
+import itertools
+import pickle
+import traceback
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from taskloom.errors import SerializationError
+
+PROTOCOL = 5
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def dumps(value: Any, *, what: str) -> bytes:
+    """Encode ``value``; ``what`` names its owner (``"task 'charge' result"``) for error messages."""
+    if type(value) in _SCALARS:
+        return pickle.dumps(value, PROTOCOL)
+    try:
+        blob = pickle.dumps(value, PROTOCOL)
+        if isinstance(value, BaseException):
+            # Exceptions pickle happily but may fail to rebuild (custom __init__); prove it now.
+            pickle.loads(blob)
+    except Exception as error:
+        raise SerializationError(
+            f"{what}: cannot store a value of type {type(value).__qualname__} ({error}). "
+            "Use values that pickle: builtins, dataclasses, pydantic models, module-level classes."
+        ) from None
+    return blob
+
+
+class ErrorChain(list[BaseException]):
+    """A stored exception with its ``__cause__`` chain, which pickle alone would drop."""
+
+
+def loads(blob: bytes | None) -> Any:
+    if blob is None:
+        return None
+    value = pickle.loads(blob)
+    if type(value) is ErrorChain:
+        for error, cause in itertools.pairwise(value):
+            error.__cause__ = cause
+        return value[0]
+    return value
+
+
+def dumps_error(error: BaseException, *, what: str) -> bytes:
+    """Encode a task's exception; one that cannot be stored is replaced by a TaskError with its text."""
+    notes = getattr(error, "__notes__", None) or []
+    if error.__traceback__ is not None and not any(str(n).startswith("(original traceback)") for n in notes):
+        tb = "".join(traceback.format_exception(error)).rstrip()
+        try:
+            error.add_note(f"(original traceback)\n{tb}")
+        except Exception:  # pragma: no cover - exotic exceptions without __notes__ support
+            pass
+    chain = ErrorChain()
+    current: BaseException | None = error
+    while current is not None and len(chain) < 8:
+        try:
+            dumps(current, what=what)
+        except SerializationError:
+            from taskloom.errors import TaskError
+
+            current = TaskError(f"{what}: {type(current).__qualname__}: {current}")
+        chain.append(current)
+        current = current.__cause__
+    return pickle.dumps(chain, PROTOCOL)
+
+
+def json_view(value: Any, _depth: int = 0) -> Any:
+    """A JSON-compatible rendering of ``value`` for CLI, HTTP and the dashboard (lossy by design)."""
+    if isinstance(value, _SCALARS):
+        if isinstance(value, float) and value != value:  # NaN
+            return str(value)
+        return value
+    if _depth > 20:
+        return repr(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return json_view(value.value, _depth + 1)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, BaseException):
+        return {"type": type(value).__qualname__, "message": str(value)}
+    if isinstance(value, dict):
+        return {str(k): json_view(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_view(v, _depth + 1) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: json_view(getattr(value, f.name), _depth + 1) for f in dataclasses.fields(value)}
+    model_dump = getattr(value, "model_dump", None)
+    if callable(model_dump):
+        try:
+            return json_view(model_dump(mode="json"), _depth + 1)
+        except Exception:
+            pass
+    return repr(value)

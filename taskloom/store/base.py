@@ -1,0 +1,83 @@
+"""The Store protocol: a dozen domain methods, each one transaction, taking values already encoded.
+
+Nothing above this layer writes SQL. Every concrete store (SQLite, PostgreSQL) passes the same contract
+suite in ``tests/store``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from taskloom.events import Event, NewEvent
+
+
+class ExecutionStatus:
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    QUEUED = "queued"
+
+    FINISHED = frozenset({COMPLETED, FAILED, CANCELLED})
+    ALL = (QUEUED, RUNNING, PAUSED, COMPLETED, FAILED, CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRecord:
+    """One row of the executions table; ``input``/``output`` are still encoded."""
+
+    id: str
+    workflow: str
+    status: str
+    input: bytes | None
+    output: bytes | None
+    created_at: float
+    updated_at: float
+    target: str | None = None
+
+
+class Store(Protocol):
+    url: str
+
+    def create_execution(
+        self, execution_id: str, workflow: str, input: bytes | None, status: str, target: str | None = None
+    ) -> None:
+        """Insert a new execution together with its ``execution_started`` event.
+
+        ``target`` is ``"module:qualname"`` of the workflow, so another process can import and resume it.
+        """
+
+    def get_execution(self, execution_id: str) -> ExecutionRecord | None: ...
+
+    def load_events(self, execution_id: str, after_seq: int = 0) -> list[Event]:
+        """The execution's events in order, in one round trip."""
+
+    def append_events(
+        self,
+        execution_id: str,
+        events: Sequence[NewEvent],
+        *,
+        status: str | None = None,
+        output: bytes | None = None,
+    ) -> int:
+        """Append ``events`` and, when given, set the execution's status/output, in one transaction.
+
+        Returns the seq of the last event written. Durable when it returns.
+        """
+
+    def list_executions(
+        self, *, workflow: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[ExecutionRecord]: ...
+
+    def put_secret(self, name: str, ciphertext: bytes) -> None: ...
+
+    def get_secret(self, name: str) -> bytes | None: ...
+
+    def list_secret_names(self) -> list[str]: ...
+
+    def delete_secret(self, name: str) -> bool: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,258 @@
+"""The embedded store: one SQLite file in WAL mode.
+
+Every write is one ``BEGIN IMMEDIATE`` transaction, so two processes never interleave half-writes and a
+writer waits (busy timeout) instead of failing. ``synchronous=NORMAL`` in WAL mode means a commit survives
+the process being killed (SIGKILL) at any point; only a power loss may drop the last commits.
+Each thread gets its own connection, so readers never wait on the event loop's writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from taskloom.errors import StoreError
+from taskloom.events import Event, EventType, NewEvent
+from taskloom.store.base import ExecutionRecord
+from taskloom.store.migrations import load_migrations, split_statements
+
+BUSY_TIMEOUT_MS = 30_000
+_INSERT_EVENT = (
+    "INSERT INTO events (execution_id, type, step_id, name, value, data, ts) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_EXECUTION_COLUMNS = "id, workflow, status, input, output, created_at, updated_at, target"
+
+
+def path_from_url(url: str) -> Path:
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///") :])
+    if url.startswith("sqlite://"):
+        return Path(url[len("sqlite://") :])
+    return Path(url)
+
+
+class SQLiteStore:
+    """A Store over one SQLite file; safe to share between threads and processes."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = path_from_url(url)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(
+                f"cannot create the folder for the SQLite store {str(self.path)!r}: {error}"
+            ) from None
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._migrate(self._conn())
+
+    # -- connections -------------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            return conn
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+            )
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot open the SQLite store {str(self.path)!r}: {error}") from None
+        self._local.conn = conn
+        self._local.pid = os.getpid()
+        with self._lock:
+            self._connections.append(conn)
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        migrations = load_migrations("sqlite")
+        latest = migrations[-1][0]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            current = row[0] or 0
+            if current > latest:
+                raise StoreError(
+                    f"the store {str(self.path)!r} has schema version {current}, newer than this taskloom "
+                    f"knows ({latest}); upgrade taskloom"
+                )
+            for version, sql in migrations:
+                if version > current:
+                    for statement in split_statements(sql):
+                        conn.execute(statement)
+                    conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._connections.clear()
+        self._local = threading.local()
+
+    # -- executions --------------------------------------------------------------------------------
+    def create_execution(
+        self, execution_id: str, workflow: str, input: bytes | None, status: str, target: str | None = None
+    ) -> None:
+        conn = self._conn()
+        now = time.time()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "INSERT INTO executions (id, workflow, target, status, input, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (execution_id, workflow, target, status, input, now, now),
+            )
+            conn.execute(
+                "INSERT INTO events (execution_id, type, name, value, data, ts) VALUES (?, ?, ?, ?, ?, ?)",
+                (execution_id, EventType.EXECUTION_STARTED.value, workflow, input, None, now),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def get_execution(self, execution_id: str) -> ExecutionRecord | None:
+        row = (
+            self._conn()
+            .execute(f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE id = ?", (execution_id,))
+            .fetchone()
+        )
+        return ExecutionRecord(*row) if row else None
+
+    def list_executions(
+        self, *, workflow: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[ExecutionRecord]:
+        clauses, params = [], []
+        if workflow is not None:
+            clauses.append("workflow = ?")
+            params.append(workflow)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {_EXECUTION_COLUMNS} FROM executions {where} ORDER BY created_at DESC, id LIMIT ?",
+                (*params, int(limit)),
+            )
+            .fetchall()
+        )
+        return [ExecutionRecord(*row) for row in rows]
+
+    # -- events ------------------------------------------------------------------------------------
+    def load_events(self, execution_id: str, after_seq: int = 0) -> list[Event]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT seq, type, ts, step_id, name, value, data FROM events "
+                "WHERE execution_id = ? AND seq > ? ORDER BY seq",
+                (execution_id, after_seq),
+            )
+            .fetchall()
+        )
+        return [
+            Event(
+                seq,
+                execution_id,
+                EventType(type_),
+                datetime.fromtimestamp(ts, UTC),
+                step_id,
+                name,
+                value,
+                json.loads(data) if data else {},
+            )
+            for seq, type_, ts, step_id, name, value, data in rows
+        ]
+
+    def append_events(
+        self,
+        execution_id: str,
+        events: Sequence[NewEvent],
+        *,
+        status: str | None = None,
+        output: bytes | None = None,
+    ) -> int:
+        conn = self._conn()
+        now = time.time()
+        rows = [
+            (
+                execution_id,
+                e.type.value,
+                e.step_id,
+                e.name,
+                e.value,
+                json.dumps(e.data, separators=(",", ":")) if e.data else None,
+                now,
+            )
+            for e in events
+        ]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if len(rows) == 1:
+                last = conn.execute(_INSERT_EVENT, rows[0]).lastrowid
+            else:
+                conn.executemany(_INSERT_EVENT, rows)
+                last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+            if status is not None:
+                conn.execute(
+                    "UPDATE executions SET status = ?, output = ?, updated_at = ? WHERE id = ?",
+                    (status, output, now, execution_id),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return int(last or 0)
+
+    # -- secrets -----------------------------------------------------------------------------------
+    def put_secret(self, name: str, ciphertext: bytes) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "INSERT INTO secrets (name, ciphertext, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET ciphertext = excluded.ciphertext, "
+                "updated_at = excluded.updated_at",
+                (name, ciphertext, time.time()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def get_secret(self, name: str) -> bytes | None:
+        row = self._conn().execute("SELECT ciphertext FROM secrets WHERE name = ?", (name,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def list_secret_names(self) -> list[str]:
+        return [r[0] for r in self._conn().execute("SELECT name FROM secrets ORDER BY name").fetchall()]
+
+    def delete_secret(self, name: str) -> bool:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            deleted = conn.execute("DELETE FROM secrets WHERE name = ?", (name,)).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return bool(deleted)

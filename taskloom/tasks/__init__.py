@@ -1,0 +1,18 @@
+"""What users import from ``taskloom.tasks``: built-in steps and composition."""
+
+from taskloom.tasks.builtins import choice, now, pause, randint, randrange, sleep, uuid4
+from taskloom.tasks.compose import parallel, pipeline
+from taskloom.tasks.graph import Graph
+
+__all__ = [
+    "Graph",
+    "choice",
+    "now",
+    "parallel",
+    "pause",
+    "pipeline",
+    "randint",
+    "randrange",
+    "sleep",
+    "uuid4",
+]

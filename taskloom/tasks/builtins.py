@@ -1,0 +1,91 @@
+"""Built-in steps whose results are recorded, so a replay sees the same values: time, randomness, ids,
+durable sleep and pause. Outside a workflow they simply do the thing."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from taskloom.context import current_scope
+from taskloom.errors import WorkflowError
+
+T = TypeVar("T")
+
+
+async def _ready(value: T) -> T:
+    return value
+
+
+def _value_step(name: str, compute: Callable[[], T]) -> Awaitable[T]:
+    scope = current_scope.get()
+    if scope is None:
+        return _ready(compute())
+    return scope.run.run_value_step(scope.next_id(), name, compute)
+
+
+def now() -> Awaitable[dt.datetime]:
+    """The current time, timezone-aware UTC; recorded in a workflow."""
+    return _value_step("now", lambda: dt.datetime.now(dt.UTC))
+
+
+def uuid4() -> Awaitable[uuid.UUID]:
+    """A random UUID; recorded in a workflow."""
+    return _value_step("uuid4", uuid.uuid4)
+
+
+def choice(options: Sequence[T]) -> Awaitable[T]:
+    """A random element of ``options``; recorded in a workflow."""
+    if not isinstance(options, Sequence) or len(options) == 0:
+        raise ValueError(f"choice(): options must be a non-empty sequence, got {options!r}")
+    return _value_step("choice", lambda: random.choice(options))
+
+
+def randint(a: int, b: int) -> Awaitable[int]:
+    """A random integer N with a <= N <= b; recorded in a workflow."""
+    if not isinstance(a, int) or not isinstance(b, int) or a > b:
+        raise ValueError(f"randint(): need integers a <= b, got a={a!r}, b={b!r}")
+    return _value_step("randint", lambda: random.randint(a, b))
+
+
+def randrange(start: int, stop: int | None = None, step: int = 1) -> Awaitable[int]:
+    """Like ``random.randrange``; recorded in a workflow."""
+    try:
+        range(start, stop if stop is not None else start, step)[0:0]
+        if stop is None:
+            random.randrange(start)
+        else:
+            random.randrange(start, stop, step)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"randrange(): {error}") from None
+    if stop is None:
+        return _value_step("randrange", lambda: random.randrange(start))
+    return _value_step("randrange", lambda: random.randrange(start, stop, step))
+
+
+def sleep(duration: float | dt.timedelta) -> Awaitable[None]:
+    """A durable timer: in a workflow, a re-run after a crash sleeps only what is left."""
+    seconds = duration.total_seconds() if isinstance(duration, dt.timedelta) else duration
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        raise ValueError(f"sleep(): duration must be seconds >= 0 or a timedelta, got {duration!r}")
+    scope = current_scope.get()
+    if scope is None:
+        return asyncio.sleep(seconds)
+    return scope.run.run_sleep_step(scope.next_id(), float(seconds))
+
+
+def pause(name: str) -> Awaitable[Any]:
+    """Suspend the workflow here until ``wf.resume(execution_id, input)``; returns that input.
+
+    The pause is raised as a ``BaseException`` so that ``except Exception`` in the workflow cannot
+    swallow it.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"pause(): name must be a non-empty string, got {name!r}")
+    scope = current_scope.get()
+    if scope is None:
+        raise WorkflowError(f"pause({name!r}) only works inside a running workflow")
+    return scope.run.run_pause_step(scope.next_id(), name)
