@@ -71,6 +71,18 @@ class Workflow(Generic[T]):
         _refuse_inside_loop(f"{self.name}.resume()", f"await {self.name}.aresume(...)")
         return asyncio.run(self.aresume(execution_id, input))
 
+    def create(self, input: T | None = None, *, status: str = ExecutionStatus.RUNNING) -> str:
+        """Record a new execution without running it and return its id.
+
+        ``run(execution_id=...)`` then drives it; the CLI uses this to follow an execution from its
+        first event, workers to queue one (``status="queued"``).
+        """
+        store = default_store()
+        execution_id = uuid.uuid4().hex
+        blob = serde.dumps(input, what=f"workflow {self.name!r} input")
+        store.create_execution(execution_id, self.name, blob, status, self.target)
+        return execution_id
+
     # -- async entry points -----------------------------------------------------------------------
     async def arun(
         self, input: T | None = None, *, execution_id: str | None = None, store: Store | None = None

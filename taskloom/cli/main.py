@@ -1,0 +1,305 @@
+"""The ``taskloom`` command: run, resume, status, events, list and secrets, each with ``--json``.
+
+Exit codes: 0 success (also a pause), 1 the workflow failed, 2 bad usage or input (one clear line on
+stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from taskloom import serde
+from taskloom.cli.loading import CommandError, import_target, load_workflow, parse_input
+from taskloom.cli.progress import EventPrinter, render_value
+from taskloom.context import WorkflowExecutionContext
+from taskloom.errors import TaskloomError
+from taskloom.events import EventType
+from taskloom.store import default_store
+from taskloom.store.base import ExecutionRecord, ExecutionStatus
+from taskloom.workflow import Workflow
+
+POLL_SECONDS = 0.1
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# -- run / resume -------------------------------------------------------------------------------------
+def _follow(wf: Workflow[Any], execution_id: str, args: argparse.Namespace, start: Any) -> int:
+    """Drive the execution in a thread while this thread shows its events live."""
+    outcome: dict[str, Any] = {}
+
+    def drive() -> None:
+        try:
+            outcome["ctx"] = start()
+        except BaseException as error:
+            outcome["error"] = error
+
+    started = time.monotonic()
+    worker = threading.Thread(target=drive, name="taskloom-cli-run", daemon=True)
+    worker.start()
+    store = default_store()
+    printer = EventPrinter(as_json=args.json)
+    last = 0
+    if not args.json:
+        print(f"execution {execution_id} of workflow {wf.name!r}")
+    while True:
+        finished = not worker.is_alive()
+        events = store.load_events(execution_id, after_seq=last)
+        if events:
+            last = events[-1].seq
+            printer.feed(events)
+        if finished:
+            break
+        worker.join(POLL_SECONDS)
+    printer.close()
+    if "error" in outcome:
+        error = outcome["error"]
+        if isinstance(error, TaskloomError):
+            raise CommandError(str(error))
+        raise error
+    return _report(outcome["ctx"], args, time.monotonic() - started)
+
+
+def _report(ctx: WorkflowExecutionContext[Any], args: argparse.Namespace, seconds: float) -> int:
+    if args.json:
+        _print_json(
+            {
+                "type": "result",
+                "execution_id": ctx.execution_id,
+                "workflow": ctx.workflow_name,
+                "status": ctx.status,
+                "output": serde.json_view(ctx.output),
+            }
+        )
+    elif ctx.has_succeeded:
+        print(f"completed in {seconds:.2f}s; result:")
+        print(render_value(ctx.output))
+    elif ctx.is_paused:
+        pause = next((e for e in reversed(ctx.events) if e.type is EventType.EXECUTION_PAUSED), None)
+        name = pause.name if pause else "?"
+        print(f"paused at {name!r}; resume with: taskloom resume {ctx.execution_id} '<JSON input>'")
+    else:
+        error = ctx.output
+        print(f"{ctx.status}: {type(error).__name__}: {error}", file=sys.stderr)
+    return 1 if ctx.has_failed else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    wf = load_workflow(args.target)
+    execution_id = args.execution_id or wf.create(parse_input(args.input))
+    return _follow(wf, execution_id, args, lambda: wf.run(execution_id=execution_id))
+
+
+def _record(execution_id: str) -> ExecutionRecord:
+    record = default_store().get_execution(execution_id)
+    if record is None:
+        raise CommandError(f"no execution {execution_id!r} in {default_store().url}")
+    return record
+
+
+def _workflow_of(record: ExecutionRecord) -> Workflow[Any]:
+    if not record.target:
+        raise CommandError(f"execution {record.id} does not say where its workflow's code is")
+    value = import_target(record.target)
+    if not isinstance(value, Workflow):
+        raise CommandError(f"{record.target!r} is no longer a @workflow")
+    return value
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    record = _record(args.execution_id)
+    if record.status != ExecutionStatus.PAUSED:
+        raise CommandError(f"execution {record.id} is {record.status}, not paused")
+    wf = _workflow_of(record)
+    value = parse_input(args.input)
+    return _follow(wf, record.id, args, lambda: wf.resume(record.id, value))
+
+
+# -- looking ------------------------------------------------------------------------------------------
+def _record_json(record: ExecutionRecord) -> dict[str, Any]:
+    try:
+        output = serde.json_view(serde.loads(record.output))
+    except Exception as error:  # a type this process cannot import
+        output = f"<undecodable: {error}>"
+    return {
+        "execution_id": record.id,
+        "workflow": record.workflow,
+        "status": record.status,
+        "created_at": _when(record.created_at),
+        "updated_at": _when(record.updated_at),
+        "output": output,
+    }
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    record = _record(args.execution_id)
+    view = _record_json(record)
+    if args.json:
+        _print_json(view)
+        return 0
+    events = default_store().load_events(record.id)
+    steps = {e.step_id for e in events if e.type is EventType.STEP_COMPLETED}
+    print(f"execution  {record.id}")
+    print(f"workflow   {record.workflow}  ({record.target})")
+    print(f"status     {record.status}")
+    print(f"created    {view['created_at']}   updated {view['updated_at']}")
+    print(f"steps      {len(steps)} completed, {len(events)} events")
+    if record.output is not None:
+        print("output     " + render_value(view["output"]).replace("\n", "\n           "))
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    record = _record(args.execution_id)
+    events = default_store().load_events(record.id)
+    if args.json:
+        _print_json([e.to_json() for e in events])
+        return 0
+    for event in events:
+        view = event.to_json()
+        detail = view.get("value", "") if event.type is not EventType.STEP_STARTED else ""
+        if event.data:
+            detail = f"{detail} {json.dumps(event.data, default=str)}".strip()
+        step = event.step_id or "-"
+        text = json.dumps(detail, default=str) if not isinstance(detail, str) else detail
+        print(
+            f"{event.seq:>6}  {event.timestamp:%H:%M:%S.%f}  {event.type.value:<20} {step:<6} {event.name or '':<16} {text}"[
+                :200
+            ]
+        )
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.status and args.status not in ExecutionStatus.ALL:
+        raise CommandError(f"--status must be one of {', '.join(ExecutionStatus.ALL)}, got {args.status!r}")
+    records = default_store().list_executions(workflow=args.workflow, status=args.status, limit=args.limit)
+    if args.json:
+        _print_json([_record_json(r) for r in records])
+        return 0
+    if not records:
+        print("no executions")
+    for r in records:
+        print(f"{r.id}  {r.status:<10} {_when(r.created_at)}  {r.workflow}")
+    return 0
+
+
+# -- secrets ------------------------------------------------------------------------------------------
+def cmd_secrets(args: argparse.Namespace) -> int:
+    from taskloom.secret_store import default_secret_store
+
+    secrets = default_secret_store()
+    try:
+        if args.action == "set":
+            value = args.value
+            if value is None:
+                value = getpass.getpass(f"value for {args.name}: ") if sys.stdin.isatty() else sys.stdin.read()
+                value = value.rstrip("\n")
+            secrets.set(args.name, value)
+            result: Any = {"set": args.name}
+            message = f"secret {args.name!r} set"
+        elif args.action == "list":
+            result = secrets.list()
+            message = "\n".join(result) if result else "no secrets"
+        else:
+            removed = secrets.remove(args.name)
+            if not removed:
+                raise CommandError(f"no secret named {args.name!r}")
+            result, message = {"removed": args.name}, f"secret {args.name!r} removed"
+    except (ValueError, TypeError) as error:
+        raise CommandError(str(error)) from None
+    if args.json:
+        _print_json(result)
+    else:
+        print(message)
+    return 0
+
+
+# -- parser -------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taskloom", description="Run and inspect durable workflows.")
+    parser.add_argument("--database-url", help="store URL (default: $TASKLOOM_DATABASE_URL or .taskloom/taskloom.db)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    p = command("run", "run a workflow (live progress) and print its result")
+    p.add_argument("target", metavar="MODULE:WORKFLOW")
+    p.add_argument("input", nargs="?", metavar="INPUT", help="workflow input as JSON")
+    p.add_argument("--execution-id", help="continue this execution instead of starting a new one")
+    p.set_defaults(func=cmd_run)
+
+    p = command("resume", "resume a paused execution with INPUT (JSON)")
+    p.add_argument("execution_id", metavar="ID")
+    p.add_argument("input", nargs="?", metavar="INPUT")
+    p.set_defaults(func=cmd_resume)
+
+    p = command("status", "show an execution's status and output")
+    p.add_argument("execution_id", metavar="ID")
+    p.set_defaults(func=cmd_status)
+
+    p = command("events", "list an execution's events in order")
+    p.add_argument("execution_id", metavar="ID")
+    p.set_defaults(func=cmd_events)
+
+    p = command("list", "list executions, newest first")
+    p.add_argument("--workflow")
+    p.add_argument("--status")
+    p.add_argument("--limit", type=int, default=50)
+    p.set_defaults(func=cmd_list)
+
+    p = command("secrets", "manage encrypted secrets (values are never printed)")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    s = actions.add_parser("set", help="set NAME to VALUE (or read the value from stdin)")
+    s.add_argument("name", metavar="NAME")
+    s.add_argument("value", nargs="?", metavar="VALUE")
+    s = actions.add_parser("list", help="list secret names")
+    s = actions.add_parser("remove", help="remove a secret")
+    s.add_argument("name", metavar="NAME")
+    p.set_defaults(func=cmd_secrets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "action", None) and not hasattr(args, "json"):
+        args.json = False
+    if args.database_url:
+        os.environ["TASKLOOM_DATABASE_URL"] = args.database_url
+    try:
+        return int(args.func(args))
+    except CommandError as error:
+        print(f"taskloom {args.command}: {error}", file=sys.stderr)
+        return 2
+    except TaskloomError as error:
+        print(f"taskloom {args.command}: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted; the execution keeps its progress: continue it with `taskloom run TARGET --execution-id ID`",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
