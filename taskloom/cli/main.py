@@ -177,11 +177,8 @@ def cmd_events(args: argparse.Namespace) -> int:
             detail = f"{detail} {json.dumps(event.data, default=str)}".strip()
         step = event.step_id or "-"
         text = json.dumps(detail, default=str) if not isinstance(detail, str) else detail
-        print(
-            f"{event.seq:>6}  {event.timestamp:%H:%M:%S.%f}  {event.type.value:<20} {step:<6} {event.name or '':<16} {text}"[
-                :200
-            ]
-        )
+        line = f"{event.seq:>6}  {event.timestamp:%H:%M:%S.%f}  {event.type.value:<20} {step:<6} {event.name or '':<16}"
+        print(f"{line} {text}"[:200])
     return 0
 
 
