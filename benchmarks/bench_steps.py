@@ -119,9 +119,8 @@ def main() -> None:
             )
             imports.append(float(out.stdout))
         print(f"floor: python -c pass                     {bare:8.3f} s")
-        print(
-            f"python -c: import taskloom (in-process)   {min(imports):8.3f} s (median {statistics.median(imports):.3f}; target <= 0.1 s)"
-        )
+        fastest, median = min(imports), statistics.median(imports)
+        print(f"python -c: import taskloom (in-process)   {fastest:8.3f} s (median {median:.3f}; target <= 0.1 s)")
         print(f"python -c: import + one-step workflow     {whole:8.3f} s ({whole / bare:4.1f}x bare; target <= 0.25 s)")
 
 
