@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from taskloom import policy, serde
 from taskloom.context import current_scope
-from taskloom.errors import NonDeterminismError, SerializationError, WorkflowPaused
+from taskloom.errors import NonDeterminismError, SerializationError, WorkflowCancelled, WorkflowPaused
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.runtime.control import LogRecord, TaskControl
 
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from taskloom.store.base import Store
     from taskloom.task import Task
 
+#: how often a running execution looks whether it was cancelled from outside
+CANCEL_POLL_SECONDS = 0.2
 #: how long a step may run before its start is written on its own (see DeferredStart)
 START_FLUSH_DELAY = 0.05
 _COMPLETED = EventType.STEP_COMPLETED
@@ -114,9 +116,7 @@ class StartWatchdog:
         with self._lock:
             self._pending[start] = time.monotonic() + START_FLUSH_DELAY
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._loop, name="taskloom-start-watchdog", daemon=True
-                )
+                self._thread = threading.Thread(target=self._loop, name="taskloom-start-watchdog", daemon=True)
                 self._thread.start()
 
     def unwatch(self, start: DeferredStart) -> None:
@@ -156,9 +156,7 @@ def _plain(call: Callable[[], Any]) -> Callable[[], Any]:
 class ExecutionRun:
     """One execution being run (or replayed) in this process."""
 
-    def __init__(
-        self, store: Store, execution_id: str, events: Sequence[Event], executor: Executor | None
-    ) -> None:
+    def __init__(self, store: Store, execution_id: str, events: Sequence[Event], executor: Executor | None) -> None:
         self.store = store
         self.execution_id = execution_id
         self.executor = executor
@@ -167,8 +165,19 @@ class ExecutionRun:
         #: the asyncio task driving the workflow body (see _alone_on_loop)
         self.main_task: asyncio.Task[Any] | None = None
         self.watchdog = StartWatchdog()
+        self._cancel_checked = time.monotonic()
         #: set when replayed code diverged; reported even if user code swallowed the exception
         self.nondeterminism: NonDeterminismError | None = None
+
+    def check_cancelled(self) -> None:
+        """Stop at a new step if the execution was cancelled from outside (read at most every 0.2 s)."""
+        now = time.monotonic()
+        if now - self._cancel_checked < CANCEL_POLL_SECONDS:
+            return
+        self._cancel_checked = now
+        record = self.store.get_execution(self.execution_id)
+        if record is not None and record.status == "cancelled":
+            raise WorkflowCancelled(self.execution_id)
 
     def append(self, *events: NewEvent) -> None:
         self.store.append_events(self.execution_id, events)
@@ -202,6 +211,7 @@ class ExecutionRun:
                 return self._decode_result(task, step)
             if step.outcome is _FAILED:
                 raise serde.loads(step.value)
+        self.check_cancelled()
         # A sync body runs on the loop's thread only when no other asyncio task exists to be blocked
         # (a sequential workflow driven by run()); otherwise, or with a timeout, it gets a thread.
         inline = not task.is_async and not task.options.effective_timeout and _alone_on_loop(self.main_task)
@@ -211,9 +221,7 @@ class ExecutionRun:
         )
         start.arm()
         control = (
-            TaskControl(
-                task.name, f"{self.execution_id}:{step_id}", reporter=StepReporter(self, step_id, start)
-            )
+            TaskControl(task.name, f"{self.execution_id}:{step_id}", reporter=StepReporter(self, step_id, start))
             if task.wants_control
             else None
         )
@@ -239,9 +247,7 @@ class ExecutionRun:
             blob, data = self._encode_result(task, step_id, value)
         except Exception as error:
             what = f"task {task.name!r} (step {step_id})"
-            self.append(
-                *start.take(), NewEvent(_FAILED, step_id, task.name, serde.dumps_error(error, what=what))
-            )
+            self.append(*start.take(), NewEvent(_FAILED, step_id, task.name, serde.dumps_error(error, what=what)))
             raise
         self.append(*start.take(), NewEvent(_COMPLETED, step_id, task.name, blob, data))
         return value
@@ -295,9 +301,7 @@ class ExecutionRun:
             until = float(step.started["until"])
         else:
             until = time.time() + seconds
-            self.append(
-                NewEvent(EventType.STEP_STARTED, step_id, "sleep", data={"until": until, "seconds": seconds})
-            )
+            self.append(NewEvent(EventType.STEP_STARTED, step_id, "sleep", data={"until": until, "seconds": seconds}))
         remaining = until - time.time()
         if remaining > 0:
             await asyncio.sleep(remaining)

@@ -19,10 +19,12 @@ from taskloom.context import WorkflowExecutionContext, current_scope
 from taskloom.errors import (
     ExecutionNotFoundError,
     TaskDefinitionError,
+    WorkflowCancelled,
     WorkflowError,
     WorkflowPaused,
 )
 from taskloom.events import EventType, NewEvent
+from taskloom.executions import record_resume
 from taskloom.options import OutputStorage, TaskOptions
 from taskloom.replay import ExecutionRun
 from taskloom.store import default_store
@@ -104,27 +106,8 @@ class Workflow(Generic[T]):
         self, execution_id: str, input: Any = None, *, store: Store | None = None
     ) -> WorkflowExecutionContext[T]:
         store = store or default_store()
-        record = self._load(store, execution_id)
-        if record.status != ExecutionStatus.PAUSED:
-            raise WorkflowError(
-                f"execution {execution_id} of workflow {self.name!r} is {record.status}, not paused; only a "
-                "paused execution can be resumed"
-            )
-        pause = next(
-            (e for e in reversed(store.load_events(execution_id)) if e.type is EventType.EXECUTION_PAUSED),
-            None,
-        )
-        if pause is None or pause.step_id is None:  # pragma: no cover - a paused row always has its event
-            raise WorkflowError(f"execution {execution_id} is marked paused but has no pause event")
-        blob = serde.dumps(input, what=f"resume input of workflow {self.name!r}")
-        store.append_events(
-            execution_id,
-            [
-                NewEvent(EventType.EXECUTION_RESUMED, pause.step_id, pause.name, blob),
-                NewEvent(EventType.STEP_COMPLETED, pause.step_id, "pause", blob),
-            ],
-            status=ExecutionStatus.RUNNING,
-        )
+        self._load(store, execution_id)
+        record = record_resume(store, execution_id, input)
         return await self._drive(store, execution_id, serde.loads(record.input))
 
     # -- the driver --------------------------------------------------------------------------------
@@ -138,13 +121,14 @@ class Workflow(Generic[T]):
             if self.secret_requests:
                 from taskloom.secret_store import default_secret_store
 
-                ctx.secrets = default_secret_store().resolve(
-                    self.secret_requests, owner=f"workflow {self.name!r}"
-                )
+                ctx.secrets = default_secret_store().resolve(self.secret_requests, owner=f"workflow {self.name!r}")
             output = await self.fn(ctx)
             if run.nondeterminism is not None:
                 raise run.nondeterminism
             blob = self._encode_output(execution_id, output)
+        except WorkflowCancelled:
+            ctx.status = ExecutionStatus.CANCELLED
+            return ctx
         except WorkflowPaused as paused:
             store.append_events(
                 execution_id,
@@ -196,9 +180,7 @@ class Workflow(Generic[T]):
         if record is None:
             raise ExecutionNotFoundError(f"no execution {execution_id!r} in the store {store.url}")
         if record.workflow != self.name:
-            raise WorkflowError(
-                f"execution {execution_id} belongs to workflow {record.workflow!r}, not {self.name!r}"
-            )
+            raise WorkflowError(f"execution {execution_id} belongs to workflow {record.workflow!r}, not {self.name!r}")
         return record
 
     def _context(self, store: Store, record: ExecutionRecord) -> WorkflowExecutionContext[T]:

@@ -1,0 +1,71 @@
+"""Operations on executions that need no user code: queue, resume, cancel.
+
+The workflow object, the CLI, the HTTP server and workers all go through these, so an execution is
+resumed or cancelled the same way wherever the request comes from.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from taskloom import serde
+from taskloom.errors import ExecutionNotFoundError, WorkflowError
+from taskloom.events import EventType, NewEvent
+from taskloom.store.base import ExecutionRecord, ExecutionStatus, Store
+
+
+def get_execution(store: Store, execution_id: str) -> ExecutionRecord:
+    record = store.get_execution(execution_id)
+    if record is None:
+        raise ExecutionNotFoundError(f"no execution {execution_id!r} in the store {store.url}")
+    return record
+
+
+def queue_execution(store: Store, workflow: str, target: str, input: Any) -> str:
+    """Record a new execution for a worker to claim; returns its id."""
+    execution_id = uuid.uuid4().hex
+    blob = serde.dumps(input, what=f"workflow {workflow!r} input")
+    store.create_execution(execution_id, workflow, blob, ExecutionStatus.QUEUED, target)
+    return execution_id
+
+
+def record_resume(
+    store: Store, execution_id: str, input: Any, *, status: str = ExecutionStatus.RUNNING
+) -> ExecutionRecord:
+    """Give a paused execution its resume input: the pending ``pause`` step completes with it.
+
+    ``status`` is ``running`` when the caller drives the execution itself, ``queued`` for a worker.
+    """
+    record = get_execution(store, execution_id)
+    if record.status != ExecutionStatus.PAUSED:
+        raise WorkflowError(
+            f"execution {execution_id} of workflow {record.workflow!r} is {record.status}, not paused; only a "
+            "paused execution can be resumed"
+        )
+    pause = next((e for e in reversed(store.load_events(execution_id)) if e.type is EventType.EXECUTION_PAUSED), None)
+    if pause is None or pause.step_id is None:  # pragma: no cover - a paused row always has its event
+        raise WorkflowError(f"execution {execution_id} is marked paused but has no pause event")
+    blob = serde.dumps(input, what=f"resume input of workflow {record.workflow!r}")
+    store.append_events(
+        execution_id,
+        [
+            NewEvent(EventType.EXECUTION_RESUMED, pause.step_id, pause.name, blob),
+            NewEvent(EventType.STEP_COMPLETED, pause.step_id, "pause", blob),
+        ],
+        status=status,
+    )
+    return record
+
+
+def record_cancel(store: Store, execution_id: str) -> ExecutionRecord:
+    """Cancel an execution that has not finished; a running one stops at its next step."""
+    record = get_execution(store, execution_id)
+    if record.status in ExecutionStatus.FINISHED:
+        raise WorkflowError(f"execution {execution_id} has already {record.status}; nothing to cancel")
+    store.append_events(
+        execution_id,
+        [NewEvent(EventType.EXECUTION_CANCELLED, None, record.workflow)],
+        status=ExecutionStatus.CANCELLED,
+    )
+    return record
