@@ -227,6 +227,21 @@ def cmd_secrets(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- worker -------------------------------------------------------------------------------------------
+def cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from taskloom.worker import WorkerSettings, run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = WorkerSettings(args.concurrency, args.lease, args.poll, args.grace)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    run_worker(args.modules, settings)
+    return 0
+
+
 # -- parser -------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskloom", description="Run and inspect durable workflows.")
@@ -262,6 +277,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status")
     p.add_argument("--limit", type=int, default=50)
     p.set_defaults(func=cmd_list)
+
+    p = command("worker", "claim and run queued executions of the workflows in MODULE...")
+    p.add_argument("modules", nargs="+", metavar="MODULE")
+    p.add_argument("--concurrency", type=int, default=4, help="executions run at once (default 4)")
+    p.add_argument("--lease", type=float, default=10.0, help="lease seconds; a dead worker's work moves after it")
+    p.add_argument("--poll", type=float, default=0.5, help="seconds between looks at an empty queue")
+    p.add_argument("--grace", type=float, default=30.0, help="seconds to finish running work on SIGTERM")
+    p.set_defaults(func=cmd_worker)
 
     p = command("secrets", "manage encrypted secrets (values are never printed)")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -72,6 +72,19 @@ class Store(Protocol):
         self, *, workflow: str | None = None, status: str | None = None, limit: int = 100
     ) -> list[ExecutionRecord]: ...
 
+    # -- the work queue (workers) -------------------------------------------------------------------
+    def claim_next_execution(
+        self, worker_id: str, lease_seconds: float, workflows: Sequence[str]
+    ) -> ExecutionRecord | None:
+        """Atomically claim the oldest execution of one of ``workflows`` that is queued, or running
+        under a lease that expired (its worker died). The claim sets status ``running`` and a lease."""
+
+    def renew_leases(self, worker_id: str, lease_seconds: float) -> list[str]:
+        """Extend every lease ``worker_id`` holds; returns the ids it still holds."""
+
+    def release_execution(self, execution_id: str, worker_id: str, *, requeue: bool) -> None:
+        """Drop ``worker_id``'s lease; ``requeue`` puts an unfinished execution back in the queue."""
+
     def put_secret(self, name: str, ciphertext: bytes) -> None: ...
 
     def get_secret(self, name: str) -> bytes | None: ...

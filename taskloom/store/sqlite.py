@@ -8,6 +8,7 @@ Each thread gets its own connection, so readers never wait on the event loop's w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -23,9 +24,7 @@ from taskloom.store.base import ExecutionRecord
 from taskloom.store.migrations import load_migrations, split_statements
 
 BUSY_TIMEOUT_MS = 30_000
-_INSERT_EVENT = (
-    "INSERT INTO events (execution_id, type, step_id, name, value, data, ts) VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
+_INSERT_EVENT = "INSERT INTO events (execution_id, type, step_id, name, value, data, ts) VALUES (?, ?, ?, ?, ?, ?, ?)"
 _EXECUTION_COLUMNS = "id, workflow, status, input, output, created_at, updated_at, target"
 
 
@@ -46,9 +45,7 @@ class SQLiteStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise StoreError(
-                f"cannot create the folder for the SQLite store {str(self.path)!r}: {error}"
-            ) from None
+            raise StoreError(f"cannot create the folder for the SQLite store {str(self.path)!r}: {error}") from None
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -222,6 +219,68 @@ class SQLiteStore:
             conn.execute("ROLLBACK")
             raise
         return int(last or 0)
+
+    # -- the work queue ----------------------------------------------------------------------------
+    def claim_next_execution(
+        self, worker_id: str, lease_seconds: float, workflows: Sequence[str]
+    ) -> ExecutionRecord | None:
+        if not workflows:
+            return None
+        conn = self._conn()
+        now = time.time()
+        marks = ", ".join("?" for _ in workflows)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(
+                f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE workflow IN ({marks}) AND "
+                "(status = 'queued' OR (status = 'running' AND lease_expires_at < ?)) "
+                "ORDER BY created_at LIMIT 1",
+                (*workflows, now),
+            ).fetchone()
+            if row is not None:
+                conn.execute(
+                    "UPDATE executions SET status = 'running', lease_owner = ?, lease_expires_at = ?, updated_at = ? "
+                    "WHERE id = ?",
+                    (worker_id, now + lease_seconds, now, row[0]),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        if row is None:
+            return None
+        record = ExecutionRecord(*row)
+        return dataclasses.replace(record, status="running")
+
+    def renew_leases(self, worker_id: str, lease_seconds: float) -> list[str]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "UPDATE executions SET lease_expires_at = ? WHERE lease_owner = ? AND status = 'running'",
+                (time.time() + lease_seconds, worker_id),
+            )
+            held = [r[0] for r in conn.execute("SELECT id FROM executions WHERE lease_owner = ?", (worker_id,))]
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return held
+
+    def release_execution(self, execution_id: str, worker_id: str, *, requeue: bool) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "UPDATE executions SET lease_owner = NULL, lease_expires_at = NULL, "
+                "status = CASE WHEN ? AND status = 'running' THEN 'queued' ELSE status END "
+                "WHERE id = ? AND lease_owner = ?",
+                (1 if requeue else 0, execution_id, worker_id),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     # -- secrets -----------------------------------------------------------------------------------
     def put_secret(self, name: str, ciphertext: bytes) -> None:

@@ -1,0 +1,192 @@
+"""Workers: claim queued executions from the store, run them, keep their leases alive.
+
+A worker imports user code by module name (code is never uploaded to it), claims executions of the
+workflows it found there, and runs each with the normal replaying driver, so an execution that another
+worker left half-done (its lease expired) continues from its last recorded step. A heartbeat thread
+renews the leases of everything the worker holds. SIGTERM stops claiming, lets running executions finish
+within a grace period, and puts back in the queue what is still unfinished then.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from taskloom.errors import WorkflowError
+from taskloom.store import default_store
+from taskloom.store.base import ExecutionRecord, Store
+from taskloom.workflow import Workflow
+
+log = logging.getLogger("taskloom.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    concurrency: int = 4
+    lease_seconds: float = 10.0
+    poll_seconds: float = 0.5
+    grace_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("concurrency", "lease_seconds", "poll_seconds", "grace_seconds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ValueError(f"worker setting {name!r} must be a positive number, got {value!r}")
+
+
+def find_workflows(modules: Iterable[ModuleType]) -> dict[str, Workflow[Any]]:
+    """Every @workflow defined at the top level of ``modules``, by name."""
+    found: dict[str, Workflow[Any]] = {}
+    for module in modules:
+        for value in vars(module).values():
+            if isinstance(value, Workflow):
+                other = found.get(value.name)
+                if other is not None and other is not value:
+                    raise WorkflowError(
+                        f"two workflows are named {value.name!r} ({other.target} and {value.target}); "
+                        "give one a different name with @workflow.with_options(name=...)"
+                    )
+                found[value.name] = value
+    return found
+
+
+def import_modules(names: Sequence[str]) -> list[ModuleType]:
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    modules = []
+    for name in names:
+        try:
+            modules.append(importlib.import_module(name))
+        except ImportError as error:
+            raise WorkflowError(f"worker cannot import module {name!r}: {error}") from None
+    return modules
+
+
+class Worker:
+    """Claims and runs executions of ``workflows`` until :meth:`stop` (or SIGTERM)."""
+
+    def __init__(
+        self,
+        workflows: dict[str, Workflow[Any]],
+        settings: WorkerSettings | None = None,
+        *,
+        store: Store | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        if not workflows:
+            raise WorkflowError("the worker found no @workflow in its modules; nothing to run")
+        self.workflows = workflows
+        self.settings = settings or WorkerSettings()
+        self.store = store or default_store()
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._stopping = threading.Event()
+        self._slots = threading.Semaphore(self.settings.concurrency)
+        self._running: dict[str, Future[Any]] = {}
+        self._lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop claiming; :meth:`run` then drains what it holds and returns."""
+        self._stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        def on_signal(signum: int, frame: Any) -> None:
+            log.info("worker %s: signal %s, finishing what it holds", self.worker_id, signum)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    def run(self) -> bool:
+        """Claim and run until stopped. True when executions were still running after the grace period
+        (they were put back in the queue; the caller should exit the process to end their threads)."""
+        names = sorted(self.workflows)
+        log.info("worker %s: running workflows %s", self.worker_id, ", ".join(names))
+        heartbeat = threading.Thread(target=self._heartbeat, name="taskloom-heartbeat", daemon=True)
+        heartbeat.start()
+        pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="taskloom-worker")
+        while not self._stopping.is_set():
+            if not self._slots.acquire(timeout=self.settings.poll_seconds):
+                continue
+            record = self._claim(names)
+            if record is None:
+                self._slots.release()
+                self._stopping.wait(self.settings.poll_seconds)
+                continue
+            with self._lock:
+                self._running[record.id] = pool.submit(self._execute, record)
+        abandoned = self._drain()
+        pool.shutdown(wait=not abandoned)
+        log.info("worker %s: stopped", self.worker_id)
+        return abandoned
+
+    def _claim(self, names: list[str]) -> ExecutionRecord | None:
+        try:
+            return self.store.claim_next_execution(self.worker_id, self.settings.lease_seconds, names)
+        except Exception:
+            log.exception("worker %s: claiming failed; retrying", self.worker_id)
+            return None
+
+    def _execute(self, record: ExecutionRecord) -> None:
+        requeue = False
+        try:
+            ctx = self.workflows[record.workflow].run(execution_id=record.id)
+            log.info("worker %s: execution %s %s", self.worker_id, record.id, ctx.status)
+        except Exception:
+            # A code or store problem, not a workflow failure (those are recorded): let another try.
+            log.exception("worker %s: execution %s could not run", self.worker_id, record.id)
+            requeue = True
+        finally:
+            with self._lock:
+                self._running.pop(record.id, None)
+            try:
+                self.store.release_execution(record.id, self.worker_id, requeue=requeue)
+            finally:
+                self._slots.release()
+
+    def _heartbeat(self) -> None:
+        interval = self.settings.lease_seconds / 3
+        while True:
+            stopping = self._stopping.wait(interval)
+            if stopping and not self._running:
+                return
+            try:
+                self.store.renew_leases(self.worker_id, self.settings.lease_seconds)
+            except Exception:
+                log.exception("worker %s: lease renewal failed", self.worker_id)
+
+    def _drain(self) -> bool:
+        with self._lock:
+            pending = list(self._running.items())
+        abandoned = False
+        deadline = time.monotonic() + self.settings.grace_seconds
+        for execution_id, future in pending:
+            try:
+                future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                log.warning("worker %s: execution %s still running at shutdown; requeued", self.worker_id, execution_id)
+                self.store.release_execution(execution_id, self.worker_id, requeue=True)
+                abandoned = True
+            except Exception:
+                pass
+        return abandoned
+
+
+def run_worker(module_names: Sequence[str], settings: WorkerSettings) -> None:
+    """Entry point of ``taskloom worker MODULE...``."""
+    worker = Worker(find_workflows(import_modules(module_names)), settings)
+    worker.install_signal_handlers()
+    if worker.run():
+        os._exit(0)  # threads still inside abandoned executions; their work was requeued
