@@ -44,8 +44,7 @@ _NONCE_SIZE = 12
 _TAG_SIZE = 16
 _AAD_PREFIX = b"taskloom-secret-v1\x00"
 _GENERATE_HINT = (
-    "generate one with: python -c "
-    '"import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())"'
+    'generate one with: python -c "import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())"'
 )
 
 
@@ -110,16 +109,16 @@ class SecretStore:
             try:
                 _check_name(name)
             except ValueError as error:
-                raise ValueError(f"{owner!r} requested an invalid secret name: {error}") from None
+                raise ValueError(f"{owner} requested an invalid secret name: {error}") from None
         sealed = {name: self.store.get_secret(name) for name in wanted}
         missing = [name for name, blob in sealed.items() if blob is None]
         if missing:
             listed = ", ".join(repr(name) for name in missing)
             how = "; ".join(f"taskloom secrets set {name}" for name in missing)
             if len(missing) == 1:
-                message = f"{owner!r} requested secret {listed}, which is not set; set it with: {how}"
+                message = f"{owner} requested secret {listed}, which is not set; set it with: {how}"
             else:
-                message = f"{owner!r} requested secrets {listed}, which are not set; set them with: {how}"
+                message = f"{owner} requested secrets {listed}, which are not set; set them with: {how}"
             not_found = SecretNotFoundError(message)
             not_found.names = tuple(missing)  # type: ignore[attr-defined]
             not_found.owner = owner  # type: ignore[attr-defined]
@@ -168,9 +167,7 @@ def _check_name(name: object) -> None:
     if not name:
         raise ValueError("a secret name must not be empty")
     if len(name) > MAX_NAME_LENGTH:
-        raise ValueError(
-            f"secret name {name[:40]!r}... is {len(name)} characters; the limit is {MAX_NAME_LENGTH}"
-        )
+        raise ValueError(f"secret name {name[:40]!r}... is {len(name)} characters; the limit is {MAX_NAME_LENGTH}")
     if any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in name):
         raise ValueError(
             f"secret name {name!r} contains whitespace or control characters; use letters, digits and _ . -"
@@ -196,9 +193,7 @@ def decode_key(text: str, *, source: str) -> bytes:
     except (binascii.Error, ValueError):
         raise SecretStoreError(f"{source} is not urlsafe base64; {_GENERATE_HINT}") from None
     if len(key) != KEY_SIZE:
-        raise SecretStoreError(
-            f"{source} must encode {KEY_SIZE} bytes, it encodes {len(key)}; {_GENERATE_HINT}"
-        )
+        raise SecretStoreError(f"{source} must encode {KEY_SIZE} bytes, it encodes {len(key)}; {_GENERATE_HINT}")
     return key
 
 
