@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from taskloom.errors import StoreError
+from taskloom.errors import ExecutionNotFoundError, StoreError
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.store.base import ExecutionRecord
 from taskloom.store.migrations import load_migrations, split_statements
@@ -61,8 +61,9 @@ class SQLiteStore:
                 self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
             )
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._enable_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as error:
             raise StoreError(f"cannot open the SQLite store {str(self.path)!r}: {error}") from None
         self._local.conn = conn
@@ -70,6 +71,21 @@ class SQLiteStore:
         with self._lock:
             self._connections.append(conn)
         return conn
+
+    @staticmethod
+    def _enable_wal(conn: sqlite3.Connection) -> None:
+        # Switching a new file to WAL answers "database is locked" at once (no busy wait) when another
+        # connection opens it at the same moment; retry within the busy timeout.
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         migrations = load_migrations("sqlite")
@@ -188,6 +204,8 @@ class SQLiteStore:
         status: str | None = None,
         output: bytes | None = None,
     ) -> int:
+        if not events and status is None:
+            return 0
         conn = self._conn()
         now = time.time()
         rows = [
@@ -215,6 +233,9 @@ class SQLiteStore:
                     (status, output, now, execution_id),
                 )
             conn.execute("COMMIT")
+        except sqlite3.IntegrityError:
+            conn.execute("ROLLBACK")
+            raise ExecutionNotFoundError(f"no execution {execution_id!r} in the store {self.url}") from None
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -250,7 +271,7 @@ class SQLiteStore:
         if row is None:
             return None
         record = ExecutionRecord(*row)
-        return dataclasses.replace(record, status="running")
+        return dataclasses.replace(record, status="running", updated_at=now)
 
     def renew_leases(self, worker_id: str, lease_seconds: float) -> list[str]:
         conn = self._conn()

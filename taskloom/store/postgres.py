@@ -1,0 +1,323 @@
+"""The shared store: PostgreSQL through psycopg 3, for several processes and machines.
+
+Every protocol method is one explicit transaction (autocommit off, ``BEGIN``/``COMMIT`` around the
+method) on a connection borrowed from a small pool, so any number of threads can share a store and
+short-lived threads do not each leave a server connection behind.
+
+Appending to an execution first locks its row, so one execution's events take their seqs in commit
+order: a reader following ``load_events(after_seq=...)`` never misses an event that commits later with
+a smaller seq.
+
+A forked child never uses or closes its parent's connections (closing one would end the parent's
+session on the server); it notices the new process id and opens its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import pq
+from psycopg.rows import TupleRow
+
+from taskloom.errors import ExecutionNotFoundError, StoreError
+from taskloom.events import Event, EventType, NewEvent
+from taskloom.store.base import ExecutionRecord
+from taskloom.store.migrations import load_migrations
+
+Connection = psycopg.Connection[TupleRow]
+
+CONNECT_TIMEOUT_SECONDS = 10
+#: Idle connections kept for reuse; more may be open while more threads are inside the store at once.
+MAX_IDLE_CONNECTIONS = 8
+#: Key of the advisory lock held while migrating, so stores starting together migrate one at a time.
+MIGRATION_LOCK_KEY = int.from_bytes(b"taskloom", "big")
+
+_EXECUTION_COLUMNS = "id, workflow, status, input, output, created_at, updated_at, target"
+_INSERT_STARTED = "INSERT INTO events (execution_id, type, name, value, ts) VALUES (%s, %s, %s, %s, %s)"
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password, for error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class PostgresStore:
+    """A Store over one PostgreSQL database; safe to share between threads and forked processes."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._idle: list[Connection] = []
+        # Connections inherited from the parent process: kept referenced, never closed (see _after_fork).
+        self._inherited: list[Connection] = []
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- connections -------------------------------------------------------------------------------
+    def _connect(self) -> Connection:
+        try:
+            return psycopg.connect(self.url, autocommit=False, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+        except psycopg.Error as error:
+            message = f"cannot connect to the PostgreSQL store {redacted(self.url)}: {error}"
+            raise StoreError(message) from None
+
+    def _after_fork(self) -> None:
+        # The parent's connections share their sockets with the parent: closing them here would send
+        # the server a goodbye on the parent's behalf. Keep them referenced and unused (psycopg does not
+        # close a connection garbage-collected in another process either) and start a fresh pool. The
+        # lock is replaced without being taken: another parent thread may have held it at the fork.
+        self._inherited.extend(self._idle)
+        self._idle = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def _checkout(self) -> Connection:
+        if self._pid != os.getpid():
+            self._after_fork()
+        with self._lock:
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.closed:
+                    return conn
+        return self._connect()
+
+    def _checkin(self, conn: Connection) -> None:
+        if conn.closed:
+            return
+        if self._pid == os.getpid() and conn.info.transaction_status == pq.TransactionStatus.IDLE:
+            with self._lock:
+                if len(self._idle) < MAX_IDLE_CONNECTIONS:
+                    self._idle.append(conn)
+                    return
+        conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """One transaction on a pooled connection: committed on exit, rolled back on any exception."""
+        conn = self._checkout()
+        try:
+            with conn.transaction():
+                yield conn
+        finally:
+            self._checkin(conn)
+
+    def _migrate(self) -> None:
+        migrations = load_migrations("postgres")
+        latest = migrations[-1][0]
+        with self._transaction() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            current = (row[0] if row else None) or 0
+            if current > latest:
+                raise StoreError(
+                    f"the store {redacted(self.url)} has schema version {current}, newer than this taskloom "
+                    f"knows ({latest}); upgrade taskloom"
+                )
+            for version, sql in migrations:
+                if version > current:
+                    conn.execute(sql)  # a whole migration file; no parameters, so several statements
+                    conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+
+    def close(self) -> None:
+        """Close the idle connections; the store stays usable and reconnects on its next call."""
+        if self._pid != os.getpid():
+            self._after_fork()
+            return
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    # -- executions --------------------------------------------------------------------------------
+    def create_execution(
+        self, execution_id: str, workflow: str, input: bytes | None, status: str, target: str | None = None
+    ) -> None:
+        now = time.time()
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO executions (id, workflow, target, status, input, created_at, updated_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (execution_id, workflow, target, status, input, now, now),
+            )
+            conn.execute(
+                _INSERT_STARTED,
+                (execution_id, EventType.EXECUTION_STARTED.value, workflow, input, now),
+            )
+
+    def get_execution(self, execution_id: str) -> ExecutionRecord | None:
+        with self._transaction() as conn:
+            query = f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE id = %s"
+            row = conn.execute(query, (execution_id,)).fetchone()
+        return ExecutionRecord(*row) if row else None
+
+    def list_executions(
+        self, *, workflow: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[ExecutionRecord]:
+        clauses, params = [], []
+        if workflow is not None:
+            clauses.append("workflow = %s")
+            params.append(workflow)
+        if status is not None:
+            clauses.append("status = %s")
+            params.append(status)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        # COLLATE "C": ties break by code point, as in SQLite, whatever the database's collation.
+        with self._transaction() as conn:
+            rows = conn.execute(
+                f"SELECT {_EXECUTION_COLUMNS} FROM executions {where} "
+                'ORDER BY created_at DESC, id COLLATE "C" LIMIT %s',
+                (*params, int(limit)),
+            ).fetchall()
+        return [ExecutionRecord(*row) for row in rows]
+
+    # -- events ------------------------------------------------------------------------------------
+    def load_events(self, execution_id: str, after_seq: int = 0) -> list[Event]:
+        with self._transaction() as conn:
+            rows = conn.execute(
+                "SELECT seq, type, ts, step_id, name, value, data FROM events "
+                "WHERE execution_id = %s AND seq > %s ORDER BY seq",
+                (execution_id, after_seq),
+            ).fetchall()
+        return [
+            Event(
+                seq,
+                execution_id,
+                EventType(type_),
+                datetime.fromtimestamp(ts, UTC),
+                step_id,
+                name,
+                value,
+                json.loads(data) if data else {},
+            )
+            for seq, type_, ts, step_id, name, value, data in rows
+        ]
+
+    def append_events(
+        self,
+        execution_id: str,
+        events: Sequence[NewEvent],
+        *,
+        status: str | None = None,
+        output: bytes | None = None,
+    ) -> int:
+        if not events and status is None:
+            return 0
+        now = time.time()
+        with self._transaction() as conn:
+            # Lock the execution's row before taking seqs (see the module docstring).
+            if status is not None:
+                found = conn.execute(
+                    "UPDATE executions SET status = %s, output = %s, updated_at = %s WHERE id = %s",
+                    (status, output, now, execution_id),
+                ).rowcount
+            else:
+                found = conn.execute(
+                    "SELECT 1 FROM executions WHERE id = %s FOR NO KEY UPDATE", (execution_id,)
+                ).rowcount
+            if not found:
+                raise ExecutionNotFoundError(f"no execution {execution_id!r} in the store {redacted(self.url)}")
+            if not events:
+                return 0
+            # One statement for the whole batch; WITH ORDINALITY keeps the caller's order for the seqs.
+            seqs = conn.execute(
+                "INSERT INTO events (execution_id, type, step_id, name, value, data, ts) "
+                "SELECT %s, type, step_id, name, value, data, %s "
+                "FROM unnest(%s::text[], %s::text[], %s::text[], %s::bytea[], %s::text[]) "
+                "WITH ORDINALITY AS batch (type, step_id, name, value, data, position) "
+                "ORDER BY position RETURNING seq",
+                (
+                    execution_id,
+                    now,
+                    [e.type.value for e in events],
+                    [e.step_id for e in events],
+                    [e.name for e in events],
+                    [e.value for e in events],
+                    [json.dumps(e.data, separators=(",", ":")) if e.data else None for e in events],
+                ),
+            ).fetchall()
+        return max(int(seq) for (seq,) in seqs)
+
+    # -- the work queue ----------------------------------------------------------------------------
+    def claim_next_execution(
+        self, worker_id: str, lease_seconds: float, workflows: Sequence[str]
+    ) -> ExecutionRecord | None:
+        if not workflows:
+            return None
+        now = time.time()
+        # SKIP LOCKED: workers polling together each take a different execution instead of queueing
+        # behind one row lock; the claim and the lease are one statement.
+        with self._transaction() as conn:
+            row = conn.execute(
+                "UPDATE executions SET status = 'running', lease_owner = %s, lease_expires_at = %s, "
+                "updated_at = %s WHERE id = ("
+                "  SELECT id FROM executions WHERE workflow = ANY(%s) AND "
+                "  (status = 'queued' OR (status = 'running' AND lease_expires_at < %s)) "
+                "  ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+                f") RETURNING {_EXECUTION_COLUMNS}",
+                (worker_id, now + lease_seconds, now, list(workflows), now),
+            ).fetchone()
+        return ExecutionRecord(*row) if row else None
+
+    def renew_leases(self, worker_id: str, lease_seconds: float) -> list[str]:
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE executions SET lease_expires_at = %s WHERE lease_owner = %s AND status = 'running'",
+                (time.time() + lease_seconds, worker_id),
+            )
+            rows = conn.execute(
+                'SELECT id FROM executions WHERE lease_owner = %s ORDER BY id COLLATE "C"', (worker_id,)
+            ).fetchall()
+        return [execution_id for (execution_id,) in rows]
+
+    def release_execution(self, execution_id: str, worker_id: str, *, requeue: bool) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE executions SET lease_owner = NULL, lease_expires_at = NULL, "
+                "status = CASE WHEN %s AND status = 'running' THEN 'queued' ELSE status END "
+                "WHERE id = %s AND lease_owner = %s",
+                (requeue, execution_id, worker_id),
+            )
+
+    # -- secrets -----------------------------------------------------------------------------------
+    def put_secret(self, name: str, ciphertext: bytes) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO secrets (name, ciphertext, updated_at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (name) DO UPDATE SET ciphertext = excluded.ciphertext, "
+                "updated_at = excluded.updated_at",
+                (name, ciphertext, time.time()),
+            )
+
+    def get_secret(self, name: str) -> bytes | None:
+        with self._transaction() as conn:
+            row = conn.execute("SELECT ciphertext FROM secrets WHERE name = %s", (name,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def list_secret_names(self) -> list[str]:
+        with self._transaction() as conn:
+            rows = conn.execute('SELECT name FROM secrets ORDER BY name COLLATE "C"').fetchall()
+        return [name for (name,) in rows]
+
+    def delete_secret(self, name: str) -> bool:
+        with self._transaction() as conn:
+            deleted = conn.execute("DELETE FROM secrets WHERE name = %s", (name,)).rowcount
+        return bool(deleted)

@@ -1,0 +1,316 @@
+"""A throwaway PostgreSQL server for tests: initdb into a temp dir, start on a free port, stop, delete.
+
+It uses the server binaries of the machine (Debian's ``/usr/lib/postgresql/<version>/bin``, or ``initdb``
+on ``PATH``) and needs no running cluster. PostgreSQL refuses to run as root, so when the tests run as
+root the binaries run as the ``postgres`` user, and the temp dir is handed to that user.
+
+The server trades durability for speed (``fsync=off``, ``synchronous_commit=off``,
+``full_page_writes=off``): a test server that loses its data on a power cut loses nothing of value.
+
+Kept free of pytest so scripts and benchmarks can start a server too::
+
+    with running_postgres() as server:
+        print(server.url())
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from subprocess import CompletedProcess
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+from psycopg import sql
+
+SERVER_USER = "postgres"
+DEFAULT_DATABASE = "taskloom_test"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+#: Attempts to start on a fresh free port: another process may take the port between probe and bind.
+START_ATTEMPTS = 3
+
+SPEED_SETTINGS = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "jit": "off",
+    # Each store keeps a connection per thread; tests with many threads and stores add up.
+    "max_connections": "200",
+}
+
+
+class PostgresServerError(RuntimeError):
+    """The test server could not be set up, started or stopped; the message includes its log."""
+
+
+def find_bindir() -> Path | None:
+    """The folder holding ``initdb``, ``pg_ctl`` and ``postgres``: Debian's newest version, else PATH."""
+    debian = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda path: _version_key(path.parent.parent.name),
+    )
+    if debian:
+        return debian[-1].parent
+    on_path = shutil.which("initdb")
+    return Path(on_path).resolve().parent if on_path else None
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", name))
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class PostgresServer:
+    """A running test server; ``url(db)`` names one of its databases."""
+
+    bindir: Path
+    root: Path
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "server.log"
+
+    def url(self, database: str = DEFAULT_DATABASE) -> str:
+        return f"postgresql://{SERVER_USER}@127.0.0.1:{self.port}/{database}"
+
+    def admin_connection(self) -> psycopg.Connection[Any]:
+        """An autocommit connection to the ``postgres`` database, for CREATE/DROP DATABASE."""
+        return psycopg.connect(self.url("postgres"), autocommit=True, connect_timeout=5)
+
+    def create_database(self, name: str) -> str:
+        """Create an empty database and return its URL."""
+        with self.admin_connection() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        """Drop a database, closing any connection a test left open on it."""
+        with self.admin_connection() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def create_schema(self, name: str, database: str = DEFAULT_DATABASE) -> str:
+        """Create an empty schema and return a URL whose connections work in it alone.
+
+        Much cheaper than a database per test (milliseconds, not a copy of the template's files). The
+        URL sets ``search_path`` to the schema and ``application_name`` to its name, so
+        :meth:`drop_schema` can find and end connections a test left open.
+        """
+        with psycopg.connect(self.url(database), autocommit=True, connect_timeout=5) as conn:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+        return f"{self.url(database)}?options=-csearch_path%3D{quote(name)}&application_name={quote(name)}"
+
+    def drop_schema(self, name: str, database: str = DEFAULT_DATABASE) -> None:
+        """End the connections still open on the schema's URL, then drop the schema and all in it."""
+        with psycopg.connect(self.url(database), autocommit=True, connect_timeout=5) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+    def stop(self) -> None:
+        """Stop the server at once (``-m immediate``: no checkpoint, the data is thrown away)."""
+        if self.process.poll() is None:
+            _run_as_server_user(
+                [str(self.bindir / "pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "immediate", "-w"],
+                cwd=self.root,
+                check=False,
+            )
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=STOP_TIMEOUT)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_file.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "(no server log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@contextmanager
+def running_postgres(
+    database: str = DEFAULT_DATABASE, *, bindir: Path | None = None, start_timeout: float = START_TIMEOUT
+) -> Iterator[PostgresServer]:
+    """Start a fresh server with an empty ``database``; stop it and delete its files afterwards."""
+    bindir = bindir or find_bindir()
+    if bindir is None:
+        raise PostgresServerError("PostgreSQL server binaries not found (initdb); install postgresql")
+    root = Path(tempfile.mkdtemp(prefix="taskloom-pg-", dir=_temp_parent()))
+    server: PostgresServer | None = None
+    try:
+        _give_to_server_user(root)
+        _initdb(bindir, root)
+        server = _start(bindir, root, start_timeout)
+        server.create_database(database)
+        yield server
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _initdb(bindir: Path, root: Path) -> None:
+    result = _run_as_server_user(
+        [
+            str(bindir / "initdb"),
+            "--pgdata",
+            str(root / "data"),
+            "--username",
+            SERVER_USER,
+            "--auth",
+            "trust",
+            "--encoding",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+        ],
+        cwd=root,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise PostgresServerError(f"initdb failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+
+
+def _start(bindir: Path, root: Path, timeout: float) -> PostgresServer:
+    socket_dir = root / "sock"
+    socket_dir.mkdir()
+    _give_to_server_user(socket_dir)
+    failures = []
+    for _ in range(START_ATTEMPTS):
+        port = free_port()
+        settings = {
+            **SPEED_SETTINGS,
+            "listen_addresses": "127.0.0.1",
+            "port": str(port),
+            "unix_socket_directories": str(socket_dir),
+            "logging_collector": "off",
+        }
+        command = [str(bindir / "postgres"), "-D", str(root / "data")]
+        for key, value in settings.items():
+            command += ["-c", f"{key}={value}"]
+        with open(root / "server.log", "ab") as log:
+            process = _popen_as_server_user(command, cwd=root, stdout=log)
+        server = PostgresServer(bindir, root, port, process)
+        if _wait_until_ready(server, timeout):
+            return server
+        server.stop()
+        failures.append(f"port {port}:\n{server.log_tail()}")
+    raise PostgresServerError("PostgreSQL did not start:\n" + "\n".join(failures))
+
+
+def _wait_until_ready(server: PostgresServer, timeout: float) -> bool:
+    """Poll until the server accepts a connection; False if it exited or the deadline passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            return False
+        try:
+            with psycopg.connect(server.url("postgres"), connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except psycopg.OperationalError:
+            time.sleep(0.02)  # poll interval, not a synchronisation
+    return False
+
+
+# -- running as the server user ------------------------------------------------------------------
+
+
+def _server_account() -> pwd.struct_passwd | None:
+    """The account to run the binaries as: ``postgres`` when we are root, else ourselves (None)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        raise PostgresServerError(
+            f"running as root but there is no {SERVER_USER!r} user to run PostgreSQL as "
+            "(Debian's postgresql package creates it)"
+        ) from None
+
+
+def _give_to_server_user(path: Path) -> None:
+    account = _server_account()
+    if account is not None:
+        os.chown(path, account.pw_uid, account.pw_gid)
+
+
+def _temp_parent() -> str:
+    """A temp folder the server user can reach: ours, unless we are root and it is private."""
+    parent = Path(tempfile.gettempdir()).resolve()
+    if _server_account() is None:
+        return str(parent)
+    reachable = all(folder.stat().st_mode & 0o001 for folder in (parent, *parent.parents))
+    return str(parent) if reachable else "/tmp"
+
+
+def _server_env() -> dict[str, str]:
+    # PG* variables of the caller (PGDATA, PGPORT, ...) must not steer the test server.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+    env["LC_ALL"] = "C"
+    account = _server_account()
+    if account is not None:
+        env.update(HOME=account.pw_dir, USER=account.pw_name, LOGNAME=account.pw_name)
+    return env
+
+
+def _user_kwargs() -> dict[str, Any]:
+    account = _server_account()
+    if account is None:
+        return {}
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+
+
+def _run_as_server_user(command: Sequence[str], *, cwd: Path, check: bool) -> CompletedProcess[str]:
+    return subprocess.run(
+        command,
+        cwd=cwd,
+        env=_server_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=120,
+        **_user_kwargs(),
+    )
+
+
+def _popen_as_server_user(command: Sequence[str], *, cwd: Path, stdout: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=_server_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        **_user_kwargs(),
+    )

@@ -1,0 +1,565 @@
+"""The Store contract: every test runs against SQLite and PostgreSQL (``[sqlite]`` / ``[postgres]``)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from taskloom.errors import ExecutionNotFoundError, StoreError
+from taskloom.events import Event, EventType, NewEvent
+from taskloom.store import ExecutionStatus, Store, open_store
+from taskloom.store.migrations import load_migrations
+
+
+def run_sql(url: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement straight on the store's database (``?`` placeholders), outside any Store."""
+    if url.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            cursor = conn.execute(sql.replace("?", "%s"), params)
+            return cursor.fetchall() if cursor.description else []
+    db = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        return db.execute(sql, params).fetchall()
+    finally:
+        db.close()
+
+
+def migration_count(url: str) -> int:
+    return len(load_migrations("postgres" if url.startswith("postgresql://") else "sqlite"))
+
+
+def step(step_id: str, type_: EventType = EventType.STEP_COMPLETED, **fields: Any) -> NewEvent:
+    return NewEvent(type_, step_id=step_id, name=f"task_{step_id}", **fields)
+
+
+@pytest.fixture
+def execution(store: Store) -> str:
+    store.create_execution("exec-1", "order_flow", b"input", ExecutionStatus.RUNNING, target="app:order_flow")
+    return "exec-1"
+
+
+# -- executions --------------------------------------------------------------------------------------
+
+
+def test_created_execution_reads_back_with_every_field(store: Store) -> None:
+    before = time.time()
+    store.create_execution("exec-1", "order_flow", b"\x00input", ExecutionStatus.QUEUED, target="app:flow")
+
+    record = store.get_execution("exec-1")
+
+    assert record is not None
+    assert (record.id, record.workflow, record.status, record.target) == (
+        "exec-1",
+        "order_flow",
+        "queued",
+        "app:flow",
+    )
+    assert record.input == b"\x00input"
+    assert record.output is None
+    assert before - 1 <= record.created_at <= time.time() + 1
+    assert record.updated_at == record.created_at
+
+
+def test_created_execution_starts_with_an_execution_started_event(store: Store) -> None:
+    store.create_execution("exec-1", "order_flow", b"input", ExecutionStatus.RUNNING)
+
+    (started,) = store.load_events("exec-1")
+
+    assert started.type is EventType.EXECUTION_STARTED
+    assert started.execution_id == "exec-1"
+    assert started.name == "order_flow"
+    assert started.raw_value == b"input"
+    assert started.step_id is None
+    assert started.data == {}
+
+
+def test_execution_without_input_or_target_keeps_them_none(store: Store) -> None:
+    store.create_execution("exec-1", "order_flow", None, ExecutionStatus.RUNNING)
+
+    record = store.get_execution("exec-1")
+
+    assert record is not None
+    assert record.input is None
+    assert record.target is None
+    assert store.load_events("exec-1")[0].raw_value is None
+
+
+def test_unknown_execution_is_none(store: Store) -> None:
+    assert store.get_execution("no-such-execution") is None
+
+
+def test_unknown_execution_has_no_events(store: Store) -> None:
+    assert store.load_events("no-such-execution") == []
+
+
+# -- events ------------------------------------------------------------------------------------------
+
+
+def test_events_come_back_as_typed_events_in_the_order_appended(store: Store, execution: str) -> None:
+    store.append_events(
+        execution,
+        [
+            step("1", EventType.STEP_STARTED),
+            step("1", value=b"result", data={"attempt": 1, "note": "ünïcode ✓", "nested": {"a": [1, 2.5]}}),
+            NewEvent(EventType.EXECUTION_PAUSED, name="approval"),
+        ],
+    )
+
+    events = store.load_events(execution)
+
+    assert [type(event) for event in events] == [Event] * 4
+    assert [event.type for event in events] == [
+        EventType.EXECUTION_STARTED,
+        EventType.STEP_STARTED,
+        EventType.STEP_COMPLETED,
+        EventType.EXECUTION_PAUSED,
+    ]
+    completed, paused = events[2], events[3]
+    assert (completed.step_id, completed.name, completed.raw_value) == ("1", "task_1", b"result")
+    assert completed.data == {"attempt": 1, "note": "ünïcode ✓", "nested": {"a": [1, 2.5]}}
+    assert (paused.step_id, paused.name, paused.raw_value, paused.data) == (None, "approval", None, {})
+
+
+def test_event_timestamps_are_timezone_aware_utc_and_current(store: Store, execution: str) -> None:
+    before = datetime.now(UTC)
+    store.append_events(execution, [step("1")])
+    after = datetime.now(UTC)
+
+    timestamp = store.load_events(execution)[-1].timestamp
+
+    assert timestamp.tzinfo is not None
+    assert timestamp.utcoffset() == UTC.utcoffset(None)
+    assert before.timestamp() - 1 <= timestamp.timestamp() <= after.timestamp() + 1
+
+
+def test_event_values_keep_every_byte_and_empty_is_not_none(store: Store, execution: str) -> None:
+    every_byte = bytes(range(256))
+    store.append_events(execution, [step("1", value=every_byte), step("2", value=b""), step("3")])
+
+    values = [event.raw_value for event in store.load_events(execution)[1:]]
+
+    assert values == [every_byte, b"", None]
+    assert all(value is None or type(value) is bytes for value in values)
+
+
+def test_seqs_increase_across_appends_and_append_returns_the_last(store: Store, execution: str) -> None:
+    returned = [
+        store.append_events(execution, [step("1", EventType.STEP_STARTED), step("1")]),
+        store.append_events(execution, [step("2")]),
+        store.append_events(execution, [step("3", EventType.STEP_STARTED), step("3"), step("4")]),
+    ]
+
+    seqs = [event.seq for event in store.load_events(execution)]
+
+    assert seqs == sorted(set(seqs))
+    assert returned == [seqs[2], seqs[3], seqs[6]]
+
+
+def test_load_events_after_seq_returns_only_later_events(store: Store, execution: str) -> None:
+    first = store.append_events(execution, [step("1"), step("2")])
+    store.append_events(execution, [step("3"), step("4")])
+
+    later = store.load_events(execution, after_seq=first)
+
+    assert [event.step_id for event in later] == ["3", "4"]
+    assert all(event.seq > first for event in later)
+    assert store.load_events(execution, after_seq=later[-1].seq) == []
+
+
+def test_events_of_other_executions_are_not_loaded(store: Store, execution: str) -> None:
+    store.create_execution("exec-2", "other_flow", None, ExecutionStatus.RUNNING)
+    store.append_events("exec-2", [step("1")])
+    store.append_events(execution, [step("9")])
+
+    events = store.load_events(execution)
+
+    assert {event.execution_id for event in events} == {execution}
+    assert [event.step_id for event in events] == [None, "9"]
+
+
+def test_append_with_status_sets_status_and_output(store: Store, execution: str) -> None:
+    created = store.get_execution(execution)
+    store.append_events(
+        execution,
+        [NewEvent(EventType.EXECUTION_COMPLETED, value=b"done")],
+        status=ExecutionStatus.COMPLETED,
+        output=b"done",
+    )
+
+    record = store.get_execution(execution)
+
+    assert record is not None and created is not None
+    assert (record.status, record.output) == ("completed", b"done")
+    assert record.updated_at >= created.updated_at
+    assert store.load_events(execution)[-1].type is EventType.EXECUTION_COMPLETED
+
+
+def test_append_without_status_leaves_the_execution_as_it_was(store: Store, execution: str) -> None:
+    created = store.get_execution(execution)
+
+    store.append_events(execution, [step("1")])
+
+    assert store.get_execution(execution) == created
+
+
+def test_failed_append_writes_neither_events_nor_status(store: Store, execution: str) -> None:
+    unserialisable = {"bad": object()}
+
+    with pytest.raises(TypeError):
+        store.append_events(
+            execution,
+            [step("1"), step("2", data=unserialisable)],
+            status=ExecutionStatus.FAILED,
+            output=b"error",
+        )
+
+    record = store.get_execution(execution)
+    assert record is not None
+    assert (record.status, record.output) == ("running", None)
+    assert [event.type for event in store.load_events(execution)] == [EventType.EXECUTION_STARTED]
+
+
+def test_concurrent_appends_from_threads_all_land_in_order(store: Store, execution: str) -> None:
+    threads, appends = 8, 25
+    barrier = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def append_steps(worker: int) -> None:
+        try:
+            barrier.wait()
+            for n in range(appends):
+                store.append_events(execution, [step(f"{worker}.{n}")])
+        except BaseException as error:
+            errors.append(error)
+
+    workers = [threading.Thread(target=append_steps, args=(w,)) for w in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+    assert errors == []
+    events = store.load_events(execution)[1:]
+    assert len(events) == threads * appends
+    seqs = [event.seq for event in events]
+    assert seqs == sorted(set(seqs))
+    for w in range(threads):
+        mine = [event.step_id for event in events if event.step_id and event.step_id.startswith(f"{w}.")]
+        assert mine == [f"{w}.{n}" for n in range(appends)]
+
+
+# -- listing -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def listed(store: Store) -> Store:
+    for n, (workflow, status) in enumerate(
+        [("a", "running"), ("b", "running"), ("a", "completed"), ("a", "running"), ("b", "failed")]
+    ):
+        store.create_execution(f"exec-{n}", workflow, None, status)
+        time.sleep(0.002)  # distinct created_at, so newest-first has one right answer
+    return store
+
+
+def test_list_executions_newest_first(listed: Store) -> None:
+    ids = [record.id for record in listed.list_executions()]
+
+    assert ids == ["exec-4", "exec-3", "exec-2", "exec-1", "exec-0"]
+
+
+def test_list_executions_filters_by_workflow_and_status(listed: Store) -> None:
+    assert [r.id for r in listed.list_executions(workflow="a")] == ["exec-3", "exec-2", "exec-0"]
+    assert [r.id for r in listed.list_executions(status="running")] == ["exec-3", "exec-1", "exec-0"]
+    assert [r.id for r in listed.list_executions(workflow="a", status="running")] == ["exec-3", "exec-0"]
+    assert listed.list_executions(workflow="nope") == []
+
+
+def test_list_executions_stops_at_the_limit(listed: Store) -> None:
+    assert [r.id for r in listed.list_executions(limit=2)] == ["exec-4", "exec-3"]
+    assert [r.id for r in listed.list_executions(workflow="b", limit=1)] == ["exec-4"]
+
+
+def test_listed_records_match_get_execution(listed: Store) -> None:
+    for record in listed.list_executions():
+        assert listed.get_execution(record.id) == record
+
+
+# -- the work queue ----------------------------------------------------------------------------------
+
+
+def lease_of(store: Store, execution_id: str) -> tuple[str | None, float | None]:
+    ((owner, expires_at),) = run_sql(
+        store.url, "SELECT lease_owner, lease_expires_at FROM executions WHERE id = ?", (execution_id,)
+    )
+    return owner, expires_at
+
+
+@pytest.fixture
+def queue(store: Store) -> Store:
+    for n, (workflow, status) in enumerate(
+        [("flow", "queued"), ("other", "queued"), ("flow", "queued"), ("flow", "running"), ("flow", "paused")]
+    ):
+        store.create_execution(f"exec-{n}", workflow, None, status)
+        time.sleep(0.002)  # distinct created_at, so oldest-first has one right answer
+    return store
+
+
+def test_claim_takes_the_oldest_queued_execution_and_leases_it(queue: Store) -> None:
+    before = time.time()
+
+    claimed = queue.claim_next_execution("worker-a", 30.0, ["flow"])
+
+    assert claimed is not None
+    assert (claimed.id, claimed.workflow, claimed.status) == ("exec-0", "flow", "running")
+    record = queue.get_execution("exec-0")
+    assert record is not None and record.status == "running"
+    owner, expires_at = lease_of(queue, "exec-0")
+    assert owner == "worker-a"
+    assert expires_at is not None and before + 29 <= expires_at <= time.time() + 31
+
+
+def test_claim_takes_each_queued_execution_once_then_none(queue: Store) -> None:
+    claims = [queue.claim_next_execution("worker-a", 30.0, ["flow", "other"]) for _ in range(4)]
+
+    assert [c.id if c else None for c in claims] == ["exec-0", "exec-1", "exec-2", None]
+
+
+def test_claim_only_takes_the_workflows_asked_for(queue: Store) -> None:
+    assert queue.claim_next_execution("worker-a", 30.0, []) is None
+    assert queue.claim_next_execution("worker-a", 30.0, ["nope"]) is None
+    claimed = queue.claim_next_execution("worker-a", 30.0, ["other"])
+    assert claimed is not None and claimed.id == "exec-1"
+
+
+def test_running_execution_without_a_lease_is_not_claimed(queue: Store) -> None:
+    claimed_ids = set()
+    while (claimed := queue.claim_next_execution("worker-a", 30.0, ["flow"])) is not None:
+        claimed_ids.add(claimed.id)
+
+    assert claimed_ids == {"exec-0", "exec-2"}  # exec-3 runs in its own process; exec-4 is paused
+
+
+def test_execution_whose_lease_expired_is_claimed_by_another_worker(queue: Store) -> None:
+    first = queue.claim_next_execution("worker-a", -1.0, ["other"])  # a lease that has already run out
+
+    second = queue.claim_next_execution("worker-b", 30.0, ["other"])
+
+    assert first is not None and second is not None and second.id == first.id
+    assert lease_of(queue, first.id)[0] == "worker-b"
+    assert queue.renew_leases("worker-a", 30.0) == []
+
+
+def test_execution_under_a_live_lease_is_not_claimed_again(queue: Store) -> None:
+    queue.claim_next_execution("worker-a", 30.0, ["other"])
+
+    assert queue.claim_next_execution("worker-b", 30.0, ["other"]) is None
+
+
+def test_renew_leases_extends_and_lists_what_the_worker_holds(queue: Store) -> None:
+    queue.claim_next_execution("worker-a", 1.0, ["flow"])
+    queue.claim_next_execution("worker-a", 1.0, ["flow"])
+    queue.claim_next_execution("worker-b", 1.0, ["other"])
+    before = time.time()
+
+    held = queue.renew_leases("worker-a", 60.0)
+
+    assert sorted(held) == ["exec-0", "exec-2"]
+    for execution_id in held:
+        expires_at = lease_of(queue, execution_id)[1]
+        assert expires_at is not None and expires_at >= before + 59
+    other_expiry = lease_of(queue, "exec-1")[1]
+    assert other_expiry is not None and other_expiry < before + 2
+
+
+def test_release_with_requeue_puts_the_execution_back_in_the_queue(queue: Store) -> None:
+    queue.claim_next_execution("worker-a", 30.0, ["other"])
+
+    queue.release_execution("exec-1", "worker-a", requeue=True)
+
+    record = queue.get_execution("exec-1")
+    assert record is not None and record.status == "queued"
+    assert lease_of(queue, "exec-1") == (None, None)
+    assert queue.renew_leases("worker-a", 30.0) == []
+    again = queue.claim_next_execution("worker-b", 30.0, ["other"])
+    assert again is not None and again.id == "exec-1"
+
+
+def test_release_without_requeue_keeps_the_status_and_drops_the_lease(queue: Store) -> None:
+    queue.claim_next_execution("worker-a", 30.0, ["other"])
+
+    queue.release_execution("exec-1", "worker-a", requeue=False)
+
+    record = queue.get_execution("exec-1")
+    assert record is not None and record.status == "running"
+    assert lease_of(queue, "exec-1") == (None, None)
+    assert queue.claim_next_execution("worker-b", 30.0, ["other"]) is None
+
+
+def test_release_by_a_worker_that_does_not_hold_the_lease_changes_nothing(queue: Store) -> None:
+    queue.claim_next_execution("worker-a", 30.0, ["other"])
+
+    queue.release_execution("exec-1", "worker-b", requeue=True)
+
+    assert lease_of(queue, "exec-1")[0] == "worker-a"
+    record = queue.get_execution("exec-1")
+    assert record is not None and record.status == "running"
+
+
+def test_workers_claiming_at_once_each_get_different_executions(store: Store) -> None:
+    executions, workers = 40, 6
+    for n in range(executions):
+        store.create_execution(f"exec-{n:02}", "flow", None, "queued")
+    barrier = threading.Barrier(workers)
+    claims: list[str] = []
+    errors: list[BaseException] = []
+
+    def claim_until_empty(worker: int) -> None:
+        try:
+            barrier.wait()
+            while (claimed := store.claim_next_execution(f"worker-{worker}", 30.0, ["flow"])) is not None:
+                claims.append(claimed.id)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=claim_until_empty, args=(w,)) for w in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert sorted(claims) == [f"exec-{n:02}" for n in range(executions)]
+
+
+# -- secrets -----------------------------------------------------------------------------------------
+
+
+def test_secret_reads_back_its_ciphertext(store: Store) -> None:
+    store.put_secret("API_KEY", b"\x00\xffcipher")
+
+    assert store.get_secret("API_KEY") == b"\x00\xffcipher"
+    assert type(store.get_secret("API_KEY")) is bytes
+
+
+def test_missing_secret_is_none(store: Store) -> None:
+    assert store.get_secret("NOPE") is None
+
+
+def test_put_secret_overwrites(store: Store) -> None:
+    store.put_secret("API_KEY", b"old")
+    store.put_secret("API_KEY", b"new")
+
+    assert store.get_secret("API_KEY") == b"new"
+    assert store.list_secret_names() == ["API_KEY"]
+
+
+def test_secret_names_are_listed_sorted(store: Store) -> None:
+    for name in ["b_token", "API_KEY", "a_token", "DB_PASSWORD"]:
+        store.put_secret(name, b"x")
+
+    assert store.list_secret_names() == ["API_KEY", "DB_PASSWORD", "a_token", "b_token"]
+
+
+def test_delete_secret_reports_whether_it_existed(store: Store) -> None:
+    store.put_secret("API_KEY", b"x")
+
+    assert store.delete_secret("API_KEY") is True
+    assert store.delete_secret("API_KEY") is False
+    assert store.get_secret("API_KEY") is None
+    assert store.list_secret_names() == []
+
+
+# -- opening, schema, processes ----------------------------------------------------------------------
+
+
+def test_reopening_a_store_keeps_its_data(store: Store, execution: str) -> None:
+    store.append_events(execution, [step("1", value=b"v")], status="completed", output=b"out")
+    store.put_secret("API_KEY", b"x")
+    events, record = store.load_events(execution), store.get_execution(execution)
+    store.close()
+
+    reopened = open_store(store.url)
+    try:
+        assert reopened.load_events(execution) == events
+        assert reopened.get_execution(execution) == record
+        assert reopened.get_secret("API_KEY") == b"x"
+    finally:
+        reopened.close()
+
+
+def test_a_store_stays_usable_after_close(store: Store, execution: str) -> None:
+    store.close()
+
+    store.append_events(execution, [step("1")])
+
+    assert len(store.load_events(execution)) == 2
+
+
+def test_reopening_does_not_migrate_again(store: Store) -> None:
+    open_store(store.url).close()
+
+    versions = run_sql(store.url, "SELECT version FROM schema_version ORDER BY version")
+
+    assert [v for (v,) in versions] == list(range(1, migration_count(store.url) + 1))
+
+
+def test_stores_opened_at_once_on_a_new_database_migrate_once(store_url: str) -> None:
+    opened: list[Store] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def open_one() -> None:
+        try:
+            barrier.wait()
+            opened.append(open_store(store_url))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for each in opened:
+        each.close()
+
+    assert errors == []
+    versions = run_sql(store_url, "SELECT version FROM schema_version")
+    assert len(versions) == migration_count(store_url)
+
+
+def test_a_schema_newer_than_this_taskloom_is_refused(store: Store) -> None:
+    store.close()
+    run_sql(store.url, "INSERT INTO schema_version (version) VALUES (?)", (999,))
+
+    with pytest.raises(StoreError, match="schema version 999, newer"):
+        open_store(store.url)
+
+
+def _append_in_child(store: Store, execution_id: str) -> None:
+    store.append_events(execution_id, [step("child")])
+    store.close()
+
+
+def test_a_forked_child_uses_its_own_connections(store: Store, execution: str) -> None:
+    store.append_events(execution, [step("before")])  # the parent holds an open connection now
+    child = multiprocessing.get_context("fork").Process(target=_append_in_child, args=(store, execution))
+    child.start()
+    child.join(timeout=60)
+
+    assert child.exitcode == 0
+    store.append_events(execution, [step("after")])  # the child closing its store left ours alone
+    assert [event.step_id for event in store.load_events(execution)] == [None, "before", "child", "after"]
+
+
+def test_appending_to_an_unknown_execution_names_it(store: Store) -> None:
+    with pytest.raises(ExecutionNotFoundError, match="no-such-execution"):
+        store.append_events("no-such-execution", [NewEvent(EventType.STEP_STARTED, "1", "t")])
