@@ -1,4 +1,8 @@
-"""The ``taskloom`` command: run, resume, status, events, list and secrets, each with ``--json``.
+"""The ``taskloom`` command: run, resume, status, events, cancel, list and secrets, each with ``--json``.
+
+With ``--server URL`` (or ``TASKLOOM_SERVER_URL``) those commands go through a ``taskloom server``'s HTTP
+API instead of the local store: ``run`` queues the execution for a worker and follows its live events.
+``worker`` and ``server`` always run here.
 
 Exit codes: 0 success (also a pause), 1 the workflow failed, 2 bad usage or input (one clear line on
 stderr, never a traceback).
@@ -20,14 +24,17 @@ from typing import Any
 from taskloom import serde
 from taskloom.cli.loading import CommandError, import_target, load_workflow, parse_input
 from taskloom.cli.progress import EventPrinter, render_value
+from taskloom.client import TaskloomClient, event_from_json
 from taskloom.context import WorkflowExecutionContext
 from taskloom.errors import TaskloomError
-from taskloom.events import EventType
+from taskloom.events import Event, EventType
+from taskloom.executions import record_cancel
 from taskloom.store import default_store
 from taskloom.store.base import ExecutionRecord, ExecutionStatus
 from taskloom.workflow import Workflow
 
 POLL_SECONDS = 0.1
+_SERVER_HELP = "go through the taskloom server at URL (default: $TASKLOOM_SERVER_URL; unset: the local store)"
 
 
 def _print_json(value: Any) -> None:
@@ -100,6 +107,8 @@ def _report(ctx: WorkflowExecutionContext[Any], args: argparse.Namespace, second
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.server:
+        return _remote_run(args)
     wf = load_workflow(args.target)
     execution_id = args.execution_id or wf.create(parse_input(args.input))
     return _follow(wf, execution_id, args, lambda: wf.run(execution_id=execution_id))
@@ -122,6 +131,8 @@ def _workflow_of(record: ExecutionRecord) -> Workflow[Any]:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    if args.server:
+        return _remote_resume(args)
     record = _record(args.execution_id)
     if record.status != ExecutionStatus.PAUSED:
         raise CommandError(f"execution {record.id} is {record.status}, not paused")
@@ -147,6 +158,8 @@ def _record_json(record: ExecutionRecord) -> dict[str, Any]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.server:
+        return _remote_status(args)
     record = _record(args.execution_id)
     view = _record_json(record)
     if args.json:
@@ -165,26 +178,33 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
+    if args.server:
+        return _remote_events(args)
     record = _record(args.execution_id)
     events = default_store().load_events(record.id)
     if args.json:
         _print_json([e.to_json() for e in events])
         return 0
     for event in events:
-        view = event.to_json()
-        detail = view.get("value", "") if event.type is not EventType.STEP_STARTED else ""
-        if event.data:
-            detail = f"{detail} {json.dumps(event.data, default=str)}".strip()
-        step = event.step_id or "-"
-        text = json.dumps(detail, default=str) if not isinstance(detail, str) else detail
-        line = f"{event.seq:>6}  {event.timestamp:%H:%M:%S.%f}  {event.type.value:<20} {step:<6} {event.name or '':<16}"
-        print(f"{line} {text}"[:200])
+        print(_event_line(event, event.to_json()))
     return 0
+
+
+def _event_line(event: Event, view: dict[str, Any]) -> str:
+    detail = view.get("value", "") if event.type is not EventType.STEP_STARTED else ""
+    if event.data:
+        detail = f"{detail} {json.dumps(event.data, default=str)}".strip()
+    step = event.step_id or "-"
+    text = json.dumps(detail, default=str) if not isinstance(detail, str) else detail
+    line = f"{event.seq:>6}  {event.timestamp:%H:%M:%S.%f}  {event.type.value:<20} {step:<6} {event.name or '':<16}"
+    return f"{line} {text}"[:200]
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     if args.status and args.status not in ExecutionStatus.ALL:
         raise CommandError(f"--status must be one of {', '.join(ExecutionStatus.ALL)}, got {args.status!r}")
+    if args.server:
+        return _remote_list(args)
     records = default_store().list_executions(workflow=args.workflow, status=args.status, limit=args.limit)
     if args.json:
         _print_json([_record_json(r) for r in records])
@@ -196,10 +216,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cancel(args: argparse.Namespace) -> int:
+    if args.server:
+        with _client(args) as client:
+            result = client.cancel(args.execution_id)
+    else:
+        record_cancel(default_store(), args.execution_id)
+        result = {"execution_id": args.execution_id, "status": ExecutionStatus.CANCELLED}
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"execution {args.execution_id} cancelled")
+    return 0
+
+
 # -- secrets ------------------------------------------------------------------------------------------
 def cmd_secrets(args: argparse.Namespace) -> int:
     from taskloom.secret_store import default_secret_store
 
+    if args.server:
+        return _remote_secrets(args)
     secrets = default_secret_store()
     try:
         if args.action == "set":
@@ -242,37 +278,187 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- server -------------------------------------------------------------------------------------------
+def cmd_server(args: argparse.Namespace) -> int:
+    from taskloom.server.run import serve
+
+    if not 0 <= args.port <= 65535:
+        raise CommandError(f"--port must be between 0 and 65535, got {args.port}")
+    serve(args.modules, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+# -- through a server (--server URL) ------------------------------------------------------------------
+def _client(args: argparse.Namespace) -> TaskloomClient:
+    return TaskloomClient(args.server)
+
+
+def _remote_run(args: argparse.Namespace) -> int:
+    if args.execution_id:
+        raise CommandError("--execution-id continues a local execution; with --server, `status` or `events` show one")
+    with _client(args) as client:
+        started = client.start(args.target, parse_input(args.input))
+        if not args.json:
+            print(f"execution {started['execution_id']} of workflow {started['workflow']!r} queued on {client.url}")
+            print("waiting for a worker to run it (taskloom worker MODULE)")
+        return _remote_follow(client, started["execution_id"], args)
+
+
+def _remote_resume(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.resume(args.execution_id, parse_input(args.input))
+        if not args.json:
+            print(f"execution {args.execution_id} resumed on {client.url}")
+        return _remote_follow(client, args.execution_id, args)
+
+
+def _remote_follow(client: TaskloomClient, execution_id: str, args: argparse.Namespace) -> int:
+    """Show the execution's live events from the server's stream until it finishes or pauses."""
+    started = time.monotonic()
+    printer = EventPrinter(as_json=args.json)
+    paused_at = "?"
+    try:
+        for kind, view in client.stream(execution_id):
+            if kind == "end":
+                break
+            if kind == EventType.EXECUTION_PAUSED:
+                paused_at = view.get("name") or "?"
+            if args.json:
+                _print_json(view)
+            else:
+                printer.feed([event_from_json(view, execution_id)])
+    except KeyboardInterrupt:
+        printer.close()
+        where = f"taskloom --server {client.url} status {execution_id}"
+        print(f"\ndetached; the execution goes on: {where}", file=sys.stderr)
+        return 130
+    printer.close()
+    view = client.status(execution_id)
+    status, output = view["status"], view.get("output")
+    if args.json:
+        result = {"type": "result", "execution_id": execution_id, "workflow": view["workflow"], "status": status}
+        _print_json({**result, "output": output})
+    elif status == ExecutionStatus.COMPLETED:
+        print(f"completed in {time.monotonic() - started:.2f}s; result:")
+        print(render_value(output))
+    elif status == ExecutionStatus.PAUSED:
+        how = f"taskloom --server {client.url} resume {execution_id} '<JSON input>'"
+        print(f"paused at {paused_at!r}; resume with: {how}")
+    elif isinstance(output, dict) and "message" in output:
+        print(f"{status}: {output.get('type', 'Error')}: {output['message']}", file=sys.stderr)
+    else:
+        print(status, file=sys.stderr)
+    return 1 if status == ExecutionStatus.FAILED else 0
+
+
+def _remote_when(iso: str) -> str:
+    return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _remote_status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        view = client.status(args.execution_id)
+        if args.json:
+            _print_json(view)
+            return 0
+        events = client.events(args.execution_id)
+    steps = {e["step_id"] for e in events if e["type"] == EventType.STEP_COMPLETED}
+    print(f"execution  {view['execution_id']}")
+    print(f"workflow   {view['workflow']}  ({view.get('target')})")
+    print(f"status     {view['status']}")
+    print(f"created    {_remote_when(view['created_at'])}   updated {_remote_when(view['updated_at'])}")
+    print(f"steps      {len(steps)} completed, {len(events)} events")
+    if view.get("output") is not None:
+        print("output     " + render_value(view["output"]).replace("\n", "\n           "))
+    return 0
+
+
+def _remote_events(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        views = client.events(args.execution_id)
+    if args.json:
+        _print_json(views)
+        return 0
+    for view in views:
+        print(_event_line(event_from_json(view, args.execution_id), view))
+    return 0
+
+
+def _remote_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        views = client.list_executions(workflow=args.workflow, status=args.status, limit=args.limit)
+    if args.json:
+        _print_json(views)
+        return 0
+    if not views:
+        print("no executions")
+    for v in views:
+        print(f"{v['execution_id']}  {v['status']:<10} {_remote_when(v['created_at'])}  {v['workflow']}")
+    return 0
+
+
+def _remote_secrets(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.action == "set":
+            value = args.value
+            if value is None:
+                value = getpass.getpass(f"value for {args.name}: ") if sys.stdin.isatty() else sys.stdin.read()
+                value = value.rstrip("\n")
+            client.set_secret(args.name, value)
+            result: Any = {"set": args.name}
+            message = f"secret {args.name!r} set"
+        elif args.action == "list":
+            result = client.list_secrets()
+            message = "\n".join(result) if result else "no secrets"
+        else:
+            if not client.remove_secret(args.name):
+                raise CommandError(f"no secret named {args.name!r}")
+            result, message = {"removed": args.name}, f"secret {args.name!r} removed"
+    if args.json:
+        _print_json(result)
+    else:
+        print(message)
+    return 0
+
+
 # -- parser -------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskloom", description="Run and inspect durable workflows.")
     parser.add_argument("--database-url", help="store URL (default: $TASKLOOM_DATABASE_URL or .taskloom/taskloom.db)")
+    parser.add_argument("--server", metavar="URL", help=_SERVER_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help: str) -> argparse.ArgumentParser:
+    def command(name: str, help: str, *, remote: bool = False) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument("--json", action="store_true", help="machine-readable output")
+        if remote:  # also after the command; SUPPRESS keeps a --server given before it
+            p.add_argument("--server", metavar="URL", default=argparse.SUPPRESS, help=_SERVER_HELP)
         return p
 
-    p = command("run", "run a workflow (live progress) and print its result")
+    p = command("run", "run a workflow (live progress) and print its result", remote=True)
     p.add_argument("target", metavar="MODULE:WORKFLOW")
     p.add_argument("input", nargs="?", metavar="INPUT", help="workflow input as JSON")
     p.add_argument("--execution-id", help="continue this execution instead of starting a new one")
     p.set_defaults(func=cmd_run)
 
-    p = command("resume", "resume a paused execution with INPUT (JSON)")
+    p = command("resume", "resume a paused execution with INPUT (JSON)", remote=True)
     p.add_argument("execution_id", metavar="ID")
     p.add_argument("input", nargs="?", metavar="INPUT")
     p.set_defaults(func=cmd_resume)
 
-    p = command("status", "show an execution's status and output")
+    p = command("status", "show an execution's status and output", remote=True)
     p.add_argument("execution_id", metavar="ID")
     p.set_defaults(func=cmd_status)
 
-    p = command("events", "list an execution's events in order")
+    p = command("events", "list an execution's events in order", remote=True)
     p.add_argument("execution_id", metavar="ID")
     p.set_defaults(func=cmd_events)
 
-    p = command("list", "list executions, newest first")
+    p = command("cancel", "cancel an execution that has not finished", remote=True)
+    p.add_argument("execution_id", metavar="ID")
+    p.set_defaults(func=cmd_cancel)
+
+    p = command("list", "list executions, newest first", remote=True)
     p.add_argument("--workflow")
     p.add_argument("--status")
     p.add_argument("--limit", type=int, default=50)
@@ -286,7 +472,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace", type=float, default=30.0, help="seconds to finish running work on SIGTERM")
     p.set_defaults(func=cmd_worker)
 
-    p = command("secrets", "manage encrypted secrets (values are never printed)")
+    p = command("server", "serve the HTTP API; MODULE... name the workflows it may start")
+    p.add_argument("modules", nargs="*", metavar="MODULE")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=cmd_server)
+
+    p = command("secrets", "manage encrypted secrets (values are never printed)", remote=True)
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     s = actions.add_parser("set", help="set NAME to VALUE (or read the value from stdin)")
     s.add_argument("name", metavar="NAME")
@@ -305,6 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json = False
     if args.database_url:
         os.environ["TASKLOOM_DATABASE_URL"] = args.database_url
+    args.server = args.server or os.environ.get("TASKLOOM_SERVER_URL") or None
     try:
         return int(args.func(args))
     except CommandError as error:

@@ -1,0 +1,240 @@
+"""A small synchronous client of the HTTP API, used by the CLI's ``--server`` and the remote backend.
+
+Each method mirrors one route and returns the route's JSON (plain dicts and lists). A refusal comes back
+as the taskloom error the server named (``ExecutionNotFoundError``, ``WorkflowError``, ...) carrying the
+server's message; anything else (no server, a wrong token, a server error) is a
+:class:`~taskloom.errors.TaskloomError` that says what happened. ``httpx`` is imported only when a
+client is created, so ``import taskloom`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+from taskloom import errors
+from taskloom.errors import ExecutionNotFoundError, SecretNotFoundError, TaskloomError, WorkflowError
+from taskloom.events import Event, EventType
+from taskloom.settings import Settings
+
+__all__ = ["TaskloomClient", "event_from_json"]
+
+#: reconnections of a live stream in a row without a new event before giving up
+MAX_STREAM_RECONNECTS = 5
+#: how a status code maps to an error when the server did not name one
+_ERROR_OF_STATUS: dict[int, type[TaskloomError]] = {404: ExecutionNotFoundError, 409: WorkflowError}
+
+
+class TaskloomClient:
+    """Talks to ``taskloom server`` at ``url`` with ``token``.
+
+    ``url`` defaults to ``TASKLOOM_SERVER_URL``; ``token`` to ``TASKLOOM_API_TOKEN`` or the token file in
+    the taskloom home folder. ``transport`` is a synchronous ``httpx`` transport (``httpx.MockTransport``
+    in tests); by default the client talks HTTP to ``url``.
+    """
+
+    def __init__(
+        self, url: str | None = None, token: str | None = None, *, timeout: float = 30.0, transport: Any = None
+    ) -> None:
+        settings = Settings.from_env()
+        url = url or settings.server_url
+        if not url:
+            raise TaskloomError("no server URL: pass --server URL or set TASKLOOM_SERVER_URL")
+        if token is None:
+            from taskloom.server.auth import load_api_token
+
+            token = load_api_token(settings, create=False).value
+        try:
+            import httpx
+        except ImportError as error:
+            raise TaskloomError(
+                f"the client needs httpx ({error}); install it with: pip install 'taskloom[server]'"
+            ) from None
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"TaskloomClient({self.url!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> TaskloomClient:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- executions --------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/health")
+        return result
+
+    def start(self, workflow: str, input: Any = None) -> dict[str, Any]:
+        """Queue an execution of ``workflow`` (a name or ``module:qualname`` the server knows)."""
+        result: dict[str, Any] = self._call("POST", "/executions", json={"workflow": workflow, "input": input})
+        return result
+
+    def list_executions(
+        self, *, workflow: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if workflow:
+            params["workflow"] = workflow
+        if status:
+            params["status"] = status
+        executions: list[dict[str, Any]] = self._call("GET", "/executions", params=params)["executions"]
+        return executions
+
+    def status(self, execution_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", _execution_path(execution_id))
+        return result
+
+    def events(self, execution_id: str, *, after: int = 0) -> list[dict[str, Any]]:
+        path = _execution_path(execution_id, "events")
+        events: list[dict[str, Any]] = self._call("GET", path, params={"after": after})["events"]
+        return events
+
+    def resume(self, execution_id: str, input: Any = None) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", _execution_path(execution_id, "resume"), json={"input": input})
+        return result
+
+    def cancel(self, execution_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", _execution_path(execution_id, "cancel"))
+        return result
+
+    def stream(self, execution_id: str, *, after: int = 0) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Live ``(event type, data)`` pairs until the execution finishes or pauses; ``("end", ...)`` last.
+
+        A dropped connection is resumed from the last seq seen (``Last-Event-ID``), so no event is lost
+        or repeated.
+        """
+        import httpx
+
+        last = after
+        drops = 0
+        while True:
+            headers = {"Accept": "text/event-stream", "Last-Event-ID": str(last)}
+            path = _execution_path(execution_id, "stream")
+            try:
+                with self._http.stream("GET", path, headers=headers, timeout=httpx.Timeout(30, read=None)) as response:
+                    if response.status_code != 200:
+                        response.read()
+                        self._raise(response)
+                    for kind, data in _parse_sse(response.iter_lines()):
+                        if kind == "end":
+                            yield kind, data
+                            return
+                        last, drops = max(last, int(data.get("seq", last))), 0
+                        yield kind, data
+            except (httpx.RemoteProtocolError, httpx.ReadError) as error:
+                dropped: Exception = error
+            except httpx.TransportError as error:
+                raise self._unreachable(error) from None
+            else:
+                dropped = TaskloomError("the stream ended without its end event")
+            drops += 1  # the stream dropped mid-way: reconnect after the last seq, a few times
+            if drops > MAX_STREAM_RECONNECTS:
+                raise self._unreachable(dropped)
+
+    # -- secrets -----------------------------------------------------------------------------------
+    def set_secret(self, name: str, value: str) -> None:
+        self._call("PUT", _secret_path(name), json={"value": value})
+
+    def list_secrets(self) -> list[str]:
+        names: list[str] = self._call("GET", "/secrets")["names"]
+        return names
+
+    def remove_secret(self, name: str) -> bool:
+        """True if the secret existed (mirrors :meth:`SecretStore.remove`)."""
+        try:
+            self._call("DELETE", _secret_path(name))
+        except SecretNotFoundError:
+            return False
+        return True
+
+    # -- plumbing ----------------------------------------------------------------------------------
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as error:
+            raise self._unreachable(error) from None
+        if response.status_code >= 400:
+            self._raise(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def _unreachable(self, error: Exception) -> TaskloomError:
+        return TaskloomError(f"cannot reach the taskloom server at {self.url} ({error}); is `taskloom server` running?")
+
+    def _raise(self, response: Any) -> None:
+        try:
+            body = response.json()
+            message, kind = str(body["error"]), body.get("type")
+        except (ValueError, KeyError, TypeError):
+            message, kind = (response.text or response.reason_phrase)[:500], None
+        status = response.status_code
+        if status == 401:
+            raise TaskloomError(f"the server at {self.url} refused the API token: {message}")
+        error_class = getattr(errors, kind, None) if isinstance(kind, str) else None
+        if not (isinstance(error_class, type) and issubclass(error_class, TaskloomError)):
+            error_class = _ERROR_OF_STATUS.get(status, TaskloomError)
+        if status >= 500:
+            message = f"the server at {self.url} failed ({status}): {message}"
+        raise error_class(message)
+
+
+def _execution_path(execution_id: str, action: str | None = None) -> str:
+    path = f"/executions/{quote(execution_id, safe='')}"
+    return f"{path}/{action}" if action else path
+
+
+def _secret_path(name: str) -> str:
+    return f"/secrets/{quote(name, safe='')}"
+
+
+def _parse_sse(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    kind, data = "message", list[str]()
+    for line in lines:
+        if not line:
+            if data:
+                yield kind, json.loads("\n".join(data))
+            kind, data = "message", []
+        elif line.startswith(":"):
+            continue
+        elif line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+
+
+def event_from_json(view: dict[str, Any], execution_id: str) -> Event:
+    """An :class:`~taskloom.events.Event` from its JSON view, for printers that take events.
+
+    ``raw_value`` is None (a client never unpickles what a server sends): read the value's JSON view
+    from ``view["value"]``.
+    """
+    return Event(
+        seq=int(view["seq"]),
+        execution_id=execution_id,
+        type=EventType(view["type"]),
+        timestamp=datetime.fromisoformat(view["timestamp"]),
+        step_id=view.get("step_id"),
+        name=view.get("name"),
+        raw_value=None,
+        data=dict(view.get("data") or {}),
+    )

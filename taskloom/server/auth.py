@@ -1,0 +1,161 @@
+"""Bearer-token auth: where the API token comes from, and the middleware that checks it.
+
+The token is ``TASKLOOM_API_TOKEN`` when set, else the content of ``api.token`` in the taskloom home
+folder (``TASKLOOM_HOME``, default ``.taskloom``). The server creates that file on its first start,
+readable by its owner only (mode 0600, exclusive create, so it is never readable by others even for an
+instant), and prints the token once; clients on the same machine read it from there.
+
+Every route needs ``Authorization: Bearer <token>`` except :data:`PUBLIC_PATHS`: ``/health`` (for load
+balancers and the test fixtures), and ``/openapi.json`` and ``/docs``, which describe the API but hold
+no data and change nothing. A request without the right token gets 401 with ``WWW-Authenticate: Bearer``
+before any route runs, so it cannot change anything. Tokens are compared with ``hmac.compare_digest``.
+
+This module imports no web framework, so :mod:`taskloom.client` can use :func:`load_api_token`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import secrets
+import stat
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from taskloom.errors import TaskloomError
+from taskloom.secret_store import _write_private
+from taskloom.settings import Settings
+
+__all__ = ["PUBLIC_PATHS", "TOKEN_FILE_NAME", "ApiToken", "BearerAuth", "load_api_token", "token_matches"]
+
+log = logging.getLogger("taskloom.server")
+
+TOKEN_FILE_NAME = "api.token"
+#: routes served without a token: they reveal no data and change nothing
+PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs"})
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """The token and where it came from; ``created`` is True only on the start that wrote the file."""
+
+    value: str
+    source: str
+    created: bool = False
+
+    def __repr__(self) -> str:  # never show the token itself
+        return f"ApiToken(source={self.source!r}, created={self.created})"
+
+
+def load_api_token(settings: Settings | None = None, *, create: bool = True) -> ApiToken:
+    """``TASKLOOM_API_TOKEN``, else the token file; with ``create`` a missing file is made (mode 0600).
+
+    Without ``create`` (clients), a missing token is a :class:`~taskloom.errors.TaskloomError` that says
+    where to find or set one.
+    """
+    settings = settings or Settings.from_env()
+    if settings.api_token:
+        return ApiToken(settings.api_token.strip(), "TASKLOOM_API_TOKEN")
+    path = settings.home / TOKEN_FILE_NAME
+    existing = _read_token_file(path)
+    if existing is not None:
+        return ApiToken(existing, str(path))
+    if not create:
+        raise TaskloomError(
+            f"no API token: set TASKLOOM_API_TOKEN, or run where the server's token file {str(path)!r} is "
+            "(the server creates it on its first start)"
+        )
+    token = secrets.token_urlsafe(32)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_private(path, (token + "\n").encode("ascii"))
+    except FileExistsError:  # another server won the race; use its token
+        raced = _read_token_file(path)
+        if raced is None:
+            raise TaskloomError(f"the token file {str(path)!r} is empty; delete it or set TASKLOOM_API_TOKEN") from None
+        return ApiToken(raced, str(path))
+    except OSError as error:
+        raise TaskloomError(
+            f"cannot create the token file {str(path)!r}: {error}; set TASKLOOM_API_TOKEN instead"
+        ) from None
+    return ApiToken(token, str(path), created=True)
+
+
+def _read_token_file(path: Path) -> str | None:
+    try:
+        text = path.read_text("utf-8").strip()
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as error:
+        raise TaskloomError(f"cannot read the token file {str(path)!r}: {error}") from None
+    if not text:
+        raise TaskloomError(f"the token file {str(path)!r} is empty; delete it or set TASKLOOM_API_TOKEN")
+    if mode & (stat.S_IRWXG | stat.S_IRWXO) and os.name == "posix":
+        log.warning("the token file %s is readable by others; run: chmod 600 %s", path, path)
+    return text
+
+
+def token_matches(authorization: bytes | str | None, token: str) -> bool:
+    """True if the ``Authorization`` header is ``Bearer <token>``; compared in constant time."""
+    if not authorization:
+        return False
+    raw = authorization.encode("utf-8") if isinstance(authorization, str) else authorization
+    scheme, _, presented = raw.partition(b" ")
+    if scheme.lower() != b"bearer":
+        return False
+    return hmac.compare_digest(presented.strip(), token.encode("utf-8"))
+
+
+class BearerAuth:
+    """ASGI middleware: 401 for any HTTP request outside :data:`PUBLIC_PATHS` without the right token."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        if not token:
+            raise ValueError("the API token must not be empty")
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        authorization: bytes | None = None
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                authorization = value
+                break
+        if token_matches(authorization, self.token):
+            await self.app(scope, receive, send)
+            return
+        if authorization:
+            message, challenge = "the API token is wrong", 'Bearer realm="taskloom", error="invalid_token"'
+        else:
+            message, challenge = (
+                "this route needs an API token: send the header 'Authorization: Bearer <token>' "
+                "(the token is TASKLOOM_API_TOKEN or the server's api.token file)",
+                'Bearer realm="taskloom"',
+            )
+        body = json.dumps({"error": message, "type": "Unauthorized"}).encode("ascii")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode("ascii")),
+                    (b"www-authenticate", challenge.encode("ascii")),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,52 @@
+"""Entry point of ``taskloom server [MODULE...]``: load the token, key and workflows, then run uvicorn.
+
+The server imports only the modules named on its command line, to know which workflows it may queue
+(by name or ``module:qualname``); it never runs them (workers do) and never imports code a request names.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from taskloom.errors import TaskloomError
+from taskloom.secret_store import load_key
+from taskloom.server.auth import load_api_token
+from taskloom.settings import Settings
+
+#: seconds uvicorn waits on SIGTERM for open requests (live streams) before closing them
+GRACEFUL_SHUTDOWN_SECONDS = 5
+
+
+def serve(modules: Sequence[str], *, host: str = "127.0.0.1", port: int = 8080, log_level: str = "info") -> None:
+    """Serve the API until SIGINT/SIGTERM. On the first start, create the token file and print the token."""
+    try:
+        import uvicorn
+    except ImportError as error:
+        raise TaskloomError(
+            f"the server needs its extra ({error}); install it with: pip install 'taskloom[server]'"
+        ) from None
+    from taskloom.server.app import create_app
+    from taskloom.worker import find_workflows, import_modules
+
+    settings = Settings.from_env()
+    token = load_api_token(settings)
+    workflows = find_workflows(import_modules(modules)) if modules else {}
+    app = create_app(token=token.value, workflows=workflows, modules=modules, secret_key=load_key(settings))
+    if token.created:
+        print(f"taskloom server: created the API token file {token.source} (mode 0600). The token, shown once:")
+        print(f"    {token.value}")
+    else:
+        print(f"taskloom server: API token from {token.source}")
+    names = ", ".join(sorted(workflows)) or "none (give MODULE... to start workflows over HTTP)"
+    print(f"taskloom server: workflows: {names}")
+    print(f"taskloom server: http://{host}:{port}  (API description: /openapi.json, /docs)")
+    sys.stdout.flush()
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )

@@ -1,0 +1,1 @@
+"""Workflows that worker processes run in the HTTP server tests."""
