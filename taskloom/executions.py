@@ -62,7 +62,7 @@ def record_cancel(store: Store, execution_id: str) -> ExecutionRecord:
     """Cancel an execution that has not finished; a running one stops at its next step."""
     record = get_execution(store, execution_id)
     if record.status in ExecutionStatus.FINISHED:
-        raise WorkflowError(f"execution {execution_id} has already {record.status}; nothing to cancel")
+        raise WorkflowError(f"execution {execution_id} is already {record.status}; nothing to cancel")
     store.append_events(
         execution_id,
         [NewEvent(EventType.EXECUTION_CANCELLED, None, record.workflow)],
