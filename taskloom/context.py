@@ -18,9 +18,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-current_scope: contextvars.ContextVar[StepScope | None] = contextvars.ContextVar(
-    "taskloom_scope", default=None
-)
+current_scope: contextvars.ContextVar[StepScope | None] = contextvars.ContextVar("taskloom_scope", default=None)
 
 
 class WorkflowExecutionContext(Generic[T]):

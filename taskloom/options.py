@@ -101,9 +101,7 @@ def _validated(owner: str, v: dict[str, Any]) -> TaskOptions:
     v["secret_requests"] = secrets
     storage = v["output_storage"]
     if storage is not None and not isinstance(storage, OutputStorage):
-        raise _fail(
-            owner, "output_storage", storage, "an object with store(reference, value) and retrieve(reference)"
-        )
+        raise _fail(owner, "output_storage", storage, "an object with store(reference, value) and retrieve(reference)")
     max_parallel = v["max_parallel"]
     if not isinstance(max_parallel, int) or isinstance(max_parallel, bool) or max_parallel < 1:
         raise _fail(owner, "max_parallel", max_parallel, "an integer >= 1")

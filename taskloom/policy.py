@@ -43,18 +43,12 @@ def _should_retry(control: Any) -> bool:
     return not (control is not None and control.should_stop)
 
 
-def _attach_rollback_failure(
-    error: BaseException, rollback_error: BaseException, task: Task[Any, Any]
-) -> None:
-    error.add_note(
-        f"rollback of task {task.name!r} also failed: {type(rollback_error).__name__}: {rollback_error}"
-    )
+def _attach_rollback_failure(error: BaseException, rollback_error: BaseException, task: Task[Any, Any]) -> None:
+    error.add_note(f"rollback of task {task.name!r} also failed: {type(rollback_error).__name__}: {rollback_error}")
 
 
 # -- synchronous ---------------------------------------------------------------------------------------
-def run_sync_with_timeout(
-    fn: Callable[[], Any], timeout: float | None, on_timeout: Callable[[], BaseException]
-) -> Any:
+def run_sync_with_timeout(fn: Callable[[], Any], timeout: float | None, on_timeout: Callable[[], BaseException]) -> Any:
     """Call ``fn``; with a timeout, in a daemon thread so a hung attempt cannot hold the caller."""
     if not timeout:
         return fn()
@@ -217,9 +211,7 @@ async def call_async(
                 call: Callable[[], Any] = lambda: task.fn(*call_args, **call_kwargs)  # noqa: E731
                 if inline and not timeout:
                     return (plain(call) if plain else call)()
-                awaitable = run_in_thread(
-                    plain(call) if plain else call, executor=executor, isolated=bool(timeout)
-                )
+                awaitable = run_in_thread(plain(call) if plain else call, executor=executor, isolated=bool(timeout))
             if timeout:
                 try:
                     return await asyncio.wait_for(awaitable, timeout)

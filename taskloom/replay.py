@@ -215,10 +215,17 @@ class ExecutionRun:
         # A sync body runs on the loop's thread only when no other asyncio task exists to be blocked
         # (a sequential workflow driven by run()); otherwise, or with a timeout, it gets a thread.
         inline = not task.is_async and not task.options.effective_timeout and _alone_on_loop(self.main_task)
-        start = DeferredStart(
-            self,
-            None if step is not None or start_recorded else self.start_event(step_id, task, args, kwargs),
-        )
+        start_event: NewEvent | None = None
+        if step is None and not start_recorded:
+            try:
+                start_event = self.start_event(step_id, task, args, kwargs)
+            except SerializationError as error:
+                # Unstorable arguments fail the step before its body runs, recorded like any failure.
+                blob = serde.dumps_error(error, what=f"task {task.name!r} (step {step_id})")
+                started = NewEvent(EventType.STEP_STARTED, step_id, task.name)
+                self.append(started, NewEvent(_FAILED, step_id, task.name, blob))
+                raise
+        start = DeferredStart(self, start_event)
         start.arm()
         control = (
             TaskControl(task.name, f"{self.execution_id}:{step_id}", reporter=StepReporter(self, step_id, start))
@@ -255,13 +262,22 @@ class ExecutionRun:
     def start_event(
         self, step_id: str, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> NewEvent:
-        """The STEP_STARTED event, with the call's arguments (for humans and workers)."""
+        """The STEP_STARTED event, with the call's arguments (for humans and workers).
+
+        Arguments that cannot be stored raise :class:`SerializationError` naming the task and the argument.
+        """
         if not args and not kwargs:
             return NewEvent(EventType.STEP_STARTED, step_id, task.name)
         try:
             blob = serde.dumps((args, kwargs), what=f"task {task.name!r} arguments")
-        except SerializationError as error:
-            return NewEvent(EventType.STEP_STARTED, step_id, task.name, data={"arguments_error": str(error)})
+        except SerializationError:
+            named = [
+                *((f"argument {i}", v) for i, v in enumerate(args, 1)),
+                *((f"argument {k!r}", v) for k, v in kwargs.items()),
+            ]
+            for where, value in named:  # name the argument at fault, not the tuple holding it
+                serde.dumps(value, what=f"task {task.name!r} {where}")
+            raise
         return NewEvent(EventType.STEP_STARTED, step_id, task.name, blob)
 
     def _encode_result(self, task: Task[Any, Any], step_id: str, value: Any) -> tuple[bytes, dict[str, Any]]:
@@ -380,12 +396,17 @@ class MapCall:
 
     async def _run(self) -> list[Any]:
         fresh = [c for c in self.calls if self.run.recorded(c.step_id, c.task.name) is None]
-        if fresh:
-            self.run.store.append_events(
-                self.run.execution_id,
-                [self.run.start_event(c.step_id, c.task, c.args, c.kwargs) for c in fresh],
-            )
-            for call in fresh:
+        starts: list[NewEvent] = []
+        started: list[StepCall] = []
+        for call in fresh:
+            try:
+                starts.append(self.run.start_event(call.step_id, call.task, call.args, call.kwargs))
+            except SerializationError:
+                continue  # its step records the failure when it runs
+            started.append(call)
+        if starts:
+            self.run.store.append_events(self.run.execution_id, starts)
+            for call in started:
                 call.start_recorded = True
         from taskloom.tasks.compose import gather_steps
 

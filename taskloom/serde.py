@@ -13,6 +13,7 @@ import base64
 import dataclasses
 import datetime as dt
 import enum
+import io
 import itertools
 import pickle
 import traceback
@@ -20,7 +21,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from taskloom.errors import SerializationError
+from taskloom.errors import SerializationError, _rebuild
 
 PROTOCOL = 5
 _SCALARS = (str, int, float, bool, type(None))
@@ -31,7 +32,7 @@ def dumps(value: Any, *, what: str) -> bytes:
     if type(value) in _SCALARS:
         return pickle.dumps(value, PROTOCOL)
     try:
-        blob = pickle.dumps(value, PROTOCOL)
+        blob = _pickle(value)
         if isinstance(value, BaseException):
             # Exceptions pickle happily but may fail to rebuild (custom __init__); prove it now.
             pickle.loads(blob)
@@ -41,6 +42,33 @@ def dumps(value: Any, *, what: str) -> bytes:
             "Use values that pickle: builtins, dataclasses, pydantic models, module-level classes."
         ) from None
     return blob
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles an exception that its class cannot rebuild from ``args`` (a custom ``__init__``) by state.
+
+    Such an exception pickles happily but fails to load; it is stored as class, args and ``__dict__``
+    instead, so it comes back as itself and ``except ThatError`` still works on replay.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, BaseException) and not _rebuilds(obj):
+            return (_rebuild, (type(obj), obj.args, obj.__dict__))
+        return NotImplemented
+
+
+def _rebuilds(error: BaseException) -> bool:
+    try:
+        pickle.loads(pickle.dumps(error, PROTOCOL))
+    except Exception:
+        return False
+    return True
+
+
+def _pickle(value: Any) -> bytes:
+    buffer = io.BytesIO()
+    _Pickler(buffer, PROTOCOL).dump(value)
+    return buffer.getvalue()
 
 
 class ErrorChain(list[BaseException]):
@@ -78,7 +106,7 @@ def dumps_error(error: BaseException, *, what: str) -> bytes:
             current = TaskError(f"{what}: {type(current).__qualname__}: {current}")
         chain.append(current)
         current = current.__cause__
-    return pickle.dumps(chain, PROTOCOL)
+    return _pickle(chain)
 
 
 def json_view(value: Any, _depth: int = 0) -> Any:

@@ -46,6 +46,8 @@ class Task(Generic[P, R]):
             fn = fn.function
         if not callable(fn):
             raise TaskDefinitionError(f"@task must decorate a function, got {fn!r}")
+        # First, so that attributes of the function (a `name`, `options`, ...) cannot overwrite the task's.
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
         self.fn: Callable[..., Any] = fn
         self.options = options
         self.name: str = options.name or str(getattr(fn, "__name__", type(fn).__name__))
@@ -59,7 +61,6 @@ class Task(Generic[P, R]):
                 f"task {self.name!r}: option 'secret_requests' needs the function to accept a 'secrets' "
                 "parameter (for example `secrets: dict = {}`)"
             )
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     @property
     def function(self) -> Callable[..., Any]:
@@ -91,9 +92,7 @@ class Task(Generic[P, R]):
         if self.options.secret_requests:
             from taskloom.secret_store import default_secret_store
 
-            secrets = default_secret_store().resolve(
-                self.options.secret_requests, owner=f"task {self.name!r}"
-            )
+            secrets = default_secret_store().resolve(self.options.secret_requests, owner=f"task {self.name!r}")
             kwargs = {**kwargs, "secrets": secrets}
         try:
             self.signature.bind(*args, **kwargs)
@@ -115,9 +114,7 @@ class Task(Generic[P, R]):
             return self._amap(items)
         if len(items) <= 1:
             return [self(item) for item in items]  # type: ignore[call-arg]
-        with ThreadPoolExecutor(
-            min(_MAP_THREADS, len(items)), thread_name_prefix=f"taskloom-map-{self.name}"
-        ) as pool:
+        with ThreadPoolExecutor(min(_MAP_THREADS, len(items)), thread_name_prefix=f"taskloom-map-{self.name}") as pool:
             return list(pool.map(self, items))
 
     async def _amap(self, items: list[Any]) -> list[Any]:

@@ -53,14 +53,13 @@ def randint(a: int, b: int) -> Awaitable[int]:
 
 def randrange(start: int, stop: int | None = None, step: int = 1) -> Awaitable[int]:
     """Like ``random.randrange``; recorded in a workflow."""
-    try:
-        range(start, stop if stop is not None else start, step)[0:0]
-        if stop is None:
-            random.randrange(start)
-        else:
-            random.randrange(start, stop, step)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"randrange(): {error}") from None
+    for argument, value in (("start", start), ("stop", stop), ("step", step)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"randrange(): {argument} must be an integer, got {value!r}")
+    if step == 0:
+        raise ValueError("randrange(): step must not be zero")
+    if not (range(start) if stop is None else range(start, stop, step)):
+        raise ValueError(f"randrange(): empty range for start={start!r}, stop={stop!r}, step={step!r}")
     if stop is None:
         return _value_step("randrange", lambda: random.randrange(start))
     return _value_step("randrange", lambda: random.randrange(start, stop, step))
@@ -69,7 +68,7 @@ def randrange(start: int, stop: int | None = None, step: int = 1) -> Awaitable[i
 def sleep(duration: float | dt.timedelta) -> Awaitable[None]:
     """A durable timer: in a workflow, a re-run after a crash sleeps only what is left."""
     seconds = duration.total_seconds() if isinstance(duration, dt.timedelta) else duration
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:  # NaN too
         raise ValueError(f"sleep(): duration must be seconds >= 0 or a timedelta, got {duration!r}")
     scope = current_scope.get()
     if scope is None:

@@ -50,9 +50,7 @@ class Graph:
 
     def add_edge(self, source: str, target: str, condition: Callable[[Any], bool] | None = None) -> Graph:
         if condition is not None and not callable(condition):
-            raise GraphError(
-                f"graph {self.name!r}: condition of edge {source!r} -> {target!r} is not callable"
-            )
+            raise GraphError(f"graph {self.name!r}: condition of edge {source!r} -> {target!r} is not callable")
         self._edges.append(Edge(source, target, condition))
         return self
 
@@ -81,18 +79,14 @@ class Graph:
         for edge in self._edges:
             for end in (edge.source, edge.target):
                 if end not in self._nodes:
-                    raise GraphError(
-                        f"{where}: edge {edge.source!r} -> {edge.target!r} names unknown node {end!r}"
-                    )
+                    raise GraphError(f"{where}: edge {edge.source!r} -> {edge.target!r} names unknown node {end!r}")
         cycle = self._find_cycle()
         if cycle:
             raise GraphError(f"{where}: cycle {' -> '.join(cycle)}")
         reachable = self._reachable_from(self._start)
         for end in self._ends:
             if end not in reachable:
-                raise GraphError(
-                    f"{where}: end node {end!r} cannot be reached from start node {self._start!r}"
-                )
+                raise GraphError(f"{where}: end node {end!r} cannot be reached from start node {self._start!r}")
         return self
 
     def _successors(self, name: str) -> list[str]:
@@ -153,9 +147,7 @@ class Graph:
                     pending.remove(node)
                     continue
                 edges = incoming[node]
-                if node == self._start or any(
-                    e.source not in results and e.source not in skipped for e in edges
-                ):
+                if node == self._start or any(e.source not in results and e.source not in skipped for e in edges):
                     continue
                 pending.remove(node)
                 if not taken[node]:
@@ -191,6 +183,8 @@ class Graph:
                 f"{type(error).__name__}: {error}"
             ) from error
         if inspect.isawaitable(outcome):
+            if inspect.iscoroutine(outcome):
+                outcome.close()  # never awaited: close it so Python does not warn about it
             raise GraphError(f"graph {self.name!r}: edge conditions must be plain functions, not async")
         return bool(outcome)
 
