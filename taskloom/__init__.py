@@ -21,23 +21,29 @@ from taskloom.errors import (
 )
 from taskloom.options import TaskOptions
 from taskloom.runtime.control import TaskControl
+from taskloom.runtime.future import Future
+from taskloom.runtime.instance import TaskInstance
+from taskloom.runtime.session import Session
 from taskloom.task import Task, task
 from taskloom.workflow import Workflow, workflow
 
 __all__ = [
     "ExecutionContext",
     "ExecutionNotFoundError",
+    "Future",
     "GraphError",
     "MaxInstancesReachedError",
     "NonDeterminismError",
     "SecretNotFoundError",
     "SerializationError",
+    "Session",
     "SessionNotFoundError",
     "Task",
     "TaskCancelledError",
     "TaskControl",
     "TaskDefinitionError",
     "TaskError",
+    "TaskInstance",
     "TaskOptions",
     "TaskTimeoutError",
     "TaskloomError",

@@ -79,9 +79,7 @@ _registry = _HandlerRegistry()
 def set_task_control_handler(handler: TaskControlHandler) -> None:
     """Install ``handler`` for every TaskControl call from now on (all threads)."""
     if not isinstance(handler, TaskControlHandler):
-        raise TypeError(
-            f"set_task_control_handler() needs a TaskControlHandler instance, got {type(handler).__name__}"
-        )
+        raise TypeError(f"set_task_control_handler() needs a TaskControlHandler instance, got {type(handler).__name__}")
     _registry.handler = handler
 
 
@@ -138,13 +136,9 @@ class TaskControl:
         try:
             value = float(percentage)
         except (TypeError, ValueError):
-            raise ValueError(
-                f"TaskControl.update_progress: percentage must be a number, got {percentage!r}"
-            ) from None
+            raise ValueError(f"TaskControl.update_progress: percentage must be a number, got {percentage!r}") from None
         if not 0.0 <= value <= 100.0:
-            raise ValueError(
-                f"TaskControl.update_progress: percentage must be between 0 and 100, got {percentage!r}"
-            )
+            raise ValueError(f"TaskControl.update_progress: percentage must be between 0 and 100, got {percentage!r}")
         self._progress = value
         if status is not None:
             self._status = str(status)

@@ -106,17 +106,13 @@ def test_database_file_does_not_contain_the_plaintext(store: SQLiteStore, secret
     assert PLAINTEXT.encode() not in raw
 
 
-def test_two_sets_of_the_same_value_give_different_ciphertexts(
-    store: SQLiteStore, secrets: SecretStore
-) -> None:
+def test_two_sets_of_the_same_value_give_different_ciphertexts(store: SQLiteStore, secrets: SecretStore) -> None:
     secrets.set("A", PLAINTEXT)
     secrets.set("B", PLAINTEXT)
     assert store.get_secret("A") != store.get_secret("B")
 
 
-def test_wrong_key_raises_secret_store_error_without_the_value(
-    store: SQLiteStore, secrets: SecretStore
-) -> None:
+def test_wrong_key_raises_secret_store_error_without_the_value(store: SQLiteStore, secrets: SecretStore) -> None:
     secrets.set("API_KEY", PLAINTEXT)
     with pytest.raises(SecretStoreError, match="'API_KEY'") as caught:
         SecretStore(store, generate_key()).get("API_KEY")
@@ -188,9 +184,7 @@ def test_missing_secret_error_survives_pickling(secrets: SecretStore) -> None:
     assert copy.names == ("API_KEY",)
 
 
-@pytest.mark.parametrize(
-    "name", ["", "has space", "tab\there", "new\nline", "nul\x00", "zero\u200bwidth", "x" * 201]
-)
+@pytest.mark.parametrize("name", ["", "has space", "tab\there", "new\nline", "nul\x00", "zero\u200bwidth", "x" * 201])
 def test_invalid_names_raise_value_error_naming_them(secrets: SecretStore, name: str) -> None:
     with pytest.raises(ValueError, match="secret name") as caught:
         secrets.set(name, "value")
@@ -251,9 +245,7 @@ def test_key_file_is_private_even_under_a_permissive_umask(settings: Settings) -
     assert stat.S_IMODE((settings.home / KEY_FILE_NAME).stat().st_mode) == 0o600
 
 
-def test_secrets_stored_with_the_key_file_read_back_in_a_new_store(
-    settings: Settings, store: SQLiteStore
-) -> None:
+def test_secrets_stored_with_the_key_file_read_back_in_a_new_store(settings: Settings, store: SQLiteStore) -> None:
     SecretStore(store, load_key(settings)).set("API_KEY", PLAINTEXT)
     assert SecretStore(store, load_key(settings)).get("API_KEY") == PLAINTEXT
 
