@@ -481,11 +481,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("secrets", "manage encrypted secrets (values are never printed)", remote=True)
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    s = actions.add_parser("set", help="set NAME to VALUE (or read the value from stdin)")
+    # --json is accepted after the action too (`secrets list --json`); SUPPRESS keeps an earlier one.
+    json_flag = argparse.ArgumentParser(add_help=False)
+    json_flag.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    s = actions.add_parser("set", parents=[json_flag], help="set NAME to VALUE (or read the value from stdin)")
     s.add_argument("name", metavar="NAME")
     s.add_argument("value", nargs="?", metavar="VALUE")
-    s = actions.add_parser("list", help="list secret names")
-    s = actions.add_parser("remove", help="remove a secret")
+    s = actions.add_parser("list", parents=[json_flag], help="list secret names")
+    s = actions.add_parser("remove", parents=[json_flag], help="remove a secret")
     s.add_argument("name", metavar="NAME")
     p.set_defaults(func=cmd_secrets)
     return parser

@@ -1,0 +1,35 @@
+"""Workflows driven through the `taskloom` command in tests/integration/test_cli.py."""
+
+from __future__ import annotations
+
+from taskloom import TaskControl, WorkflowExecutionContext, task, workflow
+from taskloom.tasks import pause
+
+
+@task
+def crunch(tc: TaskControl, n: int) -> int:
+    for i in range(1, n + 1):
+        tc.update_progress(i / n * 100, f"chunk {i}/{n}")
+    tc.log("crunched everything", "info")
+    return n * 10
+
+
+@task
+def explode(reason: str) -> None:
+    raise ValueError(reason)
+
+
+@workflow
+async def progress(ctx: WorkflowExecutionContext[int]) -> dict[str, int]:
+    return {"total": await crunch(ctx.input)}
+
+
+@workflow
+async def approval(ctx: WorkflowExecutionContext[str]) -> str:
+    decision = await pause("manager")
+    return f"{ctx.input}: {decision}"
+
+
+@workflow
+async def broken(ctx: WorkflowExecutionContext[str]) -> None:
+    await explode(ctx.input)

@@ -1,0 +1,125 @@
+"""The `taskloom` command on the embedded store, run as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+HERE = Path(__file__).parent
+
+
+@pytest.fixture
+def cli(tmp_path: Path):  # type: ignore[no-untyped-def]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")},
+        "TASKLOOM_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "TASKLOOM_HOME": str(tmp_path),
+        "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
+
+    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "taskloom", *args],
+            env=env,
+            cwd=tmp_path,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    return run
+
+
+def test_run_shows_step_progress_logs_and_the_result(cli) -> None:  # type: ignore[no-untyped-def]
+    done = cli("run", "cliapp.flows:progress", "4")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "crunch (step 1)" in out
+    assert "100%" in out and "chunk 4/4" in out
+    assert "[info] crunch: crunched everything" in out
+    assert '"total": 40' in out
+
+
+def test_run_json_prints_events_then_the_result(cli) -> None:  # type: ignore[no-untyped-def]
+    done = cli("run", "cliapp.flows:progress", "2", "--json")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    types = [line["type"] for line in lines]
+    assert types[0] == "execution_started"
+    assert "step_progress" in types and "step_log" in types
+    assert lines[-1] == {
+        "type": "result",
+        "execution_id": lines[-1]["execution_id"],
+        "workflow": "progress",
+        "status": "completed",
+        "output": {"total": 20},
+    }
+
+
+def test_pause_resume_status_events_and_list(cli) -> None:  # type: ignore[no-untyped-def]
+    started = cli("run", "cliapp.flows:approval", '"expense 7"', "--json")
+    assert started.returncode == 0, started.stderr
+    result = json.loads(started.stdout.splitlines()[-1])
+    execution = result["execution_id"]
+    assert result["status"] == "paused"
+
+    listed = json.loads(cli("list", "--status", "paused", "--json").stdout)
+    assert [r["execution_id"] for r in listed] == [execution]
+
+    resumed = cli("resume", execution, '"approved"')
+    assert resumed.returncode == 0, resumed.stderr
+    assert "expense 7: approved" in resumed.stdout
+
+    status = json.loads(cli("status", execution, "--json").stdout)
+    assert status["status"] == "completed"
+    assert status["output"] == "expense 7: approved"
+    events = json.loads(cli("events", execution, "--json").stdout)
+    assert "execution_resumed" in [e["type"] for e in events]
+    assert events[-1]["type"] == "execution_completed"
+    human = cli("events", execution)
+    assert "execution_paused" in human.stdout and "execution_resumed" in human.stdout
+
+
+def test_a_failing_workflow_exits_1_and_names_the_error(cli) -> None:  # type: ignore[no-untyped-def]
+    done = cli("run", "cliapp.flows:broken", '"disk full"')
+    assert done.returncode == 1
+    assert "ValueError: disk full" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("run", "cliapp.flows:progress", "{not json"), "INPUT must be JSON"),
+        (("run", "cliapp.flows"), "must look like MODULE:WORKFLOW"),
+        (("run", "cliapp.nowhere:progress"), "cannot import module 'cliapp.nowhere'"),
+        (("run", "cliapp.flows:missing"), "has no attribute 'missing'"),
+        (("run", "cliapp.flows:crunch"), "not a @workflow"),
+        (("status", "no-such-id"), "no execution 'no-such-id'"),
+        (("resume", "no-such-id", "1"), "no execution 'no-such-id'"),
+        (("list", "--status", "sleepy"), "--status must be one of"),
+        (("secrets", "remove", "NEVER_SET"), "no secret named 'NEVER_SET'"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_2(cli, args, message) -> None:  # type: ignore[no-untyped-def]
+    done = cli(*args)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_secrets_set_list_remove_never_print_the_value(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert cli("secrets", "set", "API_KEY", stdin="s3cr3t-value\n").returncode == 0
+    assert cli("secrets", "set", "OTHER", "v2").returncode == 0
+    listed = cli("secrets", "list", "--json")
+    assert json.loads(listed.stdout) == ["API_KEY", "OTHER"]
+    assert "s3cr3t-value" not in listed.stdout + listed.stderr
+    assert b"s3cr3t-value" not in (tmp_path / "cli.db").read_bytes()
+    assert cli("secrets", "remove", "API_KEY").returncode == 0
+    assert json.loads(cli("secrets", "list", "--json").stdout) == ["OTHER"]
