@@ -231,12 +231,32 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 # -- secrets ------------------------------------------------------------------------------------------
+class _SecretsOverHttp:
+    """The server's secret routes with the local SecretStore's method names, so one command serves both."""
+
+    def __init__(self, client: TaskloomClient) -> None:
+        self.client = client
+
+    def set(self, name: str, value: str) -> None:
+        self.client.set_secret(name, value)
+
+    def list(self) -> list[str]:
+        return list(self.client.list_secrets())
+
+    def remove(self, name: str) -> bool:
+        return bool(self.client.remove_secret(name))
+
+
 def cmd_secrets(args: argparse.Namespace) -> int:
     from taskloom.secret_store import default_secret_store
 
     if args.server:
-        return _remote_secrets(args)
-    secrets = default_secret_store()
+        with _client(args) as client:
+            return _secrets_command(args, _SecretsOverHttp(client))
+    return _secrets_command(args, default_secret_store())
+
+
+def _secrets_command(args: argparse.Namespace, secrets: Any) -> int:
     try:
         if args.action == "set":
             value = args.value
@@ -250,8 +270,7 @@ def cmd_secrets(args: argparse.Namespace) -> int:
             result = secrets.list()
             message = "\n".join(result) if result else "no secrets"
         else:
-            removed = secrets.remove(args.name)
-            if not removed:
+            if not secrets.remove(args.name):
                 raise CommandError(f"no secret named {args.name!r}")
             result, message = {"removed": args.name}, f"secret {args.name!r} removed"
     except (ValueError, TypeError) as error:
@@ -397,30 +416,6 @@ def _remote_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _remote_secrets(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        if args.action == "set":
-            value = args.value
-            if value is None:
-                value = getpass.getpass(f"value for {args.name}: ") if sys.stdin.isatty() else sys.stdin.read()
-                value = value.rstrip("\n")
-            client.set_secret(args.name, value)
-            result: Any = {"set": args.name}
-            message = f"secret {args.name!r} set"
-        elif args.action == "list":
-            result = client.list_secrets()
-            message = "\n".join(result) if result else "no secrets"
-        else:
-            if not client.remove_secret(args.name):
-                raise CommandError(f"no secret named {args.name!r}")
-            result, message = {"removed": args.name}, f"secret {args.name!r} removed"
-    if args.json:
-        _print_json(result)
-    else:
-        print(message)
-    return 0
-
-
 # -- parser -------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskloom", description="Run and inspect durable workflows.")
@@ -468,7 +463,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("modules", nargs="+", metavar="MODULE")
     p.add_argument("--concurrency", type=int, default=4, help="executions run at once (default 4)")
     p.add_argument("--lease", type=float, default=10.0, help="lease seconds; a dead worker's work moves after it")
-    p.add_argument("--poll", type=float, default=0.5, help="seconds between looks at an empty queue")
+    p.add_argument(
+        "--poll",
+        type=float,
+        default=0.5,
+        help="seconds between looks at an empty queue (PostgreSQL wakes workers at once when work is queued)",
+    )
     p.add_argument("--grace", type=float, default=30.0, help="seconds to finish running work on SIGTERM")
     p.set_defaults(func=cmd_worker)
 
