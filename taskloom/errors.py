@@ -70,6 +70,11 @@ class ExecutionNotFoundError(WorkflowError, LookupError):
     """No execution with that id exists in the store."""
 
 
+class ExecutionStateError(WorkflowError):
+    """An execution is not in the state an operation needs (resume a paused one, cancel an unfinished one),
+    or its state changed under the operation; nothing was written."""
+
+
 class NonDeterminismError(WorkflowError):
     """Replayed workflow code called a different task at a recorded step position."""
 

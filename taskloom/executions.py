@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 from taskloom import serde
-from taskloom.errors import ExecutionNotFoundError, WorkflowError
+from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, WorkflowError
 from taskloom.events import EventType, NewEvent
 from taskloom.store.base import ExecutionRecord, ExecutionStatus, Store
 
@@ -35,11 +35,13 @@ def record_resume(
 ) -> ExecutionRecord:
     """Give a paused execution its resume input: the pending ``pause`` step completes with it.
 
-    ``status`` is ``running`` when the caller drives the execution itself, ``queued`` for a worker.
+    ``status`` is ``running`` when the caller drives the execution itself, ``queued`` for a worker (which
+    wakes workers waiting on the store). Of two resumes racing for one pause, exactly one succeeds; the
+    other raises :class:`ExecutionStateError` and writes nothing.
     """
     record = get_execution(store, execution_id)
     if record.status != ExecutionStatus.PAUSED:
-        raise WorkflowError(
+        raise ExecutionStateError(
             f"execution {execution_id} of workflow {record.workflow!r} is {record.status}, not paused; only a "
             "paused execution can be resumed"
         )
@@ -47,25 +49,49 @@ def record_resume(
     if pause is None or pause.step_id is None:  # pragma: no cover - a paused row always has its event
         raise WorkflowError(f"execution {execution_id} is marked paused but has no pause event")
     blob = serde.dumps(input, what=f"resume input of workflow {record.workflow!r}")
-    store.append_events(
-        execution_id,
-        [
-            NewEvent(EventType.EXECUTION_RESUMED, pause.step_id, pause.name, blob),
-            NewEvent(EventType.STEP_COMPLETED, pause.step_id, "pause", blob),
-        ],
-        status=status,
-    )
+    try:
+        store.append_events(
+            execution_id,
+            [
+                NewEvent(EventType.EXECUTION_RESUMED, pause.step_id, pause.name, blob),
+                NewEvent(EventType.STEP_COMPLETED, pause.step_id, "pause", blob),
+            ],
+            status=status,
+            expected_status=ExecutionStatus.PAUSED,
+        )
+    except ExecutionStateError:
+        now = get_execution(store, execution_id).status
+        raise ExecutionStateError(
+            f"execution {execution_id} of workflow {record.workflow!r} was resumed or cancelled by another "
+            f"request at the same time (it is now {now}); this resume was not applied"
+        ) from None
     return record
+
+
+#: Attempts of a cancel whose execution keeps changing status (running -> paused -> ...) meanwhile.
+CANCEL_ATTEMPTS = 5
 
 
 def record_cancel(store: Store, execution_id: str) -> ExecutionRecord:
-    """Cancel an execution that has not finished; a running one stops at its next step."""
-    record = get_execution(store, execution_id)
-    if record.status in ExecutionStatus.FINISHED:
-        raise WorkflowError(f"execution {execution_id} is already {record.status}; nothing to cancel")
-    store.append_events(
-        execution_id,
-        [NewEvent(EventType.EXECUTION_CANCELLED, None, record.workflow)],
-        status=ExecutionStatus.CANCELLED,
+    """Cancel an execution that has not finished; a running one stops at its next step.
+
+    The status seen and the status cancelled are the same: a cancel racing the execution's end either
+    wins (the execution is cancelled) or finds it finished, never overwrites a result.
+    """
+    for _ in range(CANCEL_ATTEMPTS):
+        record = get_execution(store, execution_id)
+        if record.status in ExecutionStatus.FINISHED:
+            raise ExecutionStateError(f"execution {execution_id} is already {record.status}; nothing to cancel")
+        try:
+            store.append_events(
+                execution_id,
+                [NewEvent(EventType.EXECUTION_CANCELLED, None, record.workflow)],
+                status=ExecutionStatus.CANCELLED,
+                expected_status=record.status,
+            )
+        except ExecutionStateError:
+            continue  # its status changed since we read it: look again
+        return record
+    raise ExecutionStateError(
+        f"execution {execution_id} changed status {CANCEL_ATTEMPTS} times while being cancelled; try again"
     )
-    return record

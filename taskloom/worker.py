@@ -5,6 +5,11 @@ workflows it found there, and runs each with the normal replaying driver, so an 
 worker left half-done (its lease expired) continues from its last recorded step. A heartbeat thread
 renews the leases of everything the worker holds. SIGTERM stops claiming, lets running executions finish
 within a grace period, and puts back in the queue what is still unfinished then.
+
+An idle worker waits in :meth:`Store.wait_for_work`, which PostgreSQL ends as soon as work is queued
+(LISTEN/NOTIFY), and at most until the earliest lease of a running execution expires, so a dead worker's
+execution is taken over the moment its lease runs out rather than at the next poll. The poll interval is
+the fallback: SQLite, and work no notification announces.
 """
 
 from __future__ import annotations
@@ -30,6 +35,13 @@ from taskloom.store.base import ExecutionRecord, Store
 from taskloom.workflow import Workflow
 
 log = logging.getLogger("taskloom.worker")
+
+#: Longest single wait, so that a stop request (SIGTERM) is noticed promptly even with a long poll interval.
+STOP_CHECK_SECONDS = 0.2
+#: Waiting for a lease to expire ends this much after its expiry time (the claim compares strictly).
+LEASE_MARGIN_SECONDS = 0.002
+#: Shortest wait when a lease has already expired but could not be claimed (another worker is taking it).
+MIN_WAIT_SECONDS = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +130,12 @@ class Worker:
         heartbeat.start()
         pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="taskloom-worker")
         while not self._stopping.is_set():
-            if not self._slots.acquire(timeout=self.settings.poll_seconds):
+            if not self._slots.acquire(timeout=min(self.settings.poll_seconds, STOP_CHECK_SECONDS)):
                 continue
             record = self._claim(names)
             if record is None:
                 self._slots.release()
-                self._stopping.wait(self.settings.poll_seconds)
+                self._wait_for_work(names)
                 continue
             with self._lock:
                 self._running[record.id] = pool.submit(self._execute, record)
@@ -138,6 +150,33 @@ class Worker:
         except Exception:
             log.exception("worker %s: claiming failed; retrying", self.worker_id)
             return None
+
+    def _wait_for_work(self, names: list[str]) -> None:
+        """Until work is queued, a lease of a running execution may have run out, the poll interval
+        passes, or :meth:`stop`."""
+        deadline = time.monotonic() + self._time_to_next_look(names)
+        while not self._stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                if self.store.wait_for_work(min(remaining, STOP_CHECK_SECONDS)):
+                    return
+            except Exception:
+                log.exception("worker %s: waiting for work failed; polling", self.worker_id)
+                self._stopping.wait(remaining)  # ends at once on stop()
+                return
+
+    def _time_to_next_look(self, names: list[str]) -> float:
+        wait = self.settings.poll_seconds
+        try:
+            expiry = self.store.next_lease_expiry(names)
+        except Exception:
+            log.exception("worker %s: reading lease expiries failed", self.worker_id)
+            return wait
+        if expiry is not None:
+            wait = min(wait, max(MIN_WAIT_SECONDS, expiry - time.time() + LEASE_MARGIN_SECONDS))
+        return wait
 
     def _execute(self, record: ExecutionRecord) -> None:
         requeue = False

@@ -62,8 +62,14 @@ class Store(Protocol):
         *,
         status: str | None = None,
         output: bytes | None = None,
+        expected_status: str | None = None,
     ) -> int:
         """Append ``events`` and, when given, set the execution's status/output, in one transaction.
+
+        With ``expected_status``, the execution must have that status when the transaction runs, else
+        nothing is written and :class:`~taskloom.errors.ExecutionStateError` is raised: two callers that
+        both saw the status (two resumes of one paused execution) cannot both succeed. Setting the status
+        to ``queued`` wakes waiting workers (:meth:`wait_for_work`).
 
         Returns the seq of the last event written. Durable when it returns.
         """
@@ -84,6 +90,20 @@ class Store(Protocol):
 
     def release_execution(self, execution_id: str, worker_id: str, *, requeue: bool) -> None:
         """Drop ``worker_id``'s lease; ``requeue`` puts an unfinished execution back in the queue."""
+
+    def next_lease_expiry(self, workflows: Sequence[str]) -> float | None:
+        """The earliest time (Unix seconds) a lease on a running execution of ``workflows`` expires, or
+        None when none is leased: an idle worker waits until then to take over from a worker that died."""
+
+    def wait_for_work(self, timeout: float) -> bool:
+        """Block until work may have been queued (an execution created or put back as ``queued``) or
+        ``timeout`` seconds passed; True means "claim now", False only that the time is up.
+
+        PostgreSQL wakes within milliseconds of another process's commit (LISTEN/NOTIFY); SQLite only on
+        work queued through this store object, so its callers poll with ``timeout``. A True may be
+        spurious (the first call, a reconnect, work another worker took): callers claim and wait again.
+        Meant for one waiting thread per store, such as a worker's claim loop.
+        """
 
     def put_secret(self, name: str, ciphertext: bytes) -> None: ...
 

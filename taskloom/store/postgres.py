@@ -8,6 +8,10 @@ Appending to an execution first locks its row, so one execution's events take th
 order: a reader following ``load_events(after_seq=...)`` never misses an event that commits later with
 a smaller seq.
 
+Queuing work (an execution created or put back as ``queued``) sends a NOTIFY on :data:`WORK_CHANNEL` in
+the same transaction, so a worker blocked in :meth:`PostgresStore.wait_for_work` (a connection of its own
+that LISTENs) wakes as soon as the work is committed, and never before.
+
 A forked child never uses or closes its parent's connections (closing one would end the parent's
 session on the server); it notices the new process id and opens its own.
 """
@@ -27,9 +31,9 @@ import psycopg
 from psycopg import pq
 from psycopg.rows import TupleRow
 
-from taskloom.errors import ExecutionNotFoundError, StoreError
+from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, StoreError
 from taskloom.events import Event, EventType, NewEvent
-from taskloom.store.base import ExecutionRecord
+from taskloom.store.base import ExecutionRecord, ExecutionStatus
 from taskloom.store.migrations import load_migrations
 
 Connection = psycopg.Connection[TupleRow]
@@ -39,9 +43,12 @@ CONNECT_TIMEOUT_SECONDS = 10
 MAX_IDLE_CONNECTIONS = 8
 #: Key of the advisory lock held while migrating, so stores starting together migrate one at a time.
 MIGRATION_LOCK_KEY = int.from_bytes(b"taskloom", "big")
+#: Channel of the NOTIFY sent when work is queued; its payload is the workflow's name.
+WORK_CHANNEL = "taskloom_work"
 
 _EXECUTION_COLUMNS = "id, workflow, status, input, output, created_at, updated_at, target"
 _INSERT_STARTED = "INSERT INTO events (execution_id, type, name, value, ts) VALUES (%s, %s, %s, %s, %s)"
+_NOTIFY_WORK = f"SELECT pg_notify('{WORK_CHANNEL}', %s)"
 
 
 def redacted(url: str) -> str:
@@ -65,6 +72,9 @@ class PostgresStore:
         self._idle: list[Connection] = []
         # Connections inherited from the parent process: kept referenced, never closed (see _after_fork).
         self._inherited: list[Connection] = []
+        # The LISTEN connection of wait_for_work, opened by its first call; guarded by _listen_lock.
+        self._listener: Connection | None = None
+        self._listen_lock = threading.Lock()
         try:
             self._migrate()
         except BaseException:
@@ -79,14 +89,25 @@ class PostgresStore:
             message = f"cannot connect to the PostgreSQL store {redacted(self.url)}: {error}"
             raise StoreError(message) from None
 
+    def _connect_autocommit(self) -> Connection:
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+        except psycopg.Error as error:
+            message = f"cannot connect to the PostgreSQL store {redacted(self.url)}: {error}"
+            raise StoreError(message) from None
+
     def _after_fork(self) -> None:
         # The parent's connections share their sockets with the parent: closing them here would send
         # the server a goodbye on the parent's behalf. Keep them referenced and unused (psycopg does not
         # close a connection garbage-collected in another process either) and start a fresh pool. The
         # lock is replaced without being taken: another parent thread may have held it at the fork.
         self._inherited.extend(self._idle)
+        if self._listener is not None:
+            self._inherited.append(self._listener)
         self._idle = []
+        self._listener = None
         self._lock = threading.Lock()
+        self._listen_lock = threading.Lock()
         self._pid = os.getpid()
 
     def _checkout(self) -> Connection:
@@ -144,8 +165,11 @@ class PostgresStore:
             return
         with self._lock:
             idle, self._idle = self._idle, []
+            listener, self._listener = self._listener, None
         for conn in idle:
             conn.close()
+        if listener is not None:
+            listener.close()  # a wait_for_work blocked on it ends early and reports work (True)
 
     # -- executions --------------------------------------------------------------------------------
     def create_execution(
@@ -162,6 +186,8 @@ class PostgresStore:
                 _INSERT_STARTED,
                 (execution_id, EventType.EXECUTION_STARTED.value, workflow, input, now),
             )
+            if status == ExecutionStatus.QUEUED:
+                conn.execute(_NOTIFY_WORK, (workflow,))
 
     def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         with self._transaction() as conn:
@@ -218,23 +244,39 @@ class PostgresStore:
         *,
         status: str | None = None,
         output: bytes | None = None,
+        expected_status: str | None = None,
     ) -> int:
-        if not events and status is None:
+        if not events and status is None and expected_status is None:
             return 0
         now = time.time()
         with self._transaction() as conn:
-            # Lock the execution's row before taking seqs (see the module docstring).
-            if status is not None:
-                found = conn.execute(
-                    "UPDATE executions SET status = %s, output = %s, updated_at = %s WHERE id = %s",
+            # Lock the execution's row before taking seqs (see the module docstring); the lock also makes
+            # the expected status hold until the commit.
+            if status is not None and expected_status is None:
+                row = conn.execute(
+                    "UPDATE executions SET status = %s, output = %s, updated_at = %s WHERE id = %s RETURNING workflow",
                     (status, output, now, execution_id),
-                ).rowcount
+                ).fetchone()
             else:
-                found = conn.execute(
-                    "SELECT 1 FROM executions WHERE id = %s FOR NO KEY UPDATE", (execution_id,)
-                ).rowcount
-            if not found:
+                row = conn.execute(
+                    "SELECT workflow, status FROM executions WHERE id = %s FOR NO KEY UPDATE", (execution_id,)
+                ).fetchone()
+            if row is None:
                 raise ExecutionNotFoundError(f"no execution {execution_id!r} in the store {redacted(self.url)}")
+            workflow = row[0]
+            if expected_status is not None:
+                if row[1] != expected_status:
+                    raise ExecutionStateError(
+                        f"execution {execution_id} is {row[1]}, not {expected_status}: its state changed under "
+                        "this operation; nothing was written"
+                    )
+                if status is not None:
+                    conn.execute(
+                        "UPDATE executions SET status = %s, output = %s, updated_at = %s WHERE id = %s",
+                        (status, output, now, execution_id),
+                    )
+            if status == ExecutionStatus.QUEUED:
+                conn.execute(_NOTIFY_WORK, (workflow,))
             if not events:
                 return 0
             # One statement for the whole batch; WITH ORDINALITY keeps the caller's order for the seqs.
@@ -290,12 +332,50 @@ class PostgresStore:
 
     def release_execution(self, execution_id: str, worker_id: str, *, requeue: bool) -> None:
         with self._transaction() as conn:
-            conn.execute(
+            row = conn.execute(
                 "UPDATE executions SET lease_owner = NULL, lease_expires_at = NULL, "
                 "status = CASE WHEN %s AND status = 'running' THEN 'queued' ELSE status END "
-                "WHERE id = %s AND lease_owner = %s",
+                "WHERE id = %s AND lease_owner = %s RETURNING status, workflow",
                 (requeue, execution_id, worker_id),
-            )
+            ).fetchone()
+            if row is not None and requeue and row[0] == ExecutionStatus.QUEUED:
+                conn.execute(_NOTIFY_WORK, (row[1],))
+
+    def next_lease_expiry(self, workflows: Sequence[str]) -> float | None:
+        if not workflows:
+            return None
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT MIN(lease_expires_at) FROM executions WHERE workflow = ANY(%s) AND status = 'running'",
+                (list(workflows),),
+            ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    def wait_for_work(self, timeout: float) -> bool:
+        if self._pid != os.getpid():
+            self._after_fork()
+        if not self._listen_lock.acquire(timeout=max(0.0, timeout)):
+            return False  # another thread is the waiter
+        try:
+            listener = self._listener
+            if listener is None or listener.closed:
+                # Work queued before LISTEN took effect sent no notification we could see: claim first.
+                listener = self._connect_autocommit()
+                listener.execute(f"LISTEN {WORK_CHANNEL}")
+                with self._lock:
+                    self._listener = listener
+                return True
+            try:
+                woke = any(True for _ in listener.notifies(timeout=max(0.0, timeout), stop_after=1))
+                if woke:  # one wake-up for a burst: the caller claims until the queue is empty
+                    for _ in listener.notifies(timeout=0):
+                        pass
+                return woke
+            except psycopg.Error:
+                listener.close()  # lost (server restart, close()): LISTEN again on the next call
+                return True
+        finally:
+            self._listen_lock.release()
 
     # -- secrets -----------------------------------------------------------------------------------
     def put_secret(self, name: str, ciphertext: bytes) -> None:

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from taskloom.errors import ExecutionNotFoundError, StoreError
+from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, StoreError
 from taskloom.events import Event, EventType, NewEvent
-from taskloom.store.base import ExecutionRecord
+from taskloom.store.base import ExecutionRecord, ExecutionStatus
 from taskloom.store.migrations import load_migrations, split_statements
 
 BUSY_TIMEOUT_MS = 30_000
@@ -49,6 +49,8 @@ class SQLiteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # Set when this object queues work; other processes' work is found by polling (wait_for_work).
+        self._work_queued = threading.Event()
         self._migrate(self._conn())
 
     # -- connections -------------------------------------------------------------------------------
@@ -141,6 +143,8 @@ class SQLiteStore:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        if status == ExecutionStatus.QUEUED:
+            self._work_queued.set()
 
     def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         row = (
@@ -203,8 +207,9 @@ class SQLiteStore:
         *,
         status: str | None = None,
         output: bytes | None = None,
+        expected_status: str | None = None,
     ) -> int:
-        if not events and status is None:
+        if not events and status is None and expected_status is None:
             return 0
         conn = self._conn()
         now = time.time()
@@ -222,24 +227,38 @@ class SQLiteStore:
         ]
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if expected_status is not None:
+                found = conn.execute("SELECT status FROM executions WHERE id = ?", (execution_id,)).fetchone()
+                if found is None:
+                    raise self._not_found(execution_id)
+                if found[0] != expected_status:
+                    raise _conflict(execution_id, found[0], expected_status)
+            last: int | None = 0  # no events: 0, as PostgreSQL answers (last_insert_rowid() would be stale)
             if len(rows) == 1:
                 last = conn.execute(_INSERT_EVENT, rows[0]).lastrowid
-            else:
+            elif rows:
                 conn.executemany(_INSERT_EVENT, rows)
                 last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
             if status is not None:
-                conn.execute(
+                updated = conn.execute(
                     "UPDATE executions SET status = ?, output = ?, updated_at = ? WHERE id = ?",
                     (status, output, now, execution_id),
-                )
+                ).rowcount
+                if not updated:
+                    raise self._not_found(execution_id)
             conn.execute("COMMIT")
         except sqlite3.IntegrityError:
             conn.execute("ROLLBACK")
-            raise ExecutionNotFoundError(f"no execution {execution_id!r} in the store {self.url}") from None
+            raise self._not_found(execution_id) from None
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        if status == ExecutionStatus.QUEUED:
+            self._work_queued.set()
         return int(last or 0)
+
+    def _not_found(self, execution_id: str) -> ExecutionNotFoundError:
+        return ExecutionNotFoundError(f"no execution {execution_id!r} in the store {self.url}")
 
     # -- the work queue ----------------------------------------------------------------------------
     def claim_next_execution(
@@ -292,16 +311,42 @@ class SQLiteStore:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute(
-                "UPDATE executions SET lease_owner = NULL, lease_expires_at = NULL, "
-                "status = CASE WHEN ? AND status = 'running' THEN 'queued' ELSE status END "
-                "WHERE id = ? AND lease_owner = ?",
-                (1 if requeue else 0, execution_id, worker_id),
-            )
+            requeued = conn.execute(
+                "UPDATE executions SET lease_owner = NULL, lease_expires_at = NULL, status = 'queued' "
+                "WHERE id = ? AND lease_owner = ? AND ? AND status = 'running'",
+                (execution_id, worker_id, 1 if requeue else 0),
+            ).rowcount
+            if not requeued:
+                conn.execute(
+                    "UPDATE executions SET lease_owner = NULL, lease_expires_at = NULL "
+                    "WHERE id = ? AND lease_owner = ?",
+                    (execution_id, worker_id),
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        if requeued:
+            self._work_queued.set()
+
+    def next_lease_expiry(self, workflows: Sequence[str]) -> float | None:
+        if not workflows:
+            return None
+        marks = ", ".join("?" for _ in workflows)
+        row = (
+            self._conn()
+            .execute(
+                f"SELECT MIN(lease_expires_at) FROM executions WHERE workflow IN ({marks}) AND status = 'running'",
+                tuple(workflows),
+            )
+            .fetchone()
+        )
+        return float(row[0]) if row and row[0] is not None else None
+
+    def wait_for_work(self, timeout: float) -> bool:
+        woke = self._work_queued.wait(max(0.0, timeout))
+        self._work_queued.clear()
+        return woke
 
     # -- secrets -----------------------------------------------------------------------------------
     def put_secret(self, name: str, ciphertext: bytes) -> None:
@@ -336,3 +381,10 @@ class SQLiteStore:
             conn.execute("ROLLBACK")
             raise
         return bool(deleted)
+
+
+def _conflict(execution_id: str, status: str, expected: str) -> ExecutionStateError:
+    return ExecutionStateError(
+        f"execution {execution_id} is {status}, not {expected}: its state changed under this operation; "
+        "nothing was written"
+    )

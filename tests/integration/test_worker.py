@@ -1,4 +1,7 @@
-"""Workers as real processes: sharing a queue, failover after SIGKILL, durable sleeps waking alone."""
+"""Workers as real processes: sharing a queue, failover after SIGKILL, durable sleeps waking alone.
+
+Every test runs once per store (``[sqlite]``, ``[postgres]``): the workers get the store's URL.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from taskloom.events import Event
 from taskloom.executions import queue_execution
-from taskloom.store import open_store
+from taskloom.store import Store, open_store
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
@@ -21,23 +25,38 @@ TARGET = "workerapp.flows"
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
+def env(store_url: str, tmp_path: Path) -> dict[str, str]:
+    """The environment of the workers: this test's store (SQLite file or PostgreSQL schema) and step log."""
     return {
         **os.environ,
-        "TASKLOOM_DATABASE_URL": f"sqlite:///{tmp_path / 'queue.db'}",
+        "TASKLOOM_DATABASE_URL": store_url,
         "TASKLOOM_HOME": str(tmp_path),
         "TASKLOOM_TEST_LOG": str(tmp_path / "steps.log"),
         "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
     }
 
 
-def start_worker(env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "taskloom", "worker", TARGET, "--poll", "0.05", *extra],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+def start_worker(env: dict[str, str], *extra: str, poll: str = "0.05") -> subprocess.Popen[bytes]:
+    """``taskloom worker`` in a process of its own; its log goes to ``worker-<pid>.log`` in TASKLOOM_HOME."""
+    log = Path(env["TASKLOOM_HOME"]) / f"worker-{time.monotonic_ns()}.log"
+    with log.open("wb") as err:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "taskloom", "worker", TARGET, "--poll", poll, *extra],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    log.rename(log.with_name(f"worker-{worker.pid}.log"))
+    return worker
+
+
+def worker_log(env: dict[str, str], worker: subprocess.Popen[bytes]) -> str:
+    return (Path(env["TASKLOOM_HOME"]) / f"worker-{worker.pid}.log").read_text()
+
+
+def wait_until_ready(env: dict[str, str], worker: subprocess.Popen[bytes]) -> None:
+    """Until the worker has imported its workflows and is claiming (it logs which workflows it runs)."""
+    wait_for(lambda: "running workflows" in worker_log(env, worker), what="the worker to start")
 
 
 def wait_for(condition, timeout: float = 60.0, what: str = "condition"):  # type: ignore[no-untyped-def]
@@ -129,3 +148,51 @@ def test_sigterm_lets_the_running_execution_finish(env: dict[str, str]) -> None:
     assert worker.wait(timeout=30) == 0
     assert store.get_execution(execution).status == "completed"
     assert len(lines(env)) == 4
+
+
+def first_step_written_after(store: Store, execution: str, seq: int) -> Event:
+    return wait_for(
+        lambda: next(
+            (e for e in store.load_events(execution, seq) if e.type in ("step_started", "step_completed")), None
+        ),
+        what="a step after the failover",
+    )
+
+
+def test_an_idle_worker_takes_over_as_soon_as_a_dead_workers_lease_runs_out(env: dict[str, str]) -> None:
+    store = open_store(env["TASKLOOM_DATABASE_URL"])
+    execution = queue_execution(store, "counted", f"{TARGET}:counted", {"steps": 40, "pause": 0.05})
+    first = start_worker(env, "--lease", "1", poll="10")
+    wait_for(lambda: len(lines(env)) >= 2, what="two steps on the first worker")
+    idle = start_worker(env, "--lease", "1", poll="10")  # polls rarely: only the lease's expiry wakes it
+    try:
+        wait_until_ready(env, idle)
+        last_seq = store.load_events(execution)[-1].seq
+        os.kill(first.pid, signal.SIGKILL)
+        killed_at = time.time()
+        first.wait()
+
+        taken_over = first_step_written_after(store, execution, last_seq)
+        wait_for(lambda: store.get_execution(execution).status == "completed", what="the execution to finish")
+    finally:
+        stop(idle)
+    # The lease had at most 1 s left at the kill; the margin is for slow machines, far below the poll.
+    assert taken_over.timestamp.timestamp() - killed_at < 1.0 + 1.5
+    assert {pid for _, _, pid in lines(env)} == {str(first.pid), str(idle.pid)}
+
+
+@pytest.mark.parametrize("store_kind", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_postgres_wakes_an_idle_worker_as_soon_as_work_is_queued(env: dict[str, str]) -> None:
+    store = open_store(env["TASKLOOM_DATABASE_URL"])
+    worker = start_worker(env, poll="10")
+    try:
+        wait_until_ready(env, worker)
+        warm_up = queue_execution(store, "counted", f"{TARGET}:counted", {"steps": 1})
+        wait_for(lambda: store.get_execution(warm_up).status == "completed", what="the first execution")
+        queued_at = time.monotonic()
+        execution = queue_execution(store, "counted", f"{TARGET}:counted", {"steps": 1})
+        wait_for(lambda: store.get_execution(execution).status == "completed", what="the woken execution")
+        took = time.monotonic() - queued_at
+    finally:
+        stop(worker)
+    assert took < 3.0, f"the idle worker took {took:.2f} s with --poll 10: it was not woken by the queueing"

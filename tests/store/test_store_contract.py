@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from taskloom.errors import ExecutionNotFoundError, StoreError
+from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, StoreError
 from taskloom.events import Event, EventType, NewEvent
+from taskloom.executions import record_cancel, record_resume
 from taskloom.store import ExecutionStatus, Store, open_store
 from taskloom.store.migrations import load_migrations
 
@@ -563,3 +564,196 @@ def test_a_forked_child_uses_its_own_connections(store: Store, execution: str) -
 def test_appending_to_an_unknown_execution_names_it(store: Store) -> None:
     with pytest.raises(ExecutionNotFoundError, match="no-such-execution"):
         store.append_events("no-such-execution", [NewEvent(EventType.STEP_STARTED, "1", "t")])
+
+
+# -- conditional appends (expected_status) -----------------------------------------------------------
+
+
+def test_append_with_the_expected_status_writes_events_and_status(store: Store, execution: str) -> None:
+    store.append_events(execution, [step("1")], status=ExecutionStatus.PAUSED)
+
+    store.append_events(execution, [step("2")], status=ExecutionStatus.QUEUED, expected_status=ExecutionStatus.PAUSED)
+
+    record = store.get_execution(execution)
+    assert record is not None and record.status == ExecutionStatus.QUEUED
+    assert [e.step_id for e in store.load_events(execution)] == [None, "1", "2"]
+
+
+def test_append_with_another_status_expected_writes_nothing(store: Store, execution: str) -> None:
+    with pytest.raises(ExecutionStateError, match="exec-1 is running, not paused"):
+        store.append_events(
+            execution, [step("1")], status=ExecutionStatus.QUEUED, expected_status=ExecutionStatus.PAUSED
+        )
+
+    record = store.get_execution(execution)
+    assert record is not None and record.status == ExecutionStatus.RUNNING
+    assert [e.step_id for e in store.load_events(execution)] == [None]
+
+
+def test_expected_status_of_an_unknown_execution_is_not_found(store: Store) -> None:
+    with pytest.raises(ExecutionNotFoundError, match="no-such-execution"):
+        store.append_events("no-such-execution", [], status="queued", expected_status="paused")
+
+
+def test_appending_a_status_to_an_unknown_execution_is_not_found(store: Store) -> None:
+    with pytest.raises(ExecutionNotFoundError, match="no-such-execution"):
+        store.append_events("no-such-execution", [], status=ExecutionStatus.COMPLETED)
+
+
+def test_a_status_change_without_events_returns_seq_zero(store: Store, execution: str) -> None:
+    store.append_events(execution, [step("1"), step("2")])
+
+    assert store.append_events(execution, [], status=ExecutionStatus.COMPLETED) == 0
+
+
+def _pause_with_pending_step(store: Store, execution_id: str) -> None:
+    store.append_events(
+        execution_id,
+        [step("1", EventType.STEP_STARTED), NewEvent(EventType.EXECUTION_PAUSED, "1", "approval")],
+        status=ExecutionStatus.PAUSED,
+    )
+
+
+def _race_resumes(racers: list[Store], execution_id: str) -> list[str]:
+    """Every racer resumes ``execution_id`` at the same moment; what each got, in no order."""
+    barrier = threading.Barrier(len(racers))
+    outcomes: list[str] = []
+
+    def resume(racer: Store, value: int) -> None:
+        barrier.wait()
+        try:
+            record_resume(racer, execution_id, value, status=ExecutionStatus.QUEUED)
+            outcomes.append("resumed")
+        except ExecutionStateError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=resume, args=(racer, n)) for n, racer in enumerate(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def test_of_resumes_racing_for_one_pause_exactly_one_succeeds(store: Store) -> None:
+    racers = [open_store(store.url) for _ in range(4)]  # one store each, as separate processes would have
+    try:
+        for round_ in range(5):
+            execution_id = f"exec-{round_}"
+            store.create_execution(execution_id, "flow", None, ExecutionStatus.RUNNING)
+            _pause_with_pending_step(store, execution_id)
+
+            outcomes = _race_resumes(racers, execution_id)
+
+            assert sorted(outcomes) == ["refused", "refused", "refused", "resumed"]
+            completions = [e for e in store.load_events(execution_id) if e.type is EventType.STEP_COMPLETED]
+            assert len(completions) == 1
+    finally:
+        for racer in racers:
+            racer.close()
+
+
+def test_a_cancel_does_not_overwrite_a_status_set_after_it_looked(store: Store, execution: str) -> None:
+    class FinishesWhileCancelling:
+        """The store, with the execution completing between the cancel's read and its write."""
+
+        def __init__(self, inner: Store) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def append_events(self, execution_id: str, events: Any, **kwargs: Any) -> int:
+            self.inner.append_events(execution_id, [], status=ExecutionStatus.COMPLETED, output=b"done")
+            return self.inner.append_events(execution_id, events, **kwargs)
+
+    with pytest.raises(ExecutionStateError, match="already completed"):
+        record_cancel(FinishesWhileCancelling(store), execution)  # type: ignore[arg-type]
+
+    record = store.get_execution(execution)
+    assert record is not None and (record.status, record.output) == ("completed", b"done")
+    assert all(e.type is not EventType.EXECUTION_CANCELLED for e in store.load_events(execution))
+
+
+# -- waking workers -----------------------------------------------------------------------------------
+
+
+def test_next_lease_expiry_is_the_earliest_lease_of_the_workflows_asked_for(queue: Store) -> None:
+    assert queue.next_lease_expiry(["flow", "other"]) is None  # exec-3 runs without a lease
+    before = time.time()
+    queue.claim_next_execution("worker-a", 30.0, ["flow"])
+    queue.claim_next_execution("worker-b", 5.0, ["flow"])
+    queue.claim_next_execution("worker-c", 1.0, ["other"])
+
+    expiry = queue.next_lease_expiry(["flow"])
+
+    assert expiry is not None and before + 5 <= expiry <= time.time() + 5
+    assert queue.next_lease_expiry(["nope"]) is None
+    assert queue.next_lease_expiry([]) is None
+    queue.release_execution("exec-2", "worker-b", requeue=True)
+    later = queue.next_lease_expiry(["flow"])
+    assert later is not None and later >= before + 30
+
+
+def _primed(store: Store) -> Store:
+    """``store`` after a first wait_for_work (which may answer True at once: "look before waiting")."""
+    store.wait_for_work(0.01)
+    return store
+
+
+def test_wait_for_work_times_out_when_nothing_is_queued(store: Store) -> None:
+    _primed(store)
+    store.create_execution("exec-1", "flow", None, ExecutionStatus.RUNNING)  # running is not queued work
+    started = time.monotonic()
+
+    assert store.wait_for_work(0.3) is False
+    assert time.monotonic() - started >= 0.25
+
+
+def _later(seconds: float, action: Any) -> threading.Thread:
+    def run() -> None:
+        time.sleep(seconds)  # lets the other thread start waiting; not synchronisation by sleep alone
+        action()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def _woken_within(store: Store, action: Any) -> float:
+    started = time.monotonic()
+    thread = _later(0.1, action)
+    woke = store.wait_for_work(10.0)
+    thread.join()
+    assert woke is True
+    return time.monotonic() - started
+
+
+def test_wait_for_work_wakes_when_the_same_store_queues_an_execution(store: Store) -> None:
+    _primed(store)
+
+    assert _woken_within(store, lambda: store.create_execution("exec-1", "flow", None, "queued")) < 5
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("how", ["created", "requeued", "resumed"])
+def test_postgres_wait_for_work_wakes_when_another_process_queues_work(pg_fresh_url: str, how: str) -> None:
+    # Only PostgreSQL notifies other processes; SQLite workers poll.
+    store, other = open_store(pg_fresh_url), open_store(pg_fresh_url)  # as two processes would have
+    try:
+        other.create_execution("exec-0", "flow", None, ExecutionStatus.QUEUED)
+        other.claim_next_execution("worker-a", 30.0, ["flow"])
+        if how == "resumed":
+            _pause_with_pending_step(other, "exec-0")
+        _primed(store)
+        actions = {
+            "created": lambda: other.create_execution("exec-1", "flow", None, "queued"),
+            "requeued": lambda: other.release_execution("exec-0", "worker-a", requeue=True),
+            "resumed": lambda: record_resume(other, "exec-0", "ok", status=ExecutionStatus.QUEUED),
+        }
+
+        assert _woken_within(store, actions[how]) < 2  # milliseconds, in fact; loose for slow machines
+        assert store.wait_for_work(0.2) is False  # one notification, one wake-up
+    finally:
+        store.close()
+        other.close()
