@@ -102,10 +102,12 @@ class WorkflowSignal(BaseException):
 class WorkflowPaused(WorkflowSignal):
     """Raised inside a workflow by ``pause(name)`` to suspend it until resumed."""
 
-    def __init__(self, name: str, step_id: str) -> None:
-        super().__init__(name, step_id)
+    def __init__(self, name: str, step_id: str, deadline: float | None = None) -> None:
+        super().__init__(name, step_id, deadline)
         self.name = name
         self.step_id = step_id
+        #: Unix time after which the pause times out (``pause(name, timeout=...)``), else None
+        self.deadline = deadline
 
 
 class WorkflowCancelled(WorkflowSignal):

@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from taskloom import policy, serde
 from taskloom.context import current_scope
-from taskloom.errors import NonDeterminismError, SerializationError, WorkflowCancelled, WorkflowPaused
+from taskloom.errors import (
+    NonDeterminismError,
+    SerializationError,
+    TaskTimeoutError,
+    WorkflowCancelled,
+    WorkflowPaused,
+)
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.runtime.control import LogRecord, TaskControl
 
@@ -323,15 +329,29 @@ class ExecutionRun:
             await asyncio.sleep(remaining)
         self.append(NewEvent(_COMPLETED, step_id, "sleep", serde.dumps(None, what="sleep")))
 
-    async def run_pause_step(self, step_id: str, name: str) -> Any:
-        """Suspend the execution at a named pause; once resumed, the step's value is the resume input."""
+    async def run_pause_step(self, step_id: str, name: str, timeout: float | None = None) -> Any:
+        """Suspend the execution at a named pause; once resumed, the step's value is the resume input.
+
+        A pause with a timeout records its deadline; met again after the deadline without a resume, it
+        fails with TaskTimeoutError (recorded, so replays fail the same way).
+        """
         step = self.recorded(step_id, "pause")
         if step is not None and step.outcome is _COMPLETED:
             return serde.loads(step.value)
+        if step is not None and step.outcome is _FAILED:
+            raise serde.loads(step.value)
         if step is None:
-            self.append(NewEvent(EventType.STEP_STARTED, step_id, "pause", data={"pause": name}))
-            self.steps[step_id] = RecordedStep("pause", {"pause": name})
-        raise WorkflowPaused(name, step_id)
+            data: dict[str, Any] = {"pause": name}
+            if timeout is not None:
+                data["deadline"] = time.time() + timeout
+            self.append(NewEvent(EventType.STEP_STARTED, step_id, "pause", data=data))
+            step = self.steps[step_id] = RecordedStep("pause", data)
+        deadline = step.started.get("deadline")
+        if deadline is not None and time.time() >= deadline:
+            error = TaskTimeoutError(f"pause {name!r} (step {step_id}) was not resumed before its deadline")
+            self.append(NewEvent(_FAILED, step_id, "pause", serde.dumps_error(error, what=f"pause {name!r}")))
+            raise error
+        raise WorkflowPaused(name, step_id, deadline)
 
 
 class StepScope:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from taskloom import serde
 from taskloom.context import WorkflowExecutionContext, current_scope
 from taskloom.errors import (
     ExecutionNotFoundError,
+    ExecutionStateError,
     TaskDefinitionError,
     WorkflowCancelled,
     WorkflowError,
@@ -98,9 +100,59 @@ class Workflow(Generic[T]):
         else:
             record = self._load(store, execution_id)
             input = serde.loads(record.input)
-            if record.status in ExecutionStatus.FINISHED or record.status == ExecutionStatus.PAUSED:
-                return self._context(store, record)
+            if not self._take_over(store, record):
+                return self._context(store, store.get_execution(execution_id) or record)
         return await self._drive(store, execution_id, input)
+
+    @staticmethod
+    def _take_over(store: Store, record: ExecutionRecord) -> bool:
+        """Whether ``run(execution_id=...)`` should drive ``record``; marks it running if so.
+
+        Finished executions are returned as they are; a paused one only once its pause deadline has
+        passed (the pause then fails with TaskTimeoutError); a queued one is taken from the queue.
+        """
+        if record.status == ExecutionStatus.RUNNING:
+            return True
+        if record.status == ExecutionStatus.PAUSED:
+            pause = next(
+                (e for e in reversed(store.load_events(record.id)) if e.type is EventType.EXECUTION_PAUSED), None
+            )
+            deadline = pause.data.get("deadline") if pause is not None else None
+            if deadline is None or time.time() < float(deadline):
+                return False
+        elif record.status != ExecutionStatus.QUEUED:
+            return False
+        try:
+            store.append_events(record.id, [], status=ExecutionStatus.RUNNING, expected_status=record.status)
+        except ExecutionStateError:
+            return False  # someone else resumed, claimed or cancelled it meanwhile
+        return True
+
+    @staticmethod
+    def _settle(
+        store: Store,
+        ctx: WorkflowExecutionContext[Any],
+        event: NewEvent,
+        status: str,
+        output: bytes | None = None,
+        wake_at: float | None = None,
+    ) -> bool:
+        """Record the execution's end (or pause) unless it was cancelled meanwhile; sets ``ctx.status``."""
+        try:
+            store.append_events(
+                ctx.execution_id,
+                [event],
+                status=status,
+                output=output,
+                wake_at=wake_at,
+                expected_status=ExecutionStatus.RUNNING,
+            )
+        except ExecutionStateError:
+            current = store.get_execution(ctx.execution_id)
+            ctx.status = current.status if current is not None else ExecutionStatus.CANCELLED
+            return False
+        ctx.status = status
+        return True
 
     async def aresume(
         self, execution_id: str, input: Any = None, *, store: Store | None = None
@@ -130,12 +182,9 @@ class Workflow(Generic[T]):
             ctx.status = ExecutionStatus.CANCELLED
             return ctx
         except WorkflowPaused as paused:
-            store.append_events(
-                execution_id,
-                [NewEvent(EventType.EXECUTION_PAUSED, paused.step_id, paused.name)],
-                status=ExecutionStatus.PAUSED,
-            )
-            ctx.status = ExecutionStatus.PAUSED
+            data = {} if paused.deadline is None else {"deadline": paused.deadline}
+            event = NewEvent(EventType.EXECUTION_PAUSED, paused.step_id, paused.name, data=data)
+            self._settle(store, ctx, event, ExecutionStatus.PAUSED, wake_at=paused.deadline)
             return ctx
         except Exception as error:
             if run.nondeterminism is not None:
@@ -143,25 +192,17 @@ class Workflow(Generic[T]):
                 # again with the right code continues it.
                 raise run.nondeterminism from None
             error_blob = serde.dumps_error(error, what=f"workflow {self.name!r}")
-            store.append_events(
-                execution_id,
-                [NewEvent(EventType.EXECUTION_FAILED, None, self.name, error_blob)],
-                status=ExecutionStatus.FAILED,
-                output=error_blob,
-            )
-            ctx.status, ctx.output = ExecutionStatus.FAILED, error
+            event = NewEvent(EventType.EXECUTION_FAILED, None, self.name, error_blob)
+            if self._settle(store, ctx, event, ExecutionStatus.FAILED, error_blob):
+                ctx.output = error
             return ctx
         finally:
             current_scope.reset(token)
             run.watchdog.stop()
             executor.shutdown(wait=False)
-        store.append_events(
-            execution_id,
-            [NewEvent(EventType.EXECUTION_COMPLETED, None, self.name, blob)],
-            status=ExecutionStatus.COMPLETED,
-            output=blob,
-        )
-        ctx.status, ctx.output = ExecutionStatus.COMPLETED, output
+        event = NewEvent(EventType.EXECUTION_COMPLETED, None, self.name, blob)
+        if self._settle(store, ctx, event, ExecutionStatus.COMPLETED, blob):
+            ctx.output = output
         return ctx
 
     def _encode_output(self, execution_id: str, output: Any) -> bytes:

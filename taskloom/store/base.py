@@ -63,9 +63,11 @@ class Store(Protocol):
         status: str | None = None,
         output: bytes | None = None,
         expected_status: str | None = None,
+        wake_at: float | None = None,
     ) -> int:
         """Append ``events`` and, when given, set the execution's status/output, in one transaction.
 
+        ``wake_at`` (with ``status``) is when a paused execution's deadline passes; workers claim it then.
         With ``expected_status``, the execution must have that status when the transaction runs, else
         nothing is written and :class:`~taskloom.errors.ExecutionStateError` is raised: two callers that
         both saw the status (two resumes of one paused execution) cannot both succeed. Setting the status
@@ -82,8 +84,9 @@ class Store(Protocol):
     def claim_next_execution(
         self, worker_id: str, lease_seconds: float, workflows: Sequence[str]
     ) -> ExecutionRecord | None:
-        """Atomically claim the oldest execution of one of ``workflows`` that is queued, or running
-        under a lease that expired (its worker died). The claim sets status ``running`` and a lease."""
+        """Atomically claim the oldest execution of one of ``workflows`` that is queued, running under a
+        lease that expired (its worker died), or paused with a deadline (``wake_at``) that has passed.
+        The claim sets status ``running`` and a lease."""
 
     def renew_leases(self, worker_id: str, lease_seconds: float) -> list[str]:
         """Extend every lease ``worker_id`` holds; returns the ids it still holds."""
@@ -92,8 +95,8 @@ class Store(Protocol):
         """Drop ``worker_id``'s lease; ``requeue`` puts an unfinished execution back in the queue."""
 
     def next_lease_expiry(self, workflows: Sequence[str]) -> float | None:
-        """The earliest time (Unix seconds) a lease on a running execution of ``workflows`` expires, or
-        None when none is leased: an idle worker waits until then to take over from a worker that died."""
+        """The earliest time (Unix seconds) a lease on a running execution of ``workflows`` expires or a
+        paused one's deadline passes, or None: an idle worker waits until then to take the work over."""
 
     def wait_for_work(self, timeout: float) -> bool:
         """Block until work may have been queued (an execution created or put back as ``queued``) or

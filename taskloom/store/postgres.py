@@ -245,6 +245,7 @@ class PostgresStore:
         status: str | None = None,
         output: bytes | None = None,
         expected_status: str | None = None,
+        wake_at: float | None = None,
     ) -> int:
         if not events and status is None and expected_status is None:
             return 0
@@ -254,8 +255,9 @@ class PostgresStore:
             # the expected status hold until the commit.
             if status is not None and expected_status is None:
                 row = conn.execute(
-                    "UPDATE executions SET status = %s, output = %s, updated_at = %s WHERE id = %s RETURNING workflow",
-                    (status, output, now, execution_id),
+                    "UPDATE executions SET status = %s, output = %s, updated_at = %s, wake_at = %s WHERE id = %s "
+                    "RETURNING workflow",
+                    (status, output, now, wake_at, execution_id),
                 ).fetchone()
             else:
                 row = conn.execute(
@@ -272,8 +274,8 @@ class PostgresStore:
                     )
                 if status is not None:
                     conn.execute(
-                        "UPDATE executions SET status = %s, output = %s, updated_at = %s WHERE id = %s",
-                        (status, output, now, execution_id),
+                        "UPDATE executions SET status = %s, output = %s, updated_at = %s, wake_at = %s WHERE id = %s",
+                        (status, output, now, wake_at, execution_id),
                     )
             if status == ExecutionStatus.QUEUED:
                 conn.execute(_NOTIFY_WORK, (workflow,))
@@ -312,10 +314,11 @@ class PostgresStore:
                 "UPDATE executions SET status = 'running', lease_owner = %s, lease_expires_at = %s, "
                 "updated_at = %s WHERE id = ("
                 "  SELECT id FROM executions WHERE workflow = ANY(%s) AND "
-                "  (status = 'queued' OR (status = 'running' AND lease_expires_at < %s)) "
+                "  (status = 'queued' OR (status = 'running' AND lease_expires_at < %s) "
+                "   OR (status = 'paused' AND wake_at <= %s)) "
                 "  ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED"
                 f") RETURNING {_EXECUTION_COLUMNS}",
-                (worker_id, now + lease_seconds, now, list(workflows), now),
+                (worker_id, now + lease_seconds, now, list(workflows), now, now),
             ).fetchone()
         return ExecutionRecord(*row) if row else None
 
@@ -346,7 +349,8 @@ class PostgresStore:
             return None
         with self._transaction() as conn:
             row = conn.execute(
-                "SELECT MIN(lease_expires_at) FROM executions WHERE workflow = ANY(%s) AND status = 'running'",
+                "SELECT MIN(CASE WHEN status = 'running' THEN lease_expires_at ELSE wake_at END) FROM executions "
+                "WHERE workflow = ANY(%s) AND status IN ('running', 'paused')",
                 (list(workflows),),
             ).fetchone()
         return float(row[0]) if row and row[0] is not None else None

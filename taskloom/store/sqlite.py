@@ -208,6 +208,7 @@ class SQLiteStore:
         status: str | None = None,
         output: bytes | None = None,
         expected_status: str | None = None,
+        wake_at: float | None = None,
     ) -> int:
         if not events and status is None and expected_status is None:
             return 0
@@ -241,8 +242,8 @@ class SQLiteStore:
                 last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
             if status is not None:
                 updated = conn.execute(
-                    "UPDATE executions SET status = ?, output = ?, updated_at = ? WHERE id = ?",
-                    (status, output, now, execution_id),
+                    "UPDATE executions SET status = ?, output = ?, updated_at = ?, wake_at = ? WHERE id = ?",
+                    (status, output, now, wake_at, execution_id),
                 ).rowcount
                 if not updated:
                     raise self._not_found(execution_id)
@@ -273,9 +274,10 @@ class SQLiteStore:
         try:
             row = conn.execute(
                 f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE workflow IN ({marks}) AND "
-                "(status = 'queued' OR (status = 'running' AND lease_expires_at < ?)) "
+                "(status = 'queued' OR (status = 'running' AND lease_expires_at < ?) "
+                " OR (status = 'paused' AND wake_at <= ?)) "
                 "ORDER BY created_at LIMIT 1",
-                (*workflows, now),
+                (*workflows, now, now),
             ).fetchone()
             if row is not None:
                 conn.execute(
@@ -336,7 +338,8 @@ class SQLiteStore:
         row = (
             self._conn()
             .execute(
-                f"SELECT MIN(lease_expires_at) FROM executions WHERE workflow IN ({marks}) AND status = 'running'",
+                "SELECT MIN(CASE WHEN status = 'running' THEN lease_expires_at ELSE wake_at END) FROM executions "
+                f"WHERE workflow IN ({marks}) AND status IN ('running', 'paused')",
                 tuple(workflows),
             )
             .fetchone()

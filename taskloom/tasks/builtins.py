@@ -65,26 +65,34 @@ def randrange(start: int, stop: int | None = None, step: int = 1) -> Awaitable[i
     return _value_step("randrange", lambda: random.randrange(start, stop, step))
 
 
+def _seconds(value: float | dt.timedelta, where: str) -> float:
+    seconds = value.total_seconds() if isinstance(value, dt.timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:  # NaN too
+        raise ValueError(f"{where} must be seconds >= 0 or a timedelta, got {value!r}")
+    return float(seconds)
+
+
 def sleep(duration: float | dt.timedelta) -> Awaitable[None]:
     """A durable timer: in a workflow, a re-run after a crash sleeps only what is left."""
-    seconds = duration.total_seconds() if isinstance(duration, dt.timedelta) else duration
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:  # NaN too
-        raise ValueError(f"sleep(): duration must be seconds >= 0 or a timedelta, got {duration!r}")
+    seconds = _seconds(duration, "sleep(): duration")
     scope = current_scope.get()
     if scope is None:
         return asyncio.sleep(seconds)
     return scope.run.run_sleep_step(scope.next_id(), float(seconds))
 
 
-def pause(name: str) -> Awaitable[Any]:
+def pause(name: str, timeout: float | dt.timedelta | None = None) -> Awaitable[Any]:
     """Suspend the workflow here until ``wf.resume(execution_id, input)``; returns that input.
 
     The pause is raised as a ``BaseException`` so that ``except Exception`` in the workflow cannot
-    swallow it.
+    swallow it. With ``timeout``, a pause not resumed in time raises ``TaskTimeoutError`` (also a
+    ``TimeoutError``) in the workflow instead: workers wake such an execution by themselves at its
+    deadline, and ``wf.run(execution_id=...)`` does after it.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"pause(): name must be a non-empty string, got {name!r}")
+    seconds = None if timeout is None else _seconds(timeout, f"pause({name!r}): timeout")
     scope = current_scope.get()
     if scope is None:
         raise WorkflowError(f"pause({name!r}) only works inside a running workflow")
-    return scope.run.run_pause_step(scope.next_id(), name)
+    return scope.run.run_pause_step(scope.next_id(), name, seconds)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from taskloom.events import Event
-from taskloom.executions import queue_execution
+from taskloom.executions import queue_execution, record_resume
 from taskloom.store import Store, open_store
 
 pytestmark = pytest.mark.integration
@@ -137,6 +137,36 @@ def test_a_durable_sleep_wakes_with_no_one_resuming_it(env: dict[str, str]) -> N
     completed = next(e for e in events if e.type == "step_completed" and e.name == "sleep")
     assert (completed.timestamp - started.timestamp).total_seconds() >= 0.99
     assert [step for _, step, _ in lines(env)] == ["woke"]
+
+
+def test_a_pause_deadline_wakes_the_execution_with_no_one_resuming_it(env: dict[str, str]) -> None:
+    store = open_store(env["TASKLOOM_DATABASE_URL"])
+    execution = queue_execution(store, "deadline", f"{TARGET}:deadline", 1.0)
+    worker = start_worker(env, "--poll", "30")  # only the deadline can wake it in time
+    try:
+        wait_for(lambda: store.get_execution(execution).status == "paused", what="the pause")
+        wait_for(lambda: store.get_execution(execution).status == "completed", what="the deadline", timeout=20)
+    finally:
+        stop(worker)
+    events = store.load_events(execution)
+    paused = next(e for e in events if e.type == "execution_paused")
+    failed = next(e for e in events if e.type == "step_failed" and e.name == "pause")
+    assert failed.timestamp.timestamp() >= paused.data["deadline"]
+    assert failed.value.__class__.__name__ == "TaskTimeoutError"
+    assert events[-1].value == "timed out"
+
+
+def test_a_resume_before_the_deadline_wins(env: dict[str, str]) -> None:
+    store = open_store(env["TASKLOOM_DATABASE_URL"])
+    execution = queue_execution(store, "deadline", f"{TARGET}:deadline", 60.0)
+    worker = start_worker(env)
+    try:
+        wait_for(lambda: store.get_execution(execution).status == "paused", what="the pause")
+        record_resume(store, execution, "yes", status="queued")
+        wait_for(lambda: store.get_execution(execution).status == "completed", what="the resumed run")
+    finally:
+        stop(worker)
+    assert store.load_events(execution)[-1].value == "decided: yes"
 
 
 def test_sigterm_lets_the_running_execution_finish(env: dict[str, str]) -> None:

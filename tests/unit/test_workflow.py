@@ -19,6 +19,7 @@ from taskloom import (
     TaskControl,
     TaskDefinitionError,
     TaskError,
+    TaskTimeoutError,
     WorkflowError,
     WorkflowExecutionContext,
     task,
@@ -746,3 +747,43 @@ def test_a_long_step_shows_as_started_while_it_runs() -> None:
         seen_started.set()
         thread.join(10)
     assert long.status(execution_id).has_succeeded
+
+
+@workflow
+async def deadline_flow(ctx: ExecutionContext[float]) -> str:
+    try:
+        decision = await pause("sign-off", timeout=ctx.input)
+    except TimeoutError:
+        return "timed out"
+    return f"signed: {decision}"
+
+
+def test_a_pause_with_a_timeout_stays_paused_until_its_deadline_then_times_out() -> None:
+    ctx = deadline_flow.run(0.3)
+    assert ctx.is_paused
+    paused = next(e for e in ctx.events if e.type is EventType.EXECUTION_PAUSED)
+    deadline = paused.data["deadline"]
+    assert deadline_flow.run(execution_id=ctx.execution_id).is_paused  # before the deadline: still paused
+    while time.time() < deadline:  # waiting for wall-clock time to pass is the behaviour under test
+        time.sleep(0.02)
+    after = deadline_flow.run(execution_id=ctx.execution_id)
+    assert after.has_succeeded
+    assert after.output == "timed out"
+    failed = next(e for e in after.events if e.type is EventType.STEP_FAILED)
+    assert isinstance(failed.value, TaskTimeoutError)
+    assert deadline_flow.run(execution_id=ctx.execution_id).output == "timed out"  # replay agrees
+
+
+def test_a_pause_resumed_before_its_deadline_returns_the_input() -> None:
+    ctx = deadline_flow.run(60)
+    assert deadline_flow.resume(ctx.execution_id, "ana").output == "signed: ana"
+
+
+def test_a_pause_timeout_must_be_seconds_or_a_timedelta() -> None:
+    @workflow
+    async def bad(ctx: ExecutionContext[None]) -> None:
+        await pause("x", timeout=-1)
+
+    ctx = bad.run()
+    assert ctx.has_failed
+    assert "pause('x'): timeout must be seconds >= 0" in str(ctx.output)

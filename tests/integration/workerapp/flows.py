@@ -10,7 +10,7 @@ import os
 import time
 
 from taskloom import WorkflowExecutionContext, task, workflow
-from taskloom.tasks import sleep
+from taskloom.tasks import pause, sleep
 
 
 def _note(execution: str, step: str) -> None:
@@ -41,3 +41,13 @@ async def napper(ctx: WorkflowExecutionContext[float]) -> str:
     await sleep(ctx.input)
     _note(ctx.execution_id, "woke")
     return "rested"
+
+
+@workflow
+async def deadline(ctx: WorkflowExecutionContext[float]) -> str:
+    """Waits for approval at most ``ctx.input`` seconds."""
+    try:
+        decision = await pause("approval", timeout=ctx.input)
+    except TimeoutError:
+        return "timed out"
+    return f"decided: {decision}"
