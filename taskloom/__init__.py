@@ -6,6 +6,7 @@ The public API is re-exported here; everything else is private to its module.
 from taskloom.context import ExecutionContext, WorkflowExecutionContext
 from taskloom.errors import (
     ExecutionNotFoundError,
+    ExecutionStateError,
     GraphError,
     MaxInstancesReachedError,
     NonDeterminismError,
@@ -30,6 +31,7 @@ from taskloom.workflow import Workflow, workflow
 __all__ = [
     "ExecutionContext",
     "ExecutionNotFoundError",
+    "ExecutionStateError",
     "Future",
     "GraphError",
     "MaxInstancesReachedError",
