@@ -148,6 +148,65 @@ class TaskloomClient:
             if drops > MAX_STREAM_RECONNECTS:
                 raise self._unreachable(dropped)
 
+    # -- task instances (the remote backend) ---------------------------------------------------------
+    def start_instances(self, instances: list[dict[str, Any]]) -> dict[str, Any]:
+        """Queue task instances for instance workers: each a dict with ``instance_id``, ``session_id``,
+        ``task``, ``target`` (``module:qualname``) and optionally ``session_name``, ``max_parallel``,
+        ``args`` (a list) and ``kwargs`` (a dict), all JSON. Repeating an instance id queues nothing twice."""
+        result: dict[str, Any] = self._call("POST", "/instances", json={"instances": instances})
+        return result
+
+    def instance(self, instance_id: str) -> dict[str, Any]:
+        """A task instance's status, and its result or error (as JSON) once finished."""
+        result: dict[str, Any] = self._call("GET", _instance_path(instance_id))
+        return result
+
+    def stop_instance(self, instance_id: str) -> dict[str, Any]:
+        """Ask a task instance to stop (``tc.should_stop``); what it then returns is its result."""
+        result: dict[str, Any] = self._call("POST", _instance_path(instance_id, "stop"))
+        return result
+
+    def cancel_instance(self, instance_id: str) -> dict[str, Any]:
+        """Cancel a task instance: a queued one never runs; a running one is asked to stop."""
+        result: dict[str, Any] = self._call("POST", _instance_path(instance_id, "cancel"))
+        return result
+
+    def session_updates(self, session_id: str, *, after: int = 0) -> Iterator[list[dict[str, Any]]]:
+        """Batches of a session's instance updates (``{"seq", "instance_id", "kind", "data"}``) as they come,
+        until no instance of the session is queued or running any more.
+
+        A dropped connection is resumed after the last seq seen (``Last-Event-ID``), so no update is lost
+        or repeated.
+        """
+        import httpx
+
+        last = after
+        drops = 0
+        path = f"/sessions/{quote(session_id, safe='')}/updates"
+        while True:
+            headers = {"Accept": "text/event-stream", "Last-Event-ID": str(last)}
+            try:
+                with self._http.stream("GET", path, headers=headers, timeout=httpx.Timeout(30, read=None)) as response:
+                    if response.status_code != 200:
+                        response.read()
+                        self._raise(response)
+                    for kind, message in _parse_sse(response.iter_lines()):
+                        if kind == "end":
+                            return
+                        batch: list[dict[str, Any]] = message  # type: ignore[assignment]  # a JSON array
+                        if batch:
+                            last, drops = max(last, int(batch[-1]["seq"])), 0
+                            yield batch
+            except (httpx.RemoteProtocolError, httpx.ReadError) as error:
+                dropped: Exception = error
+            except httpx.TransportError as error:
+                raise self._unreachable(error) from None
+            else:
+                dropped = TaskloomError("the update stream ended without its end event")
+            drops += 1
+            if drops > MAX_STREAM_RECONNECTS:
+                raise self._unreachable(dropped)
+
     # -- secrets -----------------------------------------------------------------------------------
     def set_secret(self, name: str, value: str) -> None:
         self._call("PUT", _secret_path(name), json={"value": value})
@@ -200,6 +259,11 @@ class TaskloomClient:
 
 def _execution_path(execution_id: str, action: str | None = None) -> str:
     path = f"/executions/{quote(execution_id, safe='')}"
+    return f"{path}/{action}" if action else path
+
+
+def _instance_path(instance_id: str, action: str | None = None) -> str:
+    path = f"/instances/{quote(instance_id, safe='')}"
     return f"{path}/{action}" if action else path
 
 

@@ -34,7 +34,7 @@ from taskloom.errors import (
     TaskloomError,
     WorkflowError,
 )
-from taskloom.server import routes_executions, routes_secrets
+from taskloom.server import routes_executions, routes_instances, routes_secrets
 from taskloom.server.auth import BearerAuth
 from taskloom.server.http import ApiError, JSONResponse, ServerState, error_body, route
 from taskloom.server.openapi import build_openapi, docs_page
@@ -46,7 +46,7 @@ log = logging.getLogger("taskloom.server")
 #: Every module of routes, in the order they are described. Each has ``routes`` and ``openapi_paths``.
 #: Task-instance routes (start/stop/cancel instances for the remote backend) go in
 #: ``taskloom/server/routes_instances.py`` with the same two attributes, and are added here.
-ROUTE_MODULES: tuple[ModuleType, ...] = (routes_executions, routes_secrets)
+ROUTE_MODULES: tuple[ModuleType, ...] = (routes_executions, routes_secrets, routes_instances)
 
 
 def create_app(

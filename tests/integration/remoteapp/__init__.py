@@ -1,0 +1,1 @@
+"""Tasks run by instance worker processes in tests/integration/test_remote_backend.py."""
