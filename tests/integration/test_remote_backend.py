@@ -72,7 +72,7 @@ class Cluster:
         log = self.folder / f"worker-{time.monotonic_ns()}.log"
         with log.open("wb") as err:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "taskloom.instance_worker", MODULE, *WORKER_OPTIONS],
+                [sys.executable, "-m", "taskloom", "worker", MODULE, *WORKER_OPTIONS],
                 env=self.env,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
