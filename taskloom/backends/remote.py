@@ -102,6 +102,11 @@ class RemoteBackend:
         return f"<RemoteBackend {self._client.url}>"
 
     # -- the Backend protocol ----------------------------------------------------------------------
+    def check_start(self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Called by ``instance.start()`` before anything is admitted: bad arguments raise right there."""
+        check_arguments(task, args, kwargs)
+        remote_target(task)
+
     def submit(self, run: InstanceRun) -> None:
         start = start_request(run)  # refuses bad arguments before anything is sent
         remote = _Remote(run, run.session.id)
@@ -281,19 +286,24 @@ class RemoteBackend:
 
 
 # -- what goes to the server ------------------------------------------------------------------------------
-def start_request(run: InstanceRun) -> dict[str, Any]:
-    """The JSON that queues ``run``; a TaskError if its task or arguments cannot run remotely."""
-    task = run.task
+def check_arguments(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """A TaskError naming the task and argument when an argument cannot travel as JSON."""
     parameters = [
         p
         for p in task.signature.parameters.values()
         if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     ][1 if task.wants_control else 0 :]
-    for index, value in enumerate(run.args):
+    for index, value in enumerate(args):
         named = f"{parameters[index].name!r}" if index < len(parameters) else f"#{index + 1}"
         _check_argument(task, f"argument {named}", value)
-    for name, value in run.kwargs.items():
+    for name, value in kwargs.items():
         _check_argument(task, f"argument {name!r}", value)
+
+
+def start_request(run: InstanceRun) -> dict[str, Any]:
+    """The JSON that queues ``run``; a TaskError if its task or arguments cannot run remotely."""
+    task = run.task
+    check_arguments(task, run.args, run.kwargs)
     session = run.session
     return {
         "instance_id": run.instance_id,

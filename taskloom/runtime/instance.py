@@ -133,6 +133,9 @@ class TaskInstance:
             self._state = "queued"
         self._args, self._kwargs = args, kwargs
         try:
+            check_start = getattr(self._backend, "check_start", None)
+            if check_start is not None:  # e.g. the remote backend refuses arguments that are not JSON
+                check_start(self.task, args, kwargs)
             admitted = self.session._admit(self)
         except BaseException:
             with self._lock:
