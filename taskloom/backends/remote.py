@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from taskloom.errors import TaskCancelledError, TaskError
+from taskloom.errors import BackendError, TaskCancelledError, TaskError, TaskloomError
 from taskloom.runtime.instance import InstanceRun
 
 if TYPE_CHECKING:
@@ -409,4 +409,9 @@ def _known_exception_class(module: str, qualname: str) -> type[Exception] | None
 
 
 def create_backend() -> RemoteBackend:
-    return RemoteBackend()
+    try:
+        return RemoteBackend()
+    except BackendError:
+        raise
+    except TaskloomError as error:  # no server URL, no token: say which setting is missing
+        raise BackendError(f"TASKLOOM_BACKEND=remote: {error}") from None

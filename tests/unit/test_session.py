@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import importlib.util
 import threading
 import time
 from collections.abc import Callable
@@ -296,13 +295,15 @@ def test_an_unknown_backend_fails_at_instance_naming_it_and_registers_nothing(
         assert session.instances == []
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("taskloom.backends.remote") is not None, reason="the remote backend exists"
-)
-def test_the_remote_backend_is_a_clear_error_until_it_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_remote_backend_without_a_server_url_is_a_clear_error_at_instance(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("TASKLOOM_BACKEND", "remote")
-    with Session(), pytest.raises(BackendError, match=r"'remote'.*not available"):
-        double.instance()
+    monkeypatch.delenv("TASKLOOM_SERVER_URL", raising=False)
+    with Session() as session:
+        with pytest.raises(BackendError, match=r"TASKLOOM_BACKEND=remote: no server URL.*TASKLOOM_SERVER_URL"):
+            double.instance()
+        assert session.instances == []
 
 
 def test_local_is_the_default_backend_and_can_be_named(monkeypatch: pytest.MonkeyPatch) -> None:
