@@ -479,9 +479,10 @@ class PostgresInstanceQueue:
     """The instance queue in a PostgreSQL store: ``FOR UPDATE SKIP LOCKED`` claims, LISTEN/NOTIFY wake-ups."""
 
     def __init__(self, store: PostgresStore) -> None:
+        from taskloom.store.postgres import ChannelListener
+
         self._store = store
-        self._listener: Connection | None = None
-        self._listen_lock = threading.Lock()
+        self._listener = ChannelListener(store._connect_autocommit, INSTANCE_CHANNEL)
 
     @staticmethod
     def _append(conn: Connection, updates: Sequence[tuple[str, str, str, str]], now: float) -> None:
@@ -697,34 +698,10 @@ class PostgresInstanceQueue:
         return unfinished or len(rows) >= limit, [InstanceUpdate(int(s), i, k, d) for s, i, k, d in rows]
 
     def wait_for_instances(self, timeout: float) -> bool:
-        import psycopg
-
-        if not self._listen_lock.acquire(timeout=max(0.0, timeout)):
-            return False  # another thread is the waiter
-        try:
-            listener = self._listener
-            if listener is None or listener.closed:
-                # Instances queued before LISTEN took effect sent no notification we could see: claim first.
-                listener = psycopg.connect(self._store.url, autocommit=True, connect_timeout=10)
-                listener.execute(f"LISTEN {INSTANCE_CHANNEL}")
-                self._listener = listener
-                return True
-            try:
-                woke = any(True for _ in listener.notifies(timeout=max(0.0, timeout), stop_after=1))
-                if woke:  # one wake-up for a burst: the caller claims until the queue is empty
-                    for _ in listener.notifies(timeout=0):
-                        pass
-                return woke
-            except psycopg.Error:
-                listener.close()  # lost (server restart, close()): LISTEN again on the next call
-                return True
-        finally:
-            self._listen_lock.release()
+        return self._listener.wait(timeout)
 
     def close(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.close()
+        self._listener.close()
 
 
 # -- which queue ----------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
@@ -62,6 +62,55 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+class ChannelListener:
+    """One LISTEN connection and the wait on it: how queues on PostgreSQL wake their workers.
+
+    ``wait`` answers True at once on its first call (and after a lost connection), because work queued
+    before LISTEN took effect sent no notification it could see: the caller should look before waiting.
+    Only one thread waits at a time; the others return False after their timeout.
+    """
+
+    def __init__(self, connect: Callable[[], Connection], channel: str) -> None:
+        self._connect = connect
+        self._channel = channel
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()
+
+    def wait(self, timeout: float) -> bool:
+        if not self._lock.acquire(timeout=max(0.0, timeout)):
+            return False  # another thread is the waiter
+        try:
+            conn = self._conn
+            if conn is None or conn.closed:
+                conn = self._connect()
+                conn.execute(f"LISTEN {self._channel}")
+                self._conn = conn
+                return True
+            try:
+                woke = any(True for _ in conn.notifies(timeout=max(0.0, timeout), stop_after=1))
+                if woke:  # one wake-up for a burst: the caller claims until the queue is empty
+                    for _ in conn.notifies(timeout=0):
+                        pass
+                return woke
+            except psycopg.Error:
+                conn.close()  # lost (server restart, close()): LISTEN again on the next call
+                return True
+        finally:
+            self._lock.release()
+
+    def detach(self) -> Connection | None:
+        """After a fork: forget the parent's connection (returned, to keep it unused) and its lock."""
+        conn, self._conn = self._conn, None
+        self._lock = threading.Lock()
+        return conn
+
+    def close(self) -> None:
+        """Close the connection; a wait blocked on it ends early and reports work (True)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
 class PostgresStore:
     """A Store over one PostgreSQL database; safe to share between threads and forked processes."""
 
@@ -72,9 +121,8 @@ class PostgresStore:
         self._idle: list[Connection] = []
         # Connections inherited from the parent process: kept referenced, never closed (see _after_fork).
         self._inherited: list[Connection] = []
-        # The LISTEN connection of wait_for_work, opened by its first call; guarded by _listen_lock.
-        self._listener: Connection | None = None
-        self._listen_lock = threading.Lock()
+        # The LISTEN connection of wait_for_work, opened by its first call.
+        self._work_listener = ChannelListener(self._connect_autocommit, WORK_CHANNEL)
         try:
             self._migrate()
         except BaseException:
@@ -102,12 +150,11 @@ class PostgresStore:
         # close a connection garbage-collected in another process either) and start a fresh pool. The
         # lock is replaced without being taken: another parent thread may have held it at the fork.
         self._inherited.extend(self._idle)
-        if self._listener is not None:
-            self._inherited.append(self._listener)
+        listener = self._work_listener.detach()
+        if listener is not None:
+            self._inherited.append(listener)
         self._idle = []
-        self._listener = None
         self._lock = threading.Lock()
-        self._listen_lock = threading.Lock()
         self._pid = os.getpid()
 
     def _checkout(self) -> Connection:
@@ -165,11 +212,9 @@ class PostgresStore:
             return
         with self._lock:
             idle, self._idle = self._idle, []
-            listener, self._listener = self._listener, None
         for conn in idle:
             conn.close()
-        if listener is not None:
-            listener.close()  # a wait_for_work blocked on it ends early and reports work (True)
+        self._work_listener.close()
 
     # -- executions --------------------------------------------------------------------------------
     def create_execution(
@@ -358,28 +403,7 @@ class PostgresStore:
     def wait_for_work(self, timeout: float) -> bool:
         if self._pid != os.getpid():
             self._after_fork()
-        if not self._listen_lock.acquire(timeout=max(0.0, timeout)):
-            return False  # another thread is the waiter
-        try:
-            listener = self._listener
-            if listener is None or listener.closed:
-                # Work queued before LISTEN took effect sent no notification we could see: claim first.
-                listener = self._connect_autocommit()
-                listener.execute(f"LISTEN {WORK_CHANNEL}")
-                with self._lock:
-                    self._listener = listener
-                return True
-            try:
-                woke = any(True for _ in listener.notifies(timeout=max(0.0, timeout), stop_after=1))
-                if woke:  # one wake-up for a burst: the caller claims until the queue is empty
-                    for _ in listener.notifies(timeout=0):
-                        pass
-                return woke
-            except psycopg.Error:
-                listener.close()  # lost (server restart, close()): LISTEN again on the next call
-                return True
-        finally:
-            self._listen_lock.release()
+        return self._work_listener.wait(timeout)
 
     # -- secrets -----------------------------------------------------------------------------------
     def put_secret(self, name: str, ciphertext: bytes) -> None:
