@@ -52,6 +52,7 @@ from taskloom.runtime.control import LogRecord, TaskControl
 from taskloom.store import Store, default_store
 from taskloom.store.instances import ClaimedInstance, InstanceQueue, Outcome, Report, instance_queue_for
 from taskloom.task import Task
+from taskloom.worker import WorkerSettings
 
 log = logging.getLogger("taskloom.instance_worker")
 
@@ -89,20 +90,8 @@ def import_modules(names: Sequence[str]) -> list[ModuleType]:
     return import_user_modules(names)
 
 
-@dataclass(frozen=True, slots=True)
-class InstanceWorkerSettings:
-    concurrency: int = DEFAULT_CONCURRENCY
-    lease_seconds: float = 10.0
-    poll_seconds: float = 0.5
-    grace_seconds: float = 30.0
-
-    def __post_init__(self) -> None:
-        for name in ("concurrency", "lease_seconds", "poll_seconds", "grace_seconds"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ValueError(f"instance worker setting {name!r} must be a positive number, got {value!r}")
-        if not isinstance(self.concurrency, int):
-            raise ValueError(f"instance worker setting 'concurrency' must be an integer, got {self.concurrency!r}")
+#: the same settings as the execution worker's, so one ``taskloom worker`` command configures both
+InstanceWorkerSettings = WorkerSettings
 
 
 @dataclass(slots=True)
@@ -153,7 +142,7 @@ class InstanceWorker:
         if not tasks:
             raise TaskError("the instance worker found no @task at the top level of its modules; nothing to run")
         self.tasks = tasks
-        self.settings = settings or InstanceWorkerSettings()
+        self.settings = settings or InstanceWorkerSettings(concurrency=DEFAULT_CONCURRENCY)
         self.queue: InstanceQueue = instance_queue_for(store or default_store())
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._targets = sorted(tasks)

@@ -56,6 +56,8 @@ class WorkerSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise ValueError(f"worker setting {name!r} must be a positive number, got {value!r}")
+        if not isinstance(self.concurrency, int):
+            raise ValueError(f"worker setting 'concurrency' must be an integer, got {self.concurrency!r}")
 
 
 def find_workflows(modules: Iterable[ModuleType]) -> dict[str, Workflow[Any]]:
@@ -229,23 +231,14 @@ def run_worker(module_names: Sequence[str], settings: WorkerSettings) -> None:
     Queued executions go to a :class:`Worker`, remote task instances (``TASKLOOM_BACKEND=remote``) to an
     :class:`~taskloom.instance_worker.InstanceWorker`; one process serves both, with the same settings.
     """
-    from taskloom.instance_worker import InstanceWorker, InstanceWorkerSettings, find_tasks
+    from taskloom.instance_worker import InstanceWorker, find_tasks
 
     modules = import_modules(module_names)
     workflows, tasks = find_workflows(modules), find_tasks(modules)
     if not workflows and not tasks:
         raise WorkflowError(f"no @workflow or @task at the top level of {', '.join(module_names)}; nothing to run")
     executions = Worker(workflows, settings) if workflows else None
-    instances = (
-        InstanceWorker(
-            tasks,
-            InstanceWorkerSettings(
-                settings.concurrency, settings.lease_seconds, settings.poll_seconds, settings.grace_seconds
-            ),
-        )
-        if tasks
-        else None
-    )
+    instances = InstanceWorker(tasks, settings) if tasks else None
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
