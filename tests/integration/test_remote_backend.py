@@ -14,13 +14,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
 import pytest
+from processes import free_port, stop, wait_for
 
 import taskloom.backends
 from taskloom import Session, TaskControl
@@ -87,25 +88,6 @@ class Cluster:
         return (self.folder / f"worker-{pid}.log").read_text()
 
 
-def wait_for(condition: Callable[[], T | None], timeout: float = 30.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)  # polling with a deadline, not synchronisation by sleep
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def start_server(env: dict[str, str], folder: Path) -> tuple[str, subprocess.Popen[bytes]]:
     for attempt in range(3):
         port = free_port()
@@ -126,16 +108,6 @@ def start_server(env: dict[str, str], folder: Path) -> tuple[str, subprocess.Pop
         if "address already in use" not in log.read_text().lower() or attempt == 2:
             raise AssertionError(f"the server did not start:\n{log.read_text()}")
     raise AssertionError("unreachable")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -6,14 +6,12 @@ import dataclasses
 import json
 import os
 import secrets
-import signal
-import socket
 import sqlite3
 import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +19,7 @@ from typing import Any, TypeVar
 import anyio
 import httpx
 import pytest
+from processes import free_port, stop, wait_for
 
 from taskloom.client import TaskloomClient
 from taskloom.errors import ExecutionNotFoundError, TaskloomError, WorkflowError
@@ -61,23 +60,6 @@ def make_env(folder: Path, *, token: str | None) -> dict[str, str]:
     return env
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def wait_for(condition: Callable[[], T | None], timeout: float = 30.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)  # polling with a deadline, not synchronisation by sleep
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def start_server(env: dict[str, str], folder: Path, *modules: str) -> Server:
     """``taskloom server`` on a free loopback port, returned once /health answers."""
     for attempt in range(3):
@@ -114,16 +96,6 @@ def start_worker(env: dict[str, str], folder: Path) -> subprocess.Popen[bytes]:
             stdout=subprocess.DEVNULL,
             stderr=err,
         )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import stop, wait_for
 
 from taskloom.events import Event
 from taskloom.executions import queue_execution, record_resume
@@ -59,30 +60,9 @@ def wait_until_ready(env: dict[str, str], worker: subprocess.Popen[bytes]) -> No
     wait_for(lambda: "running workflows" in worker_log(env, worker), what="the worker to start")
 
 
-def wait_for(condition, timeout: float = 60.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)  # polling with a deadline, not synchronisation by sleep
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def lines(env: dict[str, str]) -> list[list[str]]:
     path = Path(env["TASKLOOM_TEST_LOG"])
     return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def stop(*workers: subprocess.Popen[bytes]) -> None:
-    for worker in workers:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-    for worker in workers:
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
 
 
 def test_two_workers_share_the_queue_and_run_every_step_exactly_once(env: dict[str, str]) -> None:
