@@ -17,6 +17,8 @@ from typing import Any
 from taskloom.errors import GraphError
 from taskloom.tasks.compose import gather_steps
 
+_NO_INPUT: Any = object()  # `await graph()`: the start node gets no argument
+
 
 @dataclass(frozen=True, slots=True)
 class Edge:
@@ -127,8 +129,11 @@ class Graph:
         return None
 
     # -- running -----------------------------------------------------------------------------------
-    async def __call__(self, input: Any = None) -> Any:
-        """Run the graph. One end node reached: its result; several: ``{name: result}``; none: None."""
+    async def __call__(self, input: Any = _NO_INPUT) -> Any:
+        """Run the graph. One end node reached: its result; several: ``{name: result}``; none: None.
+
+        ``await graph()`` calls the start node with no argument; ``await graph(x)`` passes ``x`` (None too).
+        """
         self.validate()
         assert self._start is not None
         reachable = self._reachable_from(self._start)
@@ -143,7 +148,7 @@ class Graph:
             before = len(pending)
             for node in list(pending):
                 if first and node == self._start:
-                    wave.append((node, (input,) if input is not None else ()))
+                    wave.append((node, () if input is _NO_INPUT else (input,)))
                     pending.remove(node)
                     continue
                 edges = incoming[node]

@@ -400,3 +400,13 @@ def test_building_mistakes_are_refused_at_once() -> None:
         Graph("g").add_edge("a", "b", condition="yes")  # type: ignore[arg-type]
     with pytest.raises(GraphError, match="already set"):
         Graph("g").start_with("a").start_with("b")
+
+
+def test_a_graph_called_with_none_passes_none_and_without_input_passes_nothing() -> None:
+    @task
+    def describe(value: object = "nothing") -> str:
+        return f"got {value!r}"
+
+    graph = Graph("inputs").add_node("describe", describe).start_with("describe").end_with("describe")
+    assert asyncio.run(graph(None)) == "got None"
+    assert asyncio.run(graph()) == "got 'nothing'"
