@@ -11,9 +11,9 @@ import asyncio
 import functools
 import importlib
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, cast, overload
 
 from taskloom import policy
 from taskloom.context import current_scope
@@ -47,7 +47,7 @@ class Task(Generic[P, R]):
         if not callable(fn):
             raise TaskDefinitionError(f"@task must decorate a function, got {fn!r}")
         # First, so that attributes of the function (a `name`, `options`, ...) cannot overwrite the task's.
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
         self.fn: Callable[..., Any] = fn
         self.options = options
         self.name: str = options.name or str(getattr(fn, "__name__", type(fn).__name__))
@@ -153,15 +153,25 @@ def _load_task(module: str, qualname: str, options: TaskOptions) -> Task[Any, An
     return Task(fn, options)
 
 
+class _Decorate(Protocol):
+    """What ``@task(**options)`` returns. A leading ``TaskControl`` parameter is dropped from the task's
+    type, because taskloom passes it and callers never do (so a user's type checker accepts ``t(3)``)."""
+
+    @overload
+    def __call__(self, fn: Callable[Concatenate[TaskControl, P], R], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
 class _TaskDecorator:
     """``@task``, ``@task(**options)`` and ``@task.with_options(**options)``, on sync and async functions."""
 
     @overload
-    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> Task[P, R]: ...
+    def __call__(self, fn: Callable[Concatenate[TaskControl, P], R], /) -> Task[P, R]: ...
     @overload
     def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
     @overload
-    def __call__(self, fn: None = None, /, **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+    def __call__(self, fn: None = None, /, **options: Any) -> _Decorate: ...
 
     def __call__(self, fn: Any = None, /, **options: Any) -> Any:
         if fn is None:
@@ -170,14 +180,14 @@ class _TaskDecorator:
             raise TaskDefinitionError("use @task(**options) or @task.with_options(**options), not both forms")
         return self._make(fn, {})
 
-    def with_options(self, **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]:
+    def with_options(self, **options: Any) -> _Decorate:
         owner = f"task {options.get('name')!r}" if options.get("name") else "task"
         validated = TaskOptions.build(owner, **options)
 
-        def decorate(fn: Callable[P, R]) -> Task[P, R]:
+        def decorate(fn: Callable[..., Any]) -> Task[Any, Any]:
             return Task(fn, validated)
 
-        return decorate
+        return cast(_Decorate, decorate)
 
     @staticmethod
     def _make(fn: Any, options: dict[str, Any]) -> Task[Any, Any]:
