@@ -110,5 +110,13 @@ class WorkflowPaused(WorkflowSignal):
         self.deadline = deadline
 
 
+class LeaseLostError(WorkflowSignal):
+    """A worker's lease on the execution it runs has passed to another worker: it must stop writing.
+
+    Raised by the store when a write carries a lease the execution no longer has (a fencing check), so
+    a stalled worker that wakes after its lease expired cannot record anything next to its successor.
+    """
+
+
 class WorkflowCancelled(WorkflowSignal):
     """Raised inside a workflow when its execution was cancelled from outside."""

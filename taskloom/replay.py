@@ -142,7 +142,7 @@ class StartWatchdog:
             for start in due:
                 try:
                     start.flush()
-                except Exception:  # the outcome write will carry the start instead
+                except BaseException:  # the outcome write carries the start, or meets the same error
                     pass
 
 
@@ -171,6 +171,8 @@ class ExecutionRun:
         #: the asyncio task driving the workflow body (see _alone_on_loop)
         self.main_task: asyncio.Task[Any] | None = None
         self.watchdog = StartWatchdog()
+        #: the worker running this execution: every write is fenced by its lease (None when embedded)
+        self.lease_owner: str | None = None
         self._cancel_checked = time.monotonic()
         #: set when replayed code diverged; reported even if user code swallowed the exception
         self.nondeterminism: NonDeterminismError | None = None
@@ -186,7 +188,7 @@ class ExecutionRun:
             raise WorkflowCancelled(self.execution_id)
 
     def append(self, *events: NewEvent) -> None:
-        self.store.append_events(self.execution_id, events)
+        self.store.append_events(self.execution_id, events, lease_owner=self.lease_owner)
 
     # -- replay checks -----------------------------------------------------------------------------
     def recorded(self, step_id: str, name: str) -> RecordedStep | None:
@@ -308,10 +310,7 @@ class ExecutionRun:
             return serde.loads(step.value)
         value = compute()
         blob = serde.dumps(value, what=f"built-in {name!r}")
-        self.store.append_events(
-            self.execution_id,
-            (NewEvent(EventType.STEP_STARTED, step_id, name), NewEvent(_COMPLETED, step_id, name, blob)),
-        )
+        self.append(NewEvent(EventType.STEP_STARTED, step_id, name), NewEvent(_COMPLETED, step_id, name, blob))
         return value
 
     async def run_sleep_step(self, step_id: str, seconds: float) -> None:
@@ -425,7 +424,7 @@ class MapCall:
                 continue  # its step records the failure when it runs
             started.append(call)
         if starts:
-            self.run.store.append_events(self.run.execution_id, starts)
+            self.run.append(*starts)
             for call in started:
                 call.start_recorded = True
         from taskloom.tasks.compose import gather_steps

@@ -14,6 +14,7 @@ the fallback: SQLite, and work no notification announces.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import os
@@ -183,7 +184,8 @@ class Worker:
     def _execute(self, record: ExecutionRecord) -> None:
         requeue = False
         try:
-            ctx = self.workflows[record.workflow].run(execution_id=record.id)
+            workflow = self.workflows[record.workflow]
+            ctx = asyncio.run(workflow.arun(execution_id=record.id, store=self.store, lease_owner=self.worker_id))
             log.info("worker %s: execution %s %s", self.worker_id, record.id, ctx.status)
         except Exception:
             # A code or store problem, not a workflow failure (those are recorded): let another try.

@@ -20,6 +20,7 @@ from taskloom.context import WorkflowExecutionContext, current_scope
 from taskloom.errors import (
     ExecutionNotFoundError,
     ExecutionStateError,
+    LeaseLostError,
     TaskDefinitionError,
     WorkflowCancelled,
     WorkflowError,
@@ -89,8 +90,14 @@ class Workflow(Generic[T]):
 
     # -- async entry points -----------------------------------------------------------------------
     async def arun(
-        self, input: T | None = None, *, execution_id: str | None = None, store: Store | None = None
+        self,
+        input: T | None = None,
+        *,
+        execution_id: str | None = None,
+        store: Store | None = None,
+        lease_owner: str | None = None,
     ) -> WorkflowExecutionContext[T]:
+        """``run`` for async code. ``lease_owner`` is for workers: their writes are fenced by their lease."""
         store = store or default_store()
         if execution_id is None:
             execution_id = uuid.uuid4().hex
@@ -100,9 +107,9 @@ class Workflow(Generic[T]):
         else:
             record = self._load(store, execution_id)
             input = serde.loads(record.input)
-            if not self._take_over(store, record):
+            if lease_owner is None and not self._take_over(store, record):
                 return self._context(store, store.get_execution(execution_id) or record)
-        return await self._drive(store, execution_id, input)
+        return await self._drive(store, execution_id, input, lease_owner)
 
     @staticmethod
     def _take_over(store: Store, record: ExecutionRecord) -> bool:
@@ -136,8 +143,10 @@ class Workflow(Generic[T]):
         status: str,
         output: bytes | None = None,
         wake_at: float | None = None,
+        lease_owner: str | None = None,
     ) -> bool:
-        """Record the execution's end (or pause) unless it was cancelled meanwhile; sets ``ctx.status``."""
+        """Record the execution's end (or pause) unless it was cancelled meanwhile, or (for a worker) its
+        lease passed to another worker; sets ``ctx.status``."""
         try:
             store.append_events(
                 ctx.execution_id,
@@ -146,7 +155,11 @@ class Workflow(Generic[T]):
                 output=output,
                 wake_at=wake_at,
                 expected_status=ExecutionStatus.RUNNING,
+                lease_owner=lease_owner,
             )
+        except LeaseLostError:
+            ctx.status = ExecutionStatus.RUNNING  # running on the worker that took it over
+            return False
         except ExecutionStateError:
             current = store.get_execution(ctx.execution_id)
             ctx.status = current.status if current is not None else ExecutionStatus.CANCELLED
@@ -163,11 +176,14 @@ class Workflow(Generic[T]):
         return await self._drive(store, execution_id, serde.loads(record.input))
 
     # -- the driver --------------------------------------------------------------------------------
-    async def _drive(self, store: Store, execution_id: str, input: Any) -> WorkflowExecutionContext[T]:
+    async def _drive(
+        self, store: Store, execution_id: str, input: Any, lease_owner: str | None = None
+    ) -> WorkflowExecutionContext[T]:
         ctx: WorkflowExecutionContext[T] = WorkflowExecutionContext(self.name, execution_id, input, store)
         executor = ThreadPoolExecutor(STEP_THREADS, thread_name_prefix=f"taskloom-{self.name}")
         run = ExecutionRun(store, execution_id, store.load_events(execution_id), executor)
         run.main_task = asyncio.current_task()
+        run.lease_owner = lease_owner
         token = current_scope.set(run.root)
         try:
             if self.secret_requests:
@@ -181,10 +197,14 @@ class Workflow(Generic[T]):
         except WorkflowCancelled:
             ctx.status = ExecutionStatus.CANCELLED
             return ctx
+        except LeaseLostError:
+            # Another worker took the execution over; it is running there now.
+            ctx.status = ExecutionStatus.RUNNING
+            return ctx
         except WorkflowPaused as paused:
             data = {} if paused.deadline is None else {"deadline": paused.deadline}
             event = NewEvent(EventType.EXECUTION_PAUSED, paused.step_id, paused.name, data=data)
-            self._settle(store, ctx, event, ExecutionStatus.PAUSED, wake_at=paused.deadline)
+            self._settle(store, ctx, event, ExecutionStatus.PAUSED, wake_at=paused.deadline, lease_owner=lease_owner)
             return ctx
         except Exception as error:
             if run.nondeterminism is not None:
@@ -193,7 +213,7 @@ class Workflow(Generic[T]):
                 raise run.nondeterminism from None
             error_blob = serde.dumps_error(error, what=f"workflow {self.name!r}")
             event = NewEvent(EventType.EXECUTION_FAILED, None, self.name, error_blob)
-            if self._settle(store, ctx, event, ExecutionStatus.FAILED, error_blob):
+            if self._settle(store, ctx, event, ExecutionStatus.FAILED, error_blob, lease_owner=lease_owner):
                 ctx.output = error
             return ctx
         finally:
@@ -201,7 +221,7 @@ class Workflow(Generic[T]):
             run.watchdog.stop()
             executor.shutdown(wait=False)
         event = NewEvent(EventType.EXECUTION_COMPLETED, None, self.name, blob)
-        if self._settle(store, ctx, event, ExecutionStatus.COMPLETED, blob):
+        if self._settle(store, ctx, event, ExecutionStatus.COMPLETED, blob, lease_owner=lease_owner):
             ctx.output = output
         return ctx
 

@@ -64,9 +64,12 @@ class Store(Protocol):
         output: bytes | None = None,
         expected_status: str | None = None,
         wake_at: float | None = None,
+        lease_owner: str | None = None,
     ) -> int:
         """Append ``events`` and, when given, set the execution's status/output, in one transaction.
 
+        ``lease_owner`` fences a worker's writes: unless the execution is still leased to it, nothing is
+        written and :class:`~taskloom.errors.LeaseLostError` is raised.
         ``wake_at`` (with ``status``) is when a paused execution's deadline passes; workers claim it then.
         With ``expected_status``, the execution must have that status when the transaction runs, else
         nothing is written and :class:`~taskloom.errors.ExecutionStateError` is raised: two callers that

@@ -31,7 +31,7 @@ import psycopg
 from psycopg import pq
 from psycopg.rows import TupleRow
 
-from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, StoreError
+from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLostError, StoreError
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.store.base import ExecutionRecord, ExecutionStatus
 from taskloom.store.migrations import load_migrations
@@ -291,6 +291,7 @@ class PostgresStore:
         output: bytes | None = None,
         expected_status: str | None = None,
         wake_at: float | None = None,
+        lease_owner: str | None = None,
     ) -> int:
         if not events and status is None and expected_status is None:
             return 0
@@ -298,7 +299,7 @@ class PostgresStore:
         with self._transaction() as conn:
             # Lock the execution's row before taking seqs (see the module docstring); the lock also makes
             # the expected status hold until the commit.
-            if status is not None and expected_status is None:
+            if status is not None and expected_status is None and lease_owner is None:
                 row = conn.execute(
                     "UPDATE executions SET status = %s, output = %s, updated_at = %s, wake_at = %s WHERE id = %s "
                     "RETURNING workflow",
@@ -306,13 +307,19 @@ class PostgresStore:
                 ).fetchone()
             else:
                 row = conn.execute(
-                    "SELECT workflow, status FROM executions WHERE id = %s FOR NO KEY UPDATE", (execution_id,)
+                    "SELECT workflow, status, lease_owner FROM executions WHERE id = %s FOR NO KEY UPDATE",
+                    (execution_id,),
                 ).fetchone()
             if row is None:
                 raise ExecutionNotFoundError(f"no execution {execution_id!r} in the store {redacted(self.url)}")
             workflow = row[0]
-            if expected_status is not None:
-                if row[1] != expected_status:
+            if lease_owner is not None and row[2] != lease_owner:
+                raise LeaseLostError(
+                    f"execution {execution_id}: worker {lease_owner} no longer holds its lease "
+                    f"(now {row[2] or 'nobody'}); nothing was written"
+                )
+            if expected_status is not None or lease_owner is not None:
+                if expected_status is not None and row[1] != expected_status:
                     raise ExecutionStateError(
                         f"execution {execution_id} is {row[1]}, not {expected_status}: its state changed under "
                         "this operation; nothing was written"

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, StoreError
+from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLostError, StoreError
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.store.base import ExecutionRecord, ExecutionStatus
 from taskloom.store.migrations import load_migrations, split_statements
@@ -209,6 +209,7 @@ class SQLiteStore:
         output: bytes | None = None,
         expected_status: str | None = None,
         wake_at: float | None = None,
+        lease_owner: str | None = None,
     ) -> int:
         if not events and status is None and expected_status is None:
             return 0
@@ -228,11 +229,15 @@ class SQLiteStore:
         ]
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if expected_status is not None:
-                found = conn.execute("SELECT status FROM executions WHERE id = ?", (execution_id,)).fetchone()
+            if expected_status is not None or lease_owner is not None:
+                found = conn.execute(
+                    "SELECT status, lease_owner FROM executions WHERE id = ?", (execution_id,)
+                ).fetchone()
                 if found is None:
                     raise self._not_found(execution_id)
-                if found[0] != expected_status:
+                if lease_owner is not None and found[1] != lease_owner:
+                    raise _lease_lost(execution_id, lease_owner, found[1])
+                if expected_status is not None and found[0] != expected_status:
                     raise _conflict(execution_id, found[0], expected_status)
             last: int | None = 0  # no events: 0, as PostgreSQL answers (last_insert_rowid() would be stale)
             if len(rows) == 1:
@@ -384,6 +389,13 @@ class SQLiteStore:
             conn.execute("ROLLBACK")
             raise
         return bool(deleted)
+
+
+def _lease_lost(execution_id: str, worker: str, holder: str | None) -> LeaseLostError:
+    return LeaseLostError(
+        f"execution {execution_id}: worker {worker} no longer holds its lease (now {holder or 'nobody'}); "
+        "nothing was written"
+    )
 
 
 def _conflict(execution_id: str, status: str, expected: str) -> ExecutionStateError:

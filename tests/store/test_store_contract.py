@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, StoreError
+from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLostError, StoreError
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.executions import record_cancel, record_resume
 from taskloom.store import ExecutionStatus, Store, open_store
@@ -757,3 +757,31 @@ def test_postgres_wait_for_work_wakes_when_another_process_queues_work(pg_fresh_
     finally:
         store.close()
         other.close()
+
+
+# -- fenced appends (lease_owner) ---------------------------------------------------------------------
+
+
+def test_a_write_fenced_by_the_lease_holder_lands(store: Store) -> None:
+    store.create_execution("exec-1", "order_flow", b"input", ExecutionStatus.QUEUED)
+    assert store.claim_next_execution("worker-a", 30, ["order_flow"]) is not None
+
+    store.append_events("exec-1", [step("1")], status=ExecutionStatus.COMPLETED, lease_owner="worker-a")
+
+    record = store.get_execution("exec-1")
+    assert record is not None and record.status == ExecutionStatus.COMPLETED
+    assert [e.step_id for e in store.load_events("exec-1")] == [None, "1"]
+
+
+def test_a_write_fenced_by_a_lease_the_worker_lost_writes_nothing(store: Store) -> None:
+    store.create_execution("exec-1", "order_flow", b"input", ExecutionStatus.QUEUED)
+    assert store.claim_next_execution("worker-a", 0.0, ["order_flow"]) is not None
+    taken = store.claim_next_execution("worker-b", 30, ["order_flow"])  # worker-a's lease had expired
+    assert taken is not None
+
+    with pytest.raises(LeaseLostError, match=r"worker-a no longer holds its lease \(now worker-b\)"):
+        store.append_events("exec-1", [step("1")], status=ExecutionStatus.COMPLETED, lease_owner="worker-a")
+
+    record = store.get_execution("exec-1")
+    assert record is not None and record.status == ExecutionStatus.RUNNING
+    assert [e.step_id for e in store.load_events("exec-1")] == [None]

@@ -787,3 +787,50 @@ def test_a_pause_timeout_must_be_seconds_or_a_timedelta() -> None:
     ctx = bad.run()
     assert ctx.has_failed
     assert "pause('x'): timeout must be seconds >= 0" in str(ctx.output)
+
+
+fenced_calls: list[str] = []
+
+
+@task
+def lose_the_lease(execution_id: str) -> str:
+    default_store().release_execution(execution_id, "worker-1", requeue=False)  # another worker's claim
+    return "lost"
+
+
+@task
+def after_the_loss() -> None:
+    fenced_calls.append("ran")
+
+
+@workflow
+async def fenced(ctx: ExecutionContext[None]) -> str:
+    await lose_the_lease(ctx.execution_id)
+    await after_the_loss()
+    return "done"
+
+
+def test_a_worker_that_lost_its_lease_writes_nothing_more_and_stops() -> None:
+    fenced_calls.clear()
+    execution_id = fenced.create(status="queued")
+    store = default_store()
+    assert store.claim_next_execution("worker-1", 30, ["fenced"]) is not None
+    ctx = asyncio.run(fenced.arun(execution_id=execution_id, lease_owner="worker-1"))
+    assert ctx.status == "running"  # it belongs to whoever holds the lease now
+    assert [e.type for e in store.load_events(execution_id)] == [EventType.EXECUTION_STARTED]
+    assert fenced_calls == []
+    assert store.get_execution(execution_id).status == "running"
+
+
+@workflow
+async def leased(ctx: ExecutionContext[int]) -> int:
+    return int(await add_one(ctx.input))
+
+
+def test_a_worker_holding_its_lease_writes_as_usual() -> None:
+    execution_id = leased.create(41, status="queued")
+    store = default_store()
+    assert store.claim_next_execution("worker-2", 30, ["leased"]) is not None
+    ctx = asyncio.run(leased.arun(execution_id=execution_id, lease_owner="worker-2"))
+    assert ctx.has_succeeded and ctx.output == 42
+    assert store.get_execution(execution_id).status == "completed"
