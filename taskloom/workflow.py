@@ -27,7 +27,7 @@ from taskloom.errors import (
     WorkflowPaused,
 )
 from taskloom.events import EventType, NewEvent
-from taskloom.executions import record_resume
+from taskloom.executions import record_cancel, record_resume
 from taskloom.options import OutputStorage, TaskOptions
 from taskloom.replay import ExecutionRun
 from taskloom.store import default_store
@@ -258,6 +258,16 @@ class Workflow(Generic[T]):
         """The execution as the store has it now, without running anything."""
         store = default_store()
         return self._context(store, self._load(store, execution_id))
+
+    def cancel(self, execution_id: str) -> WorkflowExecutionContext[T]:
+        """Cancel an unfinished execution: a paused or queued one at once, a running one at its next step.
+
+        A finished execution raises :class:`ExecutionStateError`.
+        """
+        store = default_store()
+        self._load(store, execution_id)
+        record_cancel(store, execution_id)
+        return self.status(execution_id)
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r}>"

@@ -15,6 +15,7 @@ import pytest
 from taskloom import (
     ExecutionContext,
     ExecutionNotFoundError,
+    ExecutionStateError,
     SerializationError,
     TaskControl,
     TaskDefinitionError,
@@ -834,3 +835,12 @@ def test_a_worker_holding_its_lease_writes_as_usual() -> None:
     ctx = asyncio.run(leased.arun(execution_id=execution_id, lease_owner="worker-2"))
     assert ctx.has_succeeded and ctx.output == 42
     assert store.get_execution(execution_id).status == "completed"
+
+
+def test_cancel_ends_a_paused_execution_and_refuses_a_finished_one() -> None:
+    ctx = deadline_flow.run(60)
+    cancelled = deadline_flow.cancel(ctx.execution_id)
+    assert cancelled.is_cancelled and cancelled.has_finished
+    assert deadline_flow.run(execution_id=ctx.execution_id).is_cancelled  # nothing runs any more
+    with pytest.raises(ExecutionStateError, match="already cancelled"):
+        deadline_flow.cancel(ctx.execution_id)
