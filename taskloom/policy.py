@@ -4,8 +4,10 @@ The order is the SPEC's: attempt, then retries after ``retry_delay * retry_backo
 the fallback (same arguments) gives the result; without a fallback, or when it fails too, the rollback
 (same arguments) runs and the task fails with the last error. A timeout counts as a failed attempt.
 
-There are two drivers with one shape: ``call_sync`` (direct calls and instances, in the caller's thread)
-and ``call_async`` (workflow steps and async tasks, never blocking the event loop). Keep them in step.
+The policy is written once, as a generator of *turns* (an attempt, a wait, a handler call) that is told
+how each turn went. Two small drivers perform the turns: ``call_sync`` in the caller's thread (direct
+calls, instances) and ``call_async`` on the event loop (workflow steps and async tasks, never blocking
+the loop). So the two worlds cannot drift apart.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import contextvars
 import inspect
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Generator
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from taskloom.errors import TaskTimeoutError
@@ -45,6 +48,102 @@ def _should_retry(control: Any) -> bool:
 
 def _attach_rollback_failure(error: BaseException, rollback_error: BaseException, task: Task[Any, Any]) -> None:
     error.add_note(f"rollback of task {task.name!r} also failed: {type(rollback_error).__name__}: {rollback_error}")
+
+
+# -- the policy, once ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """Call the task's function (attempt ``number``, counting from 1)."""
+
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Sleep before the next retry."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallHandler:
+    """Call the fallback or the rollback with the task's own arguments."""
+
+    handler: Callable[..., Any]
+
+
+Turn = Attempt | Wait | CallHandler
+Turns = Generator[Turn, Any, Any]
+
+
+def _turns(task: Task[Any, Any], control: Any, observer: AttemptObserver | None) -> Turns:
+    """The SPEC's failure order. The driver sends each turn's value back, or throws its error in."""
+    delays = task.options.retry_delays()
+    attempt = 1
+    while True:
+        try:
+            return (yield Attempt(attempt))
+        except Exception as failed:
+            error: BaseException = failed
+        if attempt > len(delays) or not _should_retry(control):
+            break
+        delay = delays[attempt - 1]
+        if observer is not None:
+            observer.on_retry(attempt, error, delay)
+        if delay > 0:
+            yield Wait(delay)
+        attempt += 1
+    options = task.options
+    if options.fallback is not None:
+        if observer is not None:
+            observer.on_fallback(error)
+        try:
+            return (yield CallHandler(options.fallback))
+        except Exception as fallback_error:
+            fallback_error.__cause__ = error
+            error = fallback_error
+    if options.rollback is not None:
+        if observer is not None:
+            observer.on_rollback(error)
+        try:
+            yield CallHandler(options.rollback)
+        except Exception as rollback_error:
+            _attach_rollback_failure(error, rollback_error, task)
+    raise error
+
+
+def _next(turns: Turns, value: Any, error: BaseException | None) -> Turn:
+    return turns.throw(error) if error is not None else turns.send(value)
+
+
+def _drive(turns: Turns, perform: Callable[[Turn], Any]) -> Any:
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            turn = _next(turns, value, error)
+        except StopIteration as done:
+            return done.value
+        value, error = None, None
+        try:
+            value = perform(turn)
+        except Exception as failed:
+            error = failed
+
+
+async def _adrive(turns: Turns, perform: Callable[[Turn], Awaitable[Any]]) -> Any:
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            turn = _next(turns, value, error)
+        except StopIteration as done:
+            return done.value
+        value, error = None, None
+        try:
+            value = await perform(turn)
+        except Exception as failed:
+            error = failed
 
 
 # -- synchronous ---------------------------------------------------------------------------------------
@@ -82,65 +181,26 @@ def call_sync(
 ) -> Any:
     """Run a sync task's function under its policy in this thread (direct calls, instances)."""
     call_args, call_kwargs = task.prepare_arguments(args, kwargs, control)
-    options = task.options
-    delays = options.retry_delays()
-    timeout = options.effective_timeout
-    last_error: BaseException | None = None
-    for attempt in range(1, len(delays) + 2):
-        try:
+    timeout = task.options.effective_timeout
+
+    def perform(turn: Turn) -> Any:
+        if isinstance(turn, Attempt):
             return run_sync_with_timeout(
                 lambda: task.fn(*call_args, **call_kwargs),
                 timeout,
-                lambda attempt=attempt: _timeout_error(task, attempt, timeout or 0),  # type: ignore[misc]
+                lambda: _timeout_error(task, turn.number, timeout or 0),
             )
-        except Exception as error:
-            last_error = error
-            if attempt > len(delays) or not _should_retry(control):
-                break
-            delay = delays[attempt - 1]
-            if observer is not None:
-                observer.on_retry(attempt, error, delay)
-            if delay > 0:
-                time.sleep(delay)
-    assert last_error is not None
-    return _recover_sync(task, args, kwargs, last_error, observer)
+        if isinstance(turn, Wait):
+            time.sleep(turn.seconds)
+            return None
+        result = turn.handler(*args, **kwargs)
+        return asyncio.run(_await(result)) if inspect.isawaitable(result) else result
 
-
-def _call_handler_sync(handler: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    result = handler(*args, **kwargs)
-    if inspect.isawaitable(result):
-        return asyncio.run(_await(result))
-    return result
+    return _drive(_turns(task, control, observer), perform)
 
 
 async def _await(awaitable: Any) -> Any:
     return await awaitable
-
-
-def _recover_sync(
-    task: Task[Any, Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    error: BaseException,
-    observer: AttemptObserver | None,
-) -> Any:
-    options = task.options
-    if options.fallback is not None:
-        if observer is not None:
-            observer.on_fallback(error)
-        try:
-            return _call_handler_sync(options.fallback, args, kwargs)
-        except Exception as fallback_error:
-            fallback_error.__cause__ = error
-            error = fallback_error
-    if options.rollback is not None:
-        if observer is not None:
-            observer.on_rollback(error)
-        try:
-            _call_handler_sync(options.rollback, args, kwargs)
-        except Exception as rollback_error:
-            _attach_rollback_failure(error, rollback_error, task)
-    raise error
 
 
 # -- asynchronous --------------------------------------------------------------------------------------
@@ -199,77 +259,36 @@ async def call_async(
     own thread: the caller passes it only when nothing else is on the loop to be blocked.
     """
     call_args, call_kwargs = task.prepare_arguments(args, kwargs, control)
-    options = task.options
-    delays = options.retry_delays()
-    timeout = options.effective_timeout
-    last_error: BaseException | None = None
-    for attempt in range(1, len(delays) + 2):
-        try:
-            if task.is_async:
-                awaitable = task.fn(*call_args, **call_kwargs)
-            else:
-                call: Callable[[], Any] = lambda: task.fn(*call_args, **call_kwargs)  # noqa: E731
-                if inline and not timeout:
-                    return (plain(call) if plain else call)()
-                awaitable = run_in_thread(plain(call) if plain else call, executor=executor, isolated=bool(timeout))
-            if timeout:
-                try:
-                    return await asyncio.wait_for(awaitable, timeout)
-                except TimeoutError:
-                    raise _timeout_error(task, attempt, timeout) from None
+    timeout = task.options.effective_timeout
+
+    def off_the_loop(call: Callable[[], Any], *, isolated: bool = False) -> asyncio.Future[Any]:
+        return run_in_thread(plain(call) if plain else call, executor=executor, isolated=isolated)
+
+    async def attempt(number: int) -> Any:
+        if task.is_async:
+            awaitable = task.fn(*call_args, **call_kwargs)
+        else:
+            call: Callable[[], Any] = lambda: task.fn(*call_args, **call_kwargs)  # noqa: E731
+            if inline and not timeout:
+                return (plain(call) if plain else call)()
+            awaitable = off_the_loop(call, isolated=bool(timeout))
+        if not timeout:
             return await awaitable
-        except Exception as error:
-            last_error = error
-            if attempt > len(delays) or not _should_retry(control):
-                break
-            delay = delays[attempt - 1]
-            if observer is not None:
-                observer.on_retry(attempt, error, delay)
-            if delay > 0:
-                await asyncio.sleep(delay)
-    assert last_error is not None
-    return await _recover_async(task, args, kwargs, last_error, observer, executor, plain)
-
-
-async def _call_handler_async(
-    handler: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    executor: Executor | None,
-    plain: Callable[[Callable[[], Any]], Callable[[], Any]] | None,
-) -> Any:
-    if inspect.iscoroutinefunction(handler):
-        return await handler(*args, **kwargs)
-    call: Callable[[], Any] = lambda: handler(*args, **kwargs)  # noqa: E731
-    result = await run_in_thread(plain(call) if plain else call, executor=executor, isolated=False)
-    if inspect.isawaitable(result):
-        return await result
-    return result
-
-
-async def _recover_async(
-    task: Task[Any, Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    error: BaseException,
-    observer: AttemptObserver | None,
-    executor: Executor | None,
-    plain: Callable[[Callable[[], Any]], Callable[[], Any]] | None,
-) -> Any:
-    options = task.options
-    if options.fallback is not None:
-        if observer is not None:
-            observer.on_fallback(error)
         try:
-            return await _call_handler_async(options.fallback, args, kwargs, executor, plain)
-        except Exception as fallback_error:
-            fallback_error.__cause__ = error
-            error = fallback_error
-    if options.rollback is not None:
-        if observer is not None:
-            observer.on_rollback(error)
-        try:
-            await _call_handler_async(options.rollback, args, kwargs, executor, plain)
-        except Exception as rollback_error:
-            _attach_rollback_failure(error, rollback_error, task)
-    raise error
+            return await asyncio.wait_for(awaitable, timeout)
+        except TimeoutError:
+            raise _timeout_error(task, number, timeout) from None
+
+    async def perform(turn: Turn) -> Any:
+        if isinstance(turn, Attempt):
+            return await attempt(turn.number)
+        if isinstance(turn, Wait):
+            await asyncio.sleep(turn.seconds)
+            return None
+        handler = turn.handler
+        if inspect.iscoroutinefunction(handler):
+            return await handler(*args, **kwargs)
+        result = await off_the_loop(lambda: handler(*args, **kwargs))
+        return await result if inspect.isawaitable(result) else result
+
+    return await _adrive(_turns(task, control, observer), perform)
