@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,21 @@ class Event:
     name: str | None
     raw_value: bytes | None = field(repr=False)
     data: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, execution_id: str, row: tuple[Any, ...]) -> Event:
+        """An event from a store row ``(seq, type, ts, step_id, name, value, data_json)``."""
+        seq, type_, ts, step_id, name, value, data = row
+        return cls(
+            int(seq),
+            execution_id,
+            EventType(type_),
+            dt.datetime.fromtimestamp(ts, dt.UTC),
+            step_id,
+            name,
+            None if value is None else bytes(value),
+            json.loads(data) if data else {},
+        )
 
     @property
     def value(self) -> Any:

@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -268,19 +267,7 @@ class PostgresStore:
                 "WHERE execution_id = %s AND seq > %s ORDER BY seq",
                 (execution_id, after_seq),
             ).fetchall()
-        return [
-            Event(
-                seq,
-                execution_id,
-                EventType(type_),
-                datetime.fromtimestamp(ts, UTC),
-                step_id,
-                name,
-                value,
-                json.loads(data) if data else {},
-            )
-            for seq, type_, ts, step_id, name, value, data in rows
-        ]
+        return [Event.from_row(execution_id, row) for row in rows]
 
     def append_events(
         self,

@@ -15,7 +15,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLostError, StoreError
@@ -186,19 +185,7 @@ class SQLiteStore:
             )
             .fetchall()
         )
-        return [
-            Event(
-                seq,
-                execution_id,
-                EventType(type_),
-                datetime.fromtimestamp(ts, UTC),
-                step_id,
-                name,
-                value,
-                json.loads(data) if data else {},
-            )
-            for seq, type_, ts, step_id, name, value, data in rows
-        ]
+        return [Event.from_row(execution_id, row) for row in rows]
 
     def append_events(
         self,
