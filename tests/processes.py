@@ -19,7 +19,7 @@ def wait_for(condition: Callable[[], T | None], timeout: float = 60.0, what: str
         value = condition()
         if value:
             return value
-        time.sleep(0.02)  # polling with a deadline, not synchronisation by sleep
+        time.sleep(0.005)  # polling with a deadline, not synchronisation by sleep
     raise AssertionError(f"timed out waiting for {what}")
 
 

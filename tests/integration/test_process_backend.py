@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import wait_for as wait_until
 
 from taskloom import Session, TaskCancelledError, TaskControl, TaskTimeoutError, task
 from taskloom.backends import get_backend
@@ -22,14 +23,6 @@ from taskloom.control import TaskControlHandler, get_task_control_handler, set_t
 pytestmark = pytest.mark.integration
 
 DEADLINE = 10.0
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.005)
 
 
 def process_alive(pid: int) -> bool:

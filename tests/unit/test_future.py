@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import Callable
 
 import pytest
+from processes import wait_for as wait_until
 
 from taskloom import Future, Session, TaskCancelledError, TaskControl, task
 
 DEADLINE = 5.0
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.001)
 
 
 @task

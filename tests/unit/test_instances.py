@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from processes import wait_for as wait_until
 
 from taskloom import (
     Future,
@@ -21,14 +21,6 @@ from taskloom import (
 )
 
 DEADLINE = 5.0
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.001)
 
 
 class InventoryError(Exception):

@@ -6,9 +6,9 @@ import asyncio
 import contextvars
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
+from processes import wait_for as wait_until
 
 from taskloom import (
     MaxInstancesReachedError,
@@ -22,15 +22,6 @@ from taskloom import (
 from taskloom.errors import BackendError
 
 DEADLINE = 5.0
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = DEADLINE) -> None:
-    """Poll ``condition`` until it holds; fail the test if it does not within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.001)
 
 
 @task
