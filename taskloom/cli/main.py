@@ -14,6 +14,7 @@ import argparse
 import getpass
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -502,6 +503,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.database_url:
         os.environ["TASKLOOM_DATABASE_URL"] = args.database_url
     args.server = args.server or os.environ.get("TASKLOOM_SERVER_URL") or None
+    # Like `python -m`: the working directory's modules are importable, so stored values of the user's
+    # own classes decode and `run`/`resume` find the workflow's module.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    if hasattr(signal, "SIGPIPE"):  # `taskloom events ID | head` ends quietly, as Unix tools do
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         return int(args.func(args))
     except CommandError as error:

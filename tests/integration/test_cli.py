@@ -123,3 +123,44 @@ def test_secrets_set_list_remove_never_print_the_value(cli, tmp_path: Path) -> N
     assert b"s3cr3t-value" not in (tmp_path / "cli.db").read_bytes()
     assert cli("secrets", "remove", "API_KEY").returncode == 0
     assert json.loads(cli("secrets", "list", "--json").stdout) == ["OTHER"]
+
+
+USER_MODULE = """
+from dataclasses import dataclass
+
+from taskloom import task, workflow
+
+
+@dataclass
+class Receipt:
+    order: str
+    total: float
+
+
+@task
+def price(order: str) -> Receipt:
+    return Receipt(order, 12.5)
+
+
+@workflow
+async def checkout(ctx):
+    return await price(ctx.input)
+"""
+
+
+def test_the_installed_command_finds_modules_and_classes_in_the_working_directory(tmp_path: Path) -> None:
+    (tmp_path / "shop.py").write_text(USER_MODULE)
+    command = Path(sys.executable).parent / "taskloom"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_") and k != "PYTHONPATH"}
+    env["TASKLOOM_HOME"] = str(tmp_path / "home")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(command), *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+    started = run("run", "shop:checkout", '"A-7"', "--json")
+    assert started.returncode == 0, started.stderr
+    execution = json.loads(started.stdout.splitlines()[-1])["execution_id"]
+    status = run("status", execution)
+    assert status.returncode == 0, status.stderr
+    assert '"order": "A-7"' in status.stdout and '"total": 12.5' in status.stdout
+    assert "undecodable" not in status.stdout
