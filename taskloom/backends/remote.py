@@ -41,7 +41,7 @@ import math
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +62,8 @@ MAX_STARTS_PER_REQUEST = 1000
 GIVE_UP_SECONDS = 60.0
 #: attempts at sending one batch of starts (repeating a batch is safe: ids already queued are ignored)
 SEND_ATTEMPTS = 3
+#: how long an instance may wait in the server's queue before its future logs that no worker took it
+UNCLAIMED_WARNING_SECONDS = 10.0
 #: nesting depth beyond which an argument is refused
 MAX_DEPTH = 100
 
@@ -73,6 +75,8 @@ class _Remote:
     run: InstanceRun
     session_id: str
     begun: bool = False
+    queued_at: float = field(default_factory=time.monotonic)
+    warned: bool = False
 
 
 class RemoteBackend:
@@ -97,6 +101,9 @@ class RemoteBackend:
         self._closed = False
         self._sender = threading.Thread(target=self._send_loop, name="taskloom-remote-sender", daemon=True)
         self._sender.start()
+        self._closing = threading.Event()
+        self._watcher = threading.Thread(target=self._watch_loop, name="taskloom-remote-watch", daemon=True)
+        self._watcher.start()
 
     def __repr__(self) -> str:
         return f"<RemoteBackend {self._client.url}>"
@@ -123,6 +130,7 @@ class RemoteBackend:
         with self._lock:
             self._closed = True
         self._wake.set()
+        self._closing.set()
         self._client.close()
 
     # -- sending -----------------------------------------------------------------------------------
@@ -220,6 +228,33 @@ class RemoteBackend:
             wake.wait(backoff)
             wake.clear()
             backoff = min(max(0.01, backoff * 2), 1.0)
+
+    def _watch_loop(self) -> None:
+        """Tell the caller when an instance sits in the queue with no worker taking it (a common set-up
+        mistake: no `taskloom worker` runs for the task's module), instead of a silent wait."""
+        while not self._closing.wait(min(1.0, UNCLAIMED_WARNING_SECONDS / 4)):
+            now = time.monotonic()
+            with self._lock:
+                waiting = [
+                    r
+                    for r in self._remotes.values()
+                    if not r.begun and not r.warned and now - r.queued_at >= UNCLAIMED_WARNING_SECONDS
+                ]
+                for remote in waiting:
+                    remote.warned = True
+            for remote in waiting:
+                run = remote.run
+                message = (
+                    f"task {run.task.name!r} (instance {run.instance_id}) has waited "
+                    f"{now - remote.queued_at:.0f}s in the server's queue: no worker has taken it. Workers may "
+                    f"all be busy, or none runs `taskloom worker {remote_target(run.task).split(':')[0]}` "
+                    "against this server's database"
+                )
+                log.warning("%s", message)
+                try:
+                    run.control.log(message, "warning")
+                except Exception:
+                    log.exception("could not log on instance %s", run.instance_id)
 
     def _fail_session(self, session_id: str, error: Exception) -> None:
         with self._lock:

@@ -439,3 +439,22 @@ def test_many_instances_in_one_session(remote: Cluster) -> None:
     with Session():
         futures = [app.trivial.instance().start(i) for i in range(300)]
         assert [f.result(timeout=30) for f in futures] == list(range(300))
+
+
+def test_an_instance_no_worker_takes_says_so_on_its_future(remote: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    from remoteapp import orphans
+
+    from taskloom.backends import remote as remote_backend
+
+    monkeypatch.setattr(remote_backend, "UNCLAIMED_WARNING_SECONDS", 0.2)
+    _reset_backends()  # a backend whose watcher uses the short interval
+    with Session():
+        future = orphans.unclaimed.instance().start(1)
+        wait_for(lambda: future.logs, timeout=10, what="the unclaimed warning")
+        assert future.status == "pending"
+        message = future.logs[0].message
+        assert future.logs[0].level == "warning"
+        assert "no worker has taken it" in message and "taskloom worker remoteapp.orphans" in message
+        future.cancel()
+    with pytest.raises(TaskCancelledError):
+        future.result(timeout=10)
