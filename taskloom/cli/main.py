@@ -65,15 +65,24 @@ def _follow(wf: Workflow[Any], execution_id: str, args: argparse.Namespace, star
     last = 0
     if not args.json:
         print(f"execution {execution_id} of workflow {wf.name!r}")
-    while True:
-        finished = not worker.is_alive()
-        events = store.load_events(execution_id, after_seq=last)
-        if events:
-            last = events[-1].seq
-            printer.feed(events)
-        if finished:
-            break
-        worker.join(POLL_SECONDS)
+    try:
+        while True:
+            finished = not worker.is_alive()
+            events = store.load_events(execution_id, after_seq=last)
+            if events:
+                last = events[-1].seq
+                printer.feed(events)
+            if finished:
+                break
+            worker.join(POLL_SECONDS)
+    except KeyboardInterrupt:
+        printer.close()
+        print(
+            f"\ninterrupted; execution {execution_id} keeps every completed step. Continue it with:\n"
+            f"  taskloom run {wf.target} --execution-id {execution_id}",
+            file=sys.stderr,
+        )
+        return 130
     printer.close()
     if "error" in outcome:
         error = outcome["error"]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from processes import wait_for
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
@@ -164,3 +166,35 @@ def test_the_installed_command_finds_modules_and_classes_in_the_working_director
     assert status.returncode == 0, status.stderr
     assert '"order": "A-7"' in status.stdout and '"total": 12.5' in status.stdout
     assert "undecodable" not in status.stdout
+
+
+def test_ctrl_c_names_the_command_that_continues_the_execution(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    log = tmp_path / "ticks.log"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")},
+        "TASKLOOM_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "TASKLOOM_HOME": str(tmp_path),
+        "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
+    running = subprocess.Popen(
+        [sys.executable, "-m", "taskloom", "run", "cliapp.flows:ticking", json.dumps(str(log))],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: log.exists() and len(log.read_text().split()) >= 2, timeout=30, what="two ticks")
+    running.send_signal(signal.SIGINT)
+    _, err = running.communicate(timeout=30)
+    assert running.returncode == 130, err
+    command = next(line.strip() for line in err.splitlines() if "--execution-id" in line)
+    assert command.startswith("taskloom run cliapp.flows:ticking --execution-id ")
+    assert len(log.read_text().split()) >= 2  # so a re-run of completed steps would show as duplicates
+
+    continued = cli(*command.split()[1:])
+    assert continued.returncode == 0, continued.stderr
+    assert "15" in continued.stdout  # 0 + 1 + ... + 5
+    ticks = log.read_text().split()
+    assert sorted(set(ticks)) == [str(n) for n in range(6)]
+    assert len(ticks) - len(set(ticks)) <= 1  # at most the step running at the interrupt ran again

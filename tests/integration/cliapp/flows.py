@@ -33,3 +33,18 @@ async def approval(ctx: WorkflowExecutionContext[str]) -> str:
 @workflow
 async def broken(ctx: WorkflowExecutionContext[str]) -> None:
     await explode(ctx.input)
+
+
+@task
+def tick(n: int, log_path: str) -> int:
+    import time
+
+    time.sleep(0.2)
+    with open(log_path, "a") as log:
+        log.write(f"{n}\n")
+    return n
+
+
+@workflow
+async def ticking(ctx: WorkflowExecutionContext[str]) -> int:
+    return sum([await tick(n, ctx.input) for n in range(6)])
