@@ -176,15 +176,36 @@ def cmd_status(args: argparse.Namespace) -> int:
         _print_json(view)
         return 0
     events = default_store().load_events(record.id)
-    steps = {e.step_id for e in events if e.type is EventType.STEP_COMPLETED}
-    print(f"execution  {record.id}")
-    print(f"workflow   {record.workflow}  ({record.target})")
-    print(f"status     {record.status}")
-    print(f"created    {view['created_at']}   updated {view['updated_at']}")
-    print(f"steps      {len(steps)} completed, {len(events)} events")
-    if record.output is not None:
-        print("output     " + render_value(view["output"]).replace("\n", "\n           "))
+    completed = {e.step_id for e in events if e.type is EventType.STEP_COMPLETED}
+    _show_status(
+        view,
+        record.target,
+        view["created_at"],
+        view["updated_at"],
+        len(completed),
+        len(events),
+        record.output is not None,
+    )
     return 0
+
+
+def _show_status(
+    view: dict[str, Any],
+    target: str | None,
+    created: str,
+    updated: str,
+    completed_steps: int,
+    event_count: int,
+    has_output: bool,
+) -> None:
+    """The human ``status`` block, the same for the local store and a server."""
+    print(f"execution  {view['execution_id']}")
+    print(f"workflow   {view['workflow']}  ({target})")
+    print(f"status     {view['status']}")
+    print(f"created    {created}   updated {updated}")
+    print(f"steps      {completed_steps} completed, {event_count} events")
+    if has_output:
+        print("output     " + render_value(view["output"]).replace("\n", "\n           "))
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -391,14 +412,10 @@ def _remote_status(args: argparse.Namespace) -> int:
             _print_json(view)
             return 0
         events = client.events(args.execution_id)
-    steps = {e["step_id"] for e in events if e["type"] == EventType.STEP_COMPLETED}
-    print(f"execution  {view['execution_id']}")
-    print(f"workflow   {view['workflow']}  ({view.get('target')})")
-    print(f"status     {view['status']}")
-    print(f"created    {_remote_when(view['created_at'])}   updated {_remote_when(view['updated_at'])}")
-    print(f"steps      {len(steps)} completed, {len(events)} events")
-    if view.get("output") is not None:
-        print("output     " + render_value(view["output"]).replace("\n", "\n           "))
+    completed = {e["step_id"] for e in events if e["type"] == EventType.STEP_COMPLETED}
+    created, updated = _remote_when(view["created_at"]), _remote_when(view["updated_at"])
+    target = view.get("target")
+    _show_status(view, target, created, updated, len(completed), len(events), view.get("output") is not None)
     return 0
 
 
