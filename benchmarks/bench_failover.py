@@ -33,6 +33,9 @@ from taskloom import WorkflowExecutionContext, task, workflow
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the test suite's helpers: throwaway PostgreSQL, bounded waits
+from processes import wait_for  # type: ignore[import-not-found]  # noqa: E402
+
 STEPS = 5000
 STEP_SECONDS = 0.002
 TARGET_EXTRA_SECONDS = 0.1
@@ -54,14 +57,6 @@ async def many_steps(ctx: WorkflowExecutionContext[int]) -> int:
 
 
 # -- the measurement --------------------------------------------------------------------------------------
-def wait_for(condition: Callable[[], T | None], timeout: float = 60.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.002)  # polling with a deadline
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 def start_worker(env: dict[str, str], log: Path, lease: float, poll: float) -> subprocess.Popen[bytes]:
@@ -131,7 +126,6 @@ def store_urls(kind: str) -> Iterator[Callable[[Path], str] | None]:
     if kind == "sqlite":
         yield lambda folder: f"sqlite:///{folder / 'failover.db'}"
         return
-    sys.path.insert(0, str(ROOT / "tests"))
     from pgserver import find_bindir, running_postgres  # type: ignore[import-not-found]  # tests/ on sys.path
 
     if find_bindir() is None:
