@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from taskloom import WorkflowExecutionContext, task, workflow
 
@@ -39,7 +39,6 @@ from processes import wait_for  # type: ignore[import-not-found]  # noqa: E402
 STEPS = 5000
 STEP_SECONDS = 0.002
 TARGET_EXTRA_SECONDS = 0.1
-T = TypeVar("T")
 
 
 @task
