@@ -1,7 +1,7 @@
 """1,000 trivial task instances through the remote backend, against raw ``SKIP LOCKED`` dequeues.
 
 One run sets up a throwaway PostgreSQL server (``tests/pgserver.py``), a ``taskloom server`` process and two
-instance-worker processes (``python -m taskloom.instance_worker``), then measures, alternately:
+worker processes (``taskloom worker``), then measures, alternately:
 
 - **remote**: this process, with ``TASKLOOM_BACKEND=remote``, starts 1,000 instances of a trivial task in one
   session (``max_parallel=1000``, so none waits for a slot) and collects every result: start requests to the
@@ -155,7 +155,7 @@ def main() -> None:
             for _ in range(WORKERS):
                 processes.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "taskloom.instance_worker", "bench_remote", *worker_options],
+                        [sys.executable, "-m", "taskloom", "worker", "bench_remote", *worker_options],
                         env=env,
                         stdout=log,
                         stderr=log,

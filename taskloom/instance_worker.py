@@ -22,20 +22,17 @@ instances back in the queue and they run again from the start (instances are not
 workflow for work that must not repeat). ``stop()`` stops claiming and gives running instances
 ``grace_seconds`` to finish before putting them back in the queue.
 
-Run one with ``python -m taskloom.instance_worker MODULE... [--concurrency N]``.
+``taskloom worker MODULE...`` runs one beside the execution worker, with the same settings.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
 import math
 import os
-import signal
 import socket
-import sys
 import threading
 import time
 import traceback
@@ -47,7 +44,7 @@ from typing import Any
 
 from taskloom import policy, serde
 from taskloom.backends.pool import ElasticThreadPool
-from taskloom.errors import TaskError, TaskloomError
+from taskloom.errors import TaskError
 from taskloom.runtime.control import LogRecord, TaskControl
 from taskloom.store import Store, default_store
 from taskloom.store.instances import ClaimedInstance, InstanceQueue, Outcome, Report, instance_queue_for
@@ -438,44 +435,3 @@ def _error_info(error: BaseException, worker_id: str) -> dict[str, Any]:
     info["traceback"] = text
     info["worker"] = worker_id
     return info
-
-
-# -- command line ----------------------------------------------------------------------------------------
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m taskloom.instance_worker",
-        description="Claim and run task instances (TASKLOOM_BACKEND=remote) of the @tasks in MODULE...",
-    )
-    parser.add_argument("modules", nargs="+", metavar="MODULE", help="modules whose top-level @tasks to run")
-    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="instances run at once")
-    parser.add_argument(
-        "--lease", type=float, default=10.0, help="lease seconds (a dead worker's instances rerun after it)"
-    )
-    parser.add_argument("--poll", type=float, default=0.5, help="seconds between claims when nothing wakes the worker")
-    parser.add_argument("--grace", type=float, default=30.0, help="seconds running instances get to finish on SIGTERM")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        settings = InstanceWorkerSettings(args.concurrency, args.lease, args.poll, args.grace)
-        worker = InstanceWorker.from_modules(args.modules, settings)
-    except (ValueError, TaskloomError) as error:
-        print(f"taskloom instance worker: {error}", file=sys.stderr)
-        return 2
-
-    def on_signal(signum: int, frame: Any) -> None:
-        log.info("instance worker %s: signal %s, finishing what it holds", worker.worker_id, signum)
-        worker.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    worker.start()
-    while not worker.join(0.5):
-        pass
-    if worker.abandoned:
-        sys.stdout.flush()
-        os._exit(0)  # threads are still inside abandoned instances; their instances were queued again
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,7 +4,7 @@ Selected by ``TASKLOOM_BACKEND=remote``, with ``TASKLOOM_SERVER_URL`` and the AP
 (``TASKLOOM_API_TOKEN`` or the server's token file, as for :class:`~taskloom.client.TaskloomClient`).
 The same user code runs as with the local backend; what differs:
 
-- **Code is not sent.** A worker (``python -m taskloom.instance_worker MODULE...``) imports the task's
+- **Code is not sent.** A worker (``taskloom worker MODULE...``) imports the task's
   module and finds the task by ``module:qualname`` of its function, so a task must be defined at the top
   level of a module the worker imports. A task defined in a script run as ``python script.py`` is named
   after the script (``script:fn``): start the worker with that module name, and guard the script's own code

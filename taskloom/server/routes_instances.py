@@ -1,7 +1,7 @@
 """Routes about task instances (the remote backend): queue, inspect, stop, cancel, follow a session live.
 
-The server never runs task code: ``POST /instances`` queues instances, and instance workers (``python -m
-taskloom.instance_worker MODULE``) that imported the tasks' modules claim and run them. Arguments arrive as
+The server never runs task code: ``POST /instances`` queues instances, and workers (``taskloom worker
+MODULE``) that imported the tasks' modules claim and run them. Arguments arrive as
 JSON and are stored as JSON; results and errors go back as JSON. A client follows all of one session's
 instances on one stream, ``GET /sessions/{session_id}/updates``.
 """
