@@ -37,7 +37,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -79,12 +79,6 @@ def find_tasks(modules: Iterable[ModuleType]) -> dict[str, list[Task[Any, Any]]]
                 if all(value is not known for known in tasks):
                     tasks.append(value)
     return found
-
-
-def import_modules(names: Sequence[str]) -> list[ModuleType]:
-    from taskloom.worker import import_modules as import_user_modules
-
-    return import_user_modules(names)
 
 
 #: the same settings as the execution worker's, so one ``taskloom worker`` command configures both
@@ -156,12 +150,6 @@ class InstanceWorker:
         self._pool = ElasticThreadPool("taskloom-instance-worker", core=self.settings.concurrency)
         self._threads: list[threading.Thread] = []
         self._abandoned = False
-
-    @classmethod
-    def from_modules(
-        cls, module_names: Sequence[str], settings: InstanceWorkerSettings | None = None
-    ) -> InstanceWorker:
-        return cls(find_tasks(import_modules(module_names)), settings)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:

@@ -85,7 +85,7 @@ def import_modules(names: Sequence[str]) -> list[ModuleType]:
         try:
             modules.append(importlib.import_module(name))
         except ImportError as error:
-            raise WorkflowError(f"worker cannot import module {name!r}: {error}") from None
+            raise WorkflowError(f"cannot import module {name!r}: {error}") from None
     return modules
 
 
@@ -115,14 +115,6 @@ class Worker:
     def stop(self) -> None:
         """Stop claiming; :meth:`run` then drains what it holds and returns."""
         self._stopping.set()
-
-    def install_signal_handlers(self) -> None:
-        def on_signal(signum: int, frame: Any) -> None:
-            log.info("worker %s: signal %s, finishing what it holds", self.worker_id, signum)
-            self.stop()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
 
     def run(self) -> bool:
         """Claim and run until stopped. True when executions were still running after the grace period
