@@ -5,6 +5,7 @@ The public API is re-exported here; everything else is private to its module.
 
 from taskloom.context import ExecutionContext, WorkflowExecutionContext
 from taskloom.errors import (
+    ExecutionCrashedError,
     ExecutionNotFoundError,
     ExecutionStateError,
     GraphError,
@@ -13,11 +14,14 @@ from taskloom.errors import (
     SecretNotFoundError,
     SerializationError,
     SessionNotFoundError,
+    StoreError,
+    StoreUnavailableError,
     TaskCancelledError,
     TaskDefinitionError,
     TaskError,
     TaskloomError,
     TaskTimeoutError,
+    UndecodableValueError,
     WorkflowError,
 )
 from taskloom.options import TaskOptions
@@ -30,6 +34,7 @@ from taskloom.workflow import Workflow, workflow
 
 __all__ = [
     "ExecutionContext",
+    "ExecutionCrashedError",
     "ExecutionNotFoundError",
     "ExecutionStateError",
     "Future",
@@ -40,6 +45,8 @@ __all__ = [
     "SerializationError",
     "Session",
     "SessionNotFoundError",
+    "StoreError",
+    "StoreUnavailableError",
     "Task",
     "TaskCancelledError",
     "TaskControl",
@@ -49,6 +56,7 @@ __all__ = [
     "TaskOptions",
     "TaskTimeoutError",
     "TaskloomError",
+    "UndecodableValueError",
     "Workflow",
     "WorkflowError",
     "WorkflowExecutionContext",

@@ -76,7 +76,22 @@ class ExecutionStateError(WorkflowError):
 
 
 class NonDeterminismError(WorkflowError):
-    """Replayed workflow code called a different task at a recorded step position."""
+    """Replayed workflow code called a different task at a recorded step position.
+
+    The execution is left exactly as it was (status, events, a resume's input), so running it again with
+    the code it started with continues it.
+    """
+
+
+class UndecodableValueError(NonDeterminismError):
+    """A recorded value (a step's result or error, an input) no longer unpickles with this code, for
+    example because its class was renamed between deploys. Like any replay mismatch, the execution is left
+    untouched: the right code can still finish it."""
+
+
+class ExecutionCrashedError(WorkflowError):
+    """An execution killed the process running it (``os._exit``, ``sys.exit``, a crash) more often than its
+    workflow's ``max_recovery_attempts`` allows; it was failed so that it cannot take every worker down."""
 
 
 class GraphError(TaskloomError, ValueError):
@@ -84,7 +99,17 @@ class GraphError(TaskloomError, ValueError):
 
 
 class StoreError(TaskloomError):
-    """The store could not be opened or its schema is newer than this taskloom."""
+    """The store failed: it could not be opened, its schema is newer than this taskloom, or a read or write
+    failed for a reason that waiting does not cure (disk full, read-only file, damaged database).
+
+    The message names the file or URL, the real cause and what to do. A store error is never a task's
+    error: a run that meets one stops without recording a verdict, and the execution stays resumable.
+    """
+
+
+class StoreUnavailableError(StoreError):
+    """The store stayed unreachable (connection lost, database restarting, write lock held) for longer
+    than the store's retry budget. Transient by nature: the same call may succeed later."""
 
 
 class BackendError(TaskloomError):
@@ -116,6 +141,18 @@ class LeaseLostError(WorkflowSignal):
     Raised by the store when a write carries a lease the execution no longer has (a fencing check), so
     a stalled worker that wakes after its lease expired cannot record anything next to its successor.
     """
+
+
+class StoreInterrupted(WorkflowSignal):
+    """Raised inside a workflow when a bookkeeping write or read failed (:attr:`error`, a StoreError).
+
+    A signal, not an exception, so that no ``except Exception`` in the workflow body mistakes a store
+    outage for the task's failure: the run unwinds, writes no verdict, and the execution stays resumable.
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
 
 
 class WorkflowCancelled(WorkflowSignal):

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from taskloom.errors import TaskloomError
+
 DEFAULT_DIR = ".taskloom"
 
 
@@ -18,6 +20,14 @@ class Settings:
     api_token: str | None
     secret_key: str | None
     home: Path
+    #: how long an execution's owner (a worker or an embedded run) holds it without renewing; after a
+    #: crash, another worker or ``taskloom recover`` takes the execution over once this has passed
+    lease_seconds: float = 10.0
+    #: how long a store call keeps retrying a transient failure (connection lost, database restarting,
+    #: write lock held) before it gives up with StoreUnavailableError
+    store_retry_seconds: float = 30.0
+    #: how long one SQLite write waits for another process's write lock before it counts as a failure
+    sqlite_busy_timeout: float = 30.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -31,4 +41,21 @@ class Settings:
             api_token=env.get("TASKLOOM_API_TOKEN") or None,
             secret_key=env.get("TASKLOOM_SECRET_KEY") or None,
             home=home,
+            lease_seconds=_positive(env, "TASKLOOM_LEASE_SECONDS", 10.0),
+            store_retry_seconds=_positive(env, "TASKLOOM_STORE_RETRY_SECONDS", 30.0, allow_zero=True),
+            sqlite_busy_timeout=_positive(env, "TASKLOOM_SQLITE_BUSY_TIMEOUT", 30.0, allow_zero=True),
         )
+
+
+def _positive(env: os._Environ[str], name: str, default: float, *, allow_zero: bool = False) -> float:
+    """A number of seconds from the environment; a bad value is a configuration error naming the variable."""
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise TaskloomError(f"{name}={raw!r} is not a number of seconds") from None
+    if value < 0 or (value == 0 and not allow_zero) or value != value:
+        raise TaskloomError(f"{name}={raw!r} must be a positive number of seconds")
+    return value
