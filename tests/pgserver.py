@@ -134,6 +134,41 @@ class PostgresServer:
             )
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
+    def restart(self, timeout: float = START_TIMEOUT) -> None:
+        """Restart the server on the same port and data, as an operator's ``pg_ctl restart -m fast`` does.
+
+        Every connection is cut (clients see the server close them, then refuse them until it is up
+        again); committed data stays. ``pg_ctl stop -m fast`` ends the old server, then the same
+        ``postgres`` command starts again under this object's ``process`` -- rather than letting
+        ``pg_ctl restart`` fork a daemon that :meth:`stop` could not wait on. Returns once the server
+        accepts connections again.
+        """
+        result = _run_as_server_user(
+            [str(self.bindir / "pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast", "-w"],
+            cwd=self.root,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise PostgresServerError(f"pg_ctl stop failed:\n{result.stdout}{result.stderr}\n{self.log_tail()}")
+        self.process.wait(timeout=STOP_TIMEOUT)
+        self.process = _spawn_postgres(self.bindir, self.root, self.port)
+        if not _wait_until_ready(self, timeout):
+            raise PostgresServerError(f"PostgreSQL did not come back after a restart:\n{self.log_tail()}")
+
+    def terminate_connections(self, database: str = DEFAULT_DATABASE) -> int:
+        """End every client connection to ``database`` (``pg_terminate_backend``); return how many.
+
+        The server stays up, so clients see an ``AdminShutdown`` error on their next use of the
+        connection and may reconnect at once: the fault of a proxy or a DBA cutting sessions.
+        """
+        with self.admin_connection() as conn:
+            rows = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+                (database,),
+            ).fetchall()
+        return sum(1 for (ended,) in rows if ended)
+
     def stop(self) -> None:
         """Stop the server at once (``-m immediate``: no checkpoint, the data is thrown away)."""
         if self.process.poll() is None:
@@ -207,24 +242,28 @@ def _start(bindir: Path, root: Path, timeout: float) -> PostgresServer:
     failures = []
     for _ in range(START_ATTEMPTS):
         port = free_port()
-        settings = {
-            **SPEED_SETTINGS,
-            "listen_addresses": "127.0.0.1",
-            "port": str(port),
-            "unix_socket_directories": str(socket_dir),
-            "logging_collector": "off",
-        }
-        command = [str(bindir / "postgres"), "-D", str(root / "data")]
-        for key, value in settings.items():
-            command += ["-c", f"{key}={value}"]
-        with open(root / "server.log", "ab") as log:
-            process = _popen_as_server_user(command, cwd=root, stdout=log)
-        server = PostgresServer(bindir, root, port, process)
+        server = PostgresServer(bindir, root, port, _spawn_postgres(bindir, root, port))
         if _wait_until_ready(server, timeout):
             return server
         server.stop()
         failures.append(f"port {port}:\n{server.log_tail()}")
     raise PostgresServerError("PostgreSQL did not start:\n" + "\n".join(failures))
+
+
+def _spawn_postgres(bindir: Path, root: Path, port: int) -> subprocess.Popen[bytes]:
+    """Start ``postgres`` on ``port`` with the test settings, its output appended to the server log."""
+    settings = {
+        **SPEED_SETTINGS,
+        "listen_addresses": "127.0.0.1",
+        "port": str(port),
+        "unix_socket_directories": str(root / "sock"),
+        "logging_collector": "off",
+    }
+    command = [str(bindir / "postgres"), "-D", str(root / "data")]
+    for key, value in settings.items():
+        command += ["-c", f"{key}={value}"]
+    with open(root / "server.log", "ab") as log:
+        return _popen_as_server_user(command, cwd=root, stdout=log)
 
 
 def _wait_until_ready(server: PostgresServer, timeout: float) -> bool:
