@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean mutate
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ test: lint typecheck
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+# Mutation testing of one module (not part of `make test`; minutes, not seconds). Needs the `mutate` extra.
+# Example: make mutate MODULE=taskloom/policy.py   (see docs/testing.md and tests/mutate.py)
+mutate: $(STAMP)
+	@test -n "$(MODULE)" || { echo "make mutate: MODULE is required, e.g. make mutate MODULE=taskloom/policy.py"; exit 2; }
+	test -x $(BIN)/mutmut || $(BIN)/python -m pip install --quiet -e '.[mutate]'
+	$(BIN)/python tests/mutate.py $(MODULE)
 
 clean:
 	rm -rf $(VENV) .taskloom .taskloom-demo build *.egg-info

@@ -1,0 +1,171 @@
+"""Mutation testing of one module at a time: ``make mutate MODULE=taskloom/policy.py``.
+
+Why a driver instead of a bare ``mutmut run``: mutmut 3 mutates every file under its source path and
+runs whatever tests it is told, from a ``mutants/`` folder beside the sources. Here several people edit
+one working tree at once and the whole suite takes many minutes, so this script
+
+- copies a *snapshot* of ``taskloom/``, ``tests/`` and ``pyproject.toml`` to a folder of its own
+  (``$TMPDIR/taskloom-mutate/<module>``), so edits made meanwhile neither break the run nor get
+  mutants written into the shared tree;
+- tells mutmut to mutate only ``MODULE`` and to run only the fast unit tests that exercise it
+  (:data:`TESTS`), on SQLite only (``-m "not postgres"``): the PostgreSQL runs of the same tests
+  check the store, not the module under mutation;
+- prints the score with the mutants listed in :data:`EQUIVALENT` left out (each with the reason it
+  cannot be told apart from the original by any test), and the survivors left to kill.
+
+Not part of ``make test``: a run takes minutes and uses every core it is given (``MUTATE_JOBS``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: the unit tests that exercise each module (a path prefix); the first matching prefix wins
+TESTS: dict[str, list[str]] = {
+    "taskloom/policy.py": [
+        "tests/unit/test_policy.py",
+        "tests/unit/test_task_direct.py",
+        "tests/unit/test_strength_policy.py",
+    ],
+    "taskloom/tasks/graph.py": ["tests/unit/test_graph.py", "tests/unit/test_strength_tasks.py"],
+    "taskloom/tasks/": [
+        "tests/unit/test_builtins.py",
+        "tests/unit/test_graph.py",
+        "tests/unit/test_strength_tasks.py",
+    ],
+    "taskloom/serde.py": ["tests/unit/test_serde.py", "tests/unit/test_strength_serde.py"],
+    "taskloom/secret_store.py": [
+        "tests/unit/test_secret_store.py",
+        "tests/unit/test_secrets_in_tasks.py",
+        "tests/unit/test_strength_security.py",
+    ],
+    "taskloom/server/auth.py": ["tests/unit/test_strength_security.py"],
+    "taskloom/runtime/": [
+        "tests/unit/test_session.py",
+        "tests/unit/test_future.py",
+        "tests/unit/test_instances.py",
+        "tests/unit/test_control.py",
+        "tests/unit/test_strength_runtime.py",
+    ],
+    "taskloom/replay.py": [
+        "tests/unit/test_replay.py",
+        "tests/unit/test_workflow.py",
+        "tests/unit/test_builtins.py",
+        "tests/unit/test_strength_tasks.py",
+    ],
+    "taskloom/workflow.py": ["tests/unit/test_workflow.py", "tests/unit/test_replay.py"],
+}
+
+#: mutants no test can kill, by mutmut's name, with the reason; left out of the score (docs/testing.md)
+EQUIVALENT: dict[str, str] = {}
+
+MUTMUT_SECTION = """\
+[mutmut]
+source_paths = taskloom
+only_mutate = {only}
+pytest_add_cli_args =
+    -p
+    no:cacheprovider
+    -m
+    not postgres
+    -q
+pytest_add_cli_args_test_selection =
+{tests}
+use_git_change_detection = false
+"""
+
+
+def tests_for(module: str) -> list[str]:
+    """The test files for ``module``; an unknown module is an error naming the MODULE argument."""
+    for prefix, tests in TESTS.items():
+        if module == prefix or module.startswith(prefix):
+            return [t for t in tests if (ROOT / t).exists()]
+    known = ", ".join(sorted(TESTS))
+    raise SystemExit(f"mutate: MODULE={module!r} has no tests listed in tests/mutate.py (TESTS); known: {known}")
+
+
+def snapshot(work: Path) -> None:
+    """Copy the sources and tests as they are now, so other people's edits cannot change the run."""
+    if work.exists():
+        shutil.rmtree(work)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".taskloom*")
+    shutil.copytree(ROOT / "taskloom", work / "taskloom", ignore=ignore)
+    shutil.copytree(ROOT / "tests", work / "tests", ignore=ignore)
+    shutil.copy2(ROOT / "pyproject.toml", work / "pyproject.toml")
+
+
+def score(work: Path, mutmut: str, *, show: bool) -> int:
+    """Print killed/survived and the score with :data:`EQUIVALENT` excluded; the number of survivors."""
+    listing = subprocess.run(
+        [mutmut, "results", "--all", "true"], cwd=work, capture_output=True, text=True, check=True
+    ).stdout
+    statuses = dict(re.findall(r"^\s*(\S+): (.+)$", listing, flags=re.MULTILINE))
+    counted = {name: status for name, status in statuses.items() if name not in EQUIVALENT}
+    killed = sum(1 for s in counted.values() if s in ("killed", "timeout", "caught by type check"))
+    survivors = sorted(name for name, s in counted.items() if s not in ("killed", "timeout", "caught by type check"))
+    equivalent = len(statuses) - len(counted)
+    total = len(counted)
+    percent = 100.0 * killed / total if total else 100.0
+    print(f"\nmutants: {len(statuses)}, equivalent (excluded): {equivalent}, killed: {killed}/{total} = {percent:.1f}%")
+    for name in survivors:
+        print(f"\n# {counted[name]}: {name}")
+        if show:
+            diff = subprocess.run([mutmut, "show", name], cwd=work, capture_output=True, text=True).stdout
+            print(
+                "\n".join(
+                    line for line in diff.splitlines() if line[:1] in "+-@" and not line.startswith(("+++", "---"))
+                )
+            )
+    if survivors:
+        print(f"\nthe whole diff of one: cd {work} && {mutmut} show NAME")
+    return len(survivors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("module", help="a file or folder under taskloom/, e.g. taskloom/policy.py or taskloom/tasks/")
+    parser.add_argument("--no-diff", action="store_true", help="list survivors without their diffs")
+    parser.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATE_JOBS", "2")), help="parallel mutants")
+    args = parser.parse_args(argv)
+    module = args.module.strip()
+    if not module:
+        parser.error("MODULE is required, e.g. make mutate MODULE=taskloom/policy.py")
+    if not (ROOT / module).exists() or not module.startswith("taskloom/"):
+        parser.error(f"MODULE={module!r} is not a file or folder under taskloom/")
+    if args.jobs < 1:
+        parser.error(f"--jobs (MUTATE_JOBS) must be at least 1, got {args.jobs}")
+    tests = tests_for(module)
+    mutmut = str(Path(sys.executable).with_name("mutmut"))
+    if not Path(mutmut).exists():
+        raise SystemExit("mutate: mutmut is not installed; run: .venv/bin/pip install -e '.[mutate]'")
+    only = module + "*" if module.endswith("/") else module
+    slug = module.strip("/").replace("/", "_")
+    work = Path(os.environ.get("TMPDIR", tempfile.gettempdir())) / "taskloom-mutate" / slug
+    snapshot(work)
+    (work / "setup.cfg").write_text(
+        MUTMUT_SECTION.format(only=only, tests="\n".join(f"    {t}" for t in tests)), encoding="utf-8"
+    )
+    print(f"mutating {module} in a snapshot at {work}; tests: {' '.join(tests)}", flush=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")}
+    log = work / "mutmut.log"
+    with log.open("w", encoding="utf-8") as output:  # mutmut's spinner would flood a terminal or CI log
+        run = subprocess.run([mutmut, "run", "--max-children", str(args.jobs)], cwd=work, env=env, stdout=output)
+    if run.returncode != 0:
+        print(log.read_text(encoding="utf-8")[-4000:])
+        print(f"mutate: mutmut failed (exit {run.returncode}); its whole output is in {log}")
+        return run.returncode
+    score(work, mutmut, show=not args.no_diff)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
