@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 
 from taskloom.errors import StoreError
-from taskloom.store.base import ExecutionRecord, ExecutionStatus, Store
+from taskloom.store.base import Acquired, ExecutionRecord, ExecutionStatus, Store
 
-__all__ = ["ExecutionRecord", "ExecutionStatus", "Store", "default_store", "open_store"]
+__all__ = ["Acquired", "ExecutionRecord", "ExecutionStatus", "Store", "default_store", "open_store"]
 
 
 def open_store(url: str) -> Store:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from taskloom.errors import TaskloomError
 from taskloom.events import Event, NewEvent
 
 
@@ -37,17 +38,46 @@ class ExecutionRecord:
     created_at: float
     updated_at: float
     target: str | None = None
+    #: the process (worker or embedded run) that holds the execution, and until when; None when free
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    #: how many times a holder of the execution died (or a task exited the process) while running it
+    crashes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Acquired:
+    """What :meth:`Store.acquire_execution` found and did.
+
+    ``record`` is the row as it was before the call (with its lease), so the caller can tell a fresh start
+    from a takeover after a crash; ``taken`` says whether the caller now holds the lease.
+    """
+
+    record: ExecutionRecord
+    taken: bool
 
 
 class Store(Protocol):
     url: str
 
     def create_execution(
-        self, execution_id: str, workflow: str, input: bytes | None, status: str, target: str | None = None
+        self,
+        execution_id: str,
+        workflow: str,
+        input: bytes | None,
+        status: str,
+        target: str | None = None,
+        *,
+        lease_owner: str | None = None,
+        lease_seconds: float | None = None,
     ) -> None:
         """Insert a new execution together with its ``execution_started`` event.
 
         ``target`` is ``"module:qualname"`` of the workflow, so another process can import and resume it.
+        With ``lease_seconds`` the execution starts leased (to ``lease_owner``, which may be None) until
+        ``now + lease_seconds``: no worker claims a just-created running execution before its creator
+        starts driving it. An id that already exists raises
+        :class:`~taskloom.errors.ExecutionStateError` and writes nothing.
         """
 
     def get_execution(self, execution_id: str) -> ExecutionRecord | None: ...
@@ -81,25 +111,46 @@ class Store(Protocol):
 
     def list_executions(
         self, *, workflow: str | None = None, status: str | None = None, limit: int = 100
-    ) -> list[ExecutionRecord]: ...
+    ) -> list[ExecutionRecord]:
+        """Newest first; a ``limit`` below 1 is a :class:`~taskloom.errors.TaskloomError` naming it."""
 
     # -- the work queue (workers) -------------------------------------------------------------------
+    def acquire_execution(
+        self, execution_id: str, owner: str, lease_seconds: float, *, from_statuses: Sequence[str]
+    ) -> Acquired:
+        """Take one execution by id, in one transaction: how ``wf.run(execution_id=...)`` starts driving it.
+
+        It is taken (status ``running``, leased to ``owner`` until ``now + lease_seconds``) only when its
+        status is in ``from_statuses`` and nobody else holds it: held means ``running`` under a live lease
+        of another owner. Taking over a ``running`` execution whose holder's lease expired counts a crash
+        (``crashes`` + 1). A missing id raises :class:`~taskloom.errors.ExecutionNotFoundError`.
+        """
+
     def claim_next_execution(
         self, worker_id: str, lease_seconds: float, workflows: Sequence[str]
     ) -> ExecutionRecord | None:
         """Atomically claim the oldest execution of one of ``workflows`` that is queued, running under a
-        lease that expired (its worker died), or paused with a deadline (``wake_at``) that has passed.
-        The claim sets status ``running`` and a lease."""
+        lease that expired (its holder died: ``crashes`` + 1) or with no lease at all (released unfinished,
+        or written by an older taskloom), or paused with a deadline (``wake_at``) that has passed.
+        The claim sets status ``running`` and a lease; the record returned is the row after the claim."""
 
-    def renew_leases(self, worker_id: str, lease_seconds: float) -> list[str]:
-        """Extend every lease ``worker_id`` holds; returns the ids it still holds."""
+    def renew_lease(self, execution_id: str, owner: str, lease_seconds: float) -> str | None:
+        """Extend ``owner``'s lease on one execution to ``now + lease_seconds`` and return its status.
 
-    def release_execution(self, execution_id: str, worker_id: str, *, requeue: bool) -> None:
-        """Drop ``worker_id``'s lease; ``requeue`` puts an unfinished execution back in the queue."""
+        A lease that passed but that nobody took over is still ``owner``'s and is renewed. None means
+        ``owner`` no longer holds the execution (another process took it over, or it was released): stop.
+        A status other than ``running`` (``cancelled``) tells the holder its execution changed under it.
+        """
+
+    def release_execution(self, execution_id: str, owner: str, *, requeue: bool, crashed: bool = False) -> None:
+        """Drop ``owner``'s lease; ``requeue`` puts an unfinished execution back in the queue (and wakes
+        workers); ``crashed`` counts a crash (a task exited the process inside the run). Nothing happens
+        unless ``owner`` holds the execution."""
 
     def next_lease_expiry(self, workflows: Sequence[str]) -> float | None:
         """The earliest time (Unix seconds) a lease on a running execution of ``workflows`` expires or a
-        paused one's deadline passes, or None: an idle worker waits until then to take the work over."""
+        paused one's deadline passes, or None: an idle worker waits until then to take the work over.
+        A running execution with no lease counts as expiring now."""
 
     def wait_for_work(self, timeout: float) -> bool:
         """Block until work may have been queued (an execution created or put back as ``queued``) or
@@ -120,3 +171,31 @@ class Store(Protocol):
     def delete_secret(self, name: str) -> bool: ...
 
     def close(self) -> None: ...
+
+
+def check_limit(limit: int) -> None:
+    """``list_executions``'s ``limit`` must be a whole number of at least 1 (a configuration error else)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise TaskloomError(f"list_executions: limit must be a whole number of at least 1, got {limit!r}")
+
+
+def held_by_another(record: ExecutionRecord, owner: str, now: float) -> bool:
+    """Whether someone other than ``owner`` runs ``record`` under a lease that has not expired."""
+    return (
+        record.status == ExecutionStatus.RUNNING
+        and record.lease_owner is not None
+        and record.lease_owner != owner
+        and record.lease_expires_at is not None
+        and record.lease_expires_at >= now
+    )
+
+
+def holder_died(record: ExecutionRecord, new_owner: str | None = None) -> bool:
+    """Whether taking ``record`` over means its holder died: it was running, leased to another owner.
+
+    Callers only take a running execution whose lease expired (or has none), so a named holder that is
+    not the new owner stopped renewing without releasing it.
+    """
+    return (
+        record.status == ExecutionStatus.RUNNING and record.lease_owner is not None and record.lease_owner != new_owner
+    )

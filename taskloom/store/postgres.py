@@ -32,7 +32,7 @@ from psycopg.rows import TupleRow
 
 from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLostError, StoreError
 from taskloom.events import Event, EventType, NewEvent
-from taskloom.store.base import ExecutionRecord, ExecutionStatus
+from taskloom.store.base import Acquired, ExecutionRecord, ExecutionStatus, check_limit, held_by_another, holder_died
 from taskloom.store.migrations import load_migrations
 
 Connection = psycopg.Connection[TupleRow]
@@ -45,7 +45,9 @@ MIGRATION_LOCK_KEY = int.from_bytes(b"taskloom", "big")
 #: Channel of the NOTIFY sent when work is queued; its payload is the workflow's name.
 WORK_CHANNEL = "taskloom_work"
 
-_EXECUTION_COLUMNS = "id, workflow, status, input, output, created_at, updated_at, target"
+_EXECUTION_COLUMNS = (
+    "id, workflow, status, input, output, created_at, updated_at, target, lease_owner, lease_expires_at, crashes"
+)
 _INSERT_STARTED = "INSERT INTO events (execution_id, type, name, value, ts) VALUES (%s, %s, %s, %s, %s)"
 _NOTIFY_WORK = f"SELECT pg_notify('{WORK_CHANNEL}', %s)"
 
@@ -217,15 +219,38 @@ class PostgresStore:
 
     # -- executions --------------------------------------------------------------------------------
     def create_execution(
-        self, execution_id: str, workflow: str, input: bytes | None, status: str, target: str | None = None
+        self,
+        execution_id: str,
+        workflow: str,
+        input: bytes | None,
+        status: str,
+        target: str | None = None,
+        *,
+        lease_owner: str | None = None,
+        lease_seconds: float | None = None,
     ) -> None:
         now = time.time()
+        expires_at = None if lease_seconds is None else now + lease_seconds
         with self._transaction() as conn:
-            conn.execute(
-                "INSERT INTO executions (id, workflow, target, status, input, created_at, updated_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (execution_id, workflow, target, status, input, now, now),
-            )
+            # ON CONFLICT DO NOTHING: a duplicate id is answered without aborting the transaction.
+            inserted = conn.execute(
+                "INSERT INTO executions (id, workflow, target, status, input, created_at, updated_at, "
+                "lease_owner, lease_expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (id) DO NOTHING",
+                (
+                    execution_id,
+                    workflow,
+                    target,
+                    status,
+                    input,
+                    now,
+                    now,
+                    None if expires_at is None else lease_owner,
+                    expires_at,
+                ),
+            ).rowcount
+            if not inserted:
+                raise ExecutionStateError(f"execution {execution_id!r} already exists; nothing was written")
             conn.execute(
                 _INSERT_STARTED,
                 (execution_id, EventType.EXECUTION_STARTED.value, workflow, input, now),
@@ -242,6 +267,7 @@ class PostgresStore:
     def list_executions(
         self, *, workflow: str | None = None, status: str | None = None, limit: int = 100
     ) -> list[ExecutionRecord]:
+        check_limit(limit)
         clauses, params = [], []
         if workflow is not None:
             clauses.append("workflow = %s")
@@ -348,37 +374,58 @@ class PostgresStore:
         now = time.time()
         # SKIP LOCKED: workers polling together each take a different execution instead of queueing
         # behind one row lock; the claim and the lease are one statement.
+        # The SET expressions read the row as it was, so crashes counts a holder that died (running, leased
+        # to someone) before status and lease_owner are overwritten.
         with self._transaction() as conn:
             row = conn.execute(
                 "UPDATE executions SET status = 'running', lease_owner = %s, lease_expires_at = %s, "
-                "updated_at = %s WHERE id = ("
+                "updated_at = %s, crashes = crashes + "
+                "  CASE WHEN status = 'running' AND lease_owner IS NOT NULL AND lease_owner <> %s THEN 1 ELSE 0 END "
+                "WHERE id = ("
                 "  SELECT id FROM executions WHERE workflow = ANY(%s) AND "
-                "  (status = 'queued' OR (status = 'running' AND lease_expires_at < %s) "
+                "  (status = 'queued' OR (status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < %s)) "
                 "   OR (status = 'paused' AND wake_at <= %s)) "
                 "  ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED"
                 f") RETURNING {_EXECUTION_COLUMNS}",
-                (worker_id, now + lease_seconds, now, list(workflows), now, now),
+                (worker_id, now + lease_seconds, now, worker_id, list(workflows), now, now),
             ).fetchone()
         return ExecutionRecord(*row) if row else None
 
-    def renew_leases(self, worker_id: str, lease_seconds: float) -> list[str]:
-        with self._transaction() as conn:
-            conn.execute(
-                "UPDATE executions SET lease_expires_at = %s WHERE lease_owner = %s AND status = 'running'",
-                (time.time() + lease_seconds, worker_id),
-            )
-            rows = conn.execute(
-                'SELECT id FROM executions WHERE lease_owner = %s ORDER BY id COLLATE "C"', (worker_id,)
-            ).fetchall()
-        return [execution_id for (execution_id,) in rows]
-
-    def release_execution(self, execution_id: str, worker_id: str, *, requeue: bool) -> None:
+    def acquire_execution(
+        self, execution_id: str, owner: str, lease_seconds: float, *, from_statuses: Sequence[str]
+    ) -> Acquired:
+        now = time.time()
         with self._transaction() as conn:
             row = conn.execute(
-                "UPDATE executions SET lease_owner = NULL, lease_expires_at = NULL, "
+                f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE id = %s FOR UPDATE", (execution_id,)
+            ).fetchone()
+            if row is None:
+                raise ExecutionNotFoundError(f"no execution {execution_id!r} in the store {redacted(self.url)}")
+            before = ExecutionRecord(*row)
+            taken = before.status in from_statuses and not held_by_another(before, owner, now)
+            if taken:
+                conn.execute(
+                    "UPDATE executions SET status = 'running', lease_owner = %s, lease_expires_at = %s, "
+                    "updated_at = %s, crashes = crashes + %s WHERE id = %s",
+                    (owner, now + lease_seconds, now, 1 if holder_died(before, owner) else 0, execution_id),
+                )
+        return Acquired(before, taken)
+
+    def renew_lease(self, execution_id: str, owner: str, lease_seconds: float) -> str | None:
+        with self._transaction() as conn:
+            row = conn.execute(
+                "UPDATE executions SET lease_expires_at = %s WHERE id = %s AND lease_owner = %s RETURNING status",
+                (time.time() + lease_seconds, execution_id, owner),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def release_execution(self, execution_id: str, owner: str, *, requeue: bool, crashed: bool = False) -> None:
+        with self._transaction() as conn:
+            row = conn.execute(
+                "UPDATE executions SET lease_owner = NULL, lease_expires_at = NULL, crashes = crashes + %s, "
                 "status = CASE WHEN %s AND status = 'running' THEN 'queued' ELSE status END "
                 "WHERE id = %s AND lease_owner = %s RETURNING status, workflow",
-                (requeue, execution_id, worker_id),
+                (1 if crashed else 0, requeue, execution_id, owner),
             ).fetchone()
             if row is not None and requeue and row[0] == ExecutionStatus.QUEUED:
                 conn.execute(_NOTIFY_WORK, (row[1],))
@@ -388,9 +435,9 @@ class PostgresStore:
             return None
         with self._transaction() as conn:
             row = conn.execute(
-                "SELECT MIN(CASE WHEN status = 'running' THEN lease_expires_at ELSE wake_at END) FROM executions "
-                "WHERE workflow = ANY(%s) AND status IN ('running', 'paused')",
-                (list(workflows),),
+                "SELECT MIN(CASE WHEN status = 'running' THEN COALESCE(lease_expires_at, %s) ELSE wake_at END) "
+                "FROM executions WHERE workflow = ANY(%s) AND status IN ('running', 'paused')",
+                (time.time(), list(workflows)),
             ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
 

@@ -19,12 +19,14 @@ from pathlib import Path
 
 from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLostError, StoreError
 from taskloom.events import Event, EventType, NewEvent
-from taskloom.store.base import ExecutionRecord, ExecutionStatus
+from taskloom.store.base import Acquired, ExecutionRecord, ExecutionStatus, check_limit, held_by_another, holder_died
 from taskloom.store.migrations import load_migrations, split_statements
 
 BUSY_TIMEOUT_MS = 30_000
 _INSERT_EVENT = "INSERT INTO events (execution_id, type, step_id, name, value, data, ts) VALUES (?, ?, ?, ?, ?, ?, ?)"
-_EXECUTION_COLUMNS = "id, workflow, status, input, output, created_at, updated_at, target"
+_EXECUTION_COLUMNS = (
+    "id, workflow, status, input, output, created_at, updated_at, target, lease_owner, lease_expires_at, crashes"
+)
 
 
 def path_from_url(url: str) -> Path:
@@ -123,16 +125,37 @@ class SQLiteStore:
 
     # -- executions --------------------------------------------------------------------------------
     def create_execution(
-        self, execution_id: str, workflow: str, input: bytes | None, status: str, target: str | None = None
+        self,
+        execution_id: str,
+        workflow: str,
+        input: bytes | None,
+        status: str,
+        target: str | None = None,
+        *,
+        lease_owner: str | None = None,
+        lease_seconds: float | None = None,
     ) -> None:
         conn = self._conn()
         now = time.time()
+        expires_at = None if lease_seconds is None else now + lease_seconds
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if conn.execute("SELECT 1 FROM executions WHERE id = ?", (execution_id,)).fetchone() is not None:
+                raise _exists(execution_id)
             conn.execute(
-                "INSERT INTO executions (id, workflow, target, status, input, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (execution_id, workflow, target, status, input, now, now),
+                "INSERT INTO executions (id, workflow, target, status, input, created_at, updated_at, "
+                "lease_owner, lease_expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    execution_id,
+                    workflow,
+                    target,
+                    status,
+                    input,
+                    now,
+                    now,
+                    None if expires_at is None else lease_owner,
+                    expires_at,
+                ),
             )
             conn.execute(
                 "INSERT INTO events (execution_id, type, name, value, data, ts) VALUES (?, ?, ?, ?, ?, ?)",
@@ -156,6 +179,7 @@ class SQLiteStore:
     def list_executions(
         self, *, workflow: str | None = None, status: str | None = None, limit: int = 100
     ) -> list[ExecutionRecord]:
+        check_limit(limit)
         clauses, params = [], []
         if workflow is not None:
             clauses.append("workflow = ?")
@@ -266,16 +290,18 @@ class SQLiteStore:
         try:
             row = conn.execute(
                 f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE workflow IN ({marks}) AND "
-                "(status = 'queued' OR (status = 'running' AND lease_expires_at < ?) "
+                "(status = 'queued' OR (status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < ?)) "
                 " OR (status = 'paused' AND wake_at <= ?)) "
                 "ORDER BY created_at LIMIT 1",
                 (*workflows, now, now),
             ).fetchone()
             if row is not None:
+                record = ExecutionRecord(*row)
+                crashes = record.crashes + (1 if holder_died(record, worker_id) else 0)
                 conn.execute(
-                    "UPDATE executions SET status = 'running', lease_owner = ?, lease_expires_at = ?, updated_at = ? "
-                    "WHERE id = ?",
-                    (worker_id, now + lease_seconds, now, row[0]),
+                    "UPDATE executions SET status = 'running', lease_owner = ?, lease_expires_at = ?, updated_at = ?, "
+                    "crashes = ? WHERE id = ?",
+                    (worker_id, now + lease_seconds, now, crashes, record.id),
                 )
             conn.execute("COMMIT")
         except BaseException:
@@ -283,38 +309,68 @@ class SQLiteStore:
             raise
         if row is None:
             return None
-        record = ExecutionRecord(*row)
-        return dataclasses.replace(record, status="running", updated_at=now)
+        return dataclasses.replace(
+            record,
+            status=ExecutionStatus.RUNNING,
+            updated_at=now,
+            lease_owner=worker_id,
+            lease_expires_at=now + lease_seconds,
+            crashes=crashes,
+        )
 
-    def renew_leases(self, worker_id: str, lease_seconds: float) -> list[str]:
+    def acquire_execution(
+        self, execution_id: str, owner: str, lease_seconds: float, *, from_statuses: Sequence[str]
+    ) -> Acquired:
         conn = self._conn()
+        now = time.time()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute(
-                "UPDATE executions SET lease_expires_at = ? WHERE lease_owner = ? AND status = 'running'",
-                (time.time() + lease_seconds, worker_id),
-            )
-            held = [r[0] for r in conn.execute("SELECT id FROM executions WHERE lease_owner = ?", (worker_id,))]
+            row = conn.execute(f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE id = ?", (execution_id,)).fetchone()
+            if row is None:
+                raise self._not_found(execution_id)
+            before = ExecutionRecord(*row)
+            taken = before.status in from_statuses and not held_by_another(before, owner, now)
+            if taken:
+                conn.execute(
+                    "UPDATE executions SET status = 'running', lease_owner = ?, lease_expires_at = ?, "
+                    "updated_at = ?, crashes = crashes + ? WHERE id = ?",
+                    (owner, now + lease_seconds, now, 1 if holder_died(before, owner) else 0, execution_id),
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return held
+        return Acquired(before, taken)
 
-    def release_execution(self, execution_id: str, worker_id: str, *, requeue: bool) -> None:
+    def renew_lease(self, execution_id: str, owner: str, lease_seconds: float) -> str | None:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
+            row = conn.execute(
+                "UPDATE executions SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? RETURNING status",
+                (time.time() + lease_seconds, execution_id, owner),
+            ).fetchone()
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return None if row is None else str(row[0])
+
+    def release_execution(self, execution_id: str, owner: str, *, requeue: bool, crashed: bool = False) -> None:
+        conn = self._conn()
+        crash = 1 if crashed else 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
             requeued = conn.execute(
-                "UPDATE executions SET lease_owner = NULL, lease_expires_at = NULL, status = 'queued' "
-                "WHERE id = ? AND lease_owner = ? AND ? AND status = 'running'",
-                (execution_id, worker_id, 1 if requeue else 0),
+                "UPDATE executions SET lease_owner = NULL, lease_expires_at = NULL, status = 'queued', "
+                "crashes = crashes + ? WHERE id = ? AND lease_owner = ? AND ? AND status = 'running'",
+                (crash, execution_id, owner, 1 if requeue else 0),
             ).rowcount
             if not requeued:
                 conn.execute(
-                    "UPDATE executions SET lease_owner = NULL, lease_expires_at = NULL "
+                    "UPDATE executions SET lease_owner = NULL, lease_expires_at = NULL, crashes = crashes + ? "
                     "WHERE id = ? AND lease_owner = ?",
-                    (execution_id, worker_id),
+                    (crash, execution_id, owner),
                 )
             conn.execute("COMMIT")
         except BaseException:
@@ -330,9 +386,9 @@ class SQLiteStore:
         row = (
             self._conn()
             .execute(
-                "SELECT MIN(CASE WHEN status = 'running' THEN lease_expires_at ELSE wake_at END) FROM executions "
-                f"WHERE workflow IN ({marks}) AND status IN ('running', 'paused')",
-                tuple(workflows),
+                "SELECT MIN(CASE WHEN status = 'running' THEN COALESCE(lease_expires_at, ?) ELSE wake_at END) "
+                f"FROM executions WHERE workflow IN ({marks}) AND status IN ('running', 'paused')",
+                (time.time(), *workflows),
             )
             .fetchone()
         )
@@ -376,6 +432,10 @@ class SQLiteStore:
             conn.execute("ROLLBACK")
             raise
         return bool(deleted)
+
+
+def _exists(execution_id: str) -> ExecutionStateError:
+    return ExecutionStateError(f"execution {execution_id!r} already exists; nothing was written")
 
 
 def _lease_lost(execution_id: str, worker: str, holder: str | None) -> LeaseLostError:

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLostError, StoreError
+from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLostError, StoreError, TaskloomError
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.executions import record_cancel, record_resume
-from taskloom.store import ExecutionStatus, Store, open_store
+from taskloom.store import Acquired, ExecutionStatus, Store, open_store
 from taskloom.store.migrations import load_migrations
 
 
@@ -308,7 +308,16 @@ def queue(store: Store) -> Store:
     for n, (workflow, status) in enumerate(
         [("flow", "queued"), ("other", "queued"), ("flow", "queued"), ("flow", "running"), ("flow", "paused")]
     ):
-        store.create_execution(f"exec-{n}", workflow, None, status)
+        # exec-3 runs in its own process, under that process's lease (as an embedded run does)
+        leased = status == "running"
+        store.create_execution(
+            f"exec-{n}",
+            workflow,
+            None,
+            status,
+            lease_owner="embedded" if leased else None,
+            lease_seconds=30.0 if leased else None,
+        )
         time.sleep(0.002)  # distinct created_at, so oldest-first has one right answer
     return store
 
@@ -340,12 +349,27 @@ def test_claim_only_takes_the_workflows_asked_for(queue: Store) -> None:
     assert claimed is not None and claimed.id == "exec-1"
 
 
-def test_running_execution_without_a_lease_is_not_claimed(queue: Store) -> None:
-    claimed_ids = set()
-    while (claimed := queue.claim_next_execution("worker-a", 30.0, ["flow"])) is not None:
-        claimed_ids.add(claimed.id)
+def test_running_execution_without_a_lease_is_claimed_without_counting_a_crash(queue: Store) -> None:
+    # Running with no lease: released unfinished, or written by an older taskloom. Nobody drives it.
+    queue.create_execution("exec-9", "flow", None, ExecutionStatus.RUNNING)
+    claimed = {}
+    while (record := queue.claim_next_execution("worker-a", 30.0, ["flow"])) is not None:
+        claimed[record.id] = record
 
-    assert claimed_ids == {"exec-0", "exec-2"}  # exec-3 runs in its own process; exec-4 is paused
+    # exec-3 runs under a live lease; exec-4 is paused without a deadline.
+    assert set(claimed) == {"exec-0", "exec-2", "exec-9"}
+    assert claimed["exec-9"].crashes == 0
+    assert lease_of(queue, "exec-9")[0] == "worker-a"
+
+
+def test_running_execution_leased_at_creation_is_not_claimed_until_its_lease_expires(store: Store) -> None:
+    store.create_execution("exec-1", "flow", None, ExecutionStatus.RUNNING, lease_owner="embedded", lease_seconds=30)
+    store.create_execution("exec-2", "flow", None, ExecutionStatus.RUNNING, lease_owner="embedded", lease_seconds=-1)
+
+    claimed = store.claim_next_execution("worker-a", 30.0, ["flow"])
+
+    assert claimed is not None and claimed.id == "exec-2"
+    assert store.claim_next_execution("worker-a", 30.0, ["flow"]) is None
 
 
 def test_execution_whose_lease_expired_is_claimed_by_another_worker(queue: Store) -> None:
@@ -355,7 +379,20 @@ def test_execution_whose_lease_expired_is_claimed_by_another_worker(queue: Store
 
     assert first is not None and second is not None and second.id == first.id
     assert lease_of(queue, first.id)[0] == "worker-b"
-    assert queue.renew_leases("worker-a", 30.0) == []
+    assert queue.renew_lease(first.id, "worker-a", 30.0) is None
+
+
+def test_taking_over_an_expired_lease_counts_a_crash_in_the_record_returned(queue: Store) -> None:
+    first = queue.claim_next_execution("worker-a", -1.0, ["other"])
+    assert first is not None and first.crashes == 0
+
+    second = queue.claim_next_execution("worker-b", 30.0, ["other"])
+
+    assert second is not None
+    assert (second.crashes, second.lease_owner, second.status) == (1, "worker-b", "running")
+    assert second.lease_expires_at is not None and second.lease_expires_at > time.time() + 29
+    record = queue.get_execution(first.id)
+    assert record is not None and record.crashes == 1
 
 
 def test_execution_under_a_live_lease_is_not_claimed_again(queue: Store) -> None:
@@ -364,20 +401,45 @@ def test_execution_under_a_live_lease_is_not_claimed_again(queue: Store) -> None
     assert queue.claim_next_execution("worker-b", 30.0, ["other"]) is None
 
 
-def test_renew_leases_extends_and_lists_what_the_worker_holds(queue: Store) -> None:
+def test_renew_lease_extends_only_the_execution_named_and_returns_its_status(queue: Store) -> None:
     queue.claim_next_execution("worker-a", 1.0, ["flow"])
     queue.claim_next_execution("worker-a", 1.0, ["flow"])
     queue.claim_next_execution("worker-b", 1.0, ["other"])
     before = time.time()
 
-    held = queue.renew_leases("worker-a", 60.0)
+    assert queue.renew_lease("exec-0", "worker-a", 60.0) == "running"
 
-    assert sorted(held) == ["exec-0", "exec-2"]
-    for execution_id in held:
-        expires_at = lease_of(queue, execution_id)[1]
-        assert expires_at is not None and expires_at >= before + 59
-    other_expiry = lease_of(queue, "exec-1")[1]
-    assert other_expiry is not None and other_expiry < before + 2
+    expires_at = lease_of(queue, "exec-0")[1]
+    assert expires_at is not None and expires_at >= before + 59
+    for untouched in ("exec-1", "exec-2"):  # a worker renews only what it runs
+        other_expiry = lease_of(queue, untouched)[1]
+        assert other_expiry is not None and other_expiry < before + 2
+
+
+def test_renew_lease_by_another_owner_changes_nothing_and_is_none(queue: Store) -> None:
+    queue.claim_next_execution("worker-a", 1.0, ["other"])
+    expires_at = lease_of(queue, "exec-1")[1]
+
+    assert queue.renew_lease("exec-1", "worker-b", 60.0) is None
+    assert queue.renew_lease("no-such-execution", "worker-a", 60.0) is None
+    assert lease_of(queue, "exec-1") == ("worker-a", expires_at)
+
+
+def test_an_expired_lease_nobody_took_over_is_still_renewed(queue: Store) -> None:
+    queue.claim_next_execution("worker-a", -1.0, ["other"])  # expired, but still worker-a's
+
+    assert queue.renew_lease("exec-1", "worker-a", 60.0) == "running"
+
+    expires_at = lease_of(queue, "exec-1")[1]
+    assert expires_at is not None and expires_at > time.time() + 59
+    assert queue.claim_next_execution("worker-b", 30.0, ["other"]) is None
+
+
+def test_renew_lease_reports_a_status_changed_under_the_holder(queue: Store) -> None:
+    queue.claim_next_execution("worker-a", 30.0, ["other"])
+    queue.append_events("exec-1", [], status=ExecutionStatus.CANCELLED)
+
+    assert queue.renew_lease("exec-1", "worker-a", 30.0) == "cancelled"
 
 
 def test_release_with_requeue_puts_the_execution_back_in_the_queue(queue: Store) -> None:
@@ -388,7 +450,7 @@ def test_release_with_requeue_puts_the_execution_back_in_the_queue(queue: Store)
     record = queue.get_execution("exec-1")
     assert record is not None and record.status == "queued"
     assert lease_of(queue, "exec-1") == (None, None)
-    assert queue.renew_leases("worker-a", 30.0) == []
+    assert queue.renew_lease("exec-1", "worker-a", 30.0) is None
     again = queue.claim_next_execution("worker-b", 30.0, ["other"])
     assert again is not None and again.id == "exec-1"
 
@@ -399,19 +461,33 @@ def test_release_without_requeue_keeps_the_status_and_drops_the_lease(queue: Sto
     queue.release_execution("exec-1", "worker-a", requeue=False)
 
     record = queue.get_execution("exec-1")
-    assert record is not None and record.status == "running"
+    assert record is not None and record.status == "running" and record.crashes == 0
     assert lease_of(queue, "exec-1") == (None, None)
-    assert queue.claim_next_execution("worker-b", 30.0, ["other"]) is None
+    # Running with no lease: nobody drives it, so the next worker takes it over (not as a crash).
+    again = queue.claim_next_execution("worker-b", 30.0, ["other"])
+    assert again is not None and again.id == "exec-1" and again.crashes == 0
+
+
+@pytest.mark.parametrize("requeue", [True, False])
+def test_release_as_crashed_counts_a_crash(queue: Store, requeue: bool) -> None:
+    queue.claim_next_execution("worker-a", 30.0, ["other"])
+
+    queue.release_execution("exec-1", "worker-a", requeue=requeue, crashed=True)
+
+    record = queue.get_execution("exec-1")
+    assert record is not None and record.crashes == 1
+    assert record.status == ("queued" if requeue else "running")
+    assert (record.lease_owner, record.lease_expires_at) == (None, None)
 
 
 def test_release_by_a_worker_that_does_not_hold_the_lease_changes_nothing(queue: Store) -> None:
     queue.claim_next_execution("worker-a", 30.0, ["other"])
 
-    queue.release_execution("exec-1", "worker-b", requeue=True)
+    queue.release_execution("exec-1", "worker-b", requeue=True, crashed=True)
 
     assert lease_of(queue, "exec-1")[0] == "worker-a"
     record = queue.get_execution("exec-1")
-    assert record is not None and record.status == "running"
+    assert record is not None and record.status == "running" and record.crashes == 0
 
 
 def test_workers_claiming_at_once_each_get_different_executions(store: Store) -> None:
@@ -679,9 +755,9 @@ def test_a_cancel_does_not_overwrite_a_status_set_after_it_looked(store: Store, 
 
 
 def test_next_lease_expiry_is_the_earliest_lease_of_the_workflows_asked_for(queue: Store) -> None:
-    assert queue.next_lease_expiry(["flow", "other"]) is None  # exec-3 runs without a lease
+    assert queue.next_lease_expiry(["other"]) is None  # exec-1 is queued: claimable, not a lease
     before = time.time()
-    queue.claim_next_execution("worker-a", 30.0, ["flow"])
+    queue.claim_next_execution("worker-a", 40.0, ["flow"])
     queue.claim_next_execution("worker-b", 5.0, ["flow"])
     queue.claim_next_execution("worker-c", 1.0, ["other"])
 
@@ -691,8 +767,17 @@ def test_next_lease_expiry_is_the_earliest_lease_of_the_workflows_asked_for(queu
     assert queue.next_lease_expiry(["nope"]) is None
     assert queue.next_lease_expiry([]) is None
     queue.release_execution("exec-2", "worker-b", requeue=True)
-    later = queue.next_lease_expiry(["flow"])
-    assert later is not None and later >= before + 30
+    later = queue.next_lease_expiry(["flow"])  # exec-3's lease, taken at creation for 30 s
+    assert later is not None and before + 29 <= later <= time.time() + 30
+
+
+def test_a_running_execution_without_a_lease_counts_as_expiring_now(queue: Store) -> None:
+    queue.create_execution("exec-9", "flow", None, ExecutionStatus.RUNNING)
+    before = time.time()
+
+    expiry = queue.next_lease_expiry(["flow"])
+
+    assert expiry is not None and before - 1 <= expiry <= time.time()
 
 
 def _primed(store: Store) -> Store:
@@ -785,3 +870,159 @@ def test_a_write_fenced_by_a_lease_the_worker_lost_writes_nothing(store: Store) 
     record = store.get_execution("exec-1")
     assert record is not None and record.status == ExecutionStatus.RUNNING
     assert [e.step_id for e in store.load_events("exec-1")] == [None]
+
+
+# -- leases of every run: created leased, acquired by id, limits -------------------------------------
+
+
+def test_a_new_execution_has_no_lease_and_no_crashes(store: Store) -> None:
+    store.create_execution("exec-1", "flow", None, ExecutionStatus.RUNNING)
+
+    record = store.get_execution("exec-1")
+
+    assert record is not None
+    assert (record.lease_owner, record.lease_expires_at, record.crashes) == (None, None, 0)
+
+
+def test_an_execution_created_with_a_lease_reads_back_leased(store: Store) -> None:
+    before = time.time()
+    store.create_execution("exec-1", "flow", None, ExecutionStatus.RUNNING, lease_owner="me", lease_seconds=30)
+    store.create_execution("exec-2", "flow", None, ExecutionStatus.RUNNING, lease_seconds=30)
+
+    first, second = store.get_execution("exec-1"), store.get_execution("exec-2")
+
+    assert first is not None and second is not None
+    assert first.lease_owner == "me" and second.lease_owner is None
+    for record in (first, second):
+        assert record.lease_expires_at is not None
+        assert before + 29 <= record.lease_expires_at <= time.time() + 31
+    listed = {r.id: r for r in store.list_executions()}
+    assert listed["exec-1"] == first
+
+
+def test_creating_an_id_that_exists_is_a_state_error_and_writes_nothing(store: Store) -> None:
+    store.create_execution("exec-1", "flow", b"first", ExecutionStatus.RUNNING)
+
+    with pytest.raises(ExecutionStateError, match=r"exec-1.*already exists"):
+        store.create_execution("exec-1", "other", b"second", ExecutionStatus.QUEUED)
+
+    record = store.get_execution("exec-1")
+    assert record is not None and (record.workflow, record.input) == ("flow", b"first")
+    assert len(store.load_events("exec-1")) == 1
+
+
+@pytest.mark.parametrize("limit", [0, -1])
+def test_a_list_limit_below_one_is_an_error_naming_limit(store: Store, limit: int) -> None:
+    with pytest.raises(TaskloomError, match="limit") as raised:
+        store.list_executions(limit=limit)
+    assert not isinstance(raised.value, ValueError)
+
+
+def test_acquire_takes_a_queued_execution_and_returns_it_as_it_was(store: Store) -> None:
+    store.create_execution("exec-1", "flow", b"in", ExecutionStatus.QUEUED)
+    before = time.time()
+
+    acquired = store.acquire_execution("exec-1", "me", 30.0, from_statuses=["queued", "running"])
+
+    assert acquired.taken is True
+    assert isinstance(acquired, Acquired)
+    assert (acquired.record.status, acquired.record.lease_owner, acquired.record.crashes) == ("queued", None, 0)
+    record = store.get_execution("exec-1")
+    assert record is not None and (record.status, record.lease_owner, record.crashes) == ("running", "me", 0)
+    assert record.lease_expires_at is not None and before + 29 <= record.lease_expires_at <= time.time() + 31
+    assert record.updated_at >= before
+
+
+def test_acquire_of_an_unknown_execution_is_not_found(store: Store) -> None:
+    with pytest.raises(ExecutionNotFoundError, match="nope"):
+        store.acquire_execution("nope", "me", 30.0, from_statuses=["running"])
+
+
+def test_acquire_leaves_an_execution_whose_status_was_not_asked_for(store: Store) -> None:
+    store.create_execution("exec-1", "flow", None, ExecutionStatus.QUEUED)
+    store.append_events("exec-1", [], status=ExecutionStatus.COMPLETED)
+
+    acquired = store.acquire_execution("exec-1", "me", 30.0, from_statuses=["queued", "running"])
+
+    assert acquired.taken is False and acquired.record.status == "completed"
+    record = store.get_execution("exec-1")
+    assert record is not None and (record.status, record.lease_owner) == ("completed", None)
+
+
+def test_acquire_leaves_an_execution_another_owner_holds_under_a_live_lease(store: Store) -> None:
+    store.create_execution("exec-1", "flow", None, ExecutionStatus.RUNNING, lease_owner="other", lease_seconds=30)
+
+    acquired = store.acquire_execution("exec-1", "me", 30.0, from_statuses=["running"])
+
+    assert acquired.taken is False
+    assert acquired.record.lease_owner == "other"
+    record = store.get_execution("exec-1")
+    assert record is not None and (record.lease_owner, record.crashes) == ("other", 0)
+
+
+def test_acquire_takes_over_an_expired_lease_and_counts_a_crash(store: Store) -> None:
+    store.create_execution("exec-1", "flow", None, ExecutionStatus.RUNNING, lease_owner="dead", lease_seconds=-1)
+
+    acquired = store.acquire_execution("exec-1", "me", 30.0, from_statuses=["running"])
+
+    assert acquired.taken is True
+    assert (acquired.record.lease_owner, acquired.record.crashes) == ("dead", 0)
+    record = store.get_execution("exec-1")
+    assert record is not None and (record.status, record.lease_owner, record.crashes) == ("running", "me", 1)
+
+
+@pytest.mark.parametrize("lease_owner", [None, "me"])
+def test_acquire_without_a_dead_holder_counts_no_crash(store: Store, lease_owner: str | None) -> None:
+    # An expired lease of nobody (created leased without an owner) or of the caller itself: no one died.
+    store.create_execution("exec-1", "flow", None, ExecutionStatus.RUNNING, lease_owner=lease_owner, lease_seconds=-1)
+    store.create_execution("exec-2", "flow", None, ExecutionStatus.RUNNING)  # no lease at all
+
+    for execution_id in ("exec-1", "exec-2"):
+        assert store.acquire_execution(execution_id, "me", 30.0, from_statuses=["running"]).taken
+        record = store.get_execution(execution_id)
+        assert record is not None and (record.lease_owner, record.crashes) == ("me", 0)
+
+
+def test_acquire_by_the_holder_itself_renews_its_lease(store: Store) -> None:
+    store.create_execution("exec-1", "flow", None, ExecutionStatus.RUNNING, lease_owner="me", lease_seconds=1)
+
+    acquired = store.acquire_execution("exec-1", "me", 60.0, from_statuses=["running"])
+
+    assert acquired.taken is True
+    record = store.get_execution("exec-1")
+    assert record is not None and record.lease_expires_at is not None
+    assert record.lease_expires_at > time.time() + 59 and record.crashes == 0
+
+
+def test_acquire_takes_a_paused_execution_when_asked_to(store: Store) -> None:
+    store.create_execution("exec-1", "flow", None, ExecutionStatus.RUNNING)
+    store.append_events("exec-1", [], status=ExecutionStatus.PAUSED)
+
+    acquired = store.acquire_execution("exec-1", "me", 30.0, from_statuses=["paused"])
+
+    assert acquired.taken and acquired.record.status == "paused"
+    record = store.get_execution("exec-1")
+    assert record is not None and (record.status, record.lease_owner) == ("running", "me")
+
+
+def test_of_processes_acquiring_one_execution_at_once_exactly_one_takes_it(store: Store) -> None:
+    store.create_execution("exec-1", "flow", None, ExecutionStatus.QUEUED)
+    racers = [open_store(store.url) for _ in range(4)]
+    barrier = threading.Barrier(len(racers))
+    results: list[bool] = []
+
+    def race(racer: Store, n: int) -> None:
+        barrier.wait(timeout=30)
+        results.append(racer.acquire_execution("exec-1", f"owner-{n}", 30.0, from_statuses=["queued"]).taken)
+
+    threads = [threading.Thread(target=race, args=(racer, n)) for n, racer in enumerate(racers)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        for racer in racers:
+            racer.close()
+
+    assert sorted(results) == [False, False, False, True]
