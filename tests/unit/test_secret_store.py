@@ -106,10 +106,24 @@ def test_database_file_does_not_contain_the_plaintext(store: SQLiteStore, secret
     assert PLAINTEXT.encode() not in raw
 
 
-def test_two_sets_of_the_same_value_give_different_ciphertexts(store: SQLiteStore, secrets: SecretStore) -> None:
-    secrets.set("A", PLAINTEXT)
-    secrets.set("B", PLAINTEXT)
-    assert store.get_secret("A") != store.get_secret("B")
+def test_two_sets_of_the_same_value_under_the_same_name_give_different_ciphertexts(
+    store: SQLiteStore, secrets: SecretStore
+) -> None:
+    """A fresh nonce per seal: AES-GCM with a repeated nonce leaks the XOR of plaintexts and the auth key.
+
+    The same name and value on purpose: under two names the associated data differs, so the ciphertexts
+    would differ even with a constant nonce.
+    """
+    sealed = []
+    for _ in range(3):
+        secrets.set("API_KEY", PLAINTEXT)
+        blob = store.get_secret("API_KEY")
+        assert blob is not None
+        sealed.append(blob)
+    nonces = {blob[1:13] for blob in sealed}
+    assert len(nonces) == 3, "every seal must use a new nonce"
+    assert len(set(sealed)) == 3
+    assert secrets.get("API_KEY") == PLAINTEXT
 
 
 def test_wrong_key_raises_secret_store_error_without_the_value(store: SQLiteStore, secrets: SecretStore) -> None:
