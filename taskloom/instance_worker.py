@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from taskloom import policy, serde
+from taskloom import masking, policy, serde
 from taskloom.backends.pool import ElasticThreadPool
 from taskloom.errors import TaskError
 from taskloom.runtime.control import LogRecord, TaskControl
@@ -232,7 +232,19 @@ class InstanceWorker:
 
     # -- running -----------------------------------------------------------------------------------
     def _run(self, held: _Held) -> None:
-        claimed = held.claimed
+        # The scope outlives the policy's own, so the outcome written below is masked as well.
+        with masking.secret_scope():
+            outcome = self._outcome(held.claimed, held)
+        with self._lock:
+            held.returned = True
+            self._busy -= 1
+            self._outcomes.append(outcome)
+            self._idle.notify_all()
+        self._flush.set()
+        self._wake.set()
+
+    def _outcome(self, claimed: ClaimedInstance, held: _Held) -> Outcome:
+        """Run the instance's function and say how it went (its JSON result, or its error's description)."""
         try:
             task = self._resolve(claimed)
             arguments = json.loads(claimed.arguments)
@@ -244,20 +256,11 @@ class InstanceWorker:
                 value = asyncio.run(policy.call_async(task, tuple(args), kwargs, control=control))
             else:
                 value = policy.call_sync(task, tuple(args), kwargs, control=control)
-            result = _dumps(serde.json_view(value))
-            outcome = Outcome(
-                claimed.session_id, claimed.instance_id, "completed", result, None, f'{{"result":{result}}}'
-            )
+            result = _dumps(masking.mask_value(serde.json_view(value)))
+            return Outcome(claimed.session_id, claimed.instance_id, "completed", result, None, f'{{"result":{result}}}')
         except BaseException as error:
-            info = _dumps(_error_info(error, self.worker_id))
-            outcome = Outcome(claimed.session_id, claimed.instance_id, "failed", None, info, f'{{"error":{info}}}')
-        with self._lock:
-            held.returned = True
-            self._busy -= 1
-            self._outcomes.append(outcome)
-            self._idle.notify_all()
-        self._flush.set()
-        self._wake.set()
+            info = _dumps(masking.mask_value(_error_info(error, self.worker_id)))
+            return Outcome(claimed.session_id, claimed.instance_id, "failed", None, info, f'{{"error":{info}}}')
 
     def _resolve(self, claimed: ClaimedInstance) -> Task[Any, Any]:
         candidates = self.tasks.get(claimed.target, [])

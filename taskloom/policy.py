@@ -8,6 +8,11 @@ The policy is written once, as a generator of *turns* (an attempt, a wait, a han
 how each turn went. Two small drivers perform the turns: ``call_sync`` in the caller's thread (direct
 calls, instances) and ``call_async`` on the event loop (workflow steps and async tasks, never blocking
 the loop). So the two worlds cannot drift apart.
+
+Both drivers run the task inside a secret scope (:mod:`taskloom.masking`): the secrets its arguments
+resolve are masked as ``***`` in its logs and statuses while it runs, and in the result it returns and
+the error it raises (an exception is masked in place, so its identity and traceback stay). A task's
+result never carries a secret it received; code that needs the value uses it inside the task.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from taskloom import masking
 from taskloom.errors import TaskTimeoutError
 
 if TYPE_CHECKING:
@@ -180,6 +186,21 @@ def call_sync(
     observer: AttemptObserver | None = None,
 ) -> Any:
     """Run a sync task's function under its policy in this thread (direct calls, instances)."""
+    with masking.secret_scope():
+        try:
+            return masking.mask_value(_call_sync(task, args, kwargs, control, observer))
+        except BaseException as error:
+            masking.mask_value(error)
+            raise
+
+
+def _call_sync(
+    task: Task[Any, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    control: Any,
+    observer: AttemptObserver | None,
+) -> Any:
     call_args, call_kwargs = task.prepare_arguments(args, kwargs, control)
     timeout = task.options.effective_timeout
 
@@ -258,6 +279,24 @@ async def call_async(
     plain calls in its thread instead of becoming steps. ``inline`` runs a sync function on the loop's
     own thread: the caller passes it only when nothing else is on the loop to be blocked.
     """
+    with masking.secret_scope():
+        try:
+            return masking.mask_value(await _call_async(task, args, kwargs, control, observer, executor, plain, inline))
+        except BaseException as error:
+            masking.mask_value(error)
+            raise
+
+
+async def _call_async(
+    task: Task[Any, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    control: Any,
+    observer: AttemptObserver | None,
+    executor: Executor | None,
+    plain: Callable[[Callable[[], Any]], Callable[[], Any]] | None,
+    inline: bool,
+) -> Any:
     call_args, call_kwargs = task.prepare_arguments(args, kwargs, control)
     timeout = task.options.effective_timeout
 

@@ -5,6 +5,10 @@ dataclasses, exceptions and pydantic models come back as themselves in another p
 only ever read from our own store, never from a request body (the HTTP API takes JSON only).
 A value that cannot make the round trip fails *before* it is written, with a
 :class:`~taskloom.errors.SerializationError` that names the task.
+
+While a task run's secrets are registered (:mod:`taskloom.masking`), :func:`dumps` and
+:func:`dumps_error` store a copy in which every str holding a secret is masked as ``***``. Finding out
+costs one scan of the pickled bytes per secret; with no secret scope open, one contextvar lookup.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from taskloom import masking
 from taskloom.errors import SerializationError, _rebuild
 
 PROTOCOL = 5
@@ -28,18 +33,28 @@ _SCALARS = (str, int, float, bool, type(None))
 
 
 def dumps(value: Any, *, what: str) -> bytes:
-    """Encode ``value``; ``what`` names its owner (``"task 'charge' result"``) for error messages."""
+    """Encode ``value``; ``what`` names its owner (``"task 'charge' result"``) for error messages.
+
+    Active secrets are masked in the stored copy (the caller's ``value`` is left as it is).
+    """
+    secrets = masking.active_secrets()
     if type(value) in _SCALARS:
+        if secrets and type(value) is str:
+            value = masking.mask_text(value)
         return pickle.dumps(value, PROTOCOL)
     try:
         blob = _pickle(value)
+        if secrets and masking.contains_secret(blob, secrets):
+            blob = _pickle(masking.masked_copy(value, secrets, _Pickler))
         if isinstance(value, BaseException):
             # Exceptions pickle happily but may fail to rebuild (custom __init__); prove it now.
             pickle.loads(blob)
     except Exception as error:
         raise SerializationError(
-            f"{what}: cannot store a value of type {type(value).__qualname__} ({error}). "
-            "Use values that pickle: builtins, dataclasses, pydantic models, module-level classes."
+            masking.mask_text(
+                f"{what}: cannot store a value of type {type(value).__qualname__} ({error}). "
+                "Use values that pickle: builtins, dataclasses, pydantic models, module-level classes."
+            )
         ) from None
     return blob
 
@@ -87,7 +102,11 @@ def loads(blob: bytes | None) -> Any:
 
 
 def dumps_error(error: BaseException, *, what: str) -> bytes:
-    """Encode a task's exception; one that cannot be stored is replaced by a TaskError with its text."""
+    """Encode a task's exception; one that cannot be stored is replaced by a TaskError with its text.
+
+    Active secrets are masked in everything stored: the messages and args of the exception and of its
+    causes, its notes (the traceback note included) and its attributes.
+    """
     notes = getattr(error, "__notes__", None) or []
     if error.__traceback__ is not None and not any(str(n).startswith("(original traceback)") for n in notes):
         tb = "".join(traceback.format_exception(error)).rstrip()
@@ -103,9 +122,15 @@ def dumps_error(error: BaseException, *, what: str) -> bytes:
         except SerializationError:
             from taskloom.errors import TaskError
 
-            current = TaskError(f"{what}: {type(current).__qualname__}: {current}")
+            current = TaskError(masking.mask_text(f"{what}: {type(current).__qualname__}: {current}"))
         chain.append(current)
         current = current.__cause__
+    secrets = masking.active_secrets()
+    if secrets:
+        blob = _pickle(chain)
+        return (
+            _pickle(masking.masked_copy(chain, secrets, _Pickler)) if masking.contains_secret(blob, secrets) else blob
+        )
     return _pickle(chain)
 
 

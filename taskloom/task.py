@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, cast, overload
 
-from taskloom import policy
+from taskloom import masking, policy
 from taskloom.context import current_scope
 from taskloom.errors import TaskDefinitionError
 from taskloom.options import TaskOptions
@@ -85,7 +85,9 @@ class Task(Generic[P, R]):
         """The arguments the function really receives: TaskControl first, secrets resolved.
 
         Bad arguments fail here, before any attempt, with a TypeError naming the task (not retried).
-        A missing secret fails here too, naming the secret, before the body runs.
+        A missing secret fails here too, naming the secret, before the body runs. Resolved secret values
+        are registered in the current secret scope (:mod:`taskloom.masking`), so everything written
+        while this run lasts shows them as ``***``.
         """
         if self.wants_control:
             args = (control if control is not None else TaskControl(self.name), *args)
@@ -93,6 +95,7 @@ class Task(Generic[P, R]):
             from taskloom.secret_store import default_secret_store
 
             secrets = default_secret_store().resolve(self.options.secret_requests, owner=f"task {self.name!r}")
+            masking.register_secrets(secrets.values())
             kwargs = {**kwargs, "secrets": secrets}
         try:
             self.signature.bind(*args, **kwargs)

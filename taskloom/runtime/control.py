@@ -5,6 +5,10 @@ handler is installed), then tells taskloom's internal *reporter* for this run (t
 workflow, an instance's future, a worker's link to the server), then the current user-facing
 :class:`TaskControlHandler`. Handlers are global by design (the document sets one with
 ``set_task_control_handler``); reporters are per run.
+
+Messages, statuses and extra data are masked (:mod:`taskloom.masking`) as the task calls the control,
+so the secrets of the running task reach neither the reporter (event log, instance updates, CLI, SSE)
+nor the handler (``logging``) nor the control's own ``logs`` and ``status``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from taskloom import masking
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _logger = logging.getLogger("taskloom.task")
@@ -126,7 +132,8 @@ class TaskControl:
         level = str(level).lower()
         if level not in LOG_LEVELS:
             raise ValueError(f"TaskControl.log: level must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
-        record = LogRecord(time.time(), level, str(message), dict(extra_data))
+        extra_data = masking.mask_value(extra_data)
+        record = LogRecord(time.time(), level, masking.mask_text(str(message)), extra_data)
         self.logs.append(record)
         if self.reporter is not None:
             self.reporter.on_log(self, record)
@@ -141,13 +148,14 @@ class TaskControl:
             raise ValueError(f"TaskControl.update_progress: percentage must be between 0 and 100, got {percentage!r}")
         self._progress = value
         if status is not None:
-            self._status = str(status)
+            status = masking.mask_text(str(status))
+            self._status = status
         if self.reporter is not None:
             self.reporter.on_progress(self, value, self._status if status is not None else None)
         _registry.handler.update_progress(self, value, status)
 
     def update_status(self, status: str) -> None:
-        self._status = str(status)
+        self._status = masking.mask_text(str(status))
         if self.reporter is not None:
             self.reporter.on_status(self, self._status)
         _registry.handler.update_status(self, self._status)
