@@ -17,12 +17,17 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from taskloom import policy, serde
+from taskloom import masking, policy, serde
 from taskloom.context import current_scope
 from taskloom.errors import (
+    ExecutionStateError,
+    LeaseLostError,
     NonDeterminismError,
     SerializationError,
+    StoreError,
+    StoreInterrupted,
     TaskTimeoutError,
+    UndecodableValueError,
     WorkflowCancelled,
     WorkflowPaused,
 )
@@ -33,8 +38,6 @@ if TYPE_CHECKING:
     from taskloom.store.base import Store
     from taskloom.task import Task
 
-#: how often a running execution looks whether it was cancelled from outside
-CANCEL_POLL_SECONDS = 0.2
 #: how long a step may run before its start is written on its own (see DeferredStart)
 START_FLUSH_DELAY = 0.05
 _COMPLETED = EventType.STEP_COMPLETED
@@ -171,24 +174,69 @@ class ExecutionRun:
         #: the asyncio task driving the workflow body (see _alone_on_loop)
         self.main_task: asyncio.Task[Any] | None = None
         self.watchdog = StartWatchdog()
-        #: the worker running this execution: every write is fenced by its lease (None when embedded)
+        #: who runs this execution (a worker, or an embedded run): every write is fenced by its lease
         self.lease_owner: str | None = None
-        self._cancel_checked = time.monotonic()
+        #: set (by the lease keeper) once the execution was cancelled from outside: no new step starts
+        self.cancelled = threading.Event()
         #: set when replayed code diverged; reported even if user code swallowed the exception
         self.nondeterminism: NonDeterminismError | None = None
+        #: set when a step's body tried to end the process (sys.exit): the run counts as a crash
+        self.exited: BaseException | None = None
+        #: events of a resume (EXECUTION_RESUMED and the pause step's completion) written with the next write,
+        #: so that a resume whose replay fails (changed code) leaves the log as it was
+        self.pending: list[NewEvent] = []
+        #: the pause step that a resume given to this run answers, and its input
+        self.resume: tuple[str, bytes] | None = None
+        #: events this run wrote (0: the execution is as it was before the run)
+        self.writes = 0
 
     def check_cancelled(self) -> None:
-        """Stop at a new step if the execution was cancelled from outside (read at most every 0.2 s)."""
-        now = time.monotonic()
-        if now - self._cancel_checked < CANCEL_POLL_SECONDS:
-            return
-        self._cancel_checked = now
-        record = self.store.get_execution(self.execution_id)
-        if record is not None and record.status == "cancelled":
+        """Stop before a new step once the execution was cancelled from outside (an in-memory flag)."""
+        if self.cancelled.is_set():
             raise WorkflowCancelled(self.execution_id)
 
-    def append(self, *events: NewEvent) -> None:
-        self.store.append_events(self.execution_id, events, lease_owner=self.lease_owner)
+    def append(self, *events: NewEvent, **outcome: Any) -> None:
+        """Write ``events`` (and, through ``outcome``, the execution's new status) under this run's lease.
+
+        Each write requires the execution to be still running and leased to this run, so a cancel is seen
+        at the latest by the step in flight (WorkflowCancelled), and a run whose lease passed to another
+        owner stops (LeaseLostError). A store failure is not the task's failure: it unwinds the workflow
+        as :class:`StoreInterrupted`, which no ``except Exception`` in user code catches.
+        """
+        if self.pending:
+            events = (*self.pending, *events)
+        try:
+            self.store.append_events(
+                self.execution_id, events, lease_owner=self.lease_owner, expected_status="running", **outcome
+            )
+        except ExecutionStateError as changed:
+            # Only a cancel (or another owner's write, fenced by the lease) changes a running execution.
+            self.cancelled.set()
+            try:
+                record = self.store.get_execution(self.execution_id)
+            except StoreError as error:
+                raise StoreInterrupted(error) from error
+            if record is not None and record.status == "cancelled":
+                raise WorkflowCancelled(self.execution_id) from None
+            raise LeaseLostError(f"execution {self.execution_id}: {changed}") from None
+        except StoreError as error:
+            raise StoreInterrupted(error) from error
+        self.pending.clear()
+        self.writes += 1
+
+    def decode(self, blob: bytes | None, step_id: str, name: str) -> Any:
+        """A recorded value; one this code cannot unpickle (a renamed class) is a replay mismatch."""
+        try:
+            return serde.loads(blob)
+        except Exception as cause:
+            error = UndecodableValueError(
+                f"execution {self.execution_id}: the recorded value of step {step_id} ({name!r}) cannot be "
+                f"decoded by this code ({type(cause).__name__}: {cause}); a class it needs was renamed, moved "
+                "or removed since it was recorded. Run the execution with code that has that class; it was "
+                "left as it was."
+            )
+            self.nondeterminism = self.nondeterminism or error
+            raise error from cause
 
     # -- replay checks -----------------------------------------------------------------------------
     def recorded(self, step_id: str, name: str) -> RecordedStep | None:
@@ -216,9 +264,9 @@ class ExecutionRun:
         step = self.recorded(step_id, task.name)
         if step is not None:
             if step.outcome is _COMPLETED:
-                return self._decode_result(task, step)
+                return self._decode_result(task, step, step_id)
             if step.outcome is _FAILED:
-                raise serde.loads(step.value)
+                raise self.decode(step.value, step_id, task.name)
         self.check_cancelled()
         # A sync body runs on the loop's thread only when no other asyncio task exists to be blocked
         # (a sequential workflow driven by run()); otherwise, or with a timeout, it gets a thread.
@@ -241,6 +289,20 @@ class ExecutionRun:
             else None
         )
         observer = StepObserver(self, step_id, task.name, start)
+        with masking.secret_scope():
+            return await self._run_body(step_id, task, args, kwargs, start, control, observer, inline)
+
+    async def _run_body(
+        self,
+        step_id: str,
+        task: Task[Any, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        start: DeferredStart,
+        control: TaskControl | None,
+        observer: StepObserver,
+        inline: bool,
+    ) -> Any:
         try:
             if task.is_async:
                 token = current_scope.set(StepScope(self, f"{step_id}."))
@@ -263,6 +325,10 @@ class ExecutionRun:
         except Exception as error:
             what = f"task {task.name!r} (step {step_id})"
             self.append(*start.take(), NewEvent(_FAILED, step_id, task.name, serde.dumps_error(error, what=what)))
+            raise
+        except SystemExit as exiting:
+            # The body asked to end the process: that is a crash of this attempt, not an outcome.
+            self.exited = exiting
             raise
         self.append(*start.take(), NewEvent(_COMPLETED, step_id, task.name, blob, data))
         return value
@@ -296,8 +362,8 @@ class ExecutionRun:
         reference = storage.store(f"{self.execution_id}/{step_id}", value)
         return serde.dumps(reference, what=what), {"output_storage": type(storage).__qualname__}
 
-    def _decode_result(self, task: Task[Any, Any], step: RecordedStep) -> Any:
-        value = serde.loads(step.value)
+    def _decode_result(self, task: Task[Any, Any], step: RecordedStep, step_id: str) -> Any:
+        value = self.decode(step.value, step_id, task.name)
         if step.data.get("output_storage") and task.options.output_storage is not None:
             return task.options.output_storage.retrieve(value)
         return value
@@ -307,7 +373,8 @@ class ExecutionRun:
         """A step whose value is computed once and then replayed: now(), uuid4(), random picks."""
         step = self.recorded(step_id, name)
         if step is not None and step.outcome is _COMPLETED:
-            return serde.loads(step.value)
+            return self.decode(step.value, step_id, name)
+        self.check_cancelled()
         value = compute()
         blob = serde.dumps(value, what=f"built-in {name!r}")
         self.append(NewEvent(EventType.STEP_STARTED, step_id, name), NewEvent(_COMPLETED, step_id, name, blob))
@@ -318,6 +385,7 @@ class ExecutionRun:
         step = self.recorded(step_id, "sleep")
         if step is not None and step.outcome is _COMPLETED:
             return
+        self.check_cancelled()
         if step is not None and "until" in step.started:
             until = float(step.started["until"])
         else:
@@ -336,9 +404,20 @@ class ExecutionRun:
         """
         step = self.recorded(step_id, "pause")
         if step is not None and step.outcome is _COMPLETED:
-            return serde.loads(step.value)
+            return self.decode(step.value, step_id, "pause")
         if step is not None and step.outcome is _FAILED:
-            raise serde.loads(step.value)
+            raise self.decode(step.value, step_id, "pause")
+        if self.resume is not None and self.resume[0] == step_id and step is not None:
+            # The resume this run was given: its events are written with the next write.
+            blob = self.resume[1]
+            self.resume = None
+            self.pending += [
+                NewEvent(EventType.EXECUTION_RESUMED, step_id, name, blob),
+                NewEvent(_COMPLETED, step_id, "pause", blob),
+            ]
+            step.outcome, step.value = _COMPLETED, blob
+            return self.decode(blob, step_id, "pause")
+        self.check_cancelled()
         if step is None:
             data: dict[str, Any] = {"pause": name}
             if timeout is not None:
@@ -441,7 +520,7 @@ class StepObserver:
         self.run, self.step_id, self.name, self.start = run, step_id, name, start
 
     def _event(self, kind: EventType, error: BaseException, **data: Any) -> None:
-        data["error"] = f"{type(error).__name__}: {error}"
+        data["error"] = masking.mask_text(f"{type(error).__name__}: {error}")
         self.start.flush()
         self.run.append(NewEvent(kind, self.step_id, self.name, data=data))
 

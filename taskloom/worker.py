@@ -10,6 +10,10 @@ An idle worker waits in :meth:`Store.wait_for_work`, which PostgreSQL ends as so
 (LISTEN/NOTIFY), and at most until the earliest lease of a running execution expires, so a dead worker's
 execution is taken over the moment its lease runs out rather than at the next poll. The poll interval is
 the fallback: SQLite, and work no notification announces.
+
+Each execution's lease is renewed by the process-wide lease keeper (:mod:`taskloom.leases`) while the
+execution runs, and only then: a worker renews exactly what it is running now, so a run that ended
+(or broke off when the store went away) is never kept alive by a heartbeat.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from taskloom.errors import WorkflowError
+from taskloom.errors import NonDeterminismError, StoreError, WorkflowError
 from taskloom.store import default_store
 from taskloom.store.base import ExecutionRecord, Store
 from taskloom.workflow import Workflow
@@ -121,8 +125,6 @@ class Worker:
         (they were put back in the queue; the caller should exit the process to end their threads)."""
         names = sorted(self.workflows)
         log.info("worker %s: running workflows %s", self.worker_id, ", ".join(names))
-        heartbeat = threading.Thread(target=self._heartbeat, name="taskloom-heartbeat", daemon=True)
-        heartbeat.start()
         pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="taskloom-worker")
         while not self._stopping.is_set():
             if not self._slots.acquire(timeout=min(self.settings.poll_seconds, STOP_CHECK_SECONDS)):
@@ -174,33 +176,38 @@ class Worker:
         return wait
 
     def _execute(self, record: ExecutionRecord) -> None:
-        requeue = False
+        """Run one claimed execution. Its outcome is recorded by the driver; what reaches here is not a
+        workflow's failure but a reason it could not run, and the execution is never left stuck by it."""
         try:
             workflow = self.workflows[record.workflow]
-            ctx = asyncio.run(workflow.arun(execution_id=record.id, store=self.store, lease_owner=self.worker_id))
+            ctx = asyncio.run(
+                workflow.arun(
+                    execution_id=record.id,
+                    store=self.store,
+                    lease_owner=self.worker_id,
+                    lease_seconds=self.settings.lease_seconds,
+                )
+            )
             log.info("worker %s: execution %s %s", self.worker_id, record.id, ctx.status)
+        except NonDeterminismError as error:
+            # The code this worker has cannot replay it: left as it was, for a worker with the right code.
+            log.error("worker %s: %s", self.worker_id, error)
+        except StoreError as error:
+            log.warning("worker %s: execution %s stopped, the store failed: %s", self.worker_id, record.id, error)
+        except SystemExit:
+            # A step called sys.exit: counted as a crash by the driver and put back in the queue.
+            log.warning("worker %s: a step of execution %s tried to exit the process", self.worker_id, record.id)
         except Exception:
-            # A code or store problem, not a workflow failure (those are recorded): let another try.
             log.exception("worker %s: execution %s could not run", self.worker_id, record.id)
-            requeue = True
         finally:
             with self._lock:
                 self._running.pop(record.id, None)
-            try:
-                self.store.release_execution(record.id, self.worker_id, requeue=requeue)
+            try:  # a no-op when the driver released it; otherwise (it never started) free it for others
+                self.store.release_execution(record.id, self.worker_id, requeue=False)
+            except Exception as error:
+                log.warning("worker %s: releasing %s failed (%s); its lease runs out", self.worker_id, record.id, error)
             finally:
                 self._slots.release()
-
-    def _heartbeat(self) -> None:
-        interval = self.settings.lease_seconds / 3
-        while True:
-            stopping = self._stopping.wait(interval)
-            if stopping and not self._running:
-                return
-            try:
-                self.store.renew_leases(self.worker_id, self.settings.lease_seconds)
-            except Exception:
-                log.exception("worker %s: lease renewal failed", self.worker_id)
 
     def _drain(self) -> bool:
         with self._lock:
@@ -212,7 +219,12 @@ class Worker:
                 future.result(timeout=max(0.0, deadline - time.monotonic()))
             except TimeoutError:
                 log.warning("worker %s: execution %s still running at shutdown; requeued", self.worker_id, execution_id)
-                self.store.release_execution(execution_id, self.worker_id, requeue=True)
+                try:
+                    self.store.release_execution(execution_id, self.worker_id, requeue=True)
+                except Exception as error:
+                    log.warning(
+                        "worker %s: requeueing %s failed (%s); its lease runs out", self.worker_id, execution_id, error
+                    )
                 abandoned = True
             except Exception:
                 pass

@@ -9,35 +9,49 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from taskloom import serde
 from taskloom.context import WorkflowExecutionContext, current_scope
 from taskloom.errors import (
+    ExecutionCrashedError,
     ExecutionNotFoundError,
     ExecutionStateError,
     LeaseLostError,
+    StoreError,
+    StoreInterrupted,
     TaskDefinitionError,
+    UndecodableValueError,
     WorkflowCancelled,
     WorkflowError,
     WorkflowPaused,
 )
-from taskloom.events import EventType, NewEvent
-from taskloom.executions import record_cancel, record_resume
+from taskloom.events import Event, EventType, NewEvent
+from taskloom.executions import record_cancel
+from taskloom.leases import keeper, new_owner
 from taskloom.options import OutputStorage, TaskOptions
 from taskloom.replay import ExecutionRun
+from taskloom.settings import Settings
 from taskloom.store import default_store
-from taskloom.store.base import ExecutionRecord, ExecutionStatus, Store
+from taskloom.store.base import Acquired, ExecutionRecord, ExecutionStatus, Store
 
 T = TypeVar("T")
 WorkflowFn = Callable[[WorkflowExecutionContext[Any]], Awaitable[Any]]
 
+log = logging.getLogger("taskloom.workflow")
+
 #: threads for sync task bodies of one execution (I/O-bound tasks are the common case)
 STEP_THREADS = 32
+#: how often a second driver looks whether the owner of an execution finished (or died)
+OWNER_POLL_SECONDS = 0.2
+#: how often an execution may kill the process running it before it is failed (max_recovery_attempts)
+DEFAULT_MAX_RECOVERY_ATTEMPTS = 3
 
 
 class Workflow(Generic[T]):
@@ -50,6 +64,7 @@ class Workflow(Generic[T]):
         name: str | None = None,
         secret_requests: tuple[str, ...] = (),
         output_storage: OutputStorage | None = None,
+        max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
     ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise TaskDefinitionError(
@@ -59,6 +74,7 @@ class Workflow(Generic[T]):
         self.name = name or fn.__name__
         self.secret_requests = secret_requests
         self.output_storage = output_storage
+        self.max_recovery_attempts = _check_recovery_attempts(max_recovery_attempts, name or fn.__name__)
         self.target = f"{fn.__module__}:{fn.__qualname__}"
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
@@ -85,7 +101,9 @@ class Workflow(Generic[T]):
         store = default_store()
         execution_id = uuid.uuid4().hex
         blob = serde.dumps(input, what=f"workflow {self.name!r} input")
-        store.create_execution(execution_id, self.name, blob, status, self.target)
+        # A running execution gets a lease without an owner: no worker takes it before its creator drives it.
+        grace = Settings.from_env().lease_seconds if status == ExecutionStatus.RUNNING else None
+        store.create_execution(execution_id, self.name, blob, status, self.target, lease_seconds=grace)
         return execution_id
 
     # -- async entry points -----------------------------------------------------------------------
@@ -96,96 +114,144 @@ class Workflow(Generic[T]):
         execution_id: str | None = None,
         store: Store | None = None,
         lease_owner: str | None = None,
+        lease_seconds: float | None = None,
+        wait: bool = True,
     ) -> WorkflowExecutionContext[T]:
-        """``run`` for async code. ``lease_owner`` is for workers: their writes are fenced by their lease."""
+        """``run`` for async code.
+
+        A run holds the execution's lease while it drives it. ``lease_owner`` is for workers, which claimed
+        the execution (and its lease) before calling. Continuing an execution that another live process is
+        running does not run its steps twice: this call waits until that owner finishes (or dies, and then
+        takes over) and returns the result; with ``wait=False`` it raises :class:`ExecutionStateError`
+        naming the owner instead.
+        """
         store = store or default_store()
+        lease = lease_seconds or Settings.from_env().lease_seconds
         if execution_id is None:
             execution_id = uuid.uuid4().hex
             blob = serde.dumps(input, what=f"workflow {self.name!r} input")
-            store.create_execution(execution_id, self.name, blob, ExecutionStatus.RUNNING, self.target)
-            record = None
-        else:
-            record = self._load(store, execution_id)
-            input = serde.loads(record.input)
-            if lease_owner is None and not self._take_over(store, record):
+            owner = new_owner()
+            store.create_execution(
+                execution_id,
+                self.name,
+                blob,
+                ExecutionStatus.RUNNING,
+                self.target,
+                lease_owner=owner,
+                lease_seconds=lease,
+            )
+            return await self._drive(store, execution_id, input, owner, lease, before=None)
+        record = self._load(store, execution_id)
+        input = self._decode_input(record)
+        if lease_owner is not None:  # a worker's claim: the lease is already held
+            return await self._drive(store, execution_id, input, lease_owner, lease, before=record)
+        owner = new_owner()
+        while True:
+            acquired = self._acquire(store, record, owner, lease)
+            if acquired is None:  # finished, or paused until a resume: nothing to drive
                 return self._context(store, store.get_execution(execution_id) or record)
-        return await self._drive(store, execution_id, input, lease_owner)
+            if acquired.taken:
+                return await self._drive(store, execution_id, input, owner, lease, before=acquired.record)
+            holder = acquired.record
+            if not wait:
+                raise ExecutionStateError(
+                    f"execution {execution_id} of workflow {self.name!r} is being run by {holder.lease_owner} "
+                    f"(lease until {_clock(holder.lease_expires_at)}); wait for it, or cancel it first"
+                )
+            record = await self._await_owner(store, holder)
 
     @staticmethod
-    def _take_over(store: Store, record: ExecutionRecord) -> bool:
-        """Whether ``run(execution_id=...)`` should drive ``record``; marks it running if so.
-
-        Finished executions are returned as they are; a paused one only once its pause deadline has
-        passed (the pause then fails with TaskTimeoutError); a queued one is taken from the queue.
-        """
-        if record.status == ExecutionStatus.RUNNING:
-            return True
+    def _acquire(store: Store, record: ExecutionRecord, owner: str, lease: float) -> Acquired | None:
+        """Take ``record`` for this run if it is there to be driven: running without a live owner,
+        queued, or paused with a deadline that has passed (the pause then fails with TaskTimeoutError).
+        None when it is finished or waits for a resume."""
+        statuses: tuple[str, ...] = (ExecutionStatus.RUNNING, ExecutionStatus.QUEUED)
         if record.status == ExecutionStatus.PAUSED:
-            pause = next(
-                (e for e in reversed(store.load_events(record.id)) if e.type is EventType.EXECUTION_PAUSED), None
-            )
-            deadline = pause.data.get("deadline") if pause is not None else None
-            if deadline is None or time.time() < float(deadline):
-                return False
-        elif record.status != ExecutionStatus.QUEUED:
-            return False
-        try:
-            store.append_events(record.id, [], status=ExecutionStatus.RUNNING, expected_status=record.status)
-        except ExecutionStateError:
-            return False  # someone else resumed, claimed or cancelled it meanwhile
-        return True
+            deadline = _pause_deadline(store, record.id)
+            if deadline is None or time.time() < deadline:
+                return None
+            statuses += (ExecutionStatus.PAUSED,)
+        elif record.status in ExecutionStatus.FINISHED:
+            return None
+        acquired = store.acquire_execution(record.id, owner, lease, from_statuses=statuses)
+        if not acquired.taken and acquired.record.status != ExecutionStatus.RUNNING:
+            # it changed status meanwhile (finished, paused, cancelled): look again from the top
+            return Workflow._acquire(store, acquired.record, owner, lease) if acquired.record != record else None
+        return acquired
 
     @staticmethod
-    def _settle(
-        store: Store,
-        ctx: WorkflowExecutionContext[Any],
-        event: NewEvent,
-        status: str,
-        output: bytes | None = None,
-        wake_at: float | None = None,
-        lease_owner: str | None = None,
-    ) -> bool:
-        """Record the execution's end (or pause) unless it was cancelled meanwhile, or (for a worker) its
-        lease passed to another worker; sets ``ctx.status``."""
-        try:
-            store.append_events(
-                ctx.execution_id,
-                [event],
-                status=status,
-                output=output,
-                wake_at=wake_at,
-                expected_status=ExecutionStatus.RUNNING,
-                lease_owner=lease_owner,
-            )
-        except LeaseLostError:
-            ctx.status = ExecutionStatus.RUNNING  # running on the worker that took it over
-            return False
-        except ExecutionStateError:
-            current = store.get_execution(ctx.execution_id)
-            ctx.status = current.status if current is not None else ExecutionStatus.CANCELLED
-            return False
-        ctx.status = status
-        return True
+    async def _await_owner(store: Store, holder: ExecutionRecord) -> ExecutionRecord:
+        """Wait while another live owner runs the execution; the record once it stopped doing so."""
+        while True:
+            await asyncio.sleep(OWNER_POLL_SECONDS)
+            record = store.get_execution(holder.id)
+            if record is None:
+                raise ExecutionNotFoundError(f"execution {holder.id} disappeared from the store {store.url}")
+            if (
+                record.status != ExecutionStatus.RUNNING
+                or record.lease_owner != holder.lease_owner
+                or record.lease_expires_at is None
+                or record.lease_expires_at < time.time()
+            ):
+                return record
 
     async def aresume(
         self, execution_id: str, input: Any = None, *, store: Store | None = None
     ) -> WorkflowExecutionContext[T]:
+        """``resume`` for async code.
+
+        The resume is recorded only once the replay reaches the pause it answers: a resume whose replay
+        fails (the code changed) leaves the execution paused, its events and the resume unconsumed.
+        """
         store = store or default_store()
-        self._load(store, execution_id)
-        record = record_resume(store, execution_id, input)
-        return await self._drive(store, execution_id, serde.loads(record.input))
+        record = self._load(store, execution_id)
+        stored_input = self._decode_input(record)
+        if record.status != ExecutionStatus.PAUSED:
+            raise _not_paused(record)
+        pause = _pause_event(store, execution_id)
+        if pause is None or pause.step_id is None:  # pragma: no cover - a paused row always has its event
+            raise WorkflowError(f"execution {execution_id} is marked paused but has no pause event")
+        blob = serde.dumps(input, what=f"resume input of workflow {record.workflow!r}")
+        lease = Settings.from_env().lease_seconds
+        owner = new_owner()
+        acquired = store.acquire_execution(execution_id, owner, lease, from_statuses=(ExecutionStatus.PAUSED,))
+        if not acquired.taken:
+            raise _not_paused(acquired.record, raced=True)
+        return await self._drive(
+            store, execution_id, stored_input, owner, lease, before=acquired.record, resume=(pause.step_id, blob)
+        )
 
     # -- the driver --------------------------------------------------------------------------------
     async def _drive(
-        self, store: Store, execution_id: str, input: Any, lease_owner: str | None = None
+        self,
+        store: Store,
+        execution_id: str,
+        input: Any,
+        owner: str,
+        lease: float,
+        *,
+        before: ExecutionRecord | None,
+        resume: tuple[str, bytes] | None = None,
     ) -> WorkflowExecutionContext[T]:
+        """Drive the body under ``owner``'s lease until it finishes, pauses or stops.
+
+        ``before`` is the execution as it was before this run took it: what a replay mismatch restores.
+        Whatever happens, the lease is released at the end: put back in the queue when the run was
+        interrupted (Ctrl-C, a task's ``sys.exit``, counted as a crash), free to take over otherwise.
+        """
         ctx: WorkflowExecutionContext[T] = WorkflowExecutionContext(self.name, execution_id, input, store)
         executor = ThreadPoolExecutor(STEP_THREADS, thread_name_prefix=f"taskloom-{self.name}")
         run = ExecutionRun(store, execution_id, store.load_events(execution_id), executor)
         run.main_task = asyncio.current_task()
-        run.lease_owner = lease_owner
+        run.lease_owner = owner
+        run.resume = resume
+        kept = keeper.keep(store, execution_id, owner, lease, run.cancelled)
         token = current_scope.set(run.root)
+        requeue = crashed = False
         try:
+            crashes = before.crashes if before is not None else 0
+            if crashes > self.max_recovery_attempts:
+                return self._give_up(run, ctx, crashes)
             if self.secret_requests:
                 from taskloom.secret_store import default_secret_store
 
@@ -194,36 +260,104 @@ class Workflow(Generic[T]):
             if run.nondeterminism is not None:
                 raise run.nondeterminism
             blob = self._encode_output(execution_id, output)
+            event = NewEvent(EventType.EXECUTION_COMPLETED, None, self.name, blob)
+            if self._settle(run, ctx, event, ExecutionStatus.COMPLETED, blob):
+                ctx.output = output
+            return ctx
         except WorkflowCancelled:
             ctx.status = ExecutionStatus.CANCELLED
             return ctx
         except LeaseLostError:
-            # Another worker took the execution over; it is running there now.
+            # Another owner took the execution over; it is running there now.
             ctx.status = ExecutionStatus.RUNNING
             return ctx
+        except StoreInterrupted as interrupted:
+            # The store failed under a bookkeeping write: no verdict; a re-run, worker or recover continues.
+            raise interrupted.error from interrupted.error.__cause__
         except WorkflowPaused as paused:
             data = {} if paused.deadline is None else {"deadline": paused.deadline}
             event = NewEvent(EventType.EXECUTION_PAUSED, paused.step_id, paused.name, data=data)
-            self._settle(store, ctx, event, ExecutionStatus.PAUSED, wake_at=paused.deadline, lease_owner=lease_owner)
+            self._settle(run, ctx, event, ExecutionStatus.PAUSED, wake_at=paused.deadline)
             return ctx
         except Exception as error:
             if run.nondeterminism is not None:
                 # A code change, not a failure of the execution: leave it as it was so that running it
                 # again with the right code continues it.
+                self._restore(run, before)
                 raise run.nondeterminism from None
             error_blob = serde.dumps_error(error, what=f"workflow {self.name!r}")
             event = NewEvent(EventType.EXECUTION_FAILED, None, self.name, error_blob)
-            if self._settle(store, ctx, event, ExecutionStatus.FAILED, error_blob, lease_owner=lease_owner):
+            if self._settle(run, ctx, event, ExecutionStatus.FAILED, error_blob):
                 ctx.output = error
             return ctx
+        except BaseException:
+            # Ctrl-C, a cancelled event loop, or a task that ended its process: back to the queue for the
+            # next owner (a worker, recover, a re-run); a task's sys.exit counts as a crash of this run.
+            requeue, crashed = True, run.exited is not None
+            raise
         finally:
             current_scope.reset(token)
+            keeper.drop(kept)
             run.watchdog.stop()
             executor.shutdown(wait=False)
-        event = NewEvent(EventType.EXECUTION_COMPLETED, None, self.name, blob)
-        if self._settle(store, ctx, event, ExecutionStatus.COMPLETED, blob, lease_owner=lease_owner):
-            ctx.output = output
+            _release(store, execution_id, owner, requeue=requeue, crashed=crashed)
+
+    def _settle(
+        self,
+        run: ExecutionRun,
+        ctx: WorkflowExecutionContext[Any],
+        event: NewEvent,
+        status: str,
+        output: bytes | None = None,
+        wake_at: float | None = None,
+    ) -> bool:
+        """Record the execution's end (or pause) unless it was cancelled meanwhile, or its lease passed to
+        another owner; sets ``ctx.status``."""
+        try:
+            run.append(event, status=status, output=output, wake_at=wake_at)
+        except LeaseLostError:
+            ctx.status = ExecutionStatus.RUNNING  # running under the owner that took it over
+            return False
+        except WorkflowCancelled:
+            ctx.status = ExecutionStatus.CANCELLED
+            return False
+        ctx.status = status
+        return True
+
+    def _give_up(
+        self, run: ExecutionRun, ctx: WorkflowExecutionContext[T], crashes: int
+    ) -> WorkflowExecutionContext[T]:
+        """Fail an execution that keeps killing the processes that run it, so it cannot take every worker
+        down for ever."""
+        error = ExecutionCrashedError(
+            f"execution {run.execution_id} of workflow {self.name!r} killed the process running it {crashes} "
+            f"times (a step called os._exit or sys.exit, or crashed its process); max_recovery_attempts is "
+            f"{self.max_recovery_attempts}, so it was failed instead of being run again"
+        )
+        error_blob = serde.dumps_error(error, what=f"workflow {self.name!r}")
+        event = NewEvent(EventType.EXECUTION_FAILED, None, self.name, error_blob)
+        if self._settle(run, ctx, event, ExecutionStatus.FAILED, error_blob):
+            ctx.output = error
         return ctx
+
+    @staticmethod
+    def _restore(run: ExecutionRun, before: ExecutionRecord | None) -> None:
+        """After a replay mismatch, give the execution back the status it had before this run took it."""
+        if before is None or before.status == ExecutionStatus.RUNNING or run.writes:
+            return
+        wake_at = _pause_deadline(run.store, run.execution_id) if before.status == ExecutionStatus.PAUSED else None
+        try:
+            run.store.append_events(
+                run.execution_id,
+                [],
+                status=before.status,
+                output=before.output,
+                wake_at=wake_at,
+                expected_status=ExecutionStatus.RUNNING,
+                lease_owner=run.lease_owner,
+            )
+        except (StoreError, ExecutionStateError, LeaseLostError) as error:
+            log.warning("execution %s: could not restore its status %s: %s", run.execution_id, before.status, error)
 
     def _encode_output(self, execution_id: str, output: Any) -> bytes:
         if self.output_storage is not None:
@@ -235,6 +369,15 @@ class Workflow(Generic[T]):
         if isinstance(value, _StoredOutput) and self.output_storage is not None:
             return self.output_storage.retrieve(value.reference)
         return value
+
+    def _decode_input(self, record: ExecutionRecord) -> Any:
+        try:
+            return serde.loads(record.input)
+        except Exception as cause:
+            raise UndecodableValueError(
+                f"execution {record.id}: its input cannot be decoded by this code ({type(cause).__name__}: "
+                f"{cause}); a class it needs was renamed, moved or removed. It was left as it was."
+            ) from cause
 
     def _load(self, store: Store, execution_id: str) -> ExecutionRecord:
         record = store.get_execution(execution_id)
@@ -285,6 +428,52 @@ class _StoredOutput:
         return (_StoredOutput, (self.reference,))
 
 
+def _check_recovery_attempts(value: Any, workflow: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TaskDefinitionError(
+            f"workflow {workflow!r}: option 'max_recovery_attempts' must be a whole number >= 0, got {value!r}"
+        )
+    return value
+
+
+def _pause_event(store: Store, execution_id: str) -> Event | None:
+    return next((e for e in reversed(store.load_events(execution_id)) if e.type is EventType.EXECUTION_PAUSED), None)
+
+
+def _pause_deadline(store: Store, execution_id: str) -> float | None:
+    pause = _pause_event(store, execution_id)
+    deadline = pause.data.get("deadline") if pause is not None else None
+    return float(deadline) if deadline is not None else None
+
+
+def _not_paused(record: ExecutionRecord, *, raced: bool = False) -> ExecutionStateError:
+    if raced:
+        return ExecutionStateError(
+            f"execution {record.id} of workflow {record.workflow!r} was resumed or cancelled by another request "
+            f"at the same time (it is now {record.status}); this resume was not applied"
+        )
+    return ExecutionStateError(
+        f"execution {record.id} of workflow {record.workflow!r} is {record.status}, not paused; only a paused "
+        "execution can be resumed"
+    )
+
+
+def _release(store: Store, execution_id: str, owner: str, *, requeue: bool, crashed: bool) -> None:
+    """Give up the lease; if the store is down, the lease simply runs out and the execution is taken over."""
+    try:
+        store.release_execution(execution_id, owner, requeue=requeue, crashed=crashed)
+    except Exception as error:
+        log.warning(
+            "execution %s: could not release its lease (%s); it is taken over when it expires", execution_id, error
+        )
+
+
+def _clock(at: float | None) -> str:
+    if at is None:
+        return "unknown"
+    return datetime.fromtimestamp(at, tz=UTC).strftime("%H:%M:%S UTC")
+
+
 def _refuse_inside_loop(call: str, instead: str) -> None:
     try:
         asyncio.get_running_loop()
@@ -294,7 +483,8 @@ def _refuse_inside_loop(call: str, instead: str) -> None:
 
 
 class _WorkflowDecorator:
-    """``@workflow`` and ``@workflow.with_options(name=..., secret_requests=..., output_storage=...)``."""
+    """``@workflow`` and ``@workflow.with_options(name=..., secret_requests=..., output_storage=...,
+    max_recovery_attempts=...)``."""
 
     def __call__(self, fn: WorkflowFn | None = None, /, **options: Any) -> Any:
         if fn is None:
@@ -307,6 +497,7 @@ class _WorkflowDecorator:
         name: str | None = None,
         secret_requests: list[str] | tuple[str, ...] = (),
         output_storage: OutputStorage | None = None,
+        max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
     ) -> Callable[[WorkflowFn], Workflow[Any]]:
         # Reuse the task option validation so the messages read the same.
         checked = TaskOptions.build(
@@ -315,6 +506,7 @@ class _WorkflowDecorator:
             secret_requests=secret_requests,
             output_storage=output_storage,
         )
+        _check_recovery_attempts(max_recovery_attempts, name or "workflow")
 
         def decorate(fn: WorkflowFn) -> Workflow[Any]:
             return Workflow(
@@ -322,6 +514,7 @@ class _WorkflowDecorator:
                 name=checked.name,
                 secret_requests=checked.secret_requests,
                 output_storage=checked.output_storage,
+                max_recovery_attempts=max_recovery_attempts,
             )
 
         return decorate

@@ -65,7 +65,7 @@ def test_rerun_after_a_crash_skips_completed_steps() -> None:
     with pytest.raises(Crash):
         six_steps.run(execution_id=execution_id)
     assert runs == ["s1", "s2", "s3"]
-    assert six_steps.status(execution_id).status == "running"
+    assert six_steps.status(execution_id).status == "queued"  # interrupted: put back for the next owner
     ctx = six_steps.run(execution_id=execution_id)
     assert ctx.has_succeeded
     assert ctx.output == [f"s{n} done" for n in range(1, 7)]
@@ -281,12 +281,17 @@ def test_changed_code_raises_non_determinism_error_naming_both_tasks() -> None:
 def test_non_determinism_leaves_the_execution_to_the_right_code() -> None:
     before, after = _versions("changing")
     ctx = before.run()
+    store = default_store()
+    events_before = store.load_events(ctx.execution_id)
     with pytest.raises(NonDeterminismError):
         after.resume(ctx.execution_id, "x")
-    status = before.status(ctx.execution_id)
-    assert not status.has_failed
-    done = before.run(execution_id=ctx.execution_id)
-    assert done.output == ("first", "x")
+    # untouched: still paused, the same events, the resume not consumed
+    assert before.status(ctx.execution_id).status == "paused"
+    assert store.load_events(ctx.execution_id) == events_before
+    record = store.get_execution(ctx.execution_id)
+    assert record is not None and record.lease_owner is None
+    done = before.resume(ctx.execution_id, "y")
+    assert done.output == ("first", "y")
 
 
 def test_non_determinism_cannot_be_swallowed_by_the_workflow() -> None:

@@ -1,0 +1,115 @@
+"""Leases of the executions this process runs: who owns a run, and one thread that keeps the leases alive.
+
+Every run of an execution holds a lease in the store, a worker's and an embedded ``wf.run()`` alike, so
+a second driver can see that the execution is being run and by whom, and an execution whose owner died
+(SIGKILL, a power loss, ``os._exit``) is taken over by any worker or ``taskloom recover`` once its lease
+has run out.
+
+One daemon thread per process (not one per run) renews the leases of the runs registered here every
+``lease_seconds / 3``, and looks every :data:`CANCEL_POLL_SECONDS` whether one was cancelled from
+outside, so a running execution stops starting steps within that time. A run writes nothing once its
+lease is lost: the store fences every write by the owner.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from taskloom.store.base import ExecutionStatus, Store
+
+log = logging.getLogger("taskloom.leases")
+
+#: how often the keeper looks whether a running execution was cancelled from outside
+CANCEL_POLL_SECONDS = 0.2
+
+
+def new_owner(kind: str = "run") -> str:
+    """A lease owner id that says which process holds the execution: ``kind:host:pid:random``."""
+    return f"{kind}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(eq=False)
+class KeptLease:
+    """One registered run: its lease is renewed until :meth:`LeaseKeeper.drop`."""
+
+    store: Store
+    execution_id: str
+    owner: str
+    lease_seconds: float
+    #: set once the execution was seen cancelled: the run starts no new step
+    cancelled: threading.Event
+    #: set once another owner holds the execution (or nobody does): the run stops at its next write
+    lost: threading.Event = field(default_factory=threading.Event)
+    next_renewal: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.next_renewal = time.monotonic() + self.lease_seconds / 3
+
+
+class LeaseKeeper:
+    """Renews the leases of this process's runs and notices cancels; started on first use."""
+
+    def __init__(self) -> None:
+        self._kept: dict[int, KeptLease] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._failing = False
+
+    def keep(
+        self, store: Store, execution_id: str, owner: str, lease_seconds: float, cancelled: threading.Event
+    ) -> KeptLease:
+        kept = KeptLease(store, execution_id, owner, lease_seconds, cancelled)
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child: the parent's thread does not exist here
+                self._thread, self._kept, self._pid = None, {}, os.getpid()
+            self._kept[id(kept)] = kept
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="taskloom-lease-keeper", daemon=True)
+                self._thread.start()
+        return kept
+
+    def drop(self, kept: KeptLease) -> None:
+        with self._lock:
+            self._kept.pop(id(kept), None)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(CANCEL_POLL_SECONDS)
+            with self._lock:
+                kept = list(self._kept.values())
+            for lease in kept:
+                self._look_after(lease)
+
+    def _look_after(self, lease: KeptLease) -> None:
+        try:
+            if time.monotonic() >= lease.next_renewal:
+                lease.next_renewal = time.monotonic() + lease.lease_seconds / 3
+                status = lease.store.renew_lease(lease.execution_id, lease.owner, lease.lease_seconds)
+                if status is None:
+                    lease.lost.set()
+                    lease.cancelled.set()  # start nothing more; the next write raises LeaseLostError
+                    return
+            else:
+                record = lease.store.get_execution(lease.execution_id)
+                status = record.status if record is not None else None
+        except Exception as error:
+            if not self._failing:
+                log.warning("lease keeper: the store failed (%s); retrying while the runs go on", error)
+            self._failing = True
+            return
+        if self._failing:
+            log.info("lease keeper: the store answers again")
+            self._failing = False
+        if status == ExecutionStatus.CANCELLED:
+            lease.cancelled.set()
+
+
+#: the keeper of this process
+keeper = LeaseKeeper()

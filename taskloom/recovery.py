@@ -1,0 +1,100 @@
+"""``taskloom recover``: one pass over the store that finishes what was interrupted, for deployments
+without workers.
+
+An execution is interrupted when its run stopped without finishing it: the process was killed or lost
+power (its lease ran out), it was interrupted with Ctrl-C (put back as ``queued``), a store outage broke
+the run off (its lease was released or runs out), or a paused execution's deadline passed. Workers take
+these over by themselves; ``recover`` does the same once, in this process, and returns what happened.
+
+Executions another live process runs are left to it (their lease has not expired). Each execution is
+driven by the normal replaying driver under a lease of its own, so ``recover`` running next to workers,
+or twice at once, never runs a completed step again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskloom.errors import ExecutionStateError, TaskloomError
+from taskloom.store.base import ExecutionRecord, ExecutionStatus, Store
+from taskloom.worker import find_workflows, import_modules
+from taskloom.workflow import Workflow, _pause_deadline
+
+log = logging.getLogger("taskloom.recovery")
+
+#: how many executions one pass looks at, per status
+SCAN_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What one pass did: executions driven to an end (id, status) and those it could not run (id, reason)."""
+
+    finished: list[tuple[str, str]] = field(default_factory=list)
+    failed_to_run: list[tuple[str, str]] = field(default_factory=list)
+
+
+def interrupted(store: Store, now: float | None = None) -> list[ExecutionRecord]:
+    """Executions no live process runs that are waiting to be continued, oldest first."""
+    now = time.time() if now is None else now
+    found: list[ExecutionRecord] = []
+    for status in (ExecutionStatus.RUNNING, ExecutionStatus.QUEUED, ExecutionStatus.PAUSED):
+        for record in store.list_executions(status=status, limit=SCAN_LIMIT):
+            live = record.lease_expires_at is not None and record.lease_expires_at >= now
+            if status == ExecutionStatus.RUNNING and live:
+                continue  # a live owner runs it
+            if status == ExecutionStatus.PAUSED:
+                deadline = _pause_deadline(store, record.id)
+                if deadline is None or deadline > now:
+                    continue  # waits for a resume
+            found.append(record)
+    found.sort(key=lambda record: record.created_at)
+    return found
+
+
+def recover(store: Store, module_names: Sequence[str] = ()) -> RecoveryReport:
+    """Continue every interrupted execution once; the workflows come from ``module_names``, or else from
+    each execution's recorded target (``module:qualname``)."""
+    workflows = find_workflows(import_modules(module_names)) if module_names else {}
+    report = RecoveryReport()
+    for record in interrupted(store):
+        workflow = workflows.get(record.workflow) if module_names else _import_target(record)
+        if workflow is None:
+            reason = (
+                f"workflow {record.workflow!r} is not in {', '.join(module_names)}"
+                if module_names
+                else f"its workflow cannot be imported from {record.target!r}"
+            )
+            report.failed_to_run.append((record.id, reason))
+            continue
+        try:
+            ctx = asyncio.run(workflow.arun(execution_id=record.id, store=store, wait=False))
+        except ExecutionStateError as error:
+            report.failed_to_run.append((record.id, str(error)))  # another process took it meanwhile
+            continue
+        except TaskloomError as error:
+            log.warning("recover: execution %s: %s", record.id, error)
+            report.failed_to_run.append((record.id, str(error)))
+            continue
+        report.finished.append((record.id, ctx.status))
+    return report
+
+
+def _import_target(record: ExecutionRecord) -> Workflow[Any] | None:
+    if not record.target or ":" not in record.target:
+        return None
+    module_name, _, qualname = record.target.partition(":")
+    try:
+        value: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            value = getattr(value, part)
+    except (ImportError, AttributeError) as error:
+        log.warning("recover: execution %s: cannot import %s: %s", record.id, record.target, error)
+        return None
+    return value if isinstance(value, Workflow) else None
