@@ -42,3 +42,12 @@ def stop(*processes: subprocess.Popen[Any]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def kill(*processes: subprocess.Popen[Any]) -> None:
+    """SIGKILL each process still running and reap it: the end of a test that crashes things on purpose."""
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+    for process in processes:
+        process.wait(timeout=30)

@@ -1,0 +1,1 @@
+"""Workflows the fault-injection tests run in real processes (workers, ``taskloom run``, drivers)."""
