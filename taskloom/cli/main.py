@@ -2,10 +2,11 @@
 
 With ``--server URL`` (or ``TASKLOOM_SERVER_URL``) those commands go through a ``taskloom server``'s HTTP
 API instead of the local store: ``run`` queues the execution for a worker and follows its live events.
-``worker`` and ``server`` always run here.
+``worker``, ``server`` and ``recover`` always run here.
 
-Exit codes: 0 success (also a pause), 1 the workflow failed, 2 bad usage or input (one clear line on
-stderr, never a traceback).
+Exit codes (:data:`EXIT_OK`, :data:`EXIT_FAILED`, :data:`EXIT_USAGE`): 0 success (also a pause), 1 the
+workflow failed (``recover``: an execution could not be run), 2 bad usage or input, or a store that
+cannot be used (one clear line on stderr, never a traceback).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from taskloom.cli.loading import CommandError, import_target, load_workflow, par
 from taskloom.cli.progress import EventPrinter, render_value
 from taskloom.client import TaskloomClient, event_from_json
 from taskloom.context import WorkflowExecutionContext
-from taskloom.errors import TaskloomError
+from taskloom.errors import StoreError, StoreInterrupted, TaskloomError
 from taskloom.events import Event, EventType
 from taskloom.executions import record_cancel
 from taskloom.store import default_store
@@ -35,6 +36,10 @@ from taskloom.store.base import ExecutionRecord, ExecutionStatus
 from taskloom.workflow import Workflow
 
 POLL_SECONDS = 0.1
+#: exit codes
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
 _SERVER_HELP = "go through the taskloom server at URL (default: $TASKLOOM_SERVER_URL; unset: the local store)"
 
 
@@ -86,6 +91,10 @@ def _follow(wf: Workflow[Any], execution_id: str, args: argparse.Namespace, star
     printer.close()
     if "error" in outcome:
         error = outcome["error"]
+        if isinstance(error, StoreInterrupted):  # the store failed under the run: report the StoreError
+            error = error.error
+        if isinstance(error, StoreError):
+            raise error  # main() names its type: the store, not the command line, is at fault
         if isinstance(error, TaskloomError):
             raise CommandError(str(error))
         raise error
@@ -232,6 +241,8 @@ def _event_line(event: Event, view: dict[str, Any]) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise CommandError(f"--limit must be at least 1, got {args.limit}")
     if args.status and args.status not in ExecutionStatus.ALL:
         raise CommandError(f"--status must be one of {', '.join(ExecutionStatus.ALL)}, got {args.status!r}")
     if args.server:
@@ -245,6 +256,31 @@ def cmd_list(args: argparse.Namespace) -> int:
     for r in records:
         print(f"{r.id}  {r.status:<10} {_when(r.created_at)}  {r.workflow}")
     return 0
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    """One recovery pass, for deployments without workers: finish the executions left interrupted."""
+    from taskloom.recovery import recover  # the engine's recovery; imported when the command runs
+
+    report = recover(default_store(), list(args.modules))
+    if args.json:
+        _print_json(
+            {
+                "finished": [{"execution_id": i, "status": status} for i, status in report.finished],
+                "failed_to_run": [{"execution_id": i, "reason": reason} for i, reason in report.failed_to_run],
+            }
+        )
+    else:
+        for execution_id, status in report.finished:
+            print(f"{execution_id}  {status}")
+        for execution_id, reason in report.failed_to_run:
+            print(f"{execution_id}  not run: {reason}")
+        print(
+            f"recovered {len(report.finished)} execution(s); {len(report.failed_to_run)} could not be run"
+            if report.finished or report.failed_to_run
+            else "nothing to recover"
+        )
+    return EXIT_FAILED if report.failed_to_run else EXIT_OK
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -483,8 +519,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("list", "list executions, newest first", remote=True)
     p.add_argument("--workflow")
     p.add_argument("--status")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=int, default=50, help="at most this many executions, 1 or more (default 50)")
     p.set_defaults(func=cmd_list)
+
+    p = command(
+        "recover",
+        "finish, once, the executions left running by a process that died (for deployments without workers); "
+        "MODULE... are imported first so that their workflows are known",
+    )
+    p.add_argument("modules", nargs="*", metavar="MODULE")
+    p.set_defaults(func=cmd_recover)
 
     p = command("worker", "claim and run queued executions of the workflows in MODULE...")
     p.add_argument("modules", nargs="+", metavar="MODULE")
@@ -521,6 +565,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(message: str) -> str:
+    """A message on one line: drivers' errors (psycopg's, say) carry newlines and tab-indented hints."""
+    return " ".join(message.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -538,11 +587,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except CommandError as error:
-        print(f"taskloom {args.command}: {error}", file=sys.stderr)
-        return 2
-    except TaskloomError as error:
-        print(f"taskloom {args.command}: {type(error).__name__}: {error}", file=sys.stderr)
-        return 2
+        print(f"taskloom {args.command}: {_one_line(str(error))}", file=sys.stderr)
+        return EXIT_USAGE
+    except TaskloomError as error:  # StoreError and StoreUnavailableError among them
+        print(f"taskloom {args.command}: {type(error).__name__}: {_one_line(str(error))}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print(
             "\ninterrupted; the execution keeps its progress: continue it with `taskloom run TARGET --execution-id ID`",

@@ -267,6 +267,28 @@ def clean_text(value: str, what: str, *, status: int = 422) -> str:
     return value
 
 
+#: the longest event or update seq accepted in ``Last-Event-ID`` (18 digits always fit a 64-bit seq)
+MAX_SEQ_DIGITS = 18
+
+
+def last_event_id(request: Request, after: int, what: str) -> int:
+    """The seq to continue after: the larger of ``after`` and a ``Last-Event-ID`` header, if one was sent.
+
+    Only ASCII digits are a seq: ``str.isdigit`` also accepts ``"²"`` and other Unicode digits that
+    ``int()`` refuses, which must be a 400 naming the header, not a 500. ``what`` names the seq
+    (``"an event seq"``) in the message.
+    """
+    text = request.headers.get("last-event-id", "").strip()
+    if not text:
+        return after
+    if not (text.isascii() and text.isdigit()) or len(text) > MAX_SEQ_DIGITS:
+        raise ApiError(
+            400,
+            f"header 'Last-Event-ID' must be {what}: 1 to {MAX_SEQ_DIGITS} ASCII digits, got {text[:40]!r}",
+        )
+    return max(after, int(text))
+
+
 def query_int(request: Request, name: str, *, default: int, minimum: int, maximum: int) -> int:
     text = request.query_params.get(name)
     if text is None or text == "":

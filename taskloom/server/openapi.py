@@ -17,6 +17,7 @@ from taskloom.store.base import ExecutionStatus
 TITLE = "taskloom"
 
 _ERROR_TEXT = {
+    400: "a header is malformed (a Last-Event-ID that is not an ASCII seq); the message names it",
     401: "no API token, or a wrong one (see the WWW-Authenticate header)",
     404: "no such execution, workflow, secret or route",
     409: "the execution is not in a state that allows this (not paused, already finished)",

@@ -20,6 +20,7 @@ from taskloom.server.http import (
     clean_text,
     execution_view,
     in_thread,
+    last_event_id,
     query_int,
     read_json_object,
     route,
@@ -96,11 +97,7 @@ async def stream_events(request: Request) -> Response:
     server = state(request)
     record = await load_execution(server, request.path_params["execution_id"])
     after = query_int(request, "after", default=0, minimum=0, maximum=2**62)
-    last_event_id = request.headers.get("last-event-id", "").strip()
-    if last_event_id:
-        if not last_event_id.isdigit() or len(last_event_id) > 18:
-            raise ApiError(422, f"header 'Last-Event-ID' must be an event seq (an integer), got {last_event_id[:40]!r}")
-        after = max(after, int(last_event_id))
+    after = last_event_id(request, after, "an event seq")
     if request.method == "HEAD":  # headers only: do not hold a stream open for nobody
         return Response(media_type="text/event-stream")
     return event_stream(server, record.id, after)
@@ -218,7 +215,7 @@ openapi_paths: dict[str, Any] = {
                     "description": "an event stream",
                     "content": {"text/event-stream": {"schema": {"type": "string"}}},
                 },
-                **errors(401, 404, 422),
+                **errors(400, 401, 404, 422),
             },
         }
     },

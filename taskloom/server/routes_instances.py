@@ -24,6 +24,7 @@ from taskloom.server.http import (
     ServerState,
     clean_text,
     in_thread,
+    last_event_id,
     query_int,
     read_json_object,
     route,
@@ -169,13 +170,7 @@ async def session_updates(request: Request) -> Response:
     server = state(request)
     session_id = clean_text(request.path_params["session_id"], "session id", status=404)
     after = query_int(request, "after", default=0, minimum=0, maximum=2**62)
-    last_event_id = request.headers.get("last-event-id", "").strip()
-    if last_event_id:
-        if not last_event_id.isdigit() or len(last_event_id) > 18:
-            raise ApiError(
-                422, f"header 'Last-Event-ID' must be an update seq (an integer), got {last_event_id[:40]!r}"
-            )
-        after = max(after, int(last_event_id))
+    after = last_event_id(request, after, "an update seq")
     if request.method == "HEAD":
         return Response(media_type="text/event-stream")
     return StreamingResponse(
@@ -401,7 +396,7 @@ openapi_paths: dict[str, Any] = {
                     "description": "an event stream",
                     "content": {"text/event-stream": {"schema": _SSE_EVENT}},
                 },
-                **errors(401, 404, 422),
+                **errors(400, 401, 404, 422),
             },
         }
     },

@@ -106,6 +106,8 @@ def test_a_failing_workflow_exits_1_and_names_the_error(cli) -> None:  # type: i
         (("status", "no-such-id"), "no execution 'no-such-id'"),
         (("resume", "no-such-id", "1"), "no execution 'no-such-id'"),
         (("list", "--status", "sleepy"), "--status must be one of"),
+        (("list", "--limit", "-5"), "--limit must be at least 1, got -5"),
+        (("list", "--limit", "0"), "--limit must be at least 1, got 0"),
         (("secrets", "remove", "NEVER_SET"), "no secret named 'NEVER_SET'"),
     ],
 )
@@ -114,6 +116,18 @@ def test_bad_input_is_one_clear_line_and_exit_2(cli, args, message) -> None:  # 
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_store_that_cannot_be_used_is_one_line_naming_store_error_and_exit_2(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    damaged = tmp_path / "damaged.db"
+    damaged.write_bytes(b"not a database " * 400)
+    unreachable = "postgresql://nobody@127.0.0.1:1/taskloom"  # port 1: nothing listens, refused at once
+    for url in (f"sqlite:///{damaged}", unreachable):
+        done = cli("--database-url", url, "run", "cliapp.flows:progress", "2")
+        assert done.returncode == 2, (done.stdout, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, done.stderr  # psycopg's message has a tab-indented second line of its own
+        assert lines[0].startswith("taskloom run: StoreError: "), lines
 
 
 def test_secrets_set_list_remove_never_print_the_value(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
