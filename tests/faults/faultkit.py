@@ -120,13 +120,16 @@ class Scene:
         """``taskloom worker MODULE`` polling often; with ``ready``, returns once it is claiming."""
         worker = self.taskloom("worker", module, "--lease", str(lease), "--poll", "0.05", *extra)
         if ready:
-            wait_for(
-                lambda: "running workflows" in worker.stderr() or not worker.alive(),
-                timeout=WAIT,
-                what="the worker to start",
-            )
-            assert worker.alive(), f"the worker exited at start: {worker.stderr()}"
+            self.wait_ready(worker)
         return worker
+
+    def wait_ready(self, worker: Started) -> None:
+        """Until the worker has imported its workflows and is claiming (it logs which workflows it runs)."""
+        wait_for(lambda: "running workflows" in worker.stderr() or not worker.alive(), timeout=WAIT, what="a worker")
+        assert worker.alive(), f"the worker exited at start: {worker.stderr()}"
+
+    def workers(self) -> list[Started]:
+        return [started for started in self.started if started.out.name.startswith("taskloom-worker")]
 
     def drive(self, target: str, action: str, *args: str, env: Mapping[str, str] | None = None) -> Started:
         """The ``faultapp.drive`` driver: ``wf.run()`` / ``wf.resume()`` in a process of its own."""
