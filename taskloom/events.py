@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taskloom import serde
+from taskloom.errors import StoreError
 
 
 class EventType(enum.StrEnum):
@@ -66,18 +67,39 @@ class Event:
 
     @classmethod
     def from_row(cls, execution_id: str, row: tuple[Any, ...]) -> Event:
-        """An event from a store row ``(seq, type, ts, step_id, name, value, data_json)``."""
+        """An event from a store row ``(seq, type, ts, step_id, name, value, data_json)``.
+
+        A row this taskloom cannot read (a type written by a newer taskloom, data that is not JSON, a
+        garbled timestamp) raises :class:`~taskloom.errors.StoreError` naming the execution and the event,
+        never a bare ValueError: the store is damaged or newer, and the message says what to do.
+        """
         seq, type_, ts, step_id, name, value, data = row
-        return cls(
-            int(seq),
-            execution_id,
-            EventType(type_),
-            dt.datetime.fromtimestamp(ts, dt.UTC),
-            step_id,
-            name,
-            None if value is None else bytes(value),
-            json.loads(data) if data else {},
-        )
+        try:
+            event_type = EventType(type_)
+        except ValueError:
+            raise StoreError(
+                f"execution {execution_id}: event {seq} has type {type_!r}, which this taskloom does not know; "
+                "it was written by a newer taskloom: upgrade taskloom to read it"
+            ) from None
+        try:
+            decoded = json.loads(data) if data else {}
+            if not isinstance(decoded, dict):
+                raise ValueError(f"a JSON {type(decoded).__name__}, not an object")
+            timestamp = dt.datetime.fromtimestamp(ts, dt.UTC)
+            return cls(
+                int(seq),
+                execution_id,
+                event_type,
+                timestamp,
+                step_id,
+                name,
+                None if value is None else bytes(value),
+                decoded,
+            )
+        except (ValueError, TypeError, OverflowError, OSError) as error:
+            raise StoreError(
+                f"execution {execution_id}: event {seq} ({type_}) is damaged ({error}); restore the store from a backup"
+            ) from None
 
     @property
     def value(self) -> Any:

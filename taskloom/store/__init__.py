@@ -5,13 +5,20 @@ from __future__ import annotations
 import threading
 
 from taskloom.errors import StoreError
+from taskloom.settings import Settings
 from taskloom.store.base import Acquired, ExecutionRecord, ExecutionStatus, Store
 
 __all__ = ["Acquired", "ExecutionRecord", "ExecutionStatus", "Store", "default_store", "open_store"]
 
 
-def open_store(url: str) -> Store:
-    """Open the store at ``url``: ``sqlite:///path`` (or a bare path) or ``postgresql://...``."""
+def open_store(url: str, settings: Settings | None = None) -> Store:
+    """Open the store at ``url``: ``sqlite:///path`` (or a bare path) or ``postgresql://...``.
+
+    ``settings`` (default: :meth:`Settings.from_env`) gives the retry budget for transient faults
+    (TASKLOOM_STORE_RETRY_SECONDS) and SQLite's busy timeout (TASKLOOM_SQLITE_BUSY_TIMEOUT).
+    """
+    if settings is None:
+        settings = Settings.from_env()
     if url.startswith(("postgresql://", "postgres://")):
         try:
             from taskloom.store.postgres import PostgresStore
@@ -20,13 +27,13 @@ def open_store(url: str) -> Store:
                 f"TASKLOOM_DATABASE_URL is a PostgreSQL URL but the driver is missing ({error}); "
                 "install it with: pip install 'taskloom[postgres]'"
             ) from None
-        store: Store = PostgresStore(url)
+        store: Store = PostgresStore(url, retry_seconds=settings.store_retry_seconds)
         return store
     if "://" in url and not url.startswith("sqlite:"):
         raise StoreError(f"unsupported store URL {url!r}: use sqlite:///PATH or postgresql://...")
     from taskloom.store.sqlite import SQLiteStore
 
-    return SQLiteStore(url)
+    return SQLiteStore(url, busy_timeout=settings.sqlite_busy_timeout, retry_seconds=settings.store_retry_seconds)
 
 
 class _StoreRegistry:
@@ -55,6 +62,4 @@ stores = _StoreRegistry()
 
 def default_store() -> Store:
     """The store named by ``TASKLOOM_DATABASE_URL`` (default ``.taskloom/taskloom.db``)."""
-    from taskloom.settings import Settings
-
     return stores.get(Settings.from_env().database_url)

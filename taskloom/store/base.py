@@ -6,11 +6,11 @@ suite in ``tests/store``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-from taskloom.errors import TaskloomError
+from taskloom.errors import StoreError, TaskloomError
 from taskloom.events import Event, NewEvent
 
 
@@ -199,3 +199,12 @@ def holder_died(record: ExecutionRecord, new_owner: str | None = None) -> bool:
     return (
         record.status == ExecutionStatus.RUNNING and record.lease_owner is not None and record.lease_owner != new_owner
     )
+
+
+def decode_events(where: str, execution_id: str, rows: Iterable[tuple[Any, ...]]) -> list[Event]:
+    """Rows ``(seq, type, ts, step_id, name, value, data)`` as events; a row this taskloom cannot read is
+    a StoreError that names the store (``where``) as well as the execution and the event."""
+    try:
+        return [Event.from_row(execution_id, row) for row in rows]
+    except StoreError as error:
+        raise StoreError(f"{where}: {error}") from None

@@ -14,6 +14,12 @@ that LISTENs) wakes as soon as the work is committed, and never before.
 
 A forked child never uses or closes its parent's connections (closing one would end the parent's
 session on the server); it notices the new process id and opens its own.
+
+Faults (:mod:`taskloom.store.faults`): a lost connection, a server restarting or shutting down, a
+serialization failure or a deadlock is retried within the store's retry budget, on a new connection
+(the idle pool is dropped, since a restart kills every connection in it), then raised as
+StoreUnavailableError; the LISTEN connection of :meth:`PostgresStore.wait_for_work` reconnects the same
+way. A full disk, a read-only server or anything unexpected is a StoreError naming the redacted URL.
 """
 
 from __future__ import annotations
@@ -32,12 +38,25 @@ from psycopg.rows import TupleRow
 
 from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLostError, StoreError
 from taskloom.events import Event, EventType, NewEvent
-from taskloom.store.base import Acquired, ExecutionRecord, ExecutionStatus, check_limit, held_by_another, holder_died
+from taskloom.store.base import (
+    Acquired,
+    ExecutionRecord,
+    ExecutionStatus,
+    check_limit,
+    decode_events,
+    held_by_another,
+    holder_died,
+)
+from taskloom.store.faults import Fault, Outage, TransientStoreError, classify_postgres, retrying
 from taskloom.store.migrations import load_migrations
 
 Connection = psycopg.Connection[TupleRow]
 
 CONNECT_TIMEOUT_SECONDS = 10
+#: Default of TASKLOOM_STORE_RETRY_SECONDS (see taskloom.settings).
+DEFAULT_RETRY_SECONDS = 30.0
+#: How long wait_for_work pauses between attempts to reconnect its LISTEN connection during an outage.
+RELISTEN_DELAY = 0.5
 #: Idle connections kept for reuse; more may be open while more threads are inside the store at once.
 MAX_IDLE_CONNECTIONS = 8
 #: Key of the advisory lock held while migrating, so stores starting together migrate one at a time.
@@ -78,13 +97,30 @@ class ChannelListener:
         self._lock = threading.Lock()
 
     def wait(self, timeout: float) -> bool:
+        """True when work may be waiting; during an outage, False after ``timeout`` (or a short pause)
+        spent trying to listen again, so the caller's next store call meets the outage and its retries.
+
+        A store error that waiting does not cure (a wrong password) is raised.
+        """
+        started = time.monotonic()
         if not self._lock.acquire(timeout=max(0.0, timeout)):
             return False  # another thread is the waiter
         try:
             conn = self._conn
             if conn is None or conn.closed:
-                conn = self._connect()
-                conn.execute(f"LISTEN {self._channel}")
+                try:
+                    conn = self._connect()
+                except TransientStoreError:
+                    # The server is down or restarting: pause (bounded by the caller's timeout), then let
+                    # the caller look; its store calls wait out the outage or report it.
+                    pause = min(RELISTEN_DELAY, max(0.0, timeout - (time.monotonic() - started)))
+                    time.sleep(pause)
+                    return False
+                try:
+                    conn.execute(f"LISTEN {self._channel}")
+                except psycopg.Error:
+                    conn.close()
+                    return False
                 self._conn = conn
                 return True
             try:
@@ -112,11 +148,36 @@ class ChannelListener:
             conn.close()
 
 
-class PostgresStore:
-    """A Store over one PostgreSQL database; safe to share between threads and forked processes."""
+class PostgresFaults:
+    """How the retry loop reads this store's errors (:class:`~taskloom.store.faults.FaultPolicy`)."""
 
-    def __init__(self, url: str) -> None:
+    faults: tuple[type[Exception], ...] = (psycopg.Error, OSError, TransientStoreError)
+
+    def __init__(self, url: str, retry_seconds: float, on_transient: Callable[[], None]) -> None:
+        self.where = f"the PostgreSQL store {redacted(url)}"
+        self.retry_seconds = retry_seconds
+        self._on_transient = on_transient
+
+    def classify(self, error: Exception) -> Fault:
+        if isinstance(error, OSError):
+            return Fault(True, f"connection lost: {error}")
+        return classify_postgres(error)
+
+    def on_transient(self, error: Exception) -> None:
+        self._on_transient()
+
+
+class PostgresStore:
+    """A Store over one PostgreSQL database; safe to share between threads and forked processes.
+
+    ``retry_seconds`` is how long a call keeps retrying a transient fault (a lost connection, a restart)
+    before it raises StoreUnavailableError.
+    """
+
+    def __init__(self, url: str, *, retry_seconds: float = DEFAULT_RETRY_SECONDS) -> None:
         self.url = url
+        self._faults = PostgresFaults(url, retry_seconds, self._discard_idle)
+        self._outage = Outage()
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._idle: list[Connection] = []
@@ -132,18 +193,32 @@ class PostgresStore:
 
     # -- connections -------------------------------------------------------------------------------
     def _connect(self) -> Connection:
-        try:
-            return psycopg.connect(self.url, autocommit=False, connect_timeout=CONNECT_TIMEOUT_SECONDS)
-        except psycopg.Error as error:
-            message = f"cannot connect to the PostgreSQL store {redacted(self.url)}: {error}"
-            raise StoreError(message) from None
+        return self._open_connection(autocommit=False)
 
     def _connect_autocommit(self) -> Connection:
+        return self._open_connection(autocommit=True)
+
+    def _open_connection(self, *, autocommit: bool) -> Connection:
+        """A new connection. Also called outside the retry loop (the instance queue and the LISTEN
+        connection), so it raises store errors itself: TransientStoreError while the server is down."""
         try:
-            return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+            return psycopg.connect(self.url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_SECONDS)
         except psycopg.Error as error:
-            message = f"cannot connect to the PostgreSQL store {redacted(self.url)}: {error}"
-            raise StoreError(message) from None
+            fault = self._faults.classify(error)
+            message = f"cannot connect to {self._faults.where}: {fault.message}"
+            raise (TransientStoreError(message) if fault.transient else StoreError(message)) from error
+
+    def _discard_idle(self) -> None:
+        """Close every idle pooled connection: after a lost connection or a restart they are all dead."""
+        if self._pid != os.getpid():
+            return  # the next checkout starts a fresh pool (see _after_fork)
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            try:
+                conn.close()
+            except psycopg.Error:
+                pass
 
     def _after_fork(self) -> None:
         # The parent's connections share their sockets with the parent: closing them here would send
@@ -188,6 +263,7 @@ class PostgresStore:
         finally:
             self._checkin(conn)
 
+    @retrying
     def _migrate(self) -> None:
         migrations = load_migrations("postgres")
         latest = migrations[-1][0]
@@ -200,6 +276,11 @@ class PostgresStore:
                 raise StoreError(
                     f"the store {redacted(self.url)} has schema version {current}, newer than this taskloom "
                     f"knows ({latest}); upgrade taskloom"
+                )
+            if current == 0 and conn.execute("SELECT to_regclass('executions')").fetchone() != (None,):
+                raise StoreError(
+                    f"the store {redacted(self.url)} has taskloom tables but no schema version: it is damaged "
+                    "or was edited by hand; restore it from a backup (taskloom will not migrate it blind)"
                 )
             for version, sql in migrations:
                 if version > current:
@@ -218,6 +299,7 @@ class PostgresStore:
         self._work_listener.close()
 
     # -- executions --------------------------------------------------------------------------------
+    @retrying
     def create_execution(
         self,
         execution_id: str,
@@ -258,12 +340,14 @@ class PostgresStore:
             if status == ExecutionStatus.QUEUED:
                 conn.execute(_NOTIFY_WORK, (workflow,))
 
+    @retrying
     def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         with self._transaction() as conn:
             query = f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE id = %s"
             row = conn.execute(query, (execution_id,)).fetchone()
         return ExecutionRecord(*row) if row else None
 
+    @retrying
     def list_executions(
         self, *, workflow: str | None = None, status: str | None = None, limit: int = 100
     ) -> list[ExecutionRecord]:
@@ -286,6 +370,7 @@ class PostgresStore:
         return [ExecutionRecord(*row) for row in rows]
 
     # -- events ------------------------------------------------------------------------------------
+    @retrying
     def load_events(self, execution_id: str, after_seq: int = 0) -> list[Event]:
         with self._transaction() as conn:
             rows = conn.execute(
@@ -293,8 +378,9 @@ class PostgresStore:
                 "WHERE execution_id = %s AND seq > %s ORDER BY seq",
                 (execution_id, after_seq),
             ).fetchall()
-        return [Event.from_row(execution_id, row) for row in rows]
+        return decode_events(self._faults.where, execution_id, rows)
 
+    @retrying
     def append_events(
         self,
         execution_id: str,
@@ -366,6 +452,7 @@ class PostgresStore:
         return max(int(seq) for (seq,) in seqs)
 
     # -- the work queue ----------------------------------------------------------------------------
+    @retrying
     def claim_next_execution(
         self, worker_id: str, lease_seconds: float, workflows: Sequence[str]
     ) -> ExecutionRecord | None:
@@ -391,6 +478,7 @@ class PostgresStore:
             ).fetchone()
         return ExecutionRecord(*row) if row else None
 
+    @retrying
     def acquire_execution(
         self, execution_id: str, owner: str, lease_seconds: float, *, from_statuses: Sequence[str]
     ) -> Acquired:
@@ -411,6 +499,7 @@ class PostgresStore:
                 )
         return Acquired(before, taken)
 
+    @retrying
     def renew_lease(self, execution_id: str, owner: str, lease_seconds: float) -> str | None:
         with self._transaction() as conn:
             row = conn.execute(
@@ -419,6 +508,7 @@ class PostgresStore:
             ).fetchone()
         return None if row is None else str(row[0])
 
+    @retrying
     def release_execution(self, execution_id: str, owner: str, *, requeue: bool, crashed: bool = False) -> None:
         with self._transaction() as conn:
             row = conn.execute(
@@ -430,6 +520,7 @@ class PostgresStore:
             if row is not None and requeue and row[0] == ExecutionStatus.QUEUED:
                 conn.execute(_NOTIFY_WORK, (row[1],))
 
+    @retrying
     def next_lease_expiry(self, workflows: Sequence[str]) -> float | None:
         if not workflows:
             return None
@@ -447,6 +538,7 @@ class PostgresStore:
         return self._work_listener.wait(timeout)
 
     # -- secrets -----------------------------------------------------------------------------------
+    @retrying
     def put_secret(self, name: str, ciphertext: bytes) -> None:
         with self._transaction() as conn:
             conn.execute(
@@ -456,16 +548,19 @@ class PostgresStore:
                 (name, ciphertext, time.time()),
             )
 
+    @retrying
     def get_secret(self, name: str) -> bytes | None:
         with self._transaction() as conn:
             row = conn.execute("SELECT ciphertext FROM secrets WHERE name = %s", (name,)).fetchone()
         return bytes(row[0]) if row else None
 
+    @retrying
     def list_secret_names(self) -> list[str]:
         with self._transaction() as conn:
             rows = conn.execute('SELECT name FROM secrets ORDER BY name COLLATE "C"').fetchall()
         return [name for (name,) in rows]
 
+    @retrying
     def delete_secret(self, name: str) -> bool:
         with self._transaction() as conn:
             deleted = conn.execute("DELETE FROM secrets WHERE name = %s", (name,)).rowcount

@@ -4,6 +4,14 @@ Every write is one ``BEGIN IMMEDIATE`` transaction, so two processes never inter
 writer waits (busy timeout) instead of failing. ``synchronous=NORMAL`` in WAL mode means a commit survives
 the process being killed (SIGKILL) at any point; only a power loss may drop the last commits.
 Each thread gets its own connection, so readers never wait on the event loop's writes.
+
+Faults (:mod:`taskloom.store.faults`): a write lock held by another process past the busy timeout is
+retried within the store's retry budget, then raised as StoreUnavailableError; a full disk, a read-only
+file or a damaged database is a StoreError naming the file and what to do. A ROLLBACK that itself fails
+closes the connection (the thread opens a new one), so a half-open transaction never outlives a fault.
+
+The file is created readable by its owner only (0600), and so is the folder the store creates for it
+(0700): it holds every workflow's inputs and results. SQLite gives the -wal and -shm files the same mode.
 """
 
 from __future__ import annotations
@@ -19,10 +27,21 @@ from pathlib import Path
 
 from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLostError, StoreError
 from taskloom.events import Event, EventType, NewEvent
-from taskloom.store.base import Acquired, ExecutionRecord, ExecutionStatus, check_limit, held_by_another, holder_died
+from taskloom.store.base import (
+    Acquired,
+    ExecutionRecord,
+    ExecutionStatus,
+    check_limit,
+    decode_events,
+    held_by_another,
+    holder_died,
+)
+from taskloom.store.faults import Fault, Outage, TransientStoreError, classify_sqlite, retrying
 from taskloom.store.migrations import load_migrations, split_statements
 
-BUSY_TIMEOUT_MS = 30_000
+#: Defaults of TASKLOOM_SQLITE_BUSY_TIMEOUT and TASKLOOM_STORE_RETRY_SECONDS (see taskloom.settings).
+DEFAULT_BUSY_TIMEOUT = 30.0
+DEFAULT_RETRY_SECONDS = 30.0
 _INSERT_EVENT = "INSERT INTO events (execution_id, type, step_id, name, value, data, ts) VALUES (?, ?, ?, ?, ?, ?, ?)"
 _EXECUTION_COLUMNS = (
     "id, workflow, status, input, output, created_at, updated_at, target, lease_owner, lease_expires_at, crashes"
@@ -37,58 +56,123 @@ def path_from_url(url: str) -> Path:
     return Path(url)
 
 
-class SQLiteStore:
-    """A Store over one SQLite file; safe to share between threads and processes."""
+class SQLiteFaults:
+    """How the retry loop reads this store's errors (:class:`~taskloom.store.faults.FaultPolicy`)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, path: Path, retry_seconds: float) -> None:
+        self.path = path
+        self.where = f"the SQLite store {str(path)!r}"
+        self.retry_seconds = retry_seconds
+        self.faults: tuple[type[Exception], ...] = (sqlite3.Error, OSError, TransientStoreError)
+
+    def classify(self, error: Exception) -> Fault:
+        if isinstance(error, OSError):  # creating the file or its folder
+            return Fault(False, f"{error.strerror or error}: check that its folder can be created and written")
+        return classify_sqlite(error, str(self.path))
+
+    def on_transient(self, error: Exception) -> None:
+        """Nothing to drop: a busy SQLite connection stays usable."""
+
+
+class SQLiteStore:
+    """A Store over one SQLite file; safe to share between threads and processes.
+
+    ``busy_timeout`` is how long one write waits for another process's write lock (seconds), and
+    ``retry_seconds`` how long a call keeps retrying after that before StoreUnavailableError; so a call
+    gives up after at most ``retry_seconds`` plus one ``busy_timeout``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        retry_seconds: float = DEFAULT_RETRY_SECONDS,
+    ) -> None:
         self.url = url
         self.path = path_from_url(url)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise StoreError(f"cannot create the folder for the SQLite store {str(self.path)!r}: {error}") from None
+        self.busy_timeout = busy_timeout
+        self._faults = SQLiteFaults(self.path, retry_seconds)
+        self._outage = Outage()
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         # Set when this object queues work; other processes' work is found by polling (wait_for_work).
         self._work_queued = threading.Event()
+        self._open()
+
+    @retrying
+    def _open(self) -> None:
+        _create_private(self.path)
         self._migrate(self._conn())
 
     # -- connections -------------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use.
+
+        Called outside the retry loop too (the instance queue borrows it), so it raises store errors
+        itself: TransientStoreError for a lock, StoreError for the rest.
+        """
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid():
             return conn
         try:
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
-            )
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout)
+        except sqlite3.Error as error:
+            raise self._store_error(error) from error
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             self._enable_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as error:
-            raise StoreError(f"cannot open the SQLite store {str(self.path)!r}: {error}") from None
+            conn.close()
+            raise self._store_error(error) from error
         self._local.conn = conn
         self._local.pid = os.getpid()
         with self._lock:
             self._connections.append(conn)
         return conn
 
-    @staticmethod
-    def _enable_wal(conn: sqlite3.Connection) -> None:
+    def _store_error(self, error: Exception) -> StoreError:
+        fault = self._faults.classify(error)
+        message = f"{self._faults.where}: {fault.message}"
+        return TransientStoreError(message) if fault.transient else StoreError(message)
+
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        """Roll back after a failed statement, never raising: a ROLLBACK with no transaction open (BEGIN
+        or COMMIT failed) is fine; one that fails while a transaction stays open costs the connection."""
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            if conn.in_transaction:
+                self._drop(conn)
+
+    def _drop(self, conn: sqlite3.Connection) -> None:
+        """Close ``conn`` and forget it; this thread opens a fresh one on its next call."""
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+        with self._lock:
+            if conn in self._connections:
+                self._connections.remove(conn)
+        try:
+            conn.close()
+        except sqlite3.Error:
+            pass
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
         # Switching a new file to WAL answers "database is locked" at once (no busy wait) when another
         # connection opens it at the same moment; retry within the busy timeout.
-        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        deadline = time.monotonic() + self.busy_timeout
         while True:
             try:
                 if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     conn.execute("PRAGMA journal_mode = WAL")
                 return
-            except sqlite3.OperationalError:
-                if time.monotonic() > deadline:
+            except sqlite3.OperationalError as error:
+                if time.monotonic() > deadline or "locked" not in str(error):
                     raise
-                time.sleep(0.005)
+                time.sleep(0.005)  # a bounded poll of the lock, not synchronisation
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         migrations = load_migrations("sqlite")
@@ -103,6 +187,14 @@ class SQLiteStore:
                     f"the store {str(self.path)!r} has schema version {current}, newer than this taskloom "
                     f"knows ({latest}); upgrade taskloom"
                 )
+            if (
+                current == 0
+                and conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'executions'").fetchone()
+            ):
+                raise StoreError(
+                    f"the store {str(self.path)!r} has taskloom tables but no schema version: it is damaged "
+                    "or was edited by hand; restore it from a backup (taskloom will not migrate it blind)"
+                )
             for version, sql in migrations:
                 if version > current:
                     for statement in split_statements(sql):
@@ -110,7 +202,7 @@ class SQLiteStore:
                     conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
 
     def close(self) -> None:
@@ -124,6 +216,7 @@ class SQLiteStore:
         self._local = threading.local()
 
     # -- executions --------------------------------------------------------------------------------
+    @retrying
     def create_execution(
         self,
         execution_id: str,
@@ -163,11 +256,12 @@ class SQLiteStore:
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
         if status == ExecutionStatus.QUEUED:
             self._work_queued.set()
 
+    @retrying
     def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         row = (
             self._conn()
@@ -176,6 +270,7 @@ class SQLiteStore:
         )
         return ExecutionRecord(*row) if row else None
 
+    @retrying
     def list_executions(
         self, *, workflow: str | None = None, status: str | None = None, limit: int = 100
     ) -> list[ExecutionRecord]:
@@ -199,6 +294,7 @@ class SQLiteStore:
         return [ExecutionRecord(*row) for row in rows]
 
     # -- events ------------------------------------------------------------------------------------
+    @retrying
     def load_events(self, execution_id: str, after_seq: int = 0) -> list[Event]:
         rows = (
             self._conn()
@@ -209,8 +305,9 @@ class SQLiteStore:
             )
             .fetchall()
         )
-        return [Event.from_row(execution_id, row) for row in rows]
+        return decode_events(self._faults.where, execution_id, rows)
 
+    @retrying
     def append_events(
         self,
         execution_id: str,
@@ -265,10 +362,10 @@ class SQLiteStore:
                     raise self._not_found(execution_id)
             conn.execute("COMMIT")
         except sqlite3.IntegrityError:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise self._not_found(execution_id) from None
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
         if status == ExecutionStatus.QUEUED:
             self._work_queued.set()
@@ -278,6 +375,7 @@ class SQLiteStore:
         return ExecutionNotFoundError(f"no execution {execution_id!r} in the store {self.url}")
 
     # -- the work queue ----------------------------------------------------------------------------
+    @retrying
     def claim_next_execution(
         self, worker_id: str, lease_seconds: float, workflows: Sequence[str]
     ) -> ExecutionRecord | None:
@@ -305,7 +403,7 @@ class SQLiteStore:
                 )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
         if row is None:
             return None
@@ -318,6 +416,7 @@ class SQLiteStore:
             crashes=crashes,
         )
 
+    @retrying
     def acquire_execution(
         self, execution_id: str, owner: str, lease_seconds: float, *, from_statuses: Sequence[str]
     ) -> Acquired:
@@ -338,10 +437,11 @@ class SQLiteStore:
                 )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
         return Acquired(before, taken)
 
+    @retrying
     def renew_lease(self, execution_id: str, owner: str, lease_seconds: float) -> str | None:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
@@ -352,10 +452,11 @@ class SQLiteStore:
             ).fetchone()
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
         return None if row is None else str(row[0])
 
+    @retrying
     def release_execution(self, execution_id: str, owner: str, *, requeue: bool, crashed: bool = False) -> None:
         conn = self._conn()
         crash = 1 if crashed else 0
@@ -374,11 +475,12 @@ class SQLiteStore:
                 )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
         if requeued:
             self._work_queued.set()
 
+    @retrying
     def next_lease_expiry(self, workflows: Sequence[str]) -> float | None:
         if not workflows:
             return None
@@ -400,6 +502,7 @@ class SQLiteStore:
         return woke
 
     # -- secrets -----------------------------------------------------------------------------------
+    @retrying
     def put_secret(self, name: str, ciphertext: bytes) -> None:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
@@ -412,16 +515,19 @@ class SQLiteStore:
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
 
+    @retrying
     def get_secret(self, name: str) -> bytes | None:
         row = self._conn().execute("SELECT ciphertext FROM secrets WHERE name = ?", (name,)).fetchone()
         return bytes(row[0]) if row else None
 
+    @retrying
     def list_secret_names(self) -> list[str]:
         return [r[0] for r in self._conn().execute("SELECT name FROM secrets ORDER BY name").fetchall()]
 
+    @retrying
     def delete_secret(self, name: str) -> bool:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
@@ -429,7 +535,7 @@ class SQLiteStore:
             deleted = conn.execute("DELETE FROM secrets WHERE name = ?", (name,)).rowcount
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
         return bool(deleted)
 
@@ -450,3 +556,21 @@ def _conflict(execution_id: str, status: str, expected: str) -> ExecutionStateEr
         f"execution {execution_id} is {status}, not {expected}: its state changed under this operation; "
         "nothing was written"
     )
+
+
+def _create_private(path: Path) -> None:
+    """Create the store's folder (0700) and empty file (0600) if missing: only their owner may read them.
+
+    An existing folder or file keeps its mode (the user chose it). SQLite reads an empty file as an empty
+    database, and gives the -wal and -shm files the database file's mode.
+    """
+    if str(path) == ":memory:" or path.exists():
+        return
+    folder = path.parent
+    if not folder.exists():
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
