@@ -15,7 +15,11 @@ Threads, one job each:
 - *flusher*: writes buffered updates and outcomes, one transaction per batch.
 - *watcher*: every :data:`STOP_POLL_SECONDS`, reads the stop flags of what the worker runs (``instance.stop()``
   and ``future.cancel()`` land there through the server) and sets those instances' ``should_stop``;
-  every third of the lease, renews the worker's leases.
+  every third of the lease, renews the worker's leases; every
+  :data:`~taskloom.store.instances.WORKER_HEARTBEAT_SECONDS`, registers the targets it serves again.
+
+The worker registers its targets in the store before it claims anything and removes them when it stops,
+so that the server refuses instances of a task that no worker serves instead of queueing them forever.
 
 A worker that dies stops renewing its leases; once they expire, the next claim by any worker puts its
 instances back in the queue and they run again from the start (instances are not durable steps: use a
@@ -47,7 +51,14 @@ from taskloom.backends.pool import ElasticThreadPool
 from taskloom.errors import TaskError
 from taskloom.runtime.control import LogRecord, TaskControl
 from taskloom.store import Store, default_store
-from taskloom.store.instances import ClaimedInstance, InstanceQueue, Outcome, Report, instance_queue_for
+from taskloom.store.instances import (
+    WORKER_HEARTBEAT_SECONDS,
+    ClaimedInstance,
+    InstanceQueue,
+    Outcome,
+    Report,
+    instance_queue_for,
+)
 from taskloom.task import Task
 from taskloom.worker import WorkerSettings
 
@@ -156,6 +167,8 @@ class InstanceWorker:
         """Start claiming in background threads; returns at once."""
         if self._threads:
             raise RuntimeError("this instance worker was started already")
+        # Before anything says "running": from here on the server accepts instances of these targets.
+        self.queue.register_worker(self.worker_id, self._targets)
         log.info("instance worker %s: running tasks %s", self.worker_id, ", ".join(self._targets))
         for target, name in (
             (self._claim_loop, "claim"),
@@ -331,7 +344,14 @@ class InstanceWorker:
     def _watch_loop(self) -> None:
         renew_every = self.settings.lease_seconds / 3
         next_renewal = time.monotonic() + renew_every
+        next_heartbeat = time.monotonic() + WORKER_HEARTBEAT_SECONDS
         while not self._done.wait(STOP_POLL_SECONDS):
+            if time.monotonic() >= next_heartbeat and not self._stopping.is_set():
+                next_heartbeat = time.monotonic() + WORKER_HEARTBEAT_SECONDS
+                try:
+                    self.queue.register_worker(self.worker_id, self._targets)
+                except Exception:
+                    log.exception("instance worker %s: registering its targets failed; retrying", self.worker_id)
             with self._lock:
                 held = dict(self._held)
             if not held:
@@ -362,6 +382,10 @@ class InstanceWorker:
 
     # -- shutdown ----------------------------------------------------------------------------------
     def _drain(self) -> None:
+        try:  # first: no new instance should be queued for a worker that is going away
+            self.queue.unregister_worker(self.worker_id)
+        except Exception:
+            log.exception("instance worker %s: could not remove its targets; they expire by themselves", self.worker_id)
         deadline = time.monotonic() + self.settings.grace_seconds
         with self._idle:
             while self._busy and time.monotonic() < deadline:

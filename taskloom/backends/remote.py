@@ -27,6 +27,14 @@ The same user code runs as with the local backend; what differs:
   session. ``instance.stop()`` and ``future.cancel()`` go to the server; the worker sees them within a
   fraction of a second.
 - **A worker that dies** has its instances run again by another worker once its lease expires.
+- **No worker for the task.** The server refuses to queue an instance whose task no running worker
+  serves (workers register the tasks they imported). Workers and clients are often started together, so
+  the backend does not fail such an instance at once: it logs a warning on the instance's TaskControl
+  (naming the ``taskloom worker MODULE`` command), keeps the future pending and offers the start again
+  every :data:`NO_WORKER_RETRY_SECONDS` for up to :data:`NO_WORKER_WAIT_SECONDS`; then the future fails
+  with a :class:`~taskloom.errors.TaskError` carrying the server's message. Other tasks of the same batch
+  are queued meanwhile. An instance that a worker serves but nobody claims (all workers busy) stays
+  queued, and its future logs a warning after :data:`UNCLAIMED_WARNING_SECONDS`.
 
 Starts made within :data:`LINGER_SECONDS` of each other go to the server in one request; stop and cancel
 requests follow in order.
@@ -66,6 +74,20 @@ SEND_ATTEMPTS = 3
 UNCLAIMED_WARNING_SECONDS = 10.0
 #: nesting depth beyond which an argument is refused
 MAX_DEPTH = 100
+#: how long a start whose task no worker serves is offered again before its future fails
+NO_WORKER_WAIT_SECONDS = 10.0
+#: how often such a start is offered again
+NO_WORKER_RETRY_SECONDS = 0.5
+
+Start = tuple["InstanceRun", dict[str, Any]]
+
+
+@dataclass(slots=True)
+class _Unserved:
+    """Starts the server refused because no worker serves their task (one target), until ``deadline``."""
+
+    batch: list[Start]
+    deadline: float
 
 
 @dataclass(slots=True)
@@ -91,12 +113,13 @@ class RemoteBackend:
             client = TaskloomClient()
         self._client = client
         self._lock = threading.Lock()
-        self._outbox: list[tuple[InstanceRun, dict[str, Any]]] = []
+        self._outbox: list[Start] = []
         self._actions: dict[str, str] = {}  # instance id -> "stop" | "cancel", sent after the starts
         self._remotes: dict[str, _Remote] = {}
         self._session_counts: dict[str, int] = {}  # session id -> unsettled instances
         self._followers: dict[str, threading.Event] = {}  # session id -> wakes its follower thread
         self._last_seq: dict[str, int] = {}
+        self._unserved: list[_Unserved] = []  # starts waiting for a worker of their task
         self._wake = threading.Event()
         self._closed = False
         self._sender = threading.Thread(target=self._send_loop, name="taskloom-remote-sender", daemon=True)
@@ -143,7 +166,7 @@ class RemoteBackend:
 
     def _send_loop(self) -> None:
         while True:
-            self._wake.wait()
+            self._wake.wait(NO_WORKER_RETRY_SECONDS if self._unserved else None)
             time.sleep(LINGER_SECONDS)
             self._wake.clear()
             with self._lock:
@@ -151,16 +174,22 @@ class RemoteBackend:
                     return
                 outbox, self._outbox = self._outbox, []
                 actions, self._actions = self._actions, {}
+                unserved, self._unserved = self._unserved, []
             for index in range(0, len(outbox), MAX_STARTS_PER_REQUEST):
                 self._send_starts(outbox[index : index + MAX_STARTS_PER_REQUEST])
+            for waiting in unserved:
+                self._send_starts(waiting.batch, waiting.deadline)
             for instance_id, action in actions.items():
                 self._send_action(instance_id, action)
 
-    def _send_starts(self, batch: list[tuple[InstanceRun, dict[str, Any]]]) -> None:
+    def _send_starts(self, batch: list[Start], no_worker_deadline: float | None = None) -> None:
         error: Exception | None = None
         for attempt in range(SEND_ATTEMPTS):
             try:
                 self._client.start_instances([start for _, start in batch])
+            except BackendError as refused:  # no worker serves a task of the batch: nothing was queued
+                self._wait_for_worker(batch, refused, no_worker_deadline)
+                return
             except Exception as failure:
                 error = failure
                 time.sleep(0.1 * 2**attempt)
@@ -174,6 +203,43 @@ class RemoteBackend:
             return
         for session_id in dict.fromkeys(start["session_id"] for _, start in batch):
             self._follow(session_id)
+
+    def _wait_for_worker(self, batch: list[Start], refused: BackendError, deadline: float | None) -> None:
+        """Offer the starts of a refused batch again later, per task, until a worker serves it or time is up."""
+        targets = list(dict.fromkeys(start["target"] for _, start in batch))
+        if len(targets) > 1:  # queue the served tasks now; only the unserved ones wait
+            for target in targets:
+                self._send_starts([item for item in batch if item[1]["target"] == target], deadline)
+            return
+        waiting: list[Start] = []
+        for run, start in batch:
+            if run.cancelled:  # never queued, so nothing to cancel on the server: close the run here
+                if self._forget(run.instance_id) is not None:
+                    run.begin()  # False for a cancelled run, which settles it and frees its slot
+            elif run.instance_id in self._remotes:
+                waiting.append((run, start))
+        if not waiting:
+            return
+        now = time.monotonic()
+        if deadline is None:
+            deadline = now + NO_WORKER_WAIT_SECONDS
+            message = f"{refused}; waiting up to {NO_WORKER_WAIT_SECONDS:g}s for such a worker to start"
+            log.warning("%s", message)
+            for run, _ in waiting:
+                remote = self._remotes.get(run.instance_id)
+                if remote is not None:
+                    remote.warned = True  # this warning says more than the unclaimed one would
+                try:
+                    run.control.log(message, "warning")
+                except Exception:
+                    log.exception("could not log on instance %s", run.instance_id)
+        elif now >= deadline:
+            for run, _ in waiting:
+                if self._forget(run.instance_id) is not None:
+                    run.fail(TaskError(f"task {run.task.name!r}: {refused} (waited {NO_WORKER_WAIT_SECONDS:g}s)"))
+            return
+        with self._lock:
+            self._unserved.append(_Unserved(waiting, deadline))
 
     def _send_action(self, instance_id: str, action: str) -> None:
         try:

@@ -20,7 +20,10 @@ _ERROR_TEXT = {
     400: "a header is malformed (a Last-Event-ID that is not an ASCII seq); the message names it",
     401: "no API token, or a wrong one (see the WWW-Authenticate header)",
     404: "no such execution, workflow, secret or route",
-    409: "the execution is not in a state that allows this (not paused, already finished)",
+    409: (
+        "the execution or instance is not in a state that allows this (not paused, already finished), or no "
+        "worker serves a task target that POST /instances was asked to queue"
+    ),
     413: "the request body is too large",
     415: "the request body is not JSON",
     422: "the request is malformed; the message names the field or parameter at fault",

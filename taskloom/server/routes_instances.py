@@ -1,7 +1,10 @@
 """Routes about task instances (the remote backend): queue, inspect, stop, cancel, follow a session live.
 
 The server never runs task code: ``POST /instances`` queues instances, and workers (``taskloom worker
-MODULE``) that imported the tasks' modules claim and run them. Arguments arrive as
+MODULE``) that imported the tasks' modules claim and run them. A batch with a target that no worker was
+seen serving within :data:`~taskloom.store.instances.WORKER_SEEN_SECONDS` is refused whole (409, naming
+the target and the command that serves it) rather than queued for nothing to run; the remote backend
+waits a bounded time for such a worker (see :mod:`taskloom.backends.remote`). Arguments arrive as
 JSON and are stored as JSON; results and errors go back as JSON. A client follows all of one session's
 instances on one stream, ``GET /sessions/{session_id}/updates``.
 """
@@ -33,7 +36,14 @@ from taskloom.server.http import (
 )
 from taskloom.server.openapi import errors, json_content
 from taskloom.server.sse import format_event
-from taskloom.store.instances import InstanceQueue, InstanceRecord, InstanceStatus, NewInstance, instance_queue_for
+from taskloom.store.instances import (
+    WORKER_SEEN_SECONDS,
+    InstanceQueue,
+    InstanceRecord,
+    InstanceStatus,
+    NewInstance,
+    instance_queue_for,
+)
 
 #: most instances one POST /instances may queue
 MAX_BATCH = 10_000
@@ -62,8 +72,23 @@ async def start_instances(request: Request) -> Response:
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
         raise ApiError(422, f"field 'instances' must be an array of 1 to {MAX_BATCH} instances")
     instances = [_new_instance(item, index) for index, item in enumerate(items)]
-    created = await in_thread(queue_of(server).add_instances, instances)
+    queue = queue_of(server)
+    targets = sorted({instance.target for instance in instances})
+    served = await in_thread(queue.served_targets, targets, WORKER_SEEN_SECONDS)
+    unserved = [target for target in targets if target not in served]
+    if unserved:
+        raise ApiError(409, _no_worker_message(unserved), kind="BackendError")
+    created = await in_thread(queue.add_instances, instances)
     return JSONResponse({"count": len(instances), "created": created, "status": InstanceStatus.QUEUED}, status_code=201)
+
+
+def _no_worker_message(unserved: list[str]) -> str:
+    named = ", ".join(repr(target) for target in unserved[:5]) + (" and more" if len(unserved) > 5 else "")
+    modules = " ".join(dict.fromkeys(target.split(":", 1)[0] for target in unserved[:5]))
+    return (
+        f"no instance worker serves task target {named} (none seen in the last {WORKER_SEEN_SECONDS:g}s); "
+        f"start one with `taskloom worker {modules}` against this server's database. Nothing was queued"
+    )
 
 
 def _new_instance(item: Any, index: int) -> NewInstance:
@@ -332,7 +357,7 @@ openapi_paths: dict[str, Any] = {
                     },
                     "queued; a worker that imported the tasks' modules claims them",
                 ),
-                **errors(401, 413, 415, 422),
+                **errors(401, 409, 413, 415, 422),
             },
         }
     },

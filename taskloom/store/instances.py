@@ -17,6 +17,10 @@ How the rules hold:
   row is locked, so a reader that has seen seq N never later finds a newly committed update below N.
 - **Dead workers.** A running instance whose lease expired is put back in the queue by the next claim
   (any worker's), with a warning log update, and runs again: instances are not durable steps.
+- **Served targets.** Each worker registers the targets it serves (migration ``004_instance_workers.sql``)
+  at start and with every heartbeat, and removes them when it stops; :meth:`InstanceQueue.served_targets`
+  tells the server which targets a worker was seen serving lately. Times are the writer's clock, as for
+  leases here; a freshness window of tens of seconds absorbs ordinary clock skew.
 """
 
 from __future__ import annotations
@@ -41,6 +45,11 @@ if TYPE_CHECKING:
 
 #: PostgreSQL channel notified when instances are queued (or put back), so idle workers wake at once
 INSTANCE_CHANNEL = "taskloom_instances"
+#: how often a running instance worker registers its targets again (its heartbeat)
+WORKER_HEARTBEAT_SECONDS = 5.0
+#: a target counts as served while a worker registered it within this many seconds (several heartbeats,
+#: so a worker busy for a moment or a store hiccup does not make its targets look unserved)
+WORKER_SEEN_SECONDS = 30.0
 
 
 class InstanceStatus:
@@ -173,6 +182,15 @@ class InstanceQueue(Protocol):
         instance is left as it is."""
 
     def get_instance(self, instance_id: str) -> InstanceRecord | None: ...
+
+    def register_worker(self, worker_id: str, targets: Sequence[str]) -> None:
+        """Record that ``worker_id`` serves ``targets`` now (its start and every heartbeat)."""
+
+    def unregister_worker(self, worker_id: str) -> None:
+        """Forget ``worker_id``'s targets (it stops, so nothing it served should be queued for it)."""
+
+    def served_targets(self, targets: Sequence[str], within_seconds: float) -> set[str]:
+        """Those of ``targets`` that some worker registered within the last ``within_seconds``."""
 
     def load_updates(self, session_id: str, after: int, limit: int) -> tuple[bool, list[InstanceUpdate]]:
         """The session's updates with seq > ``after`` (at most ``limit``), and whether more may come: False
@@ -441,6 +459,34 @@ class SQLiteInstanceQueue:
         )
         return _record(row) if row else None
 
+    def register_worker(self, worker_id: str, targets: Sequence[str]) -> None:
+        now = time.time()
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO instance_workers (worker_id, target, last_seen) VALUES (?, ?, ?) "
+                "ON CONFLICT (target, worker_id) DO UPDATE SET last_seen = excluded.last_seen",
+                [(worker_id, target, now) for target in sorted(set(targets))],
+            )
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM instance_workers WHERE worker_id = ?", (worker_id,))
+
+    def served_targets(self, targets: Sequence[str], within_seconds: float) -> set[str]:
+        wanted = sorted(set(targets))
+        if not wanted:
+            return set()
+        marks = ", ".join("?" * len(wanted))
+        rows = (
+            self._store._conn()
+            .execute(
+                f"SELECT DISTINCT target FROM instance_workers WHERE target IN ({marks}) AND last_seen >= ?",
+                (*wanted, time.time() - within_seconds),
+            )
+            .fetchall()
+        )
+        return {target for (target,) in rows}
+
     def load_updates(self, session_id: str, after: int, limit: int) -> tuple[bool, list[InstanceUpdate]]:
         conn = self._store._conn()
         # One read transaction: the unfinished check and the updates see the same snapshot.
@@ -681,6 +727,30 @@ class PostgresInstanceQueue:
         with self._store._transaction() as conn:
             row = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM instances WHERE id = %s", (instance_id,)).fetchone()
         return _record(row) if row else None
+
+    def register_worker(self, worker_id: str, targets: Sequence[str]) -> None:
+        with self._store._transaction() as conn:
+            conn.execute(
+                "INSERT INTO instance_workers (worker_id, target, last_seen) "
+                "SELECT %s, target, %s FROM unnest(%s::text[]) AS t (target) "
+                "ON CONFLICT (target, worker_id) DO UPDATE SET last_seen = excluded.last_seen",
+                (worker_id, time.time(), sorted(set(targets))),
+            )
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with self._store._transaction() as conn:
+            conn.execute("DELETE FROM instance_workers WHERE worker_id = %s", (worker_id,))
+
+    def served_targets(self, targets: Sequence[str], within_seconds: float) -> set[str]:
+        wanted = sorted(set(targets))
+        if not wanted:
+            return set()
+        with self._store._transaction() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT target FROM instance_workers WHERE target = ANY(%s) AND last_seen >= %s",
+                (wanted, time.time() - within_seconds),
+            ).fetchall()
+        return {target for (target,) in rows}
 
     def load_updates(self, session_id: str, after: int, limit: int) -> tuple[bool, list[InstanceUpdate]]:
         with self._store._transaction() as conn:

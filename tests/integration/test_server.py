@@ -615,3 +615,45 @@ def test_the_cli_cancels_locally_without_a_server(tmp_path: Path) -> None:
     assert json.loads(cancelled.stdout) == {"execution_id": execution_id, "status": "cancelled"}
     assert store.get_execution(execution_id).status == "cancelled"  # type: ignore[union-attr]
     store.close()
+
+
+# -- small fixes: headers, limits, targets no worker serves ---------------------------------------------
+# HTTP headers are Latin-1 on the wire: b"\xb2" is "²", which str.isdigit() accepts and int() refuses.
+@pytest.mark.parametrize("value", [b"\xb2", b"1\xb2", b"\xb9\xb3", b"12x", b"-1", b"1" * 19])
+def test_a_last_event_id_that_is_not_ascii_digits_is_a_400_naming_the_header(
+    api: httpx.Client, worker: Any, value: bytes
+) -> None:
+    execution_id = start(api, "greet", {"name": "ids"})
+    for path in (f"/executions/{execution_id}/stream", "/sessions/no-such-session/updates"):
+        response = api.get(path, headers={"Last-Event-ID": value})  # type: ignore[dict-item]
+        assert response.status_code == 400, (path, response.text)
+        assert "'Last-Event-ID'" in response.json()["error"]
+
+
+@pytest.mark.parametrize("limit", ["-5", "0"])
+def test_a_list_limit_below_1_is_a_422_naming_limit(api: httpx.Client, limit: str) -> None:
+    response = api.get("/executions", params={"limit": limit})
+    assert response.status_code == 422
+    assert "'limit'" in response.json()["error"]
+
+
+def _instance_request(target: str) -> dict[str, Any]:
+    instance_id = f"i-{secrets.token_hex(6)}"
+    return {"instance_id": instance_id, "session_id": f"s-{instance_id}", "task": "t", "target": target, "args": []}
+
+
+def test_queueing_an_instance_of_a_task_no_worker_serves_is_refused_naming_the_worker_command(
+    api: httpx.Client, worker: Any
+) -> None:
+    served = _instance_request("serverapp.flows:shout")
+    served["args"] = ["registered"]
+    # The worker registers the tasks it imported before it claims anything; wait until it has started.
+    wait_for(lambda: api.post("/instances", json={"instances": [served]}).status_code == 201, 30, what="a worker")
+    ghost = _instance_request("serverapp.ghosts:haunt")
+    response = api.post("/instances", json={"instances": [ghost, _instance_request("serverapp.flows:shout")]})
+    assert response.status_code == 409, response.text
+    body = response.json()
+    assert "'serverapp.ghosts:haunt'" in body["error"]
+    assert "taskloom worker serverapp.ghosts" in body["error"]
+    assert body["type"] == "BackendError"
+    assert api.get(f"/instances/{ghost['instance_id']}").status_code == 404, "nothing of the batch was queued"
