@@ -158,6 +158,7 @@ def _recover(
         raise StoreError(f"{policy.where}: {fault.message}") from error
     deadline = time.monotonic() + policy.retry_seconds
     delay = FIRST_DELAY
+    attempt = 1
     while True:
         _quietly(policy.on_transient, error)
         remaining = deadline - time.monotonic()
@@ -167,6 +168,10 @@ def _recover(
                 f"(TASKLOOM_STORE_RETRY_SECONDS): {fault.message}"
             ) from error
         store._outage.began(policy.where, fault, policy.retry_seconds)
+        logger.debug(
+            "%s: attempt %d of %s failed (%s); retrying", policy.where, attempt, method.__name__, fault.message
+        )
+        attempt += 1
         # Half the delay plus a random half: processes hit by the same outage do not retry in step.
         time.sleep(min(remaining, delay / 2 + random.uniform(0, delay / 2)))
         delay = min(delay * 2, MAX_DELAY)
