@@ -441,20 +441,67 @@ def test_many_instances_in_one_session(remote: Cluster) -> None:
         assert [f.result(timeout=30) for f in futures] == list(range(300))
 
 
-def test_an_instance_no_worker_takes_says_so_on_its_future(remote: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_instance_no_worker_serves_warns_while_pending_then_fails_naming_the_command(
+    remote: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from remoteapp import orphans
 
     from taskloom.backends import remote as remote_backend
 
-    monkeypatch.setattr(remote_backend, "UNCLAIMED_WARNING_SECONDS", 0.2)
-    _reset_backends()  # a backend whose watcher uses the short interval
+    monkeypatch.setattr(remote_backend, "NO_WORKER_WAIT_SECONDS", 1.0)
+    monkeypatch.setattr(remote_backend, "NO_WORKER_RETRY_SECONDS", 0.05)
+    _reset_backends()
     with Session():
         future = orphans.unclaimed.instance().start(1)
-        wait_for(lambda: future.logs, timeout=10, what="the unclaimed warning")
+        served = app.trivial.instance().start(2)  # the same batch: a task a worker serves is queued at once
+        wait_for(lambda: future.logs, timeout=10, what="the no-worker warning")
         assert future.status == "pending"
-        message = future.logs[0].message
         assert future.logs[0].level == "warning"
-        assert "no worker has taken it" in message and "taskloom worker remoteapp.orphans" in message
+        message = future.logs[0].message
+        assert "'remoteapp.orphans:unclaimed'" in message and "taskloom worker remoteapp.orphans" in message
+        assert served.result(timeout=30) == 2
+        with pytest.raises(TaskError) as failed:
+            future.result(timeout=30)
+    assert "taskloom worker remoteapp.orphans" in str(failed.value)
+    assert "waited 1s" in str(failed.value)
+
+
+def test_an_instance_waiting_for_a_worker_can_be_cancelled(remote: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    from remoteapp import orphans
+
+    from taskloom.backends import remote as remote_backend
+
+    monkeypatch.setattr(remote_backend, "NO_WORKER_RETRY_SECONDS", 0.05)
+    _reset_backends()
+    with Session():
+        future = orphans.unclaimed.instance().start(1)
+        wait_for(lambda: future.logs, timeout=10, what="the no-worker warning")
         future.cancel()
-    with pytest.raises(TaskCancelledError):
-        future.result(timeout=10)
+        with pytest.raises(TaskCancelledError):
+            future.result(timeout=10)
+    # Leaving the session returned: the cancelled instance freed its slot although it was never queued.
+
+
+def test_an_instance_runs_once_a_worker_for_its_task_starts(remote: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    from remoteapp import orphans
+
+    from taskloom.backends import remote as remote_backend
+
+    monkeypatch.setattr(remote_backend, "NO_WORKER_WAIT_SECONDS", 60.0)
+    monkeypatch.setattr(remote_backend, "NO_WORKER_RETRY_SECONDS", 0.05)
+    _reset_backends()
+    with Session():
+        future = orphans.unclaimed.instance().start(41)
+        wait_for(lambda: future.logs, timeout=10, what="the no-worker warning")
+        log = remote.folder / f"orphans-worker-{time.monotonic_ns()}.log"
+        with log.open("wb") as err:
+            late = subprocess.Popen(
+                [sys.executable, "-m", "taskloom", "worker", "remoteapp.orphans", *WORKER_OPTIONS],
+                env=remote.env,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+        try:
+            assert future.result(timeout=30) == 41, log.read_text()
+        finally:
+            stop(late)
