@@ -505,3 +505,44 @@ def test_an_instance_runs_once_a_worker_for_its_task_starts(remote: Cluster, mon
             assert future.result(timeout=30) == 41, log.read_text()
         finally:
             stop(late)
+
+
+def test_a_secret_reaches_neither_the_client_nor_the_server_database(
+    remote: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from remoteapp import secretive
+
+    secret = f"sk-remote-{secrets.token_hex(8)}"
+    with TaskloomClient(remote.url, token=remote.token) as client:
+        client.set_secret(secretive.SECRET_NAME, secret)
+    log = remote.folder / f"secretive-worker-{time.monotonic_ns()}.log"
+    with log.open("wb") as err:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "taskloom", "worker", "remoteapp.secretive", *WORKER_OPTIONS],
+            env=remote.env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        wait_for(lambda: "running tasks" in log.read_text() or worker.poll() is not None, what="the worker to start")
+        assert worker.poll() is None, log.read_text()
+        with Session():
+            ok = secretive.leaks.instance().start(False)
+            failing = secretive.leaks.instance().start(True)
+            assert ok.result(timeout=30) == "token=***", log.read_text()
+            with pytest.raises(PermissionError) as refused:
+                failing.result(timeout=30)
+    finally:
+        stop(worker)
+    assert str(refused.value) == "the API refused ***"
+    assert all(secret not in note for note in refused.value.__notes__)
+    for future in (ok, failing):
+        assert [r.message for r in future.logs] == ["calling with ***"]
+        assert future.logs[0].extra == {"key": "***"}
+        assert future.status_message == "authenticated as ***"
+    assert secret not in log.read_text()
+    if remote.kind == "sqlite":
+        database = Path(remote.env["TASKLOOM_DATABASE_URL"].removeprefix("sqlite:///"))
+        raw = b"".join(p.read_bytes() for p in database.parent.glob(database.name + "*"))
+        assert secret.encode() not in raw
+        assert b"***" in raw
