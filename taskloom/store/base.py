@@ -2,6 +2,11 @@
 
 Nothing above this layer writes SQL. Every concrete store (SQLite, PostgreSQL) passes the same contract
 suite in ``tests/store``.
+
+Every method may raise, besides the domain errors it documents, only
+:class:`~taskloom.errors.StoreUnavailableError` (a transient fault outlasted the retry budget: the same
+call may succeed later) or :class:`~taskloom.errors.StoreError` (a fault waiting does not cure, named with
+the fix); never a driver's exception (:mod:`taskloom.store.faults`).
 """
 
 from __future__ import annotations
@@ -159,7 +164,9 @@ class Store(Protocol):
         PostgreSQL wakes within milliseconds of another process's commit (LISTEN/NOTIFY); SQLite only on
         work queued through this store object, so its callers poll with ``timeout``. A True may be
         spurious (the first call, a reconnect, work another worker took): callers claim and wait again.
-        Meant for one waiting thread per store, such as a worker's claim loop.
+        Meant for one waiting thread per store, such as a worker's claim loop. While PostgreSQL is down it
+        returns False after a short pause instead of raising: the caller's next store call meets the
+        outage, waits it out within the retry budget, or reports it.
         """
 
     def put_secret(self, name: str, ciphertext: bytes) -> None: ...
