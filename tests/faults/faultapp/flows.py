@@ -59,7 +59,7 @@ async def guarded(ctx: WorkflowExecutionContext[None]) -> int:
     except Exception as error:  # a store error must never land here
         note(ctx.execution_id, f"except:{type(error).__name__}")
         raise
-    return total + await step(ctx.execution_id, "2")
+    return int(total + await step(ctx.execution_id, "2"))
 
 
 @workflow

@@ -29,4 +29,4 @@ def die(execution_id: str, label: str, how: str) -> str:
 async def poison(ctx: WorkflowExecutionContext[str]) -> str:
     """Step 0, then a step that exits the process (``ctx.input``: ``"sys.exit"`` or ``"os._exit"``)."""
     await step(ctx.execution_id, "0")
-    return await die(ctx.execution_id, "1", ctx.input)
+    return str(await die(ctx.execution_id, "1", ctx.input))
