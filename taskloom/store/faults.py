@@ -85,7 +85,11 @@ class FaultPolicy(Protocol):
 
 
 class Outage:
-    """One store's outage state, shared by its threads, so an outage is logged once, not per call."""
+    """One store's outage state, shared by its threads, so an outage is logged once, not per call.
+
+    A call that gives up (its budget spent) ends the logged outage too: a call that later succeeds at
+    once never reaches the retry loop to say so, and the next fault must be logged again.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -102,6 +106,10 @@ class Outage:
             fault.message,
             retry_seconds,
         )
+
+    def gave_up(self) -> None:
+        with self._lock:
+            self._since = None
 
     def ended(self, where: str) -> None:
         with self._lock:
@@ -163,6 +171,7 @@ def _recover(
         _quietly(policy.on_transient, error)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
+            store._outage.gave_up()
             raise StoreUnavailableError(
                 f"{policy.where} stayed unavailable for {policy.retry_seconds:g} s "
                 f"(TASKLOOM_STORE_RETRY_SECONDS): {fault.message}"

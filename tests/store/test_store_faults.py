@@ -151,6 +151,22 @@ def test_a_write_lock_released_within_the_budget_lets_the_write_land_and_logs_th
     assert len([m for m in warnings if "available again" in m]) == 1
 
 
+def test_each_outage_is_logged_even_after_one_that_ran_out_of_budget(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "taskloom.db"
+    store = sqlite_store(path, busy_timeout=0.01, retry_seconds=0.2)
+    store.create_execution("exec-1", "flow", None, ExecutionStatus.RUNNING)
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+
+    for _ in range(2):
+        with write_lock_held(path), pytest.raises(StoreUnavailableError):
+            store.append_events("exec-1", [step("1")])
+        store.append_events("exec-1", [step("2")])  # between outages, a call that succeeds at once
+
+    assert len([r for r in caplog.records if "is unavailable" in r.getMessage()]) == 2
+
+
 def test_with_no_retry_budget_a_held_lock_fails_at_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "taskloom.db"
     store = sqlite_store(path, busy_timeout=0.0, retry_seconds=0.0)
@@ -432,13 +448,17 @@ def test_postgres_calls_survive_their_connections_being_terminated(
 
 
 @pytest.mark.postgres
-def test_postgres_wait_for_work_listens_again_after_its_connection_is_terminated(
-    pg_server: PostgresServer, pg_fresh_url: str
+@pytest.mark.parametrize("cut", ["terminated", "restarted"])
+def test_postgres_wait_for_work_listens_again_after_its_connection_is_cut(
+    pg_server: PostgresServer, pg_fresh_url: str, cut: str
 ) -> None:
     store, other = PostgresStore(pg_fresh_url), PostgresStore(pg_fresh_url)
     try:
         store.wait_for_work(0.01)  # opens the LISTEN connection
-        pg_server.terminate_connections()
+        if cut == "terminated":
+            pg_server.terminate_connections()
+        else:
+            pg_server.restart()
 
         # The cut is noticed (a spurious True is allowed), then the store listens again and a
         # notification from another store wakes it.
