@@ -203,7 +203,7 @@ def _classify(policy: FaultPolicy, error: Exception) -> Fault:
     try:
         return policy.classify(error)
     except Exception:  # a classifier bug must not hide the real error
-        return Fault(False, f"unexpected {type(error).__name__}: {error}")
+        return Fault(False, f"unexpected {type(error).__name__}: {error}; {_UNEXPECTED_ADVICE}")
 
 
 def _quietly(action: Callable[[Exception], None], error: Exception) -> None:
@@ -211,6 +211,13 @@ def _quietly(action: Callable[[Exception], None], error: Exception) -> None:
         action(error)
     except Exception:
         logger.debug("cleaning up after a store fault failed", exc_info=True)
+
+
+#: What to do about an error no rule above recognises.
+_UNEXPECTED_ADVICE = (
+    "if the database was edited by hand or restored from a damaged copy, restore a good backup; "
+    "otherwise report this message as a taskloom bug"
+)
 
 
 # -- SQLite ----------------------------------------------------------------------------------------------
@@ -252,7 +259,7 @@ def classify_sqlite(error: Exception, path: str) -> Fault:
         return Fault(False, f"it cannot be opened ({text}): check that its folder exists and is writable")
     if primary == SQLITE_IOERR:
         return Fault(False, f"a disk I/O error ({text}): check the disk and the filesystem's free space")
-    return Fault(False, f"unexpected {type(error).__name__}: {text}")
+    return Fault(False, f"unexpected {type(error).__name__}: {text}; {_UNEXPECTED_ADVICE}")
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------------------
@@ -281,4 +288,4 @@ def classify_postgres(error: Exception) -> Fault:
         if any(word in text.lower() for word in _PERMANENT_CONNECT_WORDS):
             return Fault(False, f"cannot connect ({text}): check TASKLOOM_DATABASE_URL")
         return Fault(True, f"connection lost or refused: {text}")
-    return Fault(False, f"unexpected {name}: {text}")
+    return Fault(False, f"unexpected {name}: {text}; {_UNEXPECTED_ADVICE}")

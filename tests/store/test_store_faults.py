@@ -410,6 +410,19 @@ def test_a_missing_schema_version_row_is_refused_rather_than_migrated_again(stor
     assert len(run_sql(store.url, "SELECT id FROM executions")) == 1  # nothing was touched
 
 
+def test_an_unexpected_driver_error_is_a_store_error_never_the_drivers_own(store: Store) -> None:
+    store.create_execution("exec-1", "flow", None, ExecutionStatus.RUNNING)
+    run_sql(store.url, "DROP TABLE secrets")  # a schema edited by hand
+
+    with pytest.raises(StoreError) as raised:
+        store.put_secret("API_KEY", b"ciphertext")
+
+    message = str(raised.value)
+    assert type(raised.value) is StoreError and "unexpected" in message and "secrets" in message
+    assert "backup" in message and "bug" in message
+    assert store.get_execution("exec-1") is not None  # the store stays usable for the rest
+
+
 def test_domain_errors_pass_through_the_fault_handling_unchanged(store: Store) -> None:
     with pytest.raises(ExecutionNotFoundError):
         store.append_events("nope", [step("1")], expected_status=ExecutionStatus.RUNNING)
