@@ -39,7 +39,7 @@ from taskloom.options import OutputStorage, TaskOptions
 from taskloom.replay import ExecutionRun
 from taskloom.settings import Settings
 from taskloom.store import default_store
-from taskloom.store.base import Acquired, ExecutionRecord, ExecutionStatus, Store
+from taskloom.store.base import Acquired, ExecutionRecord, ExecutionStatus, Store, holder_died
 
 T = TypeVar("T")
 WorkflowFn = Callable[[WorkflowExecutionContext[Any]], Awaitable[Any]]
@@ -143,15 +143,20 @@ class Workflow(Generic[T]):
             return await self._drive(store, execution_id, input, owner, lease, before=None)
         record = self._load(store, execution_id)
         input = self._decode_input(record)
-        if lease_owner is not None:  # a worker's claim: the lease is already held
-            return await self._drive(store, execution_id, input, lease_owner, lease, before=record)
+        if lease_owner is not None:  # a worker's claim: the lease is already held, its crashes counted
+            return await self._drive(
+                store, execution_id, input, lease_owner, lease, before=record, crashes=record.crashes
+            )
         owner = new_owner()
         while True:
             acquired = self._acquire(store, record, owner, lease)
             if acquired is None:  # finished, or paused until a resume: nothing to drive
                 return self._context(store, store.get_execution(execution_id) or record)
             if acquired.taken:
-                return await self._drive(store, execution_id, input, owner, lease, before=acquired.record)
+                crashes = acquired.record.crashes + holder_died(acquired.record, owner)
+                return await self._drive(
+                    store, execution_id, input, owner, lease, before=acquired.record, crashes=crashes
+                )
             holder = acquired.record
             if not wait:
                 raise ExecutionStateError(
@@ -231,11 +236,13 @@ class Workflow(Generic[T]):
         lease: float,
         *,
         before: ExecutionRecord | None,
+        crashes: int = 0,
         resume: tuple[str, bytes] | None = None,
     ) -> WorkflowExecutionContext[T]:
         """Drive the body under ``owner``'s lease until it finishes, pauses or stops.
 
-        ``before`` is the execution as it was before this run took it: what a replay mismatch restores.
+        ``before`` is the execution as it was before this run took it: what a replay mismatch restores;
+        ``crashes`` how often its owners died running it, counting the one this run takes over from.
         Whatever happens, the lease is released at the end: put back in the queue when the run was
         interrupted (Ctrl-C, a task's ``sys.exit``, counted as a crash), free to take over otherwise.
         """
@@ -249,7 +256,6 @@ class Workflow(Generic[T]):
         token = current_scope.set(run.root)
         requeue = crashed = False
         try:
-            crashes = before.crashes if before is not None else 0
             if crashes > self.max_recovery_attempts:
                 return self._give_up(run, ctx, crashes)
             if self.secret_requests:
@@ -284,7 +290,7 @@ class Workflow(Generic[T]):
                 # A code change, not a failure of the execution: leave it as it was so that running it
                 # again with the right code continues it.
                 self._restore(run, before)
-                raise run.nondeterminism from None
+                raise run.nondeterminism from run.nondeterminism.__cause__
             error_blob = serde.dumps_error(error, what=f"workflow {self.name!r}")
             event = NewEvent(EventType.EXECUTION_FAILED, None, self.name, error_blob)
             if self._settle(run, ctx, event, ExecutionStatus.FAILED, error_blob):
