@@ -163,9 +163,10 @@ def read_stream(api: httpx.Client, execution_id: str, **headers: str) -> list[tu
 
 
 def database_dump(env: dict[str, str]) -> list[str]:
+    """The database as SQL, without the rows that running workers' heartbeats rewrite on their own."""
     path = env["TASKLOOM_DATABASE_URL"].removeprefix("sqlite:///")
     with sqlite3.connect(path) as conn:
-        return list(conn.iterdump())
+        return [line for line in conn.iterdump() if not line.startswith('INSERT INTO "instance_workers"')]
 
 
 def cli(env: dict[str, str], *args: str, server: str | None = None) -> subprocess.CompletedProcess[str]:
