@@ -143,6 +143,14 @@ class PostgresServer:
         ``pg_ctl restart`` fork a daemon that :meth:`stop` could not wait on. Returns once the server
         accepts connections again.
         """
+        self.shut_down()
+        self.start_again(timeout)
+
+    def shut_down(self) -> None:
+        """Stop the server cleanly (``pg_ctl stop -m fast``), keeping its data for :meth:`start_again`.
+
+        For an outage longer than a restart: clients are refused until the server starts again.
+        """
         result = _run_as_server_user(
             [str(self.bindir / "pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast", "-w"],
             cwd=self.root,
@@ -151,9 +159,12 @@ class PostgresServer:
         if result.returncode != 0:
             raise PostgresServerError(f"pg_ctl stop failed:\n{result.stdout}{result.stderr}\n{self.log_tail()}")
         self.process.wait(timeout=STOP_TIMEOUT)
+
+    def start_again(self, timeout: float = START_TIMEOUT) -> None:
+        """Start the server that :meth:`shut_down` stopped, on the same port; return once it answers."""
         self.process = _spawn_postgres(self.bindir, self.root, self.port)
         if not _wait_until_ready(self, timeout):
-            raise PostgresServerError(f"PostgreSQL did not come back after a restart:\n{self.log_tail()}")
+            raise PostgresServerError(f"PostgreSQL did not start again:\n{self.log_tail()}")
 
     def terminate_connections(self, database: str = DEFAULT_DATABASE) -> int:
         """End every client connection to ``database`` (``pg_terminate_backend``); return how many.
