@@ -1,4 +1,5 @@
-"""PostgreSQL faults caused for real while workers run: a server restart, and every connection cut.
+"""PostgreSQL faults caused for real: a server restart and every connection cut while workers run, and
+an outage longer than the store's retry budget under ``wf.run()``.
 
 Three ``taskloom worker`` processes run twelve executions of ten steps each; mid-run the database goes
 away under them. Every execution must end with the right output, no step the store had completed may run
@@ -12,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from faultapp.flows import expected_steps_output
+from faultapp.flows import expected_steps_output, guarded
 from faultkit import APP, LEASE_SECONDS, Scene, build_scene, end_scene
 from pgserver import PostgresServer, find_bindir, running_postgres
 from processes import wait_for
@@ -109,3 +110,36 @@ def test_workers_finish_every_execution_when_every_connection_is_terminated_twic
     resumed = first_step_recorded_after(scene, ids, cut)
     check_all_finished(scene, ids, snapshot)
     assert resumed - cut < LEASE_SECONDS + 2, f"first step {resumed - cut:.2f} s after the cut"
+
+
+def test_postgres_down_past_the_retry_budget_stops_the_run_without_a_verdict_and_a_rerun_finishes(
+    own_server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scene = build_scene(own_server.url(), tmp_path, monkeypatch)
+    try:
+        execution = guarded.create()
+        driver = scene.drive("faultapp.flows:guarded", "run", execution, env={"TASKLOOM_STORE_RETRY_SECONDS": "1"})
+        wait_for(lambda: "1:waiting" in scene.markers(execution) or not driver.alive(), what="step 1 at the gate")
+        assert driver.alive(), driver.stderr()
+        own_server.shut_down()
+        try:
+            scene.gate.touch()
+            report = driver.report()
+        finally:
+            own_server.start_again()
+        assert driver.process.returncode == 1, report
+        assert report["error"] == "StoreUnavailableError", report
+        assert f"127.0.0.1:{own_server.port}" in report["message"], report["message"]
+        assert not [m for m in scene.markers(execution) if m.startswith("except")], "a store error reached the workflow"
+        snapshot = scene.snapshot([execution])
+        assert set(snapshot) == {(execution, "0")}
+        assert scene.status(execution) in ("running", "queued")
+        outcomes = (EventType.EXECUTION_COMPLETED, EventType.EXECUTION_FAILED, EventType.EXECUTION_CANCELLED)
+        assert not [e for e in scene.store.load_events(execution) if e.type in outcomes]
+
+        rerun = scene.drive("faultapp.flows:guarded", "run", execution).report()
+        assert rerun == {"execution_id": execution, "status": "completed", "output": 5}, rerun
+        scene.assert_no_completed_step_ran_again(snapshot)
+        scene.assert_nothing_stuck()
+    finally:
+        end_scene(scene)
