@@ -8,6 +8,7 @@ the original code still finishes it.
 from __future__ import annotations
 
 import json
+import os
 import signal
 
 import pytest
@@ -57,7 +58,7 @@ def version(scene: Scene, number: int, cls: str) -> dict[str, str]:
     folder = scene.home / f"v{number}"
     folder.mkdir(exist_ok=True)
     (folder / "metered.py").write_text(MODULE.format(version=number, cls=cls))
-    return {"PYTHONPATH": f"{folder}:{scene.env['PYTHONPATH']}"}
+    return {"PYTHONPATH": os.pathsep.join([str(folder), scene.env["PYTHONPATH"]])}
 
 
 def event_list(scene: Scene, execution: str) -> list[tuple[int, str, str | None]]:
