@@ -302,3 +302,63 @@ def test_local_is_the_default_backend_and_can_be_named(monkeypatch: pytest.Monke
         assert double.instance().backend_name == "local"
         monkeypatch.setenv("TASKLOOM_BACKEND", "local")
         assert double.instance().backend_name == "local"
+
+
+# -- a cancel that lands before the run begins (issue 14) ------------------------------------------
+def test_an_instance_cancelled_after_launch_but_before_it_began_never_runs_and_stays_cancelled() -> None:
+    """The backend has the instance but no thread for it yet; a cancel then must win over the late start.
+
+    A real local backend on a pool of one thread, kept busy, whose watchdog would add a thread only
+    after a minute: the instance sits in the pool's queue, launched but not begun, until the blocker ends.
+    """
+    from taskloom.backends.local import LocalBackend
+    from taskloom.backends.pool import ElasticThreadPool
+    from taskloom.runtime.instance import TaskInstance
+
+    pool = ElasticThreadPool("strength", core=1, max_wait=60.0)
+    blocker_running, release_blocker = threading.Event(), threading.Event()
+
+    def blocker() -> None:
+        blocker_running.set()
+        release_blocker.wait(DEADLINE)
+
+    pool.submit(blocker)
+    assert blocker_running.wait(DEADLINE)
+    ran: list[str] = []
+    statuses: list[str] = []
+
+    @task
+    def body() -> str:
+        ran.append("body")
+        return "ran"
+
+    with Session() as session:
+        instance = TaskInstance(body, session, LocalBackend(pool))
+        session_future = instance.start()
+        assert session_future.status == "pending"  # launched, waiting for the pool's only thread
+        session_future.add_done_callback(lambda f: statuses.append(f.status))
+        assert session_future.cancel()
+        assert session_future.status == "cancelled"
+        release_blocker.set()  # now the pool reaches the instance: begin() must refuse to run it
+    # leaving the block waited until the backend had reported the instance
+    assert ran == []
+    assert session_future.status == "cancelled"
+    assert statuses == ["cancelled"]
+    with pytest.raises(TaskCancelledError):
+        session_future.result(DEADLINE)
+    assert session.instances == []
+
+
+def test_a_cancelled_future_never_becomes_running() -> None:
+    from taskloom.runtime.future import Future
+
+    future = Future("t", "i")
+    assert future._set_cancelled()
+    assert future._set_running() is False
+    assert future.status == "cancelled" and future.done
+    finished = Future("t", "j")
+    assert finished._set_running() is True
+    assert finished.status == "running"
+    assert finished._set_result(1)
+    assert finished._set_running() is False
+    assert finished.status == "completed"
