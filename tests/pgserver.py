@@ -7,6 +7,10 @@ root the binaries run as the ``postgres`` user, and the temp dir is handed to th
 The server trades durability for speed (``fsync=off``, ``synchronous_commit=off``,
 ``full_page_writes=off``): a test server that loses its data on a power cut loses nothing of value.
 
+For fault tests, a running server can be restarted (:meth:`PostgresServer.restart`), shut down and
+started again for a longer outage, or have every connection to a database cut
+(:meth:`PostgresServer.terminate_connections`).
+
 Kept free of pytest so scripts and benchmarks can start a server too::
 
     with running_postgres() as server:
