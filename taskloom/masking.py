@@ -41,6 +41,10 @@ MIN_SECRET_LENGTH = 4
 _PROTOCOL = 5
 
 
+class UnmaskableValueError(ValueError):
+    """A value holds a secret, and its type refuses to be rebuilt with the secret masked."""
+
+
 class SecretScope:
     """The secret values of one task run (and of the runs nested in it)."""
 
@@ -165,12 +169,16 @@ def mask_value(value: Any) -> Any:
     Strings, bytes and common containers come back as masked copies; an exception is masked *in place*
     (its args, notes, attributes, and its ``__cause__``/``__context__`` chain), so that ``raise`` keeps
     its identity and traceback. Any other value is copied through pickle when, and only when, it holds a
-    secret; a value that does not pickle is returned as it is (taskloom cannot look inside it).
+    secret; a value that does not pickle, or cannot be rebuilt masked, is returned as it is (taskloom
+    cannot look inside it; storing it then fails with a SerializationError that says so).
     """
     secrets = active_secrets()
     if not secrets:
         return value
-    return _mask_any(value, secrets, set())
+    try:
+        return _mask_any(value, secrets, set())
+    except UnmaskableValueError:
+        return value
 
 
 def _mask_any(value: Any, secrets: tuple[str, ...], seen: set[int]) -> Any:
@@ -243,7 +251,13 @@ def masked_copy(value: Any, secrets: tuple[str, ...], pickler: type[pickle.Pickl
     masking_pickler.secrets = secrets  # type: ignore[attr-defined]
     masking_pickler.dump(value)
     buffer.seek(0)
-    return _MaskedUnpickler(buffer).load()
+    try:
+        return _MaskedUnpickler(buffer).load()
+    except Exception as error:  # a type that refuses its masked state (a validator rejecting "***")
+        raise UnmaskableValueError(
+            f"a value of type {type(value).__qualname__} holds a secret and cannot be rebuilt with it masked "
+            f"({type(error).__name__}); return or raise the parts you need instead"
+        ) from None
 
 
 def _dump(value: Any, pickler: type[pickle.Pickler]) -> bytes:

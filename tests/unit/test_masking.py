@@ -21,6 +21,7 @@ import pytest
 
 from taskloom import Session, TaskControl, WorkflowExecutionContext, masking, serde, task, workflow
 from taskloom.cli.main import main as cli_main
+from taskloom.errors import SerializationError
 from taskloom.secret_store import default_secret_store
 
 SECRET = "sk-live-Q9w8E7r6T5y4"
@@ -156,6 +157,27 @@ def test_dumps_error_masks_message_notes_attributes_and_causes() -> None:
     assert str(loaded) == "call with *** failed"
     assert loaded.__cause__.detail == "key *** refused"
     assert any("***" in note for note in loaded.__notes__)  # the traceback note, masked too
+
+
+class RefusesMasks:
+    """Rebuilds only from state it validates, as a strict model might."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __setstate__(self, state: dict[str, str]) -> None:
+        if "***" in state["token"]:
+            raise ValueError("not a token")
+        self.__dict__.update(state)
+
+
+def test_a_value_that_cannot_be_rebuilt_masked_is_refused_not_stored_raw() -> None:
+    value = RefusesMasks(SECRET)
+    with masking.secret_scope():
+        masking.register_secrets([SECRET])
+        assert masking.mask_value(value) is value  # in memory: left as it is
+        with pytest.raises(SerializationError, match="holds a secret"):
+            serde.dumps(value, what="task 't' result")
 
 
 # -- end to end: workflows ------------------------------------------------------------------------------
