@@ -27,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,11 @@ def floor_gap(store: Any, executions: list[str], since: float) -> float:
     return statistics.median(gaps)
 
 
+def flowing(steps_since: Callable[[float], list[float]], moment: float) -> bool:
+    """Whether the work flows again: 50 steps recorded since ``moment``."""
+    return len(steps_since(moment)) > 50
+
+
 def run_rounds(server: Any, folder: Path, lease: float, rounds: int, workers: int) -> tuple[list[float], float]:
     """Restart the server ``rounds`` times under running workers; seconds from answering to a new step."""
     from taskloom.executions import queue_execution
@@ -108,27 +115,26 @@ def run_rounds(server: Any, folder: Path, lease: float, rounds: int, workers: in
     logs = [folder / f"worker-{n}.log" for n in range(workers)]
     processes = [start_worker(env, log, lease) for log in logs]
     try:
-        for log in logs:
-            wait_for(lambda log=log: "running workflows" in log.read_text(), what="a worker to start")
+        wait_for(lambda: all("running workflows" in log.read_text() for log in logs), what="the workers to start")
         executions = [queue_execution(store, "long_steps", f"{__name__}:long_steps", STEPS) for _ in range(workers)]
         steady_since = time.time()
         wait_for(lambda: len(step_stamps(store, executions, steady_since)) > 100, what="steps before round 1")
         floor = floor_gap(store, executions, steady_since)
         delays = []
+
+        def steps_since(moment: float) -> list[float]:
+            return step_stamps(store, executions, moment)
+
         for round_ in range(rounds):
             server.restart()  # returns once the server accepts connections again
             answering = time.time()
-            first = wait_for(
-                lambda after=answering: step_stamps(store, executions, after), what="a step after the restart"
-            )[0]
+            first = wait_for(partial(steps_since, answering), what="a step after the restart")[0]
             delays.append(first - answering)
             dead = [log.name for log, process in zip(logs, processes, strict=True) if process.poll() is not None]
             if dead:
                 raise SystemExit(f"round {round_ + 1}: workers died across the restart: {dead}")
             # let the work flow again before the next restart
-            wait_for(
-                lambda after=answering: len(step_stamps(store, executions, after)) > 50, what="steps after the restart"
-            )
+            wait_for(partial(flowing, steps_since, answering), what="steps after the restart")
         return delays, floor
     finally:
         kill(*processes)
