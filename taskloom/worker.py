@@ -47,6 +47,9 @@ STOP_CHECK_SECONDS = 0.2
 LEASE_MARGIN_SECONDS = 0.002
 #: Shortest wait when a lease has already expired but could not be claimed (another worker is taking it).
 MIN_WAIT_SECONDS = 0.01
+#: How long an execution that this worker's code cannot replay (or start) is set aside before any worker
+#: tries it again: long enough not to spin, short enough for a deploy of the right code to pick it up.
+MISMATCH_RETRY_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +181,7 @@ class Worker:
     def _execute(self, record: ExecutionRecord) -> None:
         """Run one claimed execution. Its outcome is recorded by the driver; what reaches here is not a
         workflow's failure but a reason it could not run, and the execution is never left stuck by it."""
+        retry_after: float | None = None
         try:
             workflow = self.workflows[record.workflow]
             ctx = asyncio.run(
@@ -190,8 +194,10 @@ class Worker:
             )
             log.info("worker %s: execution %s %s", self.worker_id, record.id, ctx.status)
         except NonDeterminismError as error:
-            # The code this worker has cannot replay it: left as it was, for a worker with the right code.
-            log.error("worker %s: %s", self.worker_id, error)
+            # The code this worker has cannot replay it: left as it was, for a worker with the right code,
+            # and set aside for a while so that this worker does not claim it again in a loop.
+            log.error("worker %s: %s (set aside for %g s)", self.worker_id, error, MISMATCH_RETRY_SECONDS)
+            retry_after = MISMATCH_RETRY_SECONDS
         except StoreError as error:
             log.warning("worker %s: execution %s stopped, the store failed: %s", self.worker_id, record.id, error)
         except SystemExit:
@@ -199,11 +205,12 @@ class Worker:
             log.warning("worker %s: a step of execution %s tried to exit the process", self.worker_id, record.id)
         except Exception:
             log.exception("worker %s: execution %s could not run", self.worker_id, record.id)
+            retry_after = MISMATCH_RETRY_SECONDS
         finally:
             with self._lock:
                 self._running.pop(record.id, None)
-            try:  # a no-op when the driver released it; otherwise (it never started) free it for others
-                self.store.release_execution(record.id, self.worker_id, requeue=False)
+            try:  # a no-op when the driver released it; otherwise (it never started) set it aside a while
+                self.store.release_execution(record.id, self.worker_id, requeue=False, retry_after=retry_after)
             except Exception as error:
                 log.warning("worker %s: releasing %s failed (%s); its lease runs out", self.worker_id, record.id, error)
             finally:

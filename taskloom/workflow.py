@@ -145,7 +145,7 @@ class Workflow(Generic[T]):
         input = self._decode_input(record)
         if lease_owner is not None:  # a worker's claim: the lease is already held, its crashes counted
             return await self._drive(
-                store, execution_id, input, lease_owner, lease, before=record, crashes=record.crashes
+                store, execution_id, input, lease_owner, lease, before=record, crashes=record.crashes, claimed=True
             )
         owner = new_owner()
         while True:
@@ -238,13 +238,15 @@ class Workflow(Generic[T]):
         before: ExecutionRecord | None,
         crashes: int = 0,
         resume: tuple[str, bytes] | None = None,
+        claimed: bool = False,
     ) -> WorkflowExecutionContext[T]:
         """Drive the body under ``owner``'s lease until it finishes, pauses or stops.
 
         ``before`` is the execution as it was before this run took it: what a replay mismatch restores;
         ``crashes`` how often its owners died running it, counting the one this run takes over from.
-        Whatever happens, the lease is released at the end: put back in the queue when the run was
-        interrupted (Ctrl-C, a task's ``sys.exit``, counted as a crash), free to take over otherwise.
+        The lease is released at the end: put back in the queue when the run was interrupted (Ctrl-C, a
+        task's ``sys.exit``, counted as a crash), free to take over otherwise; except that a worker's run
+        (``claimed``) that meets a replay mismatch keeps it, for the worker to set the execution aside.
         """
         ctx: WorkflowExecutionContext[T] = WorkflowExecutionContext(self.name, execution_id, input, store)
         executor = ThreadPoolExecutor(STEP_THREADS, thread_name_prefix=f"taskloom-{self.name}")
@@ -255,6 +257,7 @@ class Workflow(Generic[T]):
         kept = keeper.keep(store, execution_id, owner, lease, run.cancelled)
         token = current_scope.set(run.root)
         requeue = crashed = False
+        release = True
         try:
             if crashes > self.max_recovery_attempts:
                 return self._give_up(run, ctx, crashes)
@@ -290,6 +293,7 @@ class Workflow(Generic[T]):
                 # A code change, not a failure of the execution: leave it as it was so that running it
                 # again with the right code continues it.
                 self._restore(run, before)
+                release = not claimed  # a worker sets the execution aside under its lease (Worker._execute)
                 raise run.nondeterminism from run.nondeterminism.__cause__
             error_blob = serde.dumps_error(error, what=f"workflow {self.name!r}")
             event = NewEvent(EventType.EXECUTION_FAILED, None, self.name, error_blob)
@@ -306,7 +310,8 @@ class Workflow(Generic[T]):
             keeper.drop(kept)
             run.watchdog.stop()
             executor.shutdown(wait=False)
-            _release(store, execution_id, owner, requeue=requeue, crashed=crashed)
+            if release:
+                _release(store, execution_id, owner, requeue=requeue, crashed=crashed)
 
     def _settle(
         self,

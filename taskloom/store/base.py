@@ -147,10 +147,22 @@ class Store(Protocol):
         A status other than ``running`` (``cancelled``) tells the holder its execution changed under it.
         """
 
-    def release_execution(self, execution_id: str, owner: str, *, requeue: bool, crashed: bool = False) -> None:
+    def release_execution(
+        self,
+        execution_id: str,
+        owner: str,
+        *,
+        requeue: bool,
+        crashed: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         """Drop ``owner``'s lease; ``requeue`` puts an unfinished execution back in the queue (and wakes
         workers); ``crashed`` counts a crash (a task exited the process inside the run). Nothing happens
-        unless ``owner`` holds the execution."""
+        unless ``owner`` holds the execution.
+
+        ``retry_after`` (seconds, without ``requeue``) keeps a running execution from every claim until
+        then, with no owner and no crash counted: how a worker sets aside an execution its code cannot
+        replay (a changed workflow), for a worker with the right code, without claiming it in a loop."""
 
     def next_lease_expiry(self, workflows: Sequence[str]) -> float | None:
         """The earliest time (Unix seconds) a lease on a running execution of ``workflows`` expires or a

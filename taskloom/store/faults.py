@@ -152,6 +152,27 @@ def retrying(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, 
     return call
 
 
+def first_contact(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
+    """Wrap the call that opens a store: a fault is a :class:`StoreError` at once, without retrying.
+
+    A store that was never reached is far more often misconfigured (a wrong host, port or password)
+    than restarting, and whoever opens it (``taskloom run``, a worker starting under a supervisor) is
+    better told at once. Once a store has answered, its calls wait out outages (:func:`retrying`).
+    """
+
+    @functools.wraps(method)
+    def call(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as error:
+            if not isinstance(error, self._faults.faults):
+                raise
+            fault = _classify(self._faults, error)
+            raise StoreError(f"{self._faults.where}: {fault.message}") from error
+
+    return call
+
+
 def _recover(
     store: RetryingStore,
     error: Exception,

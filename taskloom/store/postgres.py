@@ -47,7 +47,7 @@ from taskloom.store.base import (
     held_by_another,
     holder_died,
 )
-from taskloom.store.faults import Fault, Outage, TransientStoreError, classify_postgres, retrying
+from taskloom.store.faults import Fault, Outage, TransientStoreError, classify_postgres, first_contact, retrying
 from taskloom.store.migrations import load_migrations
 
 Connection = psycopg.Connection[TupleRow]
@@ -263,7 +263,7 @@ class PostgresStore:
         finally:
             self._checkin(conn)
 
-    @retrying
+    @first_contact
     def _migrate(self) -> None:
         migrations = load_migrations("postgres")
         latest = migrations[-1][0]
@@ -509,13 +509,22 @@ class PostgresStore:
         return None if row is None else str(row[0])
 
     @retrying
-    def release_execution(self, execution_id: str, owner: str, *, requeue: bool, crashed: bool = False) -> None:
+    def release_execution(
+        self,
+        execution_id: str,
+        owner: str,
+        *,
+        requeue: bool,
+        crashed: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        free_at = None if retry_after is None else time.time() + retry_after
         with self._transaction() as conn:
             row = conn.execute(
-                "UPDATE executions SET lease_owner = NULL, lease_expires_at = NULL, crashes = crashes + %s, "
+                "UPDATE executions SET lease_owner = NULL, lease_expires_at = %s, crashes = crashes + %s, "
                 "status = CASE WHEN %s AND status = 'running' THEN 'queued' ELSE status END "
                 "WHERE id = %s AND lease_owner = %s RETURNING status, workflow",
-                (1 if crashed else 0, requeue, execution_id, owner),
+                (free_at, 1 if crashed else 0, requeue, execution_id, owner),
             ).fetchone()
             if row is not None and requeue and row[0] == ExecutionStatus.QUEUED:
                 conn.execute(_NOTIFY_WORK, (row[1],))

@@ -457,9 +457,18 @@ class SQLiteStore:
         return None if row is None else str(row[0])
 
     @retrying
-    def release_execution(self, execution_id: str, owner: str, *, requeue: bool, crashed: bool = False) -> None:
+    def release_execution(
+        self,
+        execution_id: str,
+        owner: str,
+        *,
+        requeue: bool,
+        crashed: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         conn = self._conn()
         crash = 1 if crashed else 0
+        free_at = None if retry_after is None else time.time() + retry_after
         conn.execute("BEGIN IMMEDIATE")
         try:
             requeued = conn.execute(
@@ -469,9 +478,9 @@ class SQLiteStore:
             ).rowcount
             if not requeued:
                 conn.execute(
-                    "UPDATE executions SET lease_owner = NULL, lease_expires_at = NULL, crashes = crashes + ? "
+                    "UPDATE executions SET lease_owner = NULL, lease_expires_at = ?, crashes = crashes + ? "
                     "WHERE id = ? AND lease_owner = ?",
-                    (crash, execution_id, owner),
+                    (free_at, crash, execution_id, owner),
                 )
             conn.execute("COMMIT")
         except BaseException:

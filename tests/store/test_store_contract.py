@@ -468,6 +468,22 @@ def test_release_without_requeue_keeps_the_status_and_drops_the_lease(queue: Sto
     assert again is not None and again.id == "exec-1" and again.crashes == 0
 
 
+def test_release_with_retry_after_sets_the_execution_aside_until_then_without_an_owner(queue: Store) -> None:
+    queue.claim_next_execution("worker-a", 30.0, ["other"])
+
+    queue.release_execution("exec-1", "worker-a", requeue=False, retry_after=60.0)
+
+    record = queue.get_execution("exec-1")
+    assert record is not None and record.status == "running" and record.lease_owner is None
+    assert record.lease_expires_at is not None and record.lease_expires_at > time.time() + 50
+    assert queue.claim_next_execution("worker-b", 30.0, ["other"]) is None  # set aside: nobody claims it now
+    # A run by id (a person with the right code) takes it at once, and no owner died: no crash.
+    acquired = queue.acquire_execution("exec-1", "run-b", 30.0, from_statuses=("running",))
+    assert acquired.taken
+    record = queue.get_execution("exec-1")
+    assert record is not None and record.lease_owner == "run-b" and record.crashes == 0
+
+
 @pytest.mark.parametrize("requeue", [True, False])
 def test_release_as_crashed_counts_a_crash(queue: Store, requeue: bool) -> None:
     queue.claim_next_execution("worker-a", 30.0, ["other"])
