@@ -117,13 +117,15 @@ def dumps_error(error: BaseException, *, what: str) -> bytes:
     chain = ErrorChain()
     current: BaseException | None = error
     while current is not None and len(chain) < 8:
+        stored = current
         try:
             dumps(current, what=what)
         except SerializationError:
             from taskloom.errors import TaskError
 
-            current = TaskError(masking.mask_text(f"{what}: {type(current).__qualname__}: {current}"))
-        chain.append(current)
+            # The stand-in takes the unstorable error's place; the chain goes on below the original.
+            stored = TaskError(masking.mask_text(f"{what}: {type(current).__qualname__}: {current}"))
+        chain.append(stored)
         current = current.__cause__
     secrets = masking.active_secrets()
     if secrets:

@@ -172,6 +172,19 @@ def test_exception_that_cannot_be_stored_becomes_a_task_error_with_its_text() ->
     assert str(back) == "task 'odd': OrderRejected: order O-3 rejected: locked"
 
 
+def test_the_causes_below_an_error_that_cannot_be_stored_are_kept() -> None:
+    middle = OrderRejected("O-4", "locked")
+    middle.lock = threading.Lock()  # type: ignore[attr-defined]
+    middle.__cause__ = KeyError("the root cause")
+    top = RuntimeError("checkout failed")
+    top.__cause__ = middle
+    back = serde.loads(serde.dumps_error(top, what="task 't'"))
+    assert type(back) is RuntimeError
+    assert type(back.__cause__) is TaskError and "OrderRejected" in str(back.__cause__)
+    assert type(back.__cause__.__cause__) is KeyError
+    assert back.__cause__.__cause__.args == ("the root cause",)
+
+
 @pytest.mark.parametrize(
     "value",
     [threading.Lock(), lambda: 1, (x for x in range(3)), {"deep": [threading.Event()]}],
