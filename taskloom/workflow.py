@@ -8,6 +8,7 @@ process or another after a crash, replays recorded steps and continues where it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -17,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from taskloom import serde
+from taskloom import masking, serde
 from taskloom.context import WorkflowExecutionContext, current_scope
 from taskloom.errors import (
     ExecutionCrashedError,
@@ -258,6 +259,9 @@ class Workflow(Generic[T]):
         token = current_scope.set(run.root)
         requeue = crashed = False
         release = True
+        masked = contextlib.ExitStack()  # the workflow's own secrets are masked in all it writes
+        if self.secret_requests:
+            masked.enter_context(masking.secret_scope())
         try:
             if crashes > self.max_recovery_attempts:
                 return self._give_up(run, ctx, crashes)
@@ -265,13 +269,14 @@ class Workflow(Generic[T]):
                 from taskloom.secret_store import default_secret_store
 
                 ctx.secrets = default_secret_store().resolve(self.secret_requests, owner=f"workflow {self.name!r}")
+                masking.register_secrets(ctx.secrets.values())
             output = await self.fn(ctx)
             if run.nondeterminism is not None:
                 raise run.nondeterminism
             blob = self._encode_output(execution_id, output)
             event = NewEvent(EventType.EXECUTION_COMPLETED, None, self.name, blob)
             if self._settle(run, ctx, event, ExecutionStatus.COMPLETED, blob):
-                ctx.output = output
+                ctx.output = masking.mask_value(output)
             return ctx
         except WorkflowCancelled:
             ctx.status = ExecutionStatus.CANCELLED
@@ -298,7 +303,7 @@ class Workflow(Generic[T]):
             error_blob = serde.dumps_error(error, what=f"workflow {self.name!r}")
             event = NewEvent(EventType.EXECUTION_FAILED, None, self.name, error_blob)
             if self._settle(run, ctx, event, ExecutionStatus.FAILED, error_blob):
-                ctx.output = error
+                ctx.output = masking.mask_value(error)
             return ctx
         except BaseException:
             # Ctrl-C, a cancelled event loop, or a task that ended its process: back to the queue for the
@@ -306,6 +311,7 @@ class Workflow(Generic[T]):
             requeue, crashed = True, run.exited is not None
             raise
         finally:
+            masked.close()
             current_scope.reset(token)
             keeper.drop(kept)
             run.watchdog.stop()
