@@ -43,18 +43,13 @@ TESTS: dict[str, list[str]] = {
         "tests/unit/test_strength_tasks.py",
     ],
     "taskloom/serde.py": ["tests/unit/test_serde.py", "tests/unit/test_strength_serde.py"],
-    "taskloom/secret_store.py": [
-        "tests/unit/test_secret_store.py",
-        "tests/unit/test_secrets_in_tasks.py",
-        "tests/unit/test_strength_security.py",
-    ],
-    "taskloom/server/auth.py": ["tests/unit/test_strength_security.py"],
+    "taskloom/secret_store.py": ["tests/unit/test_secret_store.py", "tests/unit/test_secrets_in_tasks.py"],
+    "taskloom/server/auth.py": ["tests/integration/test_strength_security.py"],
     "taskloom/runtime/": [
         "tests/unit/test_session.py",
         "tests/unit/test_future.py",
         "tests/unit/test_instances.py",
         "tests/unit/test_control.py",
-        "tests/unit/test_strength_runtime.py",
     ],
     "taskloom/replay.py": [
         "tests/unit/test_replay.py",

@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import gc
 import random
 import time
+import warnings
 from collections import Counter
 from typing import Any
 
 import pytest
+from processes import wait_for
 
-from taskloom import GraphError, WorkflowExecutionContext, task, workflow
+from taskloom import GraphError, WorkflowError, WorkflowExecutionContext, task, workflow
 from taskloom.events import EventType
 from taskloom.store import default_store
-from taskloom.tasks import Graph, choice, now, pause, randint, randrange, uuid4
+from taskloom.tasks import Graph, choice, now, parallel, pause, pipeline, randint, randrange, sleep, uuid4
 
 DEADLINE = 10.0
 ran: Counter[str] = Counter()
@@ -307,3 +311,155 @@ def test_rerunning_a_map_interrupted_mid_way_writes_no_second_start() -> None:
     assert ctx.output == [10, 20, 30]
     assert ran == {"item 1": 1, "item 2": 1, "item 3": 2}
     assert start_counts(execution_id) == {"1": 1, "2": 1, "3": 1}
+
+
+# -- clear errors naming the argument (exact wording: a user reads these) ---------------------------------
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: randrange(1.5), "randrange(): start must be an integer, got 1.5"),  # type: ignore[arg-type]
+        (lambda: randrange(0, "9"), "randrange(): stop must be an integer, got '9'"),  # type: ignore[arg-type]
+        (lambda: randrange(0, 9, 1.0), "randrange(): step must be an integer, got 1.0"),  # type: ignore[arg-type]
+        (lambda: randrange(True), "randrange(): start must be an integer, got True"),
+        (lambda: randrange(0, 10, 0), "randrange(): step must not be zero"),
+        (lambda: sleep(-1), "sleep(): duration must be seconds >= 0 or a timedelta, got -1"),
+        (lambda: pause("p", timeout=-2), "pause('p'): timeout must be seconds >= 0 or a timedelta, got -2"),
+        (lambda: pause("p", timeout="soon"), "pause('p'): timeout must be seconds >= 0"),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_arguments_are_refused_naming_the_argument_exactly(call: Any, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        call()
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_pipeline_of_nothing_says_what_it_needs() -> None:
+    with pytest.raises(ValueError) as caught:
+        _run(pipeline())
+    assert str(caught.value) == "pipeline() needs at least one task"
+
+
+def test_pause_outside_a_workflow_names_the_pause() -> None:
+    with pytest.raises(WorkflowError) as caught:
+        pause("approval")
+    assert str(caught.value) == "pause('approval') only works inside a running workflow"
+
+
+# -- pause: its name and timeout reach the execution -------------------------------------------------------
+def test_a_pause_records_its_name_and_deadline_and_times_out_after_it() -> None:
+    @workflow
+    async def approval(ctx: WorkflowExecutionContext[None]) -> str:
+        try:
+            decision = await pause("manager", timeout=dt.timedelta(seconds=0.2))
+        except TimeoutError:
+            return "timed out"
+        return f"decided {decision}"
+
+    before = time.time()
+    ctx = approval.run()
+    assert ctx.status == "paused"
+    started = next(e for e in ctx.events if e.type is EventType.STEP_STARTED and e.name == "pause")
+    assert started.data["pause"] == "manager"
+    assert before + 0.2 <= started.data["deadline"] <= time.time() + 0.2
+    paused = next(e for e in ctx.events if e.type is EventType.EXECUTION_PAUSED)
+    assert paused.name == "manager"
+    deadline = started.data["deadline"]
+    wait_for(lambda: time.time() >= deadline, timeout=DEADLINE, what="the pause's deadline")
+    ctx = approval.run(execution_id=ctx.execution_id)
+    assert ctx.output == "timed out"
+
+
+def test_a_pause_without_timeout_has_no_deadline_and_waits_for_its_resume() -> None:
+    @workflow
+    async def approval(ctx: WorkflowExecutionContext[None]) -> str:
+        return f"decided {await pause('manager')}"
+
+    ctx = approval.run()
+    started = next(e for e in ctx.events if e.type is EventType.STEP_STARTED and e.name == "pause")
+    assert started.data == {"pause": "manager"}
+    assert approval.run(execution_id=ctx.execution_id).status == "paused"  # nothing wakes it but a resume
+    assert approval.resume(ctx.execution_id, "yes").output == "decided yes"
+
+
+# -- parallel: a pause in one branch wins over an error in another ------------------------------------------
+def test_a_pause_in_one_branch_wins_over_a_failure_in_another() -> None:
+    @task
+    def fails() -> None:
+        raise ValueError("branch failed")
+
+    @workflow
+    async def mixed(ctx: WorkflowExecutionContext[None]) -> Any:
+        return await parallel(fails(), pause("wait here"))
+
+    ctx = mixed.run()
+    assert ctx.status == "paused", ctx.output
+    assert [e.type for e in ctx.events if e.step_id == "1"] == [EventType.STEP_STARTED, EventType.STEP_FAILED]
+
+
+# -- graphs: names in messages, insertion order, async conditions ------------------------------------------
+def test_graph_errors_name_the_graph() -> None:
+    graph = Graph("orders")
+    assert graph.name == "orders"
+    with pytest.raises(GraphError) as caught:
+        graph.validate()
+    assert str(caught.value) == "graph 'orders': no start node; call start_with(name)"
+    with pytest.raises(GraphError) as caught:
+        graph.add_node("", lambda: None)
+    assert str(caught.value) == "graph 'orders': node name must be a non-empty string, got ''"
+    assert "orders" in repr(graph)
+
+
+def test_a_condition_that_raises_names_its_error_type() -> None:
+    graph = (
+        Graph("raising")
+        .add_node("a", lambda: 0)
+        .add_node("b", lambda v: v)
+        .add_edge("a", "b", condition=lambda v: 1 / v > 0)
+        .start_with("a")
+        .end_with("b")
+    )
+    with pytest.raises(GraphError) as caught:
+        _run(graph())
+    assert "condition of edge 'a' -> 'b' raised ZeroDivisionError: division by zero" in str(caught.value)
+
+
+def test_an_async_condition_is_refused_without_leaving_a_never_awaited_coroutine() -> None:
+    async def condition(value: Any) -> bool:
+        return True
+
+    graph = (
+        Graph("async_condition")
+        .add_node("a", lambda: 1)
+        .add_node("b", lambda v: v)
+        .add_edge("a", "b", condition=condition)  # type: ignore[arg-type]
+        .start_with("a")
+        .end_with("b")
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(GraphError, match="plain functions, not async"):
+            _run(graph())
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)]
+
+
+def test_nodes_added_before_the_nodes_they_wait_for_still_run() -> None:
+    """Scheduling walks nodes in the order they were added; a node added early may wait on later ones."""
+    graph = (
+        Graph("late_sources")
+        .add_node("end", lambda upstream: upstream)
+        .add_node("b", lambda v: ran.update(["b"]) or v)
+        .add_node("a", lambda v: ran.update(["a"]) or v)
+        .add_node("start", lambda: 7)
+        .add_node("mid", lambda v: v + 1)
+        .add_edge("start", "a", condition=lambda v: False)  # a is skipped, and b behind it
+        .add_edge("a", "b")
+        .add_edge("b", "end")
+        .add_edge("start", "mid")
+        .add_edge("mid", "end")
+        .add_edge("start", "end")
+        .start_with("start")
+        .end_with("end")
+    )
+    assert _run(graph()) == {"start": 7, "mid": 8}
+    assert ran == {}
