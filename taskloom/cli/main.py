@@ -4,9 +4,9 @@ With ``--server URL`` (or ``TASKLOOM_SERVER_URL``) those commands go through a `
 API instead of the local store: ``run`` queues the execution for a worker and follows its live events.
 ``worker``, ``server`` and ``recover`` always run here.
 
-Exit codes (:data:`EXIT_OK`, :data:`EXIT_FAILED`, :data:`EXIT_USAGE`): 0 success (also a pause), 1 the
-workflow failed (``recover``: an execution could not be run), 2 bad usage or input, or a store that
-cannot be used (one clear line on stderr, never a traceback).
+Exit codes (:data:`EXIT_OK`, :data:`EXIT_FAILED`, :data:`EXIT_USAGE`, :data:`EXIT_INTERRUPTED`): 0 success
+(also a pause), 1 the workflow failed (``recover``: an execution could not be run), 2 bad usage or input,
+or a store that cannot be used (one clear line on stderr, never a traceback), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -36,10 +36,14 @@ from taskloom.store.base import ExecutionRecord, ExecutionStatus
 from taskloom.workflow import Workflow
 
 POLL_SECONDS = 0.1
+#: how long the command waits for the event display to print the last events
+SHOW_JOIN_SECONDS = 5.0
 #: exit codes
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+#: stopped by Ctrl-C (128 + SIGINT, as shells report it)
+EXIT_INTERRUPTED = 130
 _SERVER_HELP = "go through the taskloom server at URL (default: $TASKLOOM_SERVER_URL; unset: the local store)"
 
 
@@ -53,52 +57,79 @@ def _when(timestamp: float) -> str:
 
 # -- run / resume -------------------------------------------------------------------------------------
 def _follow(wf: Workflow[Any], execution_id: str, args: argparse.Namespace, start: Any) -> int:
-    """Drive the execution in a thread while this thread shows its events live."""
-    outcome: dict[str, Any] = {}
+    """Drive the execution in this (the main) thread while a helper thread shows its events live.
 
-    def drive() -> None:
-        try:
-            outcome["ctx"] = start()
-        except BaseException as error:
-            outcome["error"] = error
-
-    started = time.monotonic()
-    worker = threading.Thread(target=drive, name="taskloom-cli-run", daemon=True)
-    worker.start()
-    store = default_store()
+    The run stays on the main thread so that Ctrl-C reaches it: asyncio cancels the workflow, whose driver
+    puts the execution back in the queue (a worker takes it at once) before the command exits.
+    """
     printer = EventPrinter(as_json=args.json)
-    last = 0
+    done = threading.Event()
+    shown = threading.Thread(
+        target=_show_events, args=(execution_id, printer, done), name="taskloom-cli-events", daemon=True
+    )
+    started = time.monotonic()
     if not args.json:
         print(f"execution {execution_id} of workflow {wf.name!r}")
+    shown.start()
+    # Ctrl-C raises KeyboardInterrupt wherever the run is, a sync step running on the loop's thread
+    # included (asyncio's own handler would only cancel the workflow at its next await).
+    previous = signal.signal(signal.SIGINT, _interrupt)
     try:
-        while True:
-            finished = not worker.is_alive()
-            events = store.load_events(execution_id, after_seq=last)
-            if events:
-                last = events[-1].seq
-                printer.feed(events)
-            if finished:
-                break
-            worker.join(POLL_SECONDS)
+        ctx = start()
     except KeyboardInterrupt:
-        printer.close()
+        _stop_showing(done, shown, printer)
         print(
-            f"\ninterrupted; execution {execution_id} keeps every completed step. Continue it with:\n"
-            f"  taskloom run {wf.target} --execution-id {execution_id}",
+            f"\ninterrupted; execution {execution_id} keeps every completed step and is queued again: a worker "
+            f"takes it, or continue it with:\n  taskloom run {wf.target} --execution-id {execution_id}",
             file=sys.stderr,
         )
-        return 130
+        return EXIT_INTERRUPTED
+    except StoreInterrupted as interrupted:  # the store failed under the run: report the StoreError
+        _stop_showing(done, shown, printer)
+        raise interrupted.error from None
+    except StoreError:
+        _stop_showing(done, shown, printer)
+        raise  # main() names its type: the store, not the command line, is at fault
+    except TaskloomError as error:
+        _stop_showing(done, shown, printer)
+        raise CommandError(str(error)) from None
+    except BaseException:
+        _stop_showing(done, shown, printer)
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+    _stop_showing(done, shown, printer)
+    return _report(ctx, args, time.monotonic() - started)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _show_events(execution_id: str, printer: EventPrinter, done: threading.Event) -> None:
+    """Print the execution's new events until ``done``, then once more, so nothing is left out.
+
+    A store that fails meanwhile is the run's to report: this thread only skips a look.
+    """
+    last = 0
+    while True:
+        finished = done.is_set()
+        try:
+            events = default_store().load_events(execution_id, after_seq=last)
+        except TaskloomError:
+            events = []
+        if events:
+            last = events[-1].seq
+            printer.feed(events)
+        if finished:
+            return
+        done.wait(POLL_SECONDS)
+
+
+def _stop_showing(done: threading.Event, shown: threading.Thread, printer: EventPrinter) -> None:
+    done.set()
+    shown.join(SHOW_JOIN_SECONDS)
     printer.close()
-    if "error" in outcome:
-        error = outcome["error"]
-        if isinstance(error, StoreInterrupted):  # the store failed under the run: report the StoreError
-            error = error.error
-        if isinstance(error, StoreError):
-            raise error  # main() names its type: the store, not the command line, is at fault
-        if isinstance(error, TaskloomError):
-            raise CommandError(str(error))
-        raise error
-    return _report(outcome["ctx"], args, time.monotonic() - started)
 
 
 def _report(ctx: WorkflowExecutionContext[Any], args: argparse.Namespace, seconds: float) -> int:
@@ -417,7 +448,7 @@ def _remote_follow(client: TaskloomClient, execution_id: str, args: argparse.Nam
         printer.close()
         where = f"taskloom --server {client.url} status {execution_id}"
         print(f"\ndetached; the execution goes on: {where}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     printer.close()
     view = client.status(execution_id)
     status, output = view["status"], view.get("output")
@@ -597,7 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "\ninterrupted; the execution keeps its progress: continue it with `taskloom run TARGET --execution-id ID`",
             file=sys.stderr,
         )
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover
