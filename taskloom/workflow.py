@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import signal
+import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -86,12 +88,14 @@ class Workflow(Generic[T]):
     def run(self, input: T | None = None, *, execution_id: str | None = None) -> WorkflowExecutionContext[T]:
         """Run a new execution with ``input`` (or continue ``execution_id``) until it finishes or pauses."""
         _refuse_inside_loop(f"{self.name}.run()", f"await {self.name}.arun(...)")
-        return asyncio.run(self.arun(input, execution_id=execution_id))
+        with _interruptible():
+            return asyncio.run(self.arun(input, execution_id=execution_id))
 
     def resume(self, execution_id: str, input: Any = None) -> WorkflowExecutionContext[T]:
         """Resume a paused execution; the pending ``await pause(name)`` returns ``input``."""
         _refuse_inside_loop(f"{self.name}.resume()", f"await {self.name}.aresume(...)")
-        return asyncio.run(self.aresume(execution_id, input))
+        with _interruptible():
+            return asyncio.run(self.aresume(execution_id, input))
 
     def create(self, input: T | None = None, *, status: str = ExecutionStatus.RUNNING) -> str:
         """Record a new execution without running it and return its id.
@@ -489,6 +493,30 @@ def _clock(at: float | None) -> str:
     if at is None:
         return "unknown"
     return datetime.fromtimestamp(at, tz=UTC).strftime("%H:%M:%S UTC")
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Let Ctrl-C interrupt a sync ``run``/``resume`` wherever it is, a sync step on the loop's thread
+    included: asyncio's own SIGINT handler would only cancel the workflow at its next ``await``, so a
+    workflow of quick sync steps would run on to its end. The interrupted run puts its execution back in
+    the queue. Only the main thread receives signals; elsewhere, and under a handler of the program's
+    own, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _refuse_inside_loop(call: str, instead: str) -> None:

@@ -71,9 +71,6 @@ def _follow(wf: Workflow[Any], execution_id: str, args: argparse.Namespace, star
     if not args.json:
         print(f"execution {execution_id} of workflow {wf.name!r}")
     shown.start()
-    # Ctrl-C raises KeyboardInterrupt wherever the run is, a sync step running on the loop's thread
-    # included (asyncio's own handler would only cancel the workflow at its next await).
-    previous = signal.signal(signal.SIGINT, _interrupt)
     try:
         ctx = start()
     except KeyboardInterrupt:
@@ -96,14 +93,8 @@ def _follow(wf: Workflow[Any], execution_id: str, args: argparse.Namespace, star
     except BaseException:
         _stop_showing(done, shown, printer)
         raise
-    finally:
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
     _stop_showing(done, shown, printer)
     return _report(ctx, args, time.monotonic() - started)
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def _show_events(execution_id: str, printer: EventPrinter, done: threading.Event) -> None:
