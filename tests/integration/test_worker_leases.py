@@ -43,8 +43,9 @@ def test_a_worker_that_stalls_past_its_lease_records_nothing_more_once_another_t
     other = start_worker(env, "--lease", "1")
     try:
         wait_for(
-            lambda: (record := store.get_execution(execution)) is not None
-            and record.lease_owner not in (None, first_owner),
+            lambda: (
+                (record := store.get_execution(execution)) is not None and record.lease_owner not in (None, first_owner)
+            ),
             what="the takeover",
         )
         os.kill(stalled.pid, signal.SIGCONT)  # it wakes up believing it still runs the execution
