@@ -463,3 +463,36 @@ def test_nodes_added_before_the_nodes_they_wait_for_still_run() -> None:
     )
     assert _run(graph()) == {"start": 7, "mid": 8}
     assert ran == {}
+
+
+def test_nodes_ready_together_run_together_even_with_a_skipped_node_between_them() -> None:
+    """x and y are ready in the same wave; a skipped node added between them must not split the wave.
+
+    Each waits (boundedly) for the other to have started, so they pass only when run concurrently.
+    """
+    started = {"x": asyncio.Event(), "y": asyncio.Event()}
+
+    def together(name: str, other: str) -> Any:
+        async def node(value: int) -> str:
+            started[name].set()
+            await asyncio.wait_for(started[other].wait(), DEADLINE)
+            return name
+
+        return node
+
+    graph = (
+        Graph("one_wave")
+        .add_node("start", lambda: 1)
+        .add_node("x", together("x", "y"))
+        .add_node("skipped", lambda v: v)
+        .add_node("y", together("y", "x"))
+        .add_node("end", lambda upstream: sorted(upstream.values()))
+        .add_edge("start", "x")
+        .add_edge("start", "skipped", condition=lambda v: False)
+        .add_edge("start", "y")
+        .add_edge("x", "end")
+        .add_edge("y", "end")
+        .start_with("start")
+        .end_with("end")
+    )
+    assert _run(graph()) == ["x", "y"]
