@@ -68,7 +68,8 @@ TESTS: dict[str, list[str]] = {
 EQUIVALENT: dict[str, tuple[str, str]] = {
     "taskloom.tasks.graph.xǁGraphǁ__call____mutmut_25": (
         "break",
-        "after the start node joins the first wave no other node can be ready in that pass (every other reachable node waits on a reachable source that has not run), so stopping the pass early changes nothing",
+        "after the start node joins the first wave no other node can be ready in that pass (every other "
+        "reachable node waits on a reachable source that has not run), so stopping the pass early changes nothing",
     ),
     "taskloom.tasks.graph.xǁGraphǁ__call____mutmut_46": (
         "first = None",
@@ -76,11 +77,13 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     ),
     "taskloom.tasks.graph.xǁGraphǁ__call____mutmut_47": (
         "first = True",
-        "the start node leaves `pending` in the first pass, so the `first and node == start` branch can never match again",
+        "the start node leaves `pending` in the first pass, so the `first and node == start` branch can never "
+        "match again",
     ),
     "taskloom.tasks.graph.xǁGraphǁ__call____mutmut_49": (
         "if len(pending) <= before:  # nodes were skipped; their successors resolve next round",
-        "differs only when a pass neither runs nor skips a node, which needs a cycle among pending nodes; validate() refuses cycles before the run",
+        "differs only when a pass neither runs nor skips a node, which needs a cycle among pending nodes; "
+        "validate() refuses cycles before the run",
     ),
     "taskloom.tasks.graph.xǁGraphǁ__call____mutmut_51": (
         "raise GraphError(None)  # pragma: no cover",
