@@ -35,6 +35,9 @@ TESTS: dict[str, list[str]] = {
         "tests/unit/test_policy.py",
         "tests/unit/test_task_direct.py",
         "tests/unit/test_strength_policy.py",
+        "tests/unit/test_instances.py",
+        "tests/unit/test_secrets_in_tasks.py",
+        "tests/unit/test_workflow.py",
     ],
     "taskloom/tasks/graph.py": ["tests/unit/test_graph.py", "tests/unit/test_strength_tasks.py"],
     "taskloom/tasks/": [

@@ -20,6 +20,7 @@ import pytest
 
 from taskloom import Session, TaskControl, TaskTimeoutError, WorkflowExecutionContext, task, workflow
 from taskloom.events import EventType
+from taskloom.tasks import parallel
 
 #: retry delays 0.2 s then 0.4 s: 0.6 s in all; doubled they would be 1.2 s, above the 0.9 s bound
 RETRIES = {"retry_max_attempts": 2, "retry_delay": 0.2, "retry_backoff": 2}
@@ -318,3 +319,216 @@ def test_async_fallback_and_rollback_of_a_task_taking_task_control_get_only_the_
         asyncio.run(with_rollback("A-1", amount=5))
     assert fallback.calls == [EXPECTED_CALL]
     assert rollback.calls == [EXPECTED_CALL]
+
+
+# -- where each kind of attempt runs --------------------------------------------------------------------
+def _where() -> tuple[int, str, bool]:
+    thread = threading.current_thread()
+    return threading.get_ident(), thread.name, thread.daemon
+
+
+def test_each_kind_of_sync_step_runs_where_it_should() -> None:
+    """Alone and without timeout: on the loop's thread (nothing else to block). Beside other steps: on
+    the workflow's own pool, concurrently. With a timeout: on a daemon thread of its own, so a hung
+    attempt can neither take a pool thread nor hold up the interpreter's exit."""
+    both_started = threading.Barrier(2, timeout=DEADLINE)
+
+    @task(name="alone")
+    def alone() -> tuple[int, str, bool]:
+        return _where()
+
+    @task(name="beside")
+    def beside() -> tuple[int, str, bool]:
+        both_started.wait()  # passes only if the two parallel steps run at the same time
+        return _where()
+
+    @task(name="timed", timeout=5)
+    def timed() -> tuple[int, str, bool]:
+        return _where()
+
+    @workflow(name="where_steps_run")
+    async def where_steps_run(ctx: WorkflowExecutionContext[None]) -> list[Any]:
+        return [await alone(), await parallel(beside(), beside()), await timed()]
+
+    ctx = where_steps_run.run()
+    assert ctx.has_succeeded, ctx.output
+    (alone_ident, _, _), pair, (_, timed_name, timed_daemon) = ctx.output
+    assert alone_ident == threading.get_ident()
+    for ident, name, _ in pair:
+        assert ident != threading.get_ident()
+        assert name.startswith("taskloom-where_steps_run"), name
+    assert pair[0][0] != pair[1][0]
+    assert timed_name == "taskloom-attempt"
+    assert timed_daemon is True
+
+
+def test_a_direct_call_under_a_timeout_runs_on_a_daemon_attempt_thread() -> None:
+    @task(timeout=5)
+    def timed() -> tuple[int, str, bool]:
+        return _where()
+
+    ident, name, daemon = timed()
+    assert ident != threading.get_ident()
+    assert (name, daemon) == ("taskloom-attempt", True)
+
+
+# -- values and errors come back through the timeout's thread ------------------------------------------
+class OwnError(Exception):
+    """A user's exception type: it must come back as itself."""
+
+
+def test_a_direct_sync_call_under_a_timeout_returns_its_value_and_raises_its_own_error() -> None:
+    @task(timeout=5)
+    def value(x: int) -> int:
+        return x + 1
+
+    @task(timeout=5)
+    def fails() -> None:
+        raise OwnError("own failure")
+
+    assert value(1) == 2
+    with pytest.raises(OwnError, match="own failure"):
+        fails()
+
+
+def test_a_sync_step_under_a_timeout_returns_its_value_and_raises_its_own_error() -> None:
+    @task(name="value", timeout=5)
+    def value(x: int) -> int:
+        return x + 1
+
+    @task(name="fails", timeout=5)
+    def fails() -> None:
+        raise OwnError("own failure")
+
+    @workflow
+    async def timed_steps(ctx: WorkflowExecutionContext[None]) -> str:
+        got = await value(1)
+        try:
+            await fails()
+        except OwnError as error:
+            return f"{got} {error}"
+        return "not reached"
+
+    ctx = timed_steps.run()
+    assert ctx.output == "2 own failure"
+
+
+# -- timeout messages name the attempt and the timeout ----------------------------------------------
+def test_timeout_errors_name_the_attempt_and_the_timeout(release: threading.Event) -> None:
+    @task(name="hangs", timeout=TIMEOUT, retry_max_attempts=1, retry_delay=0)
+    def hangs() -> None:
+        release.wait()
+
+    @task(name="ahangs", timeout=TIMEOUT, retry_max_attempts=1, retry_delay=0)
+    async def ahangs() -> None:
+        await asyncio.Event().wait()
+
+    @workflow
+    async def step_hangs(ctx: WorkflowExecutionContext[None]) -> None:
+        await hangs()
+
+    expected = "task '{}': attempt 2 timed out after 0.2s"
+    with pytest.raises(TaskTimeoutError) as sync_error:
+        hangs()
+    assert str(sync_error.value) == expected.format("hangs")
+    with pytest.raises(TaskTimeoutError) as async_error:
+        asyncio.run(ahangs())
+    assert str(async_error.value) == expected.format("ahangs")
+    ctx = step_hangs.run()
+    assert str(ctx.output) == expected.format("hangs")
+
+
+# -- handlers that return awaitables ------------------------------------------------------------------
+def test_a_sync_task_with_async_handlers_awaits_them() -> None:
+    fallback, rollback = Recorder(result="from fallback"), Recorder()
+
+    async def async_fallback(order: str) -> Any:
+        return fallback(order)
+
+    async def async_rollback(order: str) -> Any:
+        return rollback(order)
+
+    def charge(order: str) -> str:
+        raise ValueError(f"charge {order} failed")
+
+    assert task(name="sync_fb", fallback=async_fallback)(charge)("A-1") == "from fallback"
+    with pytest.raises(ValueError, match="charge A-1 failed"):
+        task(name="sync_rb", rollback=async_rollback)(charge)("A-1")
+    assert fallback.calls == rollback.calls == [(("A-1",), {})]
+
+
+def test_an_async_task_awaits_a_plain_handler_that_returns_an_awaitable() -> None:
+    async def later(order: str) -> str:
+        return f"fallback for {order}"
+
+    async def charge(order: str) -> str:
+        raise ValueError("failed")
+
+    guarded = task(name="lambda_fb", fallback=lambda order: later(order))(charge)
+    assert asyncio.run(guarded("A-1")) == "fallback for A-1"
+
+
+# -- task calls inside a sync step's body are plain calls -----------------------------------------------
+@task(name="inner")
+def inner(x: int) -> int:
+    return x * 10
+
+
+def test_a_task_called_inside_a_sync_steps_body_is_a_plain_call_wherever_the_step_runs() -> None:
+    @task(name="outer")
+    def outer(x: int) -> int:
+        result = inner(x)
+        assert isinstance(result, int), f"the inner call gave {result!r}, not a value"
+        return result + 1
+
+    @task(name="outer_timed", timeout=5)
+    def outer_timed(x: int) -> int:
+        return outer.fn(x)
+
+    @workflow
+    async def nesting(ctx: WorkflowExecutionContext[None]) -> list[Any]:
+        return [await outer(1), await parallel(outer(2), outer(3)), await outer_timed(4)]
+
+    ctx = nesting.run()
+    assert ctx.output == [11, [21, 31], 41], ctx.output
+    assert {e.name for e in ctx.events if e.type is EventType.STEP_STARTED} == {"outer", "outer_timed"}
+
+
+# -- the drivers tell an observer about every turn -----------------------------------------------------
+class Turns:
+    """An AttemptObserver that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def on_retry(self, attempt: int, error: BaseException, delay: float) -> None:
+        self.seen.append(f"retry {attempt} {error} {delay}")
+
+    def on_fallback(self, error: BaseException) -> None:
+        self.seen.append(f"fallback {error}")
+
+    def on_rollback(self, error: BaseException) -> None:
+        self.seen.append(f"rollback {error}")
+
+
+def test_both_drivers_tell_the_observer_of_retries_fallback_and_rollback() -> None:
+    from taskloom import policy
+
+    def failing_fallback() -> None:
+        raise ValueError("fallback failed")
+
+    def fails() -> None:
+        raise ValueError("attempt failed")
+
+    async def afails() -> None:
+        raise ValueError("attempt failed")
+
+    options = {"retry_max_attempts": 1, "retry_delay": 0, "fallback": failing_fallback, "rollback": lambda: None}
+    expected = ["retry 1 attempt failed 0.0", "fallback attempt failed", "rollback fallback failed"]
+    sync_turns, async_turns = Turns(), Turns()
+    with pytest.raises(ValueError, match="fallback failed"):
+        policy.call_sync(task(name="obs", **options)(fails), (), {}, observer=sync_turns)
+    with pytest.raises(ValueError, match="fallback failed"):
+        asyncio.run(policy.call_async(task(name="aobs", **options)(afails), (), {}, observer=async_turns))
+    assert sync_turns.seen == expected
+    assert async_turns.seen == expected
