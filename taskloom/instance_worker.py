@@ -50,6 +50,7 @@ from taskloom import masking, policy, serde
 from taskloom.backends.pool import ElasticThreadPool
 from taskloom.errors import TaskError
 from taskloom.runtime.control import LogRecord, TaskControl
+from taskloom.settings import WorkerSettings
 from taskloom.store import Store, default_store
 from taskloom.store.instances import (
     WORKER_HEARTBEAT_SECONDS,
@@ -60,7 +61,6 @@ from taskloom.store.instances import (
     instance_queue_for,
 )
 from taskloom.task import Task
-from taskloom.worker import WorkerSettings
 
 log = logging.getLogger("taskloom.instance_worker")
 

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from taskloom.discovery import find_workflows, import_modules
 from taskloom.errors import ExecutionStateError, TaskloomError
 from taskloom.store.base import ExecutionRecord, ExecutionStatus, Store
-from taskloom.worker import find_workflows, import_modules
 from taskloom.workflow import Workflow, _pause_deadline
 
 log = logging.getLogger("taskloom.recovery")

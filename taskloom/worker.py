@@ -19,22 +19,17 @@ execution runs, and only then: a worker renews exactly what it is running now, s
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
-import signal
 import socket
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 from taskloom.errors import NonDeterminismError, StoreError, WorkflowError
+from taskloom.settings import WorkerSettings
 from taskloom.store import default_store
 from taskloom.store.base import ExecutionRecord, Store
 from taskloom.workflow import Workflow
@@ -50,50 +45,6 @@ MIN_WAIT_SECONDS = 0.01
 #: How long an execution that this worker's code cannot replay (or start) is set aside before any worker
 #: tries it again: long enough not to spin, short enough for a deploy of the right code to pick it up.
 MISMATCH_RETRY_SECONDS = 30.0
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerSettings:
-    concurrency: int = 4
-    lease_seconds: float = 10.0
-    poll_seconds: float = 0.5
-    grace_seconds: float = 30.0
-
-    def __post_init__(self) -> None:
-        for name in ("concurrency", "lease_seconds", "poll_seconds", "grace_seconds"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ValueError(f"worker setting {name!r} must be a positive number, got {value!r}")
-        if not isinstance(self.concurrency, int):
-            raise ValueError(f"worker setting 'concurrency' must be an integer, got {self.concurrency!r}")
-
-
-def find_workflows(modules: Iterable[ModuleType]) -> dict[str, Workflow[Any]]:
-    """Every @workflow defined at the top level of ``modules``, by name."""
-    found: dict[str, Workflow[Any]] = {}
-    for module in modules:
-        for value in vars(module).values():
-            if isinstance(value, Workflow):
-                other = found.get(value.name)
-                if other is not None and other is not value:
-                    raise WorkflowError(
-                        f"two workflows are named {value.name!r} ({other.target} and {value.target}); "
-                        "give one a different name with @workflow.with_options(name=...)"
-                    )
-                found[value.name] = value
-    return found
-
-
-def import_modules(names: Sequence[str]) -> list[ModuleType]:
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    modules = []
-    for name in names:
-        try:
-            modules.append(importlib.import_module(name))
-        except ImportError as error:
-            raise WorkflowError(f"cannot import module {name!r}: {error}") from None
-    return modules
 
 
 class Worker:
@@ -236,44 +187,3 @@ class Worker:
             except Exception:
                 pass
         return abandoned
-
-
-def run_worker(module_names: Sequence[str], settings: WorkerSettings) -> None:
-    """Entry point of ``taskloom worker MODULE...``: runs the modules' workflows and task instances.
-
-    Queued executions go to a :class:`Worker`, remote task instances (``TASKLOOM_BACKEND=remote``) to an
-    :class:`~taskloom.instance_worker.InstanceWorker`; one process serves both, with the same settings.
-    """
-    from taskloom.instance_worker import InstanceWorker, find_tasks
-
-    modules = import_modules(module_names)
-    workflows, tasks = find_workflows(modules), find_tasks(modules)
-    if not workflows and not tasks:
-        raise WorkflowError(f"no @workflow or @task at the top level of {', '.join(module_names)}; nothing to run")
-    executions = Worker(workflows, settings) if workflows else None
-    instances = InstanceWorker(tasks, settings) if tasks else None
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        log.info("worker: signal %s, finishing what it holds", signum)
-        stopping.set()
-        for part in (executions, instances):
-            if part is not None:
-                part.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    if instances is not None:
-        instances.start()
-    if executions is not None:
-        abandoned = executions.run()
-    else:
-        abandoned = False
-        while not stopping.wait(0.5):
-            pass
-    if instances is not None:
-        while not instances.join(0.5):
-            pass
-        abandoned = abandoned or instances.abandoned
-    if abandoned:
-        os._exit(0)  # threads still inside abandoned work; it was put back in the queue

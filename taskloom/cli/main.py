@@ -375,7 +375,8 @@ def _secrets_command(args: argparse.Namespace, secrets: Any) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     import logging
 
-    from taskloom.worker import WorkerSettings, run_worker
+    from taskloom.cli.worker import run_worker
+    from taskloom.settings import WorkerSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -26,8 +26,8 @@ def serve(modules: Sequence[str], *, host: str = "127.0.0.1", port: int = 8080, 
         raise TaskloomError(
             f"the server needs its extra ({error}); install it with: pip install 'taskloom[server]'"
         ) from None
+    from taskloom.discovery import find_workflows, import_modules
     from taskloom.server.app import create_app
-    from taskloom.worker import find_workflows, import_modules
 
     settings = Settings.from_env()
     token = load_api_token(settings)

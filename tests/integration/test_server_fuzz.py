@@ -19,9 +19,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
+from taskloom.discovery import find_workflows, import_modules
 from taskloom.server.app import create_app
 from taskloom.store import open_store
-from taskloom.worker import find_workflows, import_modules
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent

@@ -1,0 +1,62 @@
+"""``taskloom worker MODULE...``: one process that runs a module's workflows and its task instances.
+
+This module owns what belongs to a process rather than to a worker: the signals (SIGTERM and SIGINT
+finish what is held, within the grace period) and the exit. :class:`~taskloom.worker.Worker` and
+:class:`~taskloom.instance_worker.InstanceWorker` know nothing of either, and nothing of each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from taskloom.discovery import find_workflows, import_modules
+from taskloom.errors import WorkflowError
+from taskloom.instance_worker import InstanceWorker, find_tasks
+from taskloom.settings import WorkerSettings
+from taskloom.worker import Worker
+
+log = logging.getLogger("taskloom.worker")
+
+
+def run_worker(module_names: Sequence[str], settings: WorkerSettings) -> None:
+    """Entry point of ``taskloom worker MODULE...``: runs the modules' workflows and task instances.
+
+    Queued executions go to a :class:`Worker`, remote task instances (``TASKLOOM_BACKEND=remote``) to an
+    :class:`~taskloom.instance_worker.InstanceWorker`; one process serves both, with the same settings.
+    """
+    modules = import_modules(module_names)
+    workflows, tasks = find_workflows(modules), find_tasks(modules)
+    if not workflows and not tasks:
+        raise WorkflowError(f"no @workflow or @task at the top level of {', '.join(module_names)}; nothing to run")
+    executions = Worker(workflows, settings) if workflows else None
+    instances = InstanceWorker(tasks, settings) if tasks else None
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        log.info("worker: signal %s, finishing what it holds", signum)
+        stopping.set()
+        for part in (executions, instances):
+            if part is not None:
+                part.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if instances is not None:
+        instances.start()
+    if executions is not None:
+        abandoned = executions.run()
+    else:
+        abandoned = False
+        while not stopping.wait(0.5):
+            pass
+    if instances is not None:
+        while not instances.join(0.5):
+            pass
+        abandoned = abandoned or instances.abandoned
+    if abandoned:
+        os._exit(0)  # threads still inside abandoned work; it was put back in the queue
