@@ -28,6 +28,7 @@ STORELESS_MODULES = frozenset(
         "test_control.py",
         "test_future.py",
         "test_instances.py",
+        "test_layers.py",  # reads source files
         "test_options.py",
         "test_outputs.py",  # output storage is files and inline values, not the store
         "test_secret_store.py",  # constructs SQLiteStore itself and reads the raw database file
