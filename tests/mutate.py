@@ -37,6 +37,7 @@ TESTS: dict[str, list[str]] = {
         "tests/unit/test_strength_policy.py",
         "tests/unit/test_instances.py",
         "tests/unit/test_secrets_in_tasks.py",
+        "tests/unit/test_masking.py",
         "tests/unit/test_workflow.py",
     ],
     "taskloom/tasks/graph.py": ["tests/unit/test_graph.py", "tests/unit/test_strength_tasks.py"],
@@ -45,7 +46,11 @@ TESTS: dict[str, list[str]] = {
         "tests/unit/test_graph.py",
         "tests/unit/test_strength_tasks.py",
     ],
-    "taskloom/serde.py": ["tests/unit/test_serde.py", "tests/unit/test_strength_serde.py"],
+    "taskloom/serde.py": [
+        "tests/unit/test_serde.py",
+        "tests/unit/test_strength_serde.py",
+        "tests/unit/test_masking.py",
+    ],
     "taskloom/secret_store.py": ["tests/unit/test_secret_store.py", "tests/unit/test_secrets_in_tasks.py"],
     "taskloom/server/auth.py": ["tests/integration/test_strength_security.py"],
     "taskloom/runtime/": [
@@ -111,6 +116,25 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "taskloom.tasks.graph.xǁGraphǁ_find_cycle__mutmut_16": (
         "state[node] = 3",
         "as _find_cycle__mutmut_15",
+    ),
+    "taskloom.policy.x__call_async__mutmut_29": (
+        "return (plain(call) if (plain) or True else call)()",
+        "differs only for inline=True without plain, which no caller passes: the workflow engine (the one "
+        "caller that sets inline) always passes plain with it",
+    ),
+    "taskloom.policy.x__call_async__mutmut_51": (
+        "if inspect.iscoroutinefunction(None):",
+        "a coroutine handler then has its coroutine object created on a pool thread, but it is still awaited "
+        "on the loop in the step's context (the `await result if inspect.isawaitable(result)` line), so it "
+        "runs the same",
+    ),
+    "taskloom.policy.x__call_sync__mutmut_26": (
+        "lambda: _timeout_error(task, turn.number, timeout or 1),",
+        "the message is built only when a timeout is set, and then `timeout or 1` is the timeout",
+    ),
+    "taskloom.policy.x__turns__mutmut_22": (
+        "if delay >= 0:",
+        "adds a zero-second Wait when retry_delay is 0: asyncio.sleep(0) and time.sleep(0) only yield",
     ),
 }
 

@@ -10,6 +10,7 @@ right value from a doubled one.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import threading
 import time
@@ -532,3 +533,56 @@ def test_both_drivers_tell_the_observer_of_retries_fallback_and_rollback() -> No
         asyncio.run(policy.call_async(task(name="aobs", **options)(afails), (), {}, observer=async_turns))
     assert sync_turns.seen == expected
     assert async_turns.seen == expected
+
+
+def test_a_sync_steps_plain_fallback_runs_on_the_workflows_pool() -> None:
+    """Handlers take a pool thread like any sync step without a timeout, not a thread of their own."""
+
+    def fallback() -> tuple[int, str, bool]:
+        return _where()
+
+    @task(name="falls_back", fallback=fallback)
+    def falls_back() -> tuple[int, str, bool]:
+        raise ValueError("failed")
+
+    @workflow(name="handler_threads")
+    async def handler_threads(ctx: WorkflowExecutionContext[None]) -> Any:
+        return await falls_back()
+
+    ident, name, _ = handler_threads.run().output
+    assert ident != threading.get_ident()
+    assert name.startswith("taskloom-handler_threads"), name
+
+
+def test_call_async_runs_a_sync_task_off_the_loop_unless_told_it_may_block_it() -> None:
+    from taskloom import policy
+
+    where = task(name="where")(_where)
+
+    async def both() -> tuple[int, int, int]:
+        loop_thread = threading.get_ident()
+        default = await policy.call_async(where, (), {})
+        told = await policy.call_async(where, (), {}, inline=True)
+        return loop_thread, default[0], told[0]
+
+    loop_thread, default_thread, inline_thread = asyncio.run(both())
+    assert default_thread != loop_thread
+    assert inline_thread == loop_thread
+
+
+REQUEST = contextvars.ContextVar("REQUEST", default="unset")
+
+
+def test_sync_steps_on_the_pool_see_the_workflows_context_variables() -> None:
+    """Like ``asyncio.to_thread``: a step body runs in a copy of the caller's context."""
+
+    @task(name="reads")
+    def reads() -> str:
+        return REQUEST.get()
+
+    @workflow
+    async def with_context(ctx: WorkflowExecutionContext[None]) -> list[str]:
+        REQUEST.set("request-42")
+        return await parallel(reads(), reads())
+
+    assert with_context.run().output == ["request-42", "request-42"]
