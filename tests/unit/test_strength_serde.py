@@ -62,11 +62,6 @@ def test_a_longer_chain_is_cut_at_the_stored_limit_not_lost() -> None:
     assert stages(restored) == list(range(STORED_LINKS))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in taskloom/serde.py dumps_error: a cause that cannot be stored is replaced by a TaskError, "
-    "and the loop then follows the replacement's __cause__ (None), so every cause below it is lost",
-)
 def test_a_cause_that_cannot_be_stored_keeps_its_place_in_the_chain() -> None:
     class Local(Exception):  # a local class cannot be pickled
         pass
