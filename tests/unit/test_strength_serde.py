@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import errno
+import traceback
 from typing import Any
 
 import pytest
 
 from taskloom import WorkflowExecutionContext, task, workflow
-from taskloom.serde import dumps_error, loads
+from taskloom.errors import SerializationError
+from taskloom.serde import dumps, dumps_error, json_view, loads
 
 #: how many links of a cause chain are stored (taskloom/serde.py); longer chains are cut there
 STORED_LINKS = 8
@@ -130,3 +135,97 @@ def test_a_workflow_step_failure_keeps_its_chain_and_one_note_through_replay() -
     again = failing.run(execution_id=ctx.execution_id)  # finished: read back from the store
     assert stages(again.output) == [0, 1, 2, 3]
     assert len(_notes(again.output)) == 1
+
+
+# -- what survives the store, exactly -------------------------------------------------------------------
+def test_stored_values_use_pickle_protocol_5() -> None:
+    """The store's format is pinned (serde.PROTOCOL), not whatever this Python's default is."""
+    for value in ("text", 3, [1, 2], {"a": StageError("stage 0")}):
+        assert dumps(value, what="test")[:2] == b"\x80\x05", value
+    assert dumps_error(raise_chain(1), what="test")[:2] == b"\x80\x05"
+
+
+def test_os_errors_keep_their_errno_strerror_filename_and_subclass() -> None:
+    """Exceptions that rebuild from their args go through their own constructor (OSError maps errno to
+    its subclass and fills its attributes there), not through the by-state fallback."""
+    error = OSError(errno.ENOENT, "No such file or directory", "missing.txt")
+    restored = loads(dumps(error, what="test"))
+    assert type(restored) is FileNotFoundError
+    assert (restored.errno, restored.strerror, restored.filename) == (
+        errno.ENOENT,
+        "No such file or directory",
+        "missing.txt",
+    )
+    decode = UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+    assert str(loads(dumps(decode, what="test"))) == str(decode)
+
+
+def test_a_value_that_cannot_be_stored_is_refused_saying_what_to_use() -> None:
+    with pytest.raises(SerializationError) as caught:
+        dumps(lambda: 1, what="task 't' result")
+    message = str(caught.value)
+    assert message.startswith("task 't' result: cannot store a value of type function")
+    assert message.endswith("Use values that pickle: builtins, dataclasses, pydantic models, module-level classes.")
+
+
+def test_the_traceback_note_is_the_formatted_traceback() -> None:
+    error = raise_chain(1)
+    expected = "".join(traceback.format_exception(error)).rstrip()
+    restored = loads(dumps_error(error, what="test"))
+    assert _notes(restored) == [f"{NOTE}\n{expected}"]
+
+
+# -- json_view: scalars as they are, nesting cut at one depth for every container ------------------------
+def test_json_view_keeps_floats_and_writes_nan_as_text() -> None:
+    assert json_view(1.5) == 1.5 and type(json_view(1.5)) is float
+    assert json_view(float("nan")) == "nan"
+    assert json_view(True) is True and json_view(None) is None and json_view("s") == "s"
+
+
+@dataclasses.dataclass
+class Box:
+    inner: Any
+
+
+#: json_view shows 21 levels (depths 0 to 20); the value at depth 21 is its repr
+SHOWN_LEVELS = 21
+
+
+def _levels(view: Any) -> tuple[int, Any]:
+    """How many containers deep ``view`` goes, and what is at the bottom."""
+    levels = 0
+    while isinstance(view, list | dict):
+        view = view[0] if isinstance(view, list) else next(iter(view.values()))
+        levels += 1
+    return levels, view
+
+
+def _nest(wrap: Any, depth: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(depth):
+        value = wrap(value)
+    return value
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [lambda v: [v], lambda v: (v,), lambda v: {"k": v}, Box],
+    ids=["list", "tuple", "dict", "dataclass"],
+)
+def test_json_view_cuts_deep_nesting_at_the_same_depth_for_every_container(wrap: Any) -> None:
+    levels, bottom = _levels(json_view(_nest(wrap, 30)))
+    assert levels == SHOWN_LEVELS
+    assert bottom == repr(_nest(wrap, 30 - SHOWN_LEVELS))  # the repr of what was cut, not of anything else
+
+
+def test_json_view_counts_an_enum_and_a_pydantic_model_as_a_level() -> None:
+    import pydantic
+
+    class Model(pydantic.BaseModel):
+        inner: Any
+
+    levels, _ = _levels(json_view(Model(inner=_nest(lambda v: [v], 30))))
+    assert levels == SHOWN_LEVELS - 1  # the model's dict is level 1 of the view and depth 1
+    deep = enum.Enum("Deep", {"MEMBER": _nest(lambda v: (v,), 30)})
+    levels, _ = _levels(json_view(deep.MEMBER))
+    assert levels == SHOWN_LEVELS - 1  # the member is depth 0 and shows as its value, from depth 1
