@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import runpy
 import shutil
 import subprocess
 import sys
@@ -137,6 +138,13 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "adds a zero-second Wait when retry_delay is 0: asyncio.sleep(0) and time.sleep(0) only yield",
     ),
 }
+
+#: Areas that several people work on at once keep their own ``TESTS`` and ``EQUIVALENT`` in
+#: ``tests/mutation_areas/<area>.py``; they are merged here (an area's test prefixes are tried first).
+for _area in sorted((ROOT / "tests" / "mutation_areas").glob("*.py")):
+    _found = runpy.run_path(str(_area))
+    TESTS = {**_found.get("TESTS", {}), **TESTS}
+    EQUIVALENT.update(_found.get("EQUIVALENT", {}))
 
 KILLED = ("killed", "timeout", "caught by type check")
 
