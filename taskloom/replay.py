@@ -185,6 +185,7 @@ class ExecutionRun:
         #: events of a resume (EXECUTION_RESUMED and the pause step's completion) written with the next write,
         #: so that a resume whose replay fails (changed code) leaves the log as it was
         self.pending: list[NewEvent] = []
+        self._pending_lock = threading.Lock()
         #: the pause step that a resume given to this run answers, and its input
         self.resume: tuple[str, bytes] | None = None
         #: events this run wrote (0: the execution is as it was before the run)
@@ -203,8 +204,21 @@ class ExecutionRun:
         owner stops (LeaseLostError). A store failure is not the task's failure: it unwinds the workflow
         as :class:`StoreInterrupted`, which no ``except Exception`` in user code catches.
         """
-        if self.pending:
-            events = (*self.pending, *events)
+        pending: list[NewEvent] = []
+        if self.pending:  # taken under the lock: the start watchdog writes from a thread of its own
+            with self._pending_lock:
+                pending, self.pending = self.pending, []
+            events = (*pending, *events)
+        try:
+            self._append_fenced(events, outcome)
+        except BaseException:
+            if pending:  # not written: they go with the next write
+                with self._pending_lock:
+                    self.pending[:0] = pending
+            raise
+        self.writes += 1
+
+    def _append_fenced(self, events: Sequence[NewEvent], outcome: dict[str, Any]) -> None:
         try:
             self.store.append_events(
                 self.execution_id, events, lease_owner=self.lease_owner, expected_status="running", **outcome
@@ -221,8 +235,6 @@ class ExecutionRun:
             raise LeaseLostError(f"execution {self.execution_id}: {changed}") from None
         except StoreError as error:
             raise StoreInterrupted(error) from error
-        self.pending.clear()
-        self.writes += 1
 
     def decode(self, blob: bytes | None, step_id: str, name: str) -> Any:
         """A recorded value; one this code cannot unpickle (a renamed class) is a replay mismatch."""
