@@ -137,6 +137,31 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "if delay >= 0:",
         "adds a zero-second Wait when retry_delay is 0: asyncio.sleep(0) and time.sleep(0) only yield",
     ),
+    "taskloom.serde.x__rebuilds__mutmut_3": (
+        "pickle.loads(pickle.dumps(error, None))",
+        "the probe only asks whether the exception rebuilds from its pickle; protocol 4 (the default) and 5 "
+        "rebuild exceptions alike",
+    ),
+    "taskloom.serde.x__rebuilds__mutmut_5": ("pickle.loads(pickle.dumps(error, ))", "as x__rebuilds__mutmut_3"),
+    "taskloom.serde.x_dumps__mutmut_4": (
+        "if secrets or type(value) is str:",
+        "mask_text with no secret registered returns its text unchanged: extra work, same bytes",
+    ),
+    "taskloom.serde.x_dumps__mutmut_15": (
+        "if secrets or masking.contains_secret(blob, secrets):",
+        "masked_copy checks for a secret itself and returns the value as it is when none is held, so the "
+        "second pickle is byte for byte the first",
+    ),
+    "taskloom.serde.x_dumps_error__mutmut_32": (
+        "dumps(current, what=None)",
+        "this dumps only probes whether the link can be stored; its error (and the `what` in it) is caught "
+        "and replaced by a TaskError naming `what`",
+    ),
+    "taskloom.serde.x_dumps_error__mutmut_45": (
+        "_pickle(masking.masked_copy(chain, secrets, _Pickler)) if (masking.contains_secret(blob, secrets)) "
+        "or True else blob",
+        "as x_dumps__mutmut_15: masked_copy returns the chain itself when it holds no secret",
+    ),
 }
 
 #: Areas that several people work on at once keep their own ``TESTS`` and ``EQUIVALENT`` in
