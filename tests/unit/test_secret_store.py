@@ -310,3 +310,144 @@ def test_concurrent_first_use_agrees_on_one_key(settings: Settings) -> None:
         keys = set(pool.map(lambda _: load_key(settings), range(32)))
     assert len(keys) == 1
     assert [p.name for p in settings.home.iterdir()] == [KEY_FILE_NAME]
+
+
+# -- exact messages: what a user reads to fix the problem (mutation testing, issue 14) -------------------
+def _message(error: pytest.ExceptionInfo[BaseException]) -> str:
+    return str(error.value)
+
+
+def test_missing_secrets_are_listed_exactly_once_or_many(secrets: SecretStore) -> None:
+    with pytest.raises(SecretNotFoundError) as one:
+        secrets.resolve(["DB_PASSWORD"], owner="task 'charge'")
+    assert _message(one).strip("'\"") == (
+        "task 'charge' requested secret 'DB_PASSWORD', which is not set; set it with: taskloom secrets set DB_PASSWORD"
+    )
+    with pytest.raises(SecretNotFoundError) as two:
+        secrets.resolve(["DB_PASSWORD", "SMTP_TOKEN"], owner="task 'charge'")
+    assert _message(two).strip("'\"") == (
+        "task 'charge' requested secrets 'DB_PASSWORD', 'SMTP_TOKEN', which are not set; set them with: "
+        "taskloom secrets set DB_PASSWORD; taskloom secrets set SMTP_TOKEN"
+    )
+
+
+def test_bad_names_and_values_are_refused_with_exact_messages(secrets: SecretStore) -> None:
+    with pytest.raises(ValueError) as not_str:
+        secrets.set(3, "v")  # type: ignore[arg-type]
+    assert _message(not_str) == "a secret name must be a str, got int"
+    with pytest.raises(ValueError) as empty:
+        secrets.set("", "v")
+    assert _message(empty) == "a secret name must not be empty"
+    with pytest.raises(ValueError) as long:
+        secrets.set("x" * 201, "v")
+    assert _message(long) == f"secret name {'x' * 40!r}... is 201 characters; the limit is 200"
+    with pytest.raises(TypeError) as value:
+        secrets.set("API_KEY", 5)  # type: ignore[arg-type]
+    assert _message(value) == "the value of secret 'API_KEY' must be a str, got int"
+
+
+def test_a_wrong_key_says_what_to_check(store: SQLiteStore, secrets: SecretStore) -> None:
+    secrets.set("API_KEY", PLAINTEXT)
+    with pytest.raises(SecretStoreError) as caught:
+        SecretStore(store, generate_key()).get("API_KEY")
+    assert _message(caught) == (
+        "cannot decrypt secret 'API_KEY': the secret key differs from the one it was stored with "
+        "(check TASKLOOM_SECRET_KEY or the key file), or the stored data was tampered with"
+    )
+
+
+def test_a_key_of_the_wrong_size_or_type_is_refused_saying_what_it_got(store: SQLiteStore) -> None:
+    with pytest.raises(SecretStoreError) as short:
+        SecretStore(store, b"too short")
+    assert _message(short) == "the secret key must be 32 raw bytes (AES-256), got 9 bytes"
+    with pytest.raises(SecretStoreError) as text:
+        SecretStore(store, "k" * 32)  # type: ignore[arg-type]
+    assert _message(text) == "the secret key must be 32 raw bytes (AES-256), got a str"
+
+
+def test_repr_names_the_store_by_its_url_or_else_its_type(store: SQLiteStore, key: bytes) -> None:
+    assert repr(SecretStore(store, key)) == f"SecretStore(store={store.url!r})"
+
+    class NoUrl:
+        """A store without a url attribute: the repr falls back to the type's name."""
+
+    assert repr(SecretStore(NoUrl(), key)) == "SecretStore(store='NoUrl')"  # type: ignore[arg-type]
+
+
+def test_pickling_is_refused_saying_why(secrets: SecretStore) -> None:
+    with pytest.raises(TypeError) as caught:
+        pickle.dumps(secrets)
+    assert _message(caught) == "a SecretStore cannot be pickled: it holds the secret key"
+
+
+# -- the key from the environment and the key file ------------------------------------------------------
+def test_a_malformed_env_key_is_refused_with_an_exact_message(settings: Settings) -> None:
+    with pytest.raises(SecretStoreError) as short:
+        load_key(replace(settings, secret_key=base64.urlsafe_b64encode(b"16 bytes only...").decode()))
+    assert _message(short).startswith("TASKLOOM_SECRET_KEY must encode 32 bytes, it encodes 16; generate one with")
+    with pytest.raises(SecretStoreError) as junk:
+        load_key(replace(settings, secret_key="not base64 !!"))
+    assert _message(junk).startswith("TASKLOOM_SECRET_KEY is not urlsafe base64; generate one with")
+
+
+def test_a_key_with_stray_characters_is_refused_not_silently_cleaned(settings: Settings) -> None:
+    encoded = base64.urlsafe_b64encode(generate_key()).decode()
+    with pytest.raises(SecretStoreError, match="not urlsafe base64"):
+        load_key(replace(settings, secret_key=encoded[:10] + "!" + encoded[10:]))
+
+
+def test_a_key_file_that_cannot_be_read_is_reported_naming_it(settings: Settings) -> None:
+    path = settings.home / KEY_FILE_NAME
+    path.mkdir(parents=True)  # a folder where the key file should be
+    with pytest.raises(SecretStoreError) as folder:
+        load_key(settings)
+    assert _message(folder).startswith(f"cannot read the key file {str(path)!r}: ")
+    path.rmdir()
+    path.write_bytes("clé".encode())  # not ASCII: not a key, and not something to decode as one
+    with pytest.raises(SecretStoreError) as text:
+        load_key(settings)
+    assert _message(text).startswith(f"cannot read the key file {str(path)!r}: ")
+
+
+def test_the_key_file_is_created_under_missing_parent_folders(settings: Settings) -> None:
+    nested = replace(settings, home=settings.home / "a" / "b")
+    key = load_key(nested)
+    assert load_key(nested) == key
+    assert (settings.home / "a" / "b" / KEY_FILE_NAME).exists()
+
+
+def test_a_key_file_that_cannot_be_created_is_reported_saying_what_to_do(settings: Settings) -> None:
+    """A key file that is a dangling link (to an unmounted volume, say): nothing to read, nowhere to write."""
+    settings.home.mkdir()
+    path = settings.home / KEY_FILE_NAME
+    path.symlink_to(settings.home / "unmounted" / "secret.key")
+    with pytest.raises(SecretStoreError) as caught:
+        load_key(settings)
+    assert _message(caught).startswith(f"cannot create the key file {str(path)!r}: ")
+    assert _message(caught).endswith("; set TASKLOOM_SECRET_KEY instead")
+
+
+def test_creating_a_key_file_that_another_process_just_created_uses_its_key(settings: Settings) -> None:
+    """The race load_key loses when another process links its key file first: the winner's key is used."""
+    from taskloom.secret_store import _create_key_file
+
+    winner = load_key(settings)
+    path = settings.home / KEY_FILE_NAME
+    assert _create_key_file(path) == winner
+    assert [p.name for p in settings.home.iterdir()] == [KEY_FILE_NAME]  # the loser's temporary file is gone
+    path.write_text("garbage")
+    with pytest.raises(SecretStoreError) as caught:
+        _create_key_file(path)
+    assert _message(caught).startswith(f"the key file {str(path)!r} must encode 32 bytes, it encodes 5")
+
+
+def test_private_files_are_created_exclusively(tmp_path: Path) -> None:
+    """Never opened over an existing file: that file's owner or mode could make it readable by others."""
+    from taskloom.secret_store import _write_private
+
+    path = tmp_path / "private"
+    _write_private(path, b"first")
+    with pytest.raises(FileExistsError):
+        _write_private(path, b"second")
+    assert path.read_bytes() == b"first"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
