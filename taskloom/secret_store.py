@@ -209,30 +209,40 @@ def load_key(settings: Settings | None = None) -> bytes:
         return decode_key(settings.secret_key, source="TASKLOOM_SECRET_KEY")
     path = settings.home / KEY_FILE_NAME
     try:
-        return decode_key(path.read_text("ascii"), source=f"the key file {str(path)!r}")
+        return _read_key_file(path)
     except FileNotFoundError:
-        pass
+        return _create_key_file(path)
+
+
+def _read_key_file(path: Path) -> bytes:
+    """The key in ``path``. FileNotFoundError when there is none (the caller then creates it); any other
+    failure to read it, a non-ASCII file included, is a SecretStoreError naming the file."""
+    try:
+        text = path.read_text("ascii")
+    except FileNotFoundError:
+        raise
     except (OSError, UnicodeDecodeError) as error:
         raise SecretStoreError(f"cannot read the key file {str(path)!r}: {error}") from None
-    return _create_key_file(path)
+    return decode_key(text, source=f"the key file {str(path)!r}")
 
 
 def _create_key_file(path: Path) -> bytes:
     key = generate_key()
+    data = (encode_key(key) + "\n").encode("ascii")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-        _write_private(temporary, (encode_key(key) + "\n").encode("ascii"))
+        _write_private(temporary, data)
         try:
             os.link(temporary, path)  # fails if another process won the race; then use its key
         except FileExistsError:
-            return decode_key(path.read_text("ascii"), source=f"the key file {str(path)!r}")
+            return _read_key_file(path)
         except OSError:
             # A filesystem without hard links: create the real file exclusively instead.
             try:
-                _write_private(path, (encode_key(key) + "\n").encode("ascii"))
+                _write_private(path, data)
             except FileExistsError:
-                return decode_key(path.read_text("ascii"), source=f"the key file {str(path)!r}")
+                return _read_key_file(path)
         finally:
             temporary.unlink(missing_ok=True)
     except OSError as error:

@@ -164,12 +164,17 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     ),
 }
 
+#: Mutants in code the test machine cannot reach without faking the system under it (say, a filesystem
+#: without hard links): same shape as EQUIVALENT, left out of the score, reported and listed separately.
+UNREACHABLE: dict[str, tuple[str, str]] = {}
+
 #: Areas that several people work on at once keep their own ``TESTS`` and ``EQUIVALENT`` in
 #: ``tests/mutation_areas/<area>.py``; they are merged here (an area's test prefixes are tried first).
 for _area in sorted((ROOT / "tests" / "mutation_areas").glob("*.py")):
     _found = runpy.run_path(str(_area))
     TESTS = {**_found.get("TESTS", {}), **TESTS}
     EQUIVALENT.update(_found.get("EQUIVALENT", {}))
+    UNREACHABLE.update(_found.get("UNREACHABLE", {}))
 
 KILLED = ("killed", "timeout", "caught by type check")
 
@@ -213,34 +218,35 @@ def _diff(work: Path, mutmut: str, name: str) -> list[str]:
     return [line for line in shown.splitlines() if line[:1] in "+-@" and not line.startswith(("+++", "---"))]
 
 
-def _is_equivalent(work: Path, mutmut: str, name: str) -> bool:
-    """True if ``name`` is listed in :data:`EQUIVALENT` and still is the change described there."""
-    if name not in EQUIVALENT:
+def _is_listed(work: Path, mutmut: str, name: str, table: dict[str, tuple[str, str]], what: str) -> bool:
+    """True if ``name`` is in ``table`` (EQUIVALENT or UNREACHABLE) and still is the change described there."""
+    if name not in table:
         return False
-    line = EQUIVALENT[name][0]
+    line = table[name][0]
     if any(added[1:].strip() == line for added in _diff(work, mutmut, name) if added.startswith("+")):
         return True
-    print(f"stale EQUIVALENT entry in tests/mutate.py: {name} is no longer {line!r}; counted as a survivor")
+    print(f"stale {what} entry in tests/mutate.py: {name} is no longer {line!r}; counted as a survivor")
     return False
 
 
 def score(work: Path, mutmut: str, *, show: bool) -> int:
-    """Print killed/survived and the score with :data:`EQUIVALENT` excluded; the number of survivors."""
+    """Print killed/survived and the score with :data:`EQUIVALENT` and :data:`UNREACHABLE` left out; the
+    number of survivors."""
     listing = subprocess.run(
         [mutmut, "results", "--all", "true"], cwd=work, capture_output=True, text=True, check=True
     ).stdout
     statuses = dict(re.findall(r"^\s*(\S+): (.+)$", listing, flags=re.MULTILINE))
-    equivalent = {
-        name for name, status in statuses.items() if status not in KILLED and _is_equivalent(work, mutmut, name)
-    }
-    counted = {name: status for name, status in statuses.items() if name not in equivalent}
+    alive = [name for name, status in statuses.items() if status not in KILLED]
+    equivalent = {name for name in alive if _is_listed(work, mutmut, name, EQUIVALENT, "EQUIVALENT")}
+    unreachable = {name for name in alive if _is_listed(work, mutmut, name, UNREACHABLE, "UNREACHABLE")}
+    counted = {name: status for name, status in statuses.items() if name not in equivalent | unreachable}
     killed = sum(1 for status in counted.values() if status in KILLED)
     survivors = sorted(name for name, status in counted.items() if status not in KILLED)
     total = len(counted)
     percent = 100.0 * killed / total if total else 100.0
     print(
-        f"\nmutants: {len(statuses)}, equivalent (excluded): {len(equivalent)}, "
-        f"killed: {killed}/{total} = {percent:.1f}%"
+        f"\nmutants: {len(statuses)}, equivalent (excluded): {len(equivalent)}, unreachable here (excluded): "
+        f"{len(unreachable)}, killed: {killed}/{total} = {percent:.1f}%"
     )
     for name in survivors:
         print(f"\n# {counted[name]}: {name}")

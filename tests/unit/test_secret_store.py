@@ -439,6 +439,10 @@ def test_creating_a_key_file_that_another_process_just_created_uses_its_key(sett
     with pytest.raises(SecretStoreError) as caught:
         _create_key_file(path)
     assert _message(caught).startswith(f"the key file {str(path)!r} must encode 32 bytes, it encodes 5")
+    path.write_bytes("clé".encode())
+    with pytest.raises(SecretStoreError) as unreadable:
+        _create_key_file(path)
+    assert _message(unreadable).startswith(f"cannot read the key file {str(path)!r}: ")
 
 
 def test_private_files_are_created_exclusively(tmp_path: Path) -> None:
