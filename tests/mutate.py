@@ -162,11 +162,96 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "or True else blob",
         "as x_dumps__mutmut_15: masked_copy returns the chain itself when it holds no secret",
     ),
+    "taskloom.secret_store.x__associated_data__mutmut_4": (
+        'return _AAD_PREFIX + name.encode("UTF-8")',
+        "codec names are case-insensitive: 'UTF-8' is 'utf-8', 'ASCII' is 'ascii'",
+    ),
+    "taskloom.secret_store.x__create_key_file__mutmut_8": (
+        'data = (encode_key(key) + "\\n").encode("ASCII")',
+        "codec names are case-insensitive: 'UTF-8' is 'utf-8', 'ASCII' is 'ascii'",
+    ),
+    "taskloom.secret_store.x__read_key_file__mutmut_4": (
+        'text = path.read_text("ASCII")',
+        "codec names are case-insensitive: 'UTF-8' is 'utf-8', 'ASCII' is 'ascii'",
+    ),
+    "taskloom.secret_store.x_encode_key__mutmut_4": (
+        'return base64.urlsafe_b64encode(key).decode("ASCII")',
+        "codec names are case-insensitive: 'UTF-8' is 'utf-8', 'ASCII' is 'ascii'",
+    ),
+    "taskloom.secret_store.xǁSecretStoreǁ_open__mutmut_29": (
+        'return plain.decode("UTF-8")',
+        "codec names are case-insensitive: 'UTF-8' is 'utf-8', 'ASCII' is 'ascii'",
+    ),
+    "taskloom.secret_store.xǁSecretStoreǁ_seal__mutmut_12": (
+        'sealed: bytes = self._aesgcm().encrypt(nonce, value.encode("UTF-8"), _associated_data(name))',
+        "codec names are case-insensitive: 'UTF-8' is 'utf-8', 'ASCII' is 'ascii'",
+    ),
+    "taskloom.secret_store.x__create_key_file__mutmut_18": (
+        'temporary = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(5).hex()}.tmp")',
+        "a longer random part of a temporary file's name: still unique, still removed",
+    ),
+    "taskloom.secret_store.x__create_key_file__mutmut_33": (
+        "temporary.unlink(missing_ok=None)",
+        "the temporary file always exists here (written before the try, never moved), so missing_ok is never consulted",
+    ),
+    "taskloom.secret_store.x__create_key_file__mutmut_34": (
+        "temporary.unlink(missing_ok=False)",
+        "as x__create_key_file__mutmut_33",
+    ),
+    "taskloom.secret_store.x__write_private__mutmut_29": (
+        "path.unlink(missing_ok=None)",
+        "the file was just created by this call's os.open, so it exists when a later step fails",
+    ),
+    "taskloom.secret_store.x__write_private__mutmut_30": (
+        "path.unlink(missing_ok=False)",
+        "as x__write_private__mutmut_29",
+    ),
+    "taskloom.secret_store.x__write_private__mutmut_11": (
+        'fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(None, "O_BINARY", 0), 0o600)',
+        "O_BINARY exists only on Windows: on POSIX every variant ORs in 0 (or 1, already set by O_WRONLY)",
+    ),
+    "taskloom.secret_store.x__write_private__mutmut_17": (
+        'fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "XXO_BINARYXX", 0), 0o600)',
+        "O_BINARY exists only on Windows: on POSIX every variant ORs in 0 (or 1, already set by O_WRONLY)",
+    ),
+    "taskloom.secret_store.x__write_private__mutmut_18": (
+        'fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "o_binary", 0), 0o600)',
+        "O_BINARY exists only on Windows: on POSIX every variant ORs in 0 (or 1, already set by O_WRONLY)",
+    ),
+    "taskloom.secret_store.x__write_private__mutmut_19": (
+        'fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 1), 0o600)',
+        "O_BINARY exists only on Windows: on POSIX every variant ORs in 0 (or 1, already set by O_WRONLY)",
+    ),
 }
 
 #: Mutants in code the test machine cannot reach without faking the system under it (say, a filesystem
 #: without hard links): same shape as EQUIVALENT, left out of the score, reported and listed separately.
-UNREACHABLE: dict[str, tuple[str, str]] = {}
+_NO_HARD_LINKS = (
+    "the fallback for filesystems without hard links (os.link failing with an error other than EEXIST); the "
+    "test machine's filesystems all have hard links, and faking the refusal would test the fake"
+)
+UNREACHABLE: dict[str, tuple[str, str]] = {
+    "taskloom.secret_store.x__create_key_file__mutmut_28": (
+        "_write_private(None, data)",
+        _NO_HARD_LINKS,
+    ),
+    "taskloom.secret_store.x__create_key_file__mutmut_29": (
+        "_write_private(path, None)",
+        _NO_HARD_LINKS,
+    ),
+    "taskloom.secret_store.x__create_key_file__mutmut_30": (
+        "_write_private(data)",
+        _NO_HARD_LINKS,
+    ),
+    "taskloom.secret_store.x__create_key_file__mutmut_31": (
+        "_write_private(path, )",
+        _NO_HARD_LINKS,
+    ),
+    "taskloom.secret_store.x__create_key_file__mutmut_32": (
+        "return _read_key_file(None)",
+        _NO_HARD_LINKS + " (and lost the race there)",
+    ),
+}
 
 #: Areas that several people work on at once keep their own ``TESTS`` and ``EQUIVALENT`` in
 #: ``tests/mutation_areas/<area>.py``; they are merged here (an area's test prefixes are tried first).
