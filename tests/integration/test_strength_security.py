@@ -7,10 +7,12 @@ a prefix, or only as many bytes as were sent, would let each of them in.
 
 from __future__ import annotations
 
+import logging
 import secrets
+import stat
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -18,9 +20,11 @@ import pytest
 import uvicorn
 from processes import free_port, wait_for
 
+from taskloom.errors import TaskloomError
 from taskloom.secret_store import generate_key
 from taskloom.server.app import create_app
-from taskloom.server.auth import BearerAuth, token_matches
+from taskloom.server.auth import TOKEN_FILE_NAME, BearerAuth, load_api_token, token_matches
+from taskloom.settings import Settings
 from taskloom.store.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.integration
@@ -137,3 +141,84 @@ def test_http_wrong_token_changes_nothing(served: Served) -> None:
     listed = httpx.get(f"{served.url}/secrets", headers=right, timeout=30)
     assert listed.status_code == 200
     assert "STRENGTH_PROBE" not in listed.text
+
+
+# -- where the token comes from ---------------------------------------------------------------------------
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """No TASKLOOM_API_TOKEN, and a home of its own (that does not exist yet), whatever the environment says."""
+    return replace(Settings.from_env(), api_token=None, home=tmp_path / "nested" / "home")
+
+
+def test_the_environments_token_wins_and_is_stripped(settings: Settings) -> None:
+    token = load_api_token(replace(settings, api_token="  from-env \n"))
+    assert (token.value, token.source, token.created) == ("from-env", "TASKLOOM_API_TOKEN", False)
+    assert not settings.home.exists()  # no file is made when the environment has the token
+
+
+def test_a_first_start_creates_a_private_token_file_under_missing_folders(settings: Settings) -> None:
+    path = settings.home / TOKEN_FILE_NAME
+    first = load_api_token(settings)  # create defaults to True: the server's call
+    assert (first.source, first.created) == (str(path), True)
+    assert len(first.value) == 43  # secrets.token_urlsafe(32): 256 bits
+    assert path.read_bytes() == (first.value + "\n").encode()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    again = load_api_token(settings)
+    assert (again.value, again.source, again.created) == (first.value, str(path), False)
+    assert load_api_token(settings, create=False).value == first.value
+    assert first.value not in repr(first)
+
+
+def test_a_client_without_a_token_is_told_where_to_find_one(settings: Settings) -> None:
+    path = settings.home / TOKEN_FILE_NAME
+    with pytest.raises(TaskloomError) as caught:
+        load_api_token(settings, create=False)
+    assert str(caught.value) == (
+        f"no API token: set TASKLOOM_API_TOKEN, or run where the server's token file {str(path)!r} is "
+        "(the server creates it on its first start)"
+    )
+    assert not path.exists()
+
+
+def test_an_empty_or_unreadable_token_file_is_refused_naming_it(settings: Settings) -> None:
+    path = settings.home / TOKEN_FILE_NAME
+    settings.home.mkdir(parents=True)
+    path.write_text("  \n")
+    with pytest.raises(TaskloomError) as empty:
+        load_api_token(settings)
+    assert str(empty.value) == f"the token file {str(path)!r} is empty; delete it or set TASKLOOM_API_TOKEN"
+    path.write_bytes(b"\xff\xfe not utf-8")
+    with pytest.raises(TaskloomError) as undecodable:
+        load_api_token(settings)
+    assert str(undecodable.value).startswith(f"cannot read the token file {str(path)!r}: ")
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(TaskloomError) as folder:
+        load_api_token(settings)
+    assert str(folder.value).startswith(f"cannot read the token file {str(path)!r}: ")
+
+
+def test_a_token_file_readable_by_others_is_used_with_a_warning(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = settings.home / TOKEN_FILE_NAME
+    settings.home.mkdir(parents=True)
+    path.write_text("shared-token\n")
+    path.chmod(0o600)
+    with caplog.at_level(logging.WARNING, logger="taskloom.server"):
+        assert load_api_token(settings).value == "shared-token"
+    assert caplog.messages == []
+    path.chmod(0o640)
+    with caplog.at_level(logging.WARNING, logger="taskloom.server"):
+        assert load_api_token(settings).value == "shared-token"
+    assert caplog.messages == [f"the token file {path} is readable by others; run: chmod 600 {path}"]
+
+
+def test_a_token_file_that_appears_unreadable_while_creating_it_is_refused(settings: Settings) -> None:
+    """The race branch: creating the file finds one there (here a dangling link), which reads as nothing."""
+    settings.home.mkdir(parents=True)
+    path = settings.home / TOKEN_FILE_NAME
+    path.symlink_to(settings.home / "unmounted" / "api.token")
+    with pytest.raises(TaskloomError) as caught:
+        load_api_token(settings)
+    assert str(caught.value) == f"the token file {str(path)!r} is empty; delete it or set TASKLOOM_API_TOKEN"
