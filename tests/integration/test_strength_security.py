@@ -7,6 +7,8 @@ a prefix, or only as many bytes as were sent, would let each of them in.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import secrets
 import stat
@@ -14,6 +16,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -222,3 +225,113 @@ def test_a_token_file_that_appears_unreadable_while_creating_it_is_refused(setti
     with pytest.raises(TaskloomError) as caught:
         load_api_token(settings)
     assert str(caught.value) == f"the token file {str(path)!r} is empty; delete it or set TASKLOOM_API_TOKEN"
+
+
+def test_the_scheme_may_be_followed_by_several_spaces() -> None:
+    """RFC 7235: ``credentials = auth-scheme [ 1*SP ( token68 / ... ) ]``."""
+    assert token_matches(f"Bearer  {TOKEN}", TOKEN) is True
+    assert token_matches(f"Bearer {TOKEN} x", TOKEN) is False
+
+
+# -- the middleware itself, called as ASGI in this thread -------------------------------------------------
+class Inner:
+    """The app behind the middleware: records exactly what it was called with."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, Any, Any]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.calls.append((scope, receive, send))
+
+
+async def _receive() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def _asgi(scope: dict[str, Any]) -> tuple[Inner, list[dict[str, Any]], Any]:
+    """Call BearerAuth once; the inner app's calls, what was sent, and the send function used."""
+    inner, sent = Inner(), []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(BearerAuth(inner, TOKEN)(scope, _receive, send))
+    return inner, sent, send
+
+
+def _http(path: str, authorization: str | None = None) -> dict[str, Any]:
+    headers = [(b"host", b"127.0.0.1")]
+    if authorization is not None:
+        headers.append((b"authorization", authorization.encode()))
+    return {"type": "http", "path": path, "headers": headers}
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        _http("/health"),
+        _http("/openapi.json"),
+        _http("/docs"),
+        _http("/secrets", f"bearer {TOKEN}"),
+        {"type": "lifespan"},
+    ],
+    ids=["health", "openapi", "docs", "right token", "lifespan"],
+)
+def test_the_middleware_passes_the_very_same_scope_receive_and_send_on(scope: dict[str, Any]) -> None:
+    inner, sent, send = _asgi(scope)
+    assert len(inner.calls) == 1
+    passed_scope, passed_receive, passed_send = inner.calls[0]
+    assert passed_scope is scope and passed_receive is _receive and passed_send is send
+    assert sent == []
+
+
+def test_a_request_without_a_token_gets_a_401_saying_how_to_send_one() -> None:
+    inner, sent, _ = _asgi(_http("/secrets"))
+    assert inner.calls == []
+    body = json.dumps(
+        {
+            "error": "this route needs an API token: send the header 'Authorization: Bearer <token>' "
+            "(the token is TASKLOOM_API_TOKEN or the server's api.token file)",
+            "type": "Unauthorized",
+        }
+    ).encode()
+    assert sent == [
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", b'Bearer realm="taskloom"'),
+            ],
+        },
+        {"type": "http.response.body", "body": body},
+    ]
+
+
+def test_a_request_with_a_wrong_token_gets_a_401_naming_the_error() -> None:
+    inner, sent, _ = _asgi(_http("/secrets", f"Bearer {TOKEN[:-1]}"))
+    assert inner.calls == []
+    body = json.dumps({"error": "the API token is wrong", "type": "Unauthorized"}).encode()
+    assert sent[0]["status"] == 401
+    assert sent[0]["headers"] == [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"www-authenticate", b'Bearer realm="taskloom", error="invalid_token"'),
+    ]
+    assert sent[1] == {"type": "http.response.body", "body": body}
+
+
+def test_only_the_authorization_header_counts() -> None:
+    scope = _http("/secrets")
+    scope["headers"].append((b"x-authorization", f"Bearer {TOKEN}".encode()))
+    inner, sent, _ = _asgi(scope)
+    assert inner.calls == [] and sent[0]["status"] == 401
+
+
+def test_a_first_start_in_an_existing_home_creates_the_token_file(settings: Settings) -> None:
+    settings.home.mkdir(parents=True)
+    (settings.home / "taskloom.db").write_bytes(b"")  # the home already holds other things
+    token = load_api_token(settings)
+    assert token.created
+    assert (settings.home / TOKEN_FILE_NAME).read_text() == token.value + "\n"
