@@ -402,3 +402,49 @@ def test_a_store_without_its_schema_version_is_refused_naming_the_file(tmp_path:
         f"the store {str(path)!r} has taskloom tables but no schema version: it is damaged or was edited by "
         "hand; restore it from a backup (taskloom will not migrate it blind)"
     )
+
+
+# -- a failed write: ROLLBACK, and a connection whose ROLLBACK fails ---------------------------------
+
+
+def test_a_write_refused_inside_its_transaction_rolls_back_and_keeps_the_connection(tmp_path: Path) -> None:
+    store = sqlite_store(tmp_path / "taskloom.db")
+    store.create_execution("exec-1", "flow", None, ExecutionStatus.RUNNING)
+    conn = store._conn()
+
+    with pytest.raises(ExecutionStateError, match="already exists"):
+        store.create_execution("exec-1", "flow", None, ExecutionStatus.RUNNING)
+
+    assert store._conn() is conn and not conn.in_transaction  # rolled back, not thrown away
+    store.close()
+
+
+def every_rollback_fails(conn: sqlite3.Connection) -> None:
+    """Make every ROLLBACK on ``conn`` fail with its transaction still open, as an I/O fault can.
+
+    The trace callback sees each statement as it starts; the progress handler then interrupts it."""
+    rolling_back = [False]
+    conn.set_trace_callback(lambda sql: rolling_back.__setitem__(0, sql.startswith("ROLLBACK")))
+    conn.set_progress_handler(lambda: 1 if rolling_back[0] else 0, 1)
+
+
+def test_a_connection_whose_rollback_fails_is_closed_and_the_thread_opens_a_fresh_one(tmp_path: Path) -> None:
+    path = tmp_path / "taskloom.db"
+    store = sqlite_store(path)
+    store.create_execution("exec-1", "flow", None, ExecutionStatus.RUNNING)
+    broken = store._conn()
+    every_rollback_fails(broken)
+
+    with pytest.raises(ExecutionStateError, match="already exists"):  # the write's own error, unchanged
+        store.create_execution("exec-1", "flow", None, ExecutionStatus.RUNNING)
+
+    with pytest.raises(sqlite3.ProgrammingError):  # closed, which rolled its transaction back
+        broken.execute("SELECT 1")
+    other = sqlite_store(path, busy_timeout=0.05, retry_seconds=0.0)
+    other.create_execution("exec-2", "flow", None, ExecutionStatus.RUNNING)  # the write lock is free
+    other.close()
+    store.create_execution("exec-3", "flow", None, ExecutionStatus.RUNNING)  # this thread has a new one
+    assert store._conn() is not broken
+    assert sorted(r.id for r in store.list_executions()) == ["exec-1", "exec-2", "exec-3"]
+    store.close()
+    assert open_files(path) == 0
