@@ -448,3 +448,20 @@ def test_a_connection_whose_rollback_fails_is_closed_and_the_thread_opens_a_fres
     assert sorted(r.id for r in store.list_executions()) == ["exec-1", "exec-2", "exec-3"]
     store.close()
     assert open_files(path) == 0
+
+
+def test_a_new_store_has_its_tables_under_the_names_other_tools_read(tmp_path: Path) -> None:
+    path = tmp_path / "taskloom.db"
+    sqlite_store(path).close()
+
+    db = sqlite3.connect(path)
+    try:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        columns = [row[1] for row in db.execute("PRAGMA table_info(schema_version)")]
+        versions = [version for (version,) in db.execute("SELECT version FROM schema_version ORDER BY version")]
+    finally:
+        db.close()
+
+    assert "schema_version" in tables and "executions" in tables  # exactly these names, in this case
+    assert columns == ["version"]
+    assert versions == [version for version, _ in load_migrations("sqlite")]
