@@ -222,6 +222,50 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         'fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 1), 0o600)',
         "O_BINARY exists only on Windows: on POSIX every variant ORs in 0 (or 1, already set by O_WRONLY)",
     ),
+    "taskloom.server.auth.x__read_token_file__mutmut_4": (
+        'text = path.read_text("UTF-8").strip()',
+        "codec names are case-insensitive: 'UTF-8' is 'utf-8', 'ASCII' is 'ascii'",
+    ),
+    "taskloom.server.auth.x_load_api_token__mutmut_42": (
+        '_write_private(path, (token + "\\n").encode("ASCII"))',
+        "codec names are case-insensitive: 'UTF-8' is 'utf-8', 'ASCII' is 'ascii'",
+    ),
+    "taskloom.server.auth.x_token_matches__mutmut_24": (
+        'return hmac.compare_digest(presented.strip(), token.encode("UTF-8"))',
+        "codec names are case-insensitive: 'UTF-8' is 'utf-8', 'ASCII' is 'ascii'",
+    ),
+    "taskloom.server.auth.x_token_matches__mutmut_8": (
+        'raw = authorization.encode("UTF-8") if isinstance(authorization, str) else authorization',
+        "codec names are case-insensitive: 'UTF-8' is 'utf-8', 'ASCII' is 'ascii'",
+    ),
+    "taskloom.server.auth.xǁBearerAuthǁ__call____mutmut_67": (
+        'body = json.dumps({"error": message, "type": "Unauthorized"}).encode("ASCII")',
+        "codec names are case-insensitive: 'UTF-8' is 'utf-8', 'ASCII' is 'ascii'",
+    ),
+    "taskloom.server.auth.xǁBearerAuthǁ__call____mutmut_87": (
+        '(b"content-length", str(len(body)).encode("ASCII")),',
+        "codec names are case-insensitive: 'UTF-8' is 'utf-8', 'ASCII' is 'ascii'",
+    ),
+    "taskloom.server.auth.xǁBearerAuthǁ__call____mutmut_92": (
+        '(b"www-authenticate", challenge.encode("ASCII")),',
+        "codec names are case-insensitive: 'UTF-8' is 'utf-8', 'ASCII' is 'ascii'",
+    ),
+    "taskloom.server.auth.x_load_api_token__mutmut_26": (
+        "token = secrets.token_urlsafe(None)",
+        "token_urlsafe's default is 32 bytes, the value given",
+    ),
+    "taskloom.server.auth.xǁBearerAuthǁ__call____mutmut_17": (
+        'authorization: bytes | None = ""',
+        "'' and None are both falsy and both refused by token_matches: the same 401 follows",
+    ),
+    "taskloom.server.auth.xǁBearerAuthǁ__call____mutmut_19": (
+        'for name, value in scope.get("headers", None):',
+        "ASGI requires `headers` in every HTTP scope, so the default is never used",
+    ),
+    "taskloom.server.auth.xǁBearerAuthǁ__call____mutmut_21": (
+        'for name, value in scope.get("headers", ):',
+        "as xǁBearerAuthǁ__call____mutmut_19",
+    ),
 }
 
 #: Mutants in code the test machine cannot reach without faking the system under it (say, a filesystem
@@ -229,6 +273,14 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
 _NO_HARD_LINKS = (
     "the fallback for filesystems without hard links (os.link failing with an error other than EEXIST); the "
     "test machine's filesystems all have hard links, and faking the refusal would test the fake"
+)
+_RACE = (
+    "the branch where another server creates the token file between this one's read and its exclusive create; "
+    "no test can put a file in that window without patching the code"
+)
+_CANNOT_CREATE = (
+    "the token file's creation failing after its read found nothing (a read-only or full filesystem); the tests "
+    "run as root, which no permission stops"
 )
 UNREACHABLE: dict[str, tuple[str, str]] = {
     "taskloom.secret_store.x__create_key_file__mutmut_28": (
@@ -250,6 +302,21 @@ UNREACHABLE: dict[str, tuple[str, str]] = {
     "taskloom.secret_store.x__create_key_file__mutmut_32": (
         "return _read_key_file(None)",
         _NO_HARD_LINKS + " (and lost the race there)",
+    ),
+    "taskloom.server.auth.x__read_token_file__mutmut_2": (
+        "text = path.read_text(None).strip()",
+        "differs only under a locale whose encoding is not UTF-8; the test machine's is UTF-8",
+    ),
+    "taskloom.server.auth.x_load_api_token__mutmut_43": ("raced = None", _RACE),
+    "taskloom.server.auth.x_load_api_token__mutmut_48": ("return ApiToken(None, str(path))", _RACE),
+    "taskloom.server.auth.x_load_api_token__mutmut_49": ("return ApiToken(raced, None)", _RACE),
+    "taskloom.server.auth.x_load_api_token__mutmut_50": ("return ApiToken(str(path))", _RACE),
+    "taskloom.server.auth.x_load_api_token__mutmut_51": ("return ApiToken(raced, )", _RACE),
+    "taskloom.server.auth.x_load_api_token__mutmut_52": ("return ApiToken(raced, str(None))", _RACE),
+    "taskloom.server.auth.x_load_api_token__mutmut_53": ("None", _CANNOT_CREATE),
+    "taskloom.server.auth.x_load_api_token__mutmut_54": (
+        'f"cannot create the token file {str(None)!r}: {error}; set TASKLOOM_API_TOKEN instead"',
+        _CANNOT_CREATE,
     ),
 }
 
