@@ -15,9 +15,13 @@ _STORE_TESTS = [
 #: module path prefix -> the test files that exercise it (tried before tests/mutate.py's own map)
 TESTS: dict[str, list[str]] = {
     "taskloom/store/sqlite.py": [*_STORE_TESTS, "tests/store/test_mutants_sqlite.py"],
-    "taskloom/store/faults.py": [*_STORE_TESTS, "tests/store/test_mutants_sqlite.py"],
+    "taskloom/store/faults.py": [
+        *_STORE_TESTS,
+        "tests/store/test_mutants_sqlite.py",
+        "tests/store/test_mutants_faults.py",
+    ],
     "taskloom/store/base.py": [*_STORE_TESTS],
-    "taskloom/store/instances.py": [*_STORE_TESTS],
+    "taskloom/store/instances.py": [*_STORE_TESTS, "tests/store/test_mutants_instances.py"],
     "taskloom/store/postgres.py": [*_STORE_TESTS],
 }
 
