@@ -20,7 +20,7 @@ TESTS: dict[str, list[str]] = {
         "tests/store/test_mutants_sqlite.py",
         "tests/store/test_mutants_faults.py",
     ],
-    "taskloom/store/base.py": [*_STORE_TESTS],
+    "taskloom/store/base.py": [*_STORE_TESTS, "tests/store/test_mutants_base.py"],
     "taskloom/store/instances.py": [*_STORE_TESTS, "tests/store/test_mutants_instances.py"],
     "taskloom/store/postgres.py": [*_STORE_TESTS],
 }
