@@ -22,7 +22,7 @@ TESTS: dict[str, list[str]] = {
     ],
     "taskloom/store/base.py": [*_STORE_TESTS, "tests/store/test_mutants_base.py"],
     "taskloom/store/instances.py": [*_STORE_TESTS, "tests/store/test_mutants_instances.py"],
-    "taskloom/store/postgres.py": [*_STORE_TESTS],
+    "taskloom/store/postgres.py": [*_STORE_TESTS, "tests/store/test_mutants_postgres.py"],
 }
 
 _SQL_CASE = (
