@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from taskloom.tasks import pause
 from taskloom.worker import MISMATCH_RETRY_SECONDS, Worker
 
 #: the longest any wait of these tests may take before it counts as a hang
-WAIT = 20.0
+WAIT = 10.0
 
 
 class WatchedStore(SQLiteStore):
@@ -222,6 +222,17 @@ class Running:
         running[:] = [worker]
         self.thread.start()
 
+    def until(self, condition: Callable[[], Any], what: str) -> Any:
+        """Wait for ``condition``, failing at once if run() ended (it raised) instead of after WAIT."""
+
+        def check() -> Any:
+            value = condition()
+            if not value and not self.thread.is_alive():
+                raise AssertionError(f"run() ended before {what}")
+            return value
+
+        return wait_for(check, timeout=WAIT, what=what)
+
     def stop(self, timeout: float = WAIT) -> bool:
         """Stop the worker; what run() returned, or an AssertionError if it did not return in ``timeout``."""
         self.worker.stop()
@@ -288,7 +299,7 @@ def test_a_worker_runs_the_queued_executions_of_its_workflows_on_its_own_threads
     worker = Worker({"mw_plain": plain, "mw_gated": gated}, settings(), store=store, worker_id="w-1")
     run = Running(worker)
     try:
-        wait_for(lambda: completed(store, *ids), timeout=WAIT, what="the executions")
+        run.until(lambda: completed(store, *ids), what="the executions")
     finally:
         assert run.stop() is False
     assert [serde.loads(store.get_execution(i).output) for i in ids] == [0, 2, 4]
@@ -309,13 +320,13 @@ def test_a_claimed_execution_runs_under_the_workers_lease_of_the_configured_leng
     worker = Worker({"mw_gated": gated}, settings(lease_seconds=7.5), store=store, worker_id="w-1")
     run = Running(worker)
     try:
-        wait_for(lambda: entered, timeout=WAIT, what="the step to start")
+        run.until(lambda: entered, what="the step to start")
         record = store.get_execution(execution)
         assert record is not None and record.status == "running" and record.lease_owner == "w-1"
         assert record.lease_expires_at is not None
         assert time.time() + 7.5 - 5 < record.lease_expires_at <= time.time() + 7.5
         gate.set()
-        wait_for(lambda: completed(store, execution), timeout=WAIT, what="the execution")
+        run.until(lambda: completed(store, execution), what="the execution")
     finally:
         gate.set()
         assert run.stop() is False
@@ -330,7 +341,7 @@ def test_a_worker_runs_as_many_executions_at_once_as_its_concurrency_even_beyond
     ids = [queue_execution(store, "mw_together", "x:together", n) for n in range(TOGETHER)]
     run = Running(Worker({"mw_together": together}, settings(concurrency=TOGETHER), store=store))
     try:
-        wait_for(lambda: completed(store, *ids), timeout=WAIT, what=f"{TOGETHER} executions at once")
+        run.until(lambda: completed(store, *ids), what=f"{TOGETHER} executions at once")
     finally:
         barrier.abort()
         assert run.stop() is False
@@ -340,9 +351,9 @@ def test_a_worker_with_concurrency_two_runs_two_executions_at_once(store: Watche
     ids = [queue_execution(store, "mw_gated", "x:gated", name) for name in ("a", "b")]
     run = Running(Worker({"mw_gated": gated}, settings(concurrency=2), store=store))
     try:
-        wait_for(lambda: len(entered) == 2, timeout=WAIT, what="both executions to run at once")
+        run.until(lambda: len(entered) == 2, what="both executions to run at once")
         gate.set()
-        wait_for(lambda: completed(store, *ids), timeout=WAIT, what="the executions")
+        run.until(lambda: completed(store, *ids), what="the executions")
     finally:
         gate.set()
         assert run.stop() is False
@@ -352,7 +363,7 @@ def test_a_worker_whose_slots_stay_full_longer_than_its_poll_interval_keeps_clai
     ids = [queue_execution(store, "mw_slow", "x:slow", 0.1) for _ in range(3)]
     run = Running(Worker({"mw_slow": slow}, settings(poll_seconds=0.02), store=store))
     try:
-        wait_for(lambda: completed(store, *ids), timeout=WAIT, what="three executions, one after the other")
+        run.until(lambda: completed(store, *ids), what="three executions, one after the other")
     finally:
         assert run.stop() is False
 
@@ -365,7 +376,7 @@ def test_an_idle_worker_takes_work_queued_through_its_store_at_once_and_does_not
         assert store.waiting.wait(WAIT), "the worker never waited for work"
         assert store.claims == [None]  # one look, then it waits (30 s, or until work is queued)
         execution = queue_execution(store, "mw_plain", "x:plain", 1)
-        wait_for(lambda: completed(store, execution), timeout=WAIT, what="the execution (poll is 30 s)")
+        run.until(lambda: completed(store, execution), what="the execution (poll is 30 s)")
     finally:
         assert run.stop(timeout=WAIT) is False  # noticed within STOP_CHECK_SECONDS, not after the 30 s poll
     assert len(store.claims) <= 4
@@ -375,11 +386,11 @@ def test_an_idle_worker_found_nothing_and_still_takes_the_next_execution(store: 
     first = queue_execution(store, "mw_plain", "x:plain", 1)
     run = Running(Worker({"mw_plain": plain}, settings(), store=store))
     try:
-        wait_for(lambda: completed(store, first), timeout=WAIT, what="the first execution")
+        run.until(lambda: completed(store, first), what="the first execution")
         store.waiting.clear()
         assert store.waiting.wait(WAIT), "the worker never waited for work"  # it found nothing: idle
         second = queue_execution(store, "mw_plain", "x:plain", 2)
-        wait_for(lambda: completed(store, second), timeout=WAIT, what="the second execution")
+        run.until(lambda: completed(store, second), what="the second execution")
     finally:
         assert run.stop() is False
 
@@ -393,7 +404,7 @@ def test_an_idle_worker_takes_over_a_dead_owners_execution_when_its_lease_runs_o
         assert other.acquire_execution(execution, "dead", 1.0, from_statuses=("queued",)).taken
         run = Running(Worker({"mw_plain": plain}, settings(poll_seconds=30.0), store=store))
         try:
-            wait_for(lambda: completed(store, execution), timeout=WAIT, what="the takeover (poll is 30 s)")
+            run.until(lambda: completed(store, execution), what="the takeover (poll is 30 s)")
         finally:
             assert run.stop() is False
     finally:
@@ -415,8 +426,8 @@ def test_an_execution_the_workers_code_cannot_replay_is_set_aside_under_no_owner
     good = queue_execution(store, "mw_plain", "x:plain", 1)
     run = Running(Worker({"mw_changed": changed_after, "mw_plain": plain}, settings(), store=store, worker_id="w-1"))
     try:
-        wait_for(lambda: completed(store, good), timeout=WAIT, what="the good execution")
-        wait_for(lambda: messages(caplog, logging.ERROR), timeout=WAIT, what="the mismatch to be logged")
+        run.until(lambda: completed(store, good), what="the good execution")
+        run.until(lambda: messages(caplog, logging.ERROR), what="the mismatch to be logged")
     finally:
         assert run.stop() is False
     record = store.get_execution(ctx.execution_id)
@@ -444,13 +455,12 @@ def test_an_execution_whose_input_no_longer_unpickles_is_set_aside(store: Watche
     store.create_execution("undecodable", "mw_plain", blob, "queued", "x:plain")
     run = Running(Worker({"mw_plain": plain}, settings(), store=store))
     try:
-        wait_for(
+        run.until(
             lambda: (
                 (r := store.get_execution("undecodable")) is not None
                 and r.lease_expires_at is not None
                 and r.lease_owner is None
             ),
-            timeout=WAIT,
             what="the execution to be set aside",
         )
     finally:
@@ -467,7 +477,7 @@ def test_an_execution_of_a_workflow_registered_under_another_name_is_set_aside_a
     execution = queue_execution(store, "alias", "x:plain", 1)
     run = Running(Worker({"alias": plain}, settings(), store=store, worker_id="w-1"))
     try:
-        wait_for(lambda: messages(caplog, logging.ERROR), timeout=WAIT, what="the failure to be logged")
+        run.until(lambda: messages(caplog, logging.ERROR), what="the failure to be logged")
     finally:
         assert run.stop() is False
     (failure,) = [r for r in caplog.records if r.name == "taskloom.worker" and r.levelno == logging.ERROR]
@@ -486,7 +496,7 @@ def test_a_step_that_exits_the_process_is_a_crash_the_worker_survives_and_runs_a
     execution = queue_execution(store, "mw_exiting", "x:exiting", None)
     run = Running(Worker({"mw_exiting": exiting}, settings(), store=store, worker_id="w-1"))
     try:
-        wait_for(lambda: completed(store, execution), timeout=WAIT, what="the execution")
+        run.until(lambda: completed(store, execution), what="the execution")
     finally:
         assert run.stop() is False
     record = store.get_execution(execution)
@@ -504,13 +514,12 @@ def test_a_store_that_fails_under_a_run_is_logged_and_the_worker_finishes_the_ex
     execution = queue_execution(store, "mw_breaking", "x:breaking", None)
     run = Running(Worker({"mw_breaking": breaking}, settings(lease_seconds=1.0), store=store, worker_id="w-1"))
     try:
-        wait_for(
+        run.until(
             lambda: any("reading lease expiries failed" in m for m in messages(caplog)),
-            timeout=WAIT,
             what="the worker to meet the broken store",
         )
         rename(db, "executions_away", "executions")
-        wait_for(lambda: completed(store, execution), timeout=WAIT, what="the execution once the store is back")
+        run.until(lambda: completed(store, execution), what="the execution once the store is back")
     finally:
         assert run.stop() is False
     logged = messages(caplog)
@@ -544,7 +553,7 @@ def test_an_execution_still_running_when_the_grace_ends_is_put_back_in_the_queue
     run = Running(
         Worker({"mw_gated": gated}, settings(poll_seconds=30.0, grace_seconds=0.2), store=store, worker_id="w-1")
     )
-    wait_for(lambda: entered, timeout=WAIT, what="the step to start")
+    run.until(lambda: entered, what="the step to start")
     assert run.stop() is True  # returned with the step still held: the caller exits the process
     record = store.get_execution(execution)
     assert record is not None and (record.status, record.lease_owner) == ("queued", None)
@@ -561,7 +570,7 @@ def test_a_requeue_that_fails_at_shutdown_is_logged_and_the_execution_still_coun
     caplog.set_level(logging.INFO, logger="taskloom.worker")
     execution = queue_execution(store, "mw_gated", "x:gated", "a")
     run = Running(Worker({"mw_gated": gated}, settings(grace_seconds=0.2), store=store, worker_id="w-1"))
-    wait_for(lambda: entered, timeout=WAIT, what="the step to start")
+    run.until(lambda: entered, what="the step to start")
     rename(db, "executions", "executions_away")
     try:
         assert run.stop() is True
