@@ -424,7 +424,7 @@ def every_rollback_fails(conn: sqlite3.Connection) -> None:
 
     The trace callback sees each statement as it starts; the progress handler then interrupts it."""
     rolling_back = [False]
-    conn.set_trace_callback(lambda sql: rolling_back.__setitem__(0, sql.startswith("ROLLBACK")))
+    conn.set_trace_callback(lambda sql: rolling_back.__setitem__(0, sql.upper().startswith("ROLLBACK")))
     conn.set_progress_handler(lambda: 1 if rolling_back[0] else 0, 1)
 
 
