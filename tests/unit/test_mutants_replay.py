@@ -38,7 +38,7 @@ from taskloom.outputs import LocalFileOutputStorage
 from taskloom.replay import index_steps
 from taskloom.store import default_store
 from taskloom.store.sqlite import SQLiteStore
-from taskloom.tasks import choice, now, parallel, pause
+from taskloom.tasks import choice, now, parallel, pause, sleep
 
 #: the longest any wait of these tests may take before it counts as a hang
 WAIT = 20.0
@@ -662,3 +662,48 @@ def test_a_store_that_fails_under_a_step_stops_the_run_with_the_store_error(tmp_
             asyncio.run(breaking.arun(store=store))
     finally:
         store.close()
+
+
+@task
+def cancels_then_hides_a_column() -> str:
+    execution_id = breaks["execution"]
+    record_cancel(breaks_store[0], execution_id)  # the next write is refused: the execution is cancelled
+    with sqlite3.connect(breaks["path"]) as conn:  # and reading why fails
+        conn.execute("ALTER TABLE executions RENAME COLUMN target TO target_away")
+    return "done"
+
+
+breaks_store: list[SQLiteStore] = []
+
+
+@workflow
+async def cancelled_then_broken(ctx: ExecutionContext[None]) -> str:
+    breaks["execution"] = ctx.execution_id
+    return await cancels_then_hides_a_column()
+
+
+def test_a_store_that_fails_while_a_refused_write_looks_for_the_reason_stops_the_run_with_the_store_error(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "own.db"
+    breaks["path"] = str(path)
+    store = SQLiteStore(f"sqlite:///{path}", retry_seconds=0.0)
+    breaks_store[:] = [store]
+    try:
+        with pytest.raises(StoreError, match="target"):
+            asyncio.run(cancelled_then_broken.arun(store=store))
+    finally:
+        store.close()
+
+
+@workflow
+async def naps(ctx: ExecutionContext[None]) -> None:
+    await sleep(0)
+
+
+def test_a_completed_sleep_is_recorded_like_a_step_that_returned_none() -> None:
+    ctx = naps.run()
+    (done,) = [e for e in events_of(ctx.execution_id) if e.type is EventType.STEP_COMPLETED]
+    assert (done.step_id, done.name) == ("1", "sleep")
+    view = done.to_json()
+    assert "value" in view and view["value"] is None

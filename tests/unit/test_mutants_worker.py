@@ -582,3 +582,12 @@ def test_a_requeue_that_fails_at_shutdown_is_logged_and_the_execution_still_coun
         re.fullmatch(rf"worker w-1: requeueing {execution} failed \(.*executions.*\); its lease runs out", m)
         for m in messages(caplog, logging.WARNING)
     ), messages(caplog)
+
+
+def test_the_grace_period_is_shared_by_every_running_execution_not_given_to_each(store: WatchedStore) -> None:
+    ids = [queue_execution(store, "mw_gated", "x:gated", str(n)) for n in range(10)]
+    run = Running(Worker({"mw_gated": gated}, settings(concurrency=10, grace_seconds=0.2), store=store))
+    run.until(lambda: len(entered) == 10, what="ten executions to run at once")
+    # at most the 0.2 s grace in all (and a stop check); 5 s is 25 times the grace, 10 s would be a second each
+    assert run.stop(timeout=5.0) is True
+    assert all(status(store, i) == "queued" for i in ids)
