@@ -9,14 +9,25 @@ needed to check every rule. The exact sentence of each rule is checked: it is wh
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import psycopg.errors
 import pytest
+from processes import wait_for
 
+from taskloom.events import EventType, NewEvent
+from taskloom.store import ExecutionStatus
 from taskloom.store.faults import Fault, classify_postgres, classify_sqlite
+from taskloom.store.sqlite import SQLiteStore
 
 ADVICE = (
     "if the database was edited by hand or restored from a damaged copy, restore a good backup; "
@@ -243,3 +254,75 @@ def test_an_error_with_a_code_that_is_not_a_number_is_read_by_its_words() -> Non
 
     assert classify_sqlite(error, "t.db").transient is True
     assert classify_sqlite(sqlite3.OperationalError("no such table: x"), "t.db").message.startswith("unexpected")
+
+
+# -- the retry loop, told by its logs, on a real held lock ----------------------------------------------
+
+_HOLD_LOCK = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+db.execute("ROLLBACK")
+"""
+LOCKED = "database is locked: another process holds its write lock past the busy timeout"
+
+
+@contextlib.contextmanager
+def write_lock_held(path: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding ``path``'s write lock until its stdin gets a line (or the block ends)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        release(holder)
+
+
+def release(holder: subprocess.Popen[str]) -> None:
+    if holder.poll() is None:
+        assert holder.stdin is not None
+        with contextlib.suppress(OSError):
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+        holder.wait(timeout=30)
+
+
+def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "taskloom.store"]
+
+
+def test_an_outage_is_logged_with_its_cause_and_budget_each_attempt_numbered_and_its_end_timed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "taskloom.db"
+    store = SQLiteStore(f"sqlite:///{path}", busy_timeout=0.0, retry_seconds=60.0)
+    store.create_execution("exec-1", "flow", None, ExecutionStatus.RUNNING)
+    where = f"the SQLite store {str(path)!r}"
+    caplog.set_level(logging.DEBUG, logger="taskloom.store")
+    result: list[object] = []
+    started = time.monotonic()
+
+    with write_lock_held(path) as holder:
+        step = NewEvent(EventType.STEP_COMPLETED, step_id="1", name="task", value=b"ok")
+        writer = threading.Thread(target=lambda: result.append(store.append_events("exec-1", [step])))
+        writer.start()
+        wait_for(lambda: any("attempt 3 of" in m for m in messages(caplog)), timeout=30, what="three failed attempts")
+        release(holder)
+        writer.join(timeout=60)
+    elapsed = time.monotonic() - started
+
+    logged = messages(caplog)
+    assert len(result) == 1 and isinstance(result[0], int), result
+    assert logged[0] == f"{where} is unavailable ({LOCKED}); retrying for up to 60 s (TASKLOOM_STORE_RETRY_SECONDS)"
+    attempts = [m for m in logged if " attempt " in m]
+    assert attempts[:3] == [f"{where}: attempt {n} of append_events failed ({LOCKED}); retrying" for n in (1, 2, 3)]
+    (back,) = [m for m in logged if "available again" in m]
+    prefix = f"{where} is available again after "
+    assert back.startswith(prefix) and back.endswith(" s")
+    assert 0.0 <= float(back[len(prefix) : -2]) <= elapsed + 0.1  # the outage's length, not a clock reading
+    assert not [m for m in logged if "cleaning up" in m]  # dropping connections before a retry did not fail
+    store.close()
