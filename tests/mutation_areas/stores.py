@@ -119,4 +119,16 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "the dropped connection, already closed, then stays in the list that only close() reads; closing a "
         "closed sqlite3 connection again is a no-op, so only the list's length (private) differs",
     ),
+    # -- taskloom/store/faults.py ------------------------------------------------------------------------
+    "taskloom.store.faults.x__recover__mutmut_21": (
+        "if remaining < 0:",
+        "differs only when the deadline minus time.monotonic() is exactly 0.0 at the check (the budget is "
+        "spent to the nanosecond), an instant no test can aim at; with a budget of 0 time has always moved on",
+    ),
+    "taskloom.store.faults.x__recover__mutmut_16": (
+        "_quietly(policy.on_transient, None)",
+        "both policies' on_transient ignore the error they are given: SQLiteFaults does nothing, PostgresFaults "
+        "drops the idle pool whatever the error",
+    ),
+    "taskloom.store.faults.x__quietly__mutmut_1": ("action(None)", "as _recover 16: no on_transient reads its error"),
 }
