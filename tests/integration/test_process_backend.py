@@ -189,3 +189,44 @@ def test_workers_are_reused_between_instances() -> None:
         first = where_am_i.instance().start(1).result(DEADLINE)
         second = where_am_i.instance().start(1).result(DEADLINE)
     assert first == second
+
+
+SECRET = "sk-proc-7Hq2Lm9Xw4"
+
+
+@task(secret_requests=["PROC_KEY"])
+def tells_its_secret(tc: TaskControl, secrets: dict[str, str] = {}) -> str:  # noqa: B006 (the seeds' form)
+    tc.log(f"using key {secrets['PROC_KEY']}", "info")
+    tc.update_status(f"authenticated as {secrets['PROC_KEY']}")
+    return "done"
+
+
+def test_a_secret_is_masked_in_what_the_worker_process_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskloom.secret_store import default_secret_store
+
+    monkeypatch.setenv("TASKLOOM_HOME", str(tmp_path))
+    monkeypatch.setenv("TASKLOOM_DATABASE_URL", f"sqlite:///{tmp_path / 'store.db'}")
+    default_secret_store().set("PROC_KEY", SECRET)
+
+    class Recording(TaskControlHandler):
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def log(self, task_control: TaskControl, message: str, level: str, **extra: Any) -> None:
+            self.seen.append(message)
+
+        def update_status(self, task_control: TaskControl, status: str) -> None:
+            self.seen.append(status)
+
+    previous = get_task_control_handler()
+    recording = Recording()
+    set_task_control_handler(recording)
+    try:
+        with Session():
+            future = tells_its_secret.instance().start()
+            assert future.result(DEADLINE) == "done"
+    finally:
+        set_task_control_handler(previous)
+    assert recording.seen == ["using key ***", "authenticated as ***"]
+    assert all(SECRET not in record.message for record in future.logs)
+    assert future.status_message == "authenticated as ***"
