@@ -59,6 +59,7 @@ TESTS: dict[str, list[str]] = {
         "tests/unit/test_future.py",
         "tests/unit/test_instances.py",
         "tests/unit/test_control.py",
+        "tests/unit/test_workflow.py",
     ],
     "taskloom/replay.py": [
         "tests/unit/test_replay.py",

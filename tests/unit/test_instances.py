@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
@@ -11,6 +12,7 @@ from processes import wait_for as wait_until
 
 from taskloom import (
     Future,
+    MaxInstancesReachedError,
     Session,
     TaskCancelledError,
     TaskControl,
@@ -19,6 +21,7 @@ from taskloom import (
     TaskTimeoutError,
     task,
 )
+from taskloom.runtime.session import current_session
 
 DEADLINE = 5.0
 
@@ -287,3 +290,332 @@ def test_pipeline_example_feeds_each_stage_the_previous_result() -> None:
         final = second.result()
     assert final == {"transformed": {"validated": {"id": 1}, "stage": 1}, "stage": 2}
     assert second.status_message == "Stage 2: Data transformation"
+
+
+# -- the runtime's contract, checked closely (mutation testing, issue 14) -----------------------------------
+class ManualBackend:
+    """A backend that keeps the runs it is given until the test runs them: the seam a new backend uses
+    (``taskloom/backends/base.py``), with the test deciding when each step happens."""
+
+    name = "manual"
+
+    def __init__(self, refuse_start: Exception | None = None, refuse_submit: Exception | None = None) -> None:
+        self.runs: list[Any] = []
+        self.checked: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
+        self.refuse_start, self.refuse_submit = refuse_start, refuse_submit
+
+    def check_start(self, task: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.checked.append((task, args, kwargs))
+        if self.refuse_start is not None:
+            raise self.refuse_start
+
+    def submit(self, run: Any) -> None:
+        if self.refuse_submit is not None:
+            raise self.refuse_submit
+        self.runs.append(run)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def run_next(self) -> None:
+        run = self.runs.pop(0)
+        if run.begin():
+            run.succeed(run.task.fn(*run.args, **run.kwargs))
+
+
+def _manual_instance(session: Session, backend: ManualBackend, fn: Any = None) -> TaskInstance:
+    return TaskInstance(task(name="manual_task")(fn or (lambda x=1: x * 2)), session, backend)
+
+
+def test_a_backend_checks_the_arguments_before_anything_is_registered() -> None:
+    backend = ManualBackend(refuse_start=TypeError("not JSON"))
+    with Session() as session:
+        instance = _manual_instance(session, backend)
+        with pytest.raises(TypeError, match="not JSON"):
+            instance.start(5, key="v")
+        assert backend.checked == [(instance.task, (5,), {"key": "v"})]
+        assert session.instances == [] and backend.runs == []
+        backend.refuse_start = None
+        future = instance.start(3)  # refused before: still startable
+        backend.run_next()
+        assert future.result(DEADLINE) == 6
+
+
+def test_a_backend_that_cannot_take_the_instance_fails_its_future_with_the_reason() -> None:
+    backend = ManualBackend(refuse_submit=OSError("no worker reachable"))
+    with Session() as session:
+        future = _manual_instance(session, backend).start()
+        with pytest.raises(OSError, match="no worker reachable"):
+            future.result(DEADLINE)
+        assert future.status == "failed"
+        assert session.instances == [] and session.running_count("manual_task") == 0
+
+
+def test_a_backend_hears_a_stop_once_and_a_late_listener_at_once() -> None:
+    backend = ManualBackend()
+    heard: list[str] = []
+    with Session() as session:
+        instance = _manual_instance(session, backend)
+        instance.start()
+        run = backend.runs[0]
+        run.on_stop(lambda: heard.append("early"))
+        instance.stop()
+        instance.stop()
+        assert heard == ["early"]
+        run.on_stop(lambda: heard.append("late"))
+        assert heard == ["early", "late"]
+        assert run.control.should_stop
+        backend.run_next()
+
+
+def test_a_backend_that_reports_twice_is_told() -> None:
+    backend = ManualBackend()
+    with Session() as session:
+        instance = _manual_instance(session, backend)
+        instance.start()
+        run = backend.runs[0]
+        assert run.begin()
+        run.succeed(1)
+        with pytest.raises(RuntimeError) as caught:
+            run.fail(ValueError("again"))
+        assert str(caught.value) == f"backend reported the outcome of instance {instance.id} twice"
+        assert instance.future.result() == 1
+
+
+def test_a_cancelled_queued_instance_leaves_the_session_at_once_and_never_runs() -> None:
+    backend = ManualBackend()
+    with Session() as session:
+        limited = task(name="limited", max_parallel=1)(lambda: "ran")
+        first = TaskInstance(limited, session, backend)
+        second = TaskInstance(limited, session, backend)
+        first.start()
+        second_future = second.start()
+        assert second_future.status == "pending" and len(backend.runs) == 1
+        assert second_future.cancel()
+        assert session.instances == [first]  # withdrawn: not waited for, not holding a place in line
+        backend.run_next()
+        assert backend.runs == []  # the freed slot was not handed to the cancelled instance
+        assert session.running_count("limited") == 0
+    assert second_future.status == "cancelled"
+
+
+def test_cancel_reports_whether_it_did_anything() -> None:
+    backend = ManualBackend()
+    with Session() as session:
+        running = _manual_instance(session, backend)
+        running.start()
+        assert running.future.cancel() is True
+        assert running.control.should_stop  # a launched instance is asked to stop
+        backend.run_next()
+        done = _manual_instance(session, backend)
+        done.start()
+        backend.run_next()
+        assert done.future.cancel() is False
+        assert done.future.status == "completed"
+
+
+def test_an_instance_cancelled_before_start_cannot_be_started() -> None:
+    with Session():
+        instance = double.instance()
+        assert instance.future.cancel()
+        with pytest.raises(TaskError) as cancelled:
+            instance.start(1)
+        assert str(cancelled.value) == (
+            f"task 'double': instance {instance.id} was cancelled; create a new one with double.instance()"
+        )
+        with pytest.raises(TaskCancelledError) as result:
+            instance.future.result()
+        assert str(result.value) == f"task 'double' (instance {instance.id}) was cancelled"
+        started = double.instance()
+        started.start(1)
+        with pytest.raises(TaskError) as again:
+            started.start(1)
+        assert str(again.value) == (
+            f"task 'double': instance {started.id} was already started; create a new one with double.instance()"
+        )
+
+
+def test_instance_ids_are_version_4_uuids() -> None:
+    import uuid
+
+    from taskloom.runtime.instance import new_instance_id
+
+    ids = [new_instance_id() for _ in range(300)]
+    assert len(set(ids)) == 300
+    for made in ids:
+        assert len(made) == 32
+        parsed = uuid.UUID(made)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_the_first_instance_of_a_process_finds_its_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskloom.runtime import instance as instance_module
+
+    monkeypatch.setattr(instance_module, "_backend_from_settings", None)  # as in a fresh process
+    with Session():
+        assert double.instance().start(2).result(DEADLINE) == 4
+    assert instance_module._backend_from_settings is not None
+
+
+# -- futures -------------------------------------------------------------------------------------------
+def test_a_new_future_is_pending_with_nothing_reported() -> None:
+    future = Future("t", "i")
+    assert (future.task_name, future.instance_id) == ("t", "i")
+    assert future.status == "pending" and future.done is False and future.error is None
+    assert future.progress == 0.0 and future.status_message is None and future.logs == []
+
+
+def test_a_future_settles_once() -> None:
+    future = Future("t", "i")
+    assert future._set_result(1) is True
+    assert future._set_result(2) is False and future._set_error(ValueError()) is False
+    assert future._set_cancelled() is False
+    assert future.result() == 1
+
+
+def test_result_with_no_wait_on_a_pending_future_says_how_to_go_on() -> None:
+    future = Future("slow", "abc")
+    with pytest.raises(TimeoutError) as caught:
+        future.result(timeout=0)
+    assert str(caught.value) == (
+        "task 'slow' (instance abc) has not finished after 0s; call result() again to keep waiting, or cancel() it"
+    )
+
+
+def test_polling_result_with_a_timeout_leaves_no_waiters_behind() -> None:
+    future = Future("t", "i")
+    for _ in range(50):
+        with pytest.raises(TimeoutError):
+            future.result(timeout=0.001)
+    assert future._waiters == []
+    future._set_result("done")
+    assert future.result(timeout=0.001) == "done"
+
+
+def test_result_without_a_timeout_waits_as_long_as_it_takes() -> None:
+    """Longer than a second (a wait that gave up after one second would raise TimeoutError)."""
+    future = Future("t", "i")
+    finisher = threading.Timer(1.5, future._set_result, args=("late",))  # the workload, not a sync point
+    finisher.start()
+    try:
+        assert future.result() == "late"
+    finally:
+        finisher.cancel()
+
+
+def test_a_failing_callback_is_logged_naming_it(caplog: pytest.LogCaptureFixture) -> None:
+    future = Future("t", "i")
+
+    def broken(_: Future) -> None:
+        raise ValueError("callback broke")
+
+    future.add_done_callback(broken)
+    with caplog.at_level("ERROR", logger="taskloom.future"):
+        future._set_result(1)
+    assert caplog.messages == [f"done callback {broken!r} of {future!r} raised"]
+
+
+# -- task control ----------------------------------------------------------------------------------------
+def test_a_new_task_control_has_no_progress_no_status_and_is_not_stopped() -> None:
+    control = TaskControl("t")
+    assert control.progress == 0.0 and control.status is None and not control.should_stop
+
+
+def test_task_control_logs_default_to_info_and_go_to_the_taskloom_task_logger(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    control = TaskControl("charge", "instance-1")
+    with caplog.at_level("DEBUG", logger="taskloom.task"):
+        control.log("hello", order="A-1")
+    (record,) = control.logs
+    assert (record.level, record.message, record.extra) == ("info", "hello", {"order": "A-1"})
+    assert isinstance(record.timestamp, float) and abs(record.timestamp - time.time()) < 60
+    (logged,) = caplog.records
+    assert logged.levelname == "INFO" and logged.getMessage() == "charge: hello"
+    assert logged.taskloom == {"instance_id": "instance-1", "order": "A-1"}  # type: ignore[attr-defined]
+    with pytest.raises(ValueError) as caught:
+        control.log("x", level="loud")
+    assert str(caught.value) == (
+        "TaskControl.log: level must be one of debug, info, warning, error, critical, got 'loud'"
+    )
+
+
+def test_an_instances_logs_progress_and_status_reach_its_future() -> None:
+    @task
+    def reports(tc: TaskControl) -> None:
+        tc.log("working", level="warning", step=1)
+        tc.update_status("half way")
+        tc.update_progress(75)
+
+    with Session():
+        future = reports.instance().start()
+        future.result(DEADLINE)
+    assert [(r.level, r.message, r.extra) for r in future.logs] == [("warning", "working", {"step": 1})]
+    assert future.status_message == "half way" and future.progress == 75.0
+
+
+# -- sessions --------------------------------------------------------------------------------------------
+def test_session_names_and_their_errors() -> None:
+    session = Session()
+    assert session.name == f"session-{session.id[:8]}"
+    with pytest.raises(ValueError) as caught:
+        Session(name=3)  # type: ignore[arg-type]
+    assert str(caught.value) == "Session: option 'name' must be a string or None, got 3"
+    assert session.running_count("never started") == 0
+
+
+def test_the_limit_and_the_ended_session_errors_say_what_to_do() -> None:
+    gate = threading.Event()
+
+    @task(max_parallel=1)
+    def one_at_a_time() -> None:
+        gate.wait(DEADLINE)
+
+    with Session(name="batch", on_limit="raise") as session:
+        one_at_a_time.instance().start()
+        with pytest.raises(MaxInstancesReachedError) as limit:
+            one_at_a_time.instance().start()
+        gate.set()
+    assert str(limit.value) == (
+        "task 'one_at_a_time' already runs 1 instance(s) in session 'batch', its max_parallel limit is 1; wait "
+        "for one to finish, raise max_parallel, or use Session(on_limit='queue') to queue instead"
+    )
+    late = TaskInstance(double, session, ManualBackend())
+    with pytest.raises(TaskError) as ended:
+        late.start(1)
+    assert str(ended.value) == (
+        "task 'double': session 'batch' has ended; start instances inside its `with Session():` block"
+    )
+
+
+def test_a_session_entered_again_inside_itself_stays_open_until_the_outer_block_ends() -> None:
+    session = Session()
+    with session:
+        with session:
+            assert current_session() is session
+        assert current_session() is session
+        assert double.instance().start(1).result(DEADLINE) == 2  # still open
+    assert current_session() is None
+
+
+def test_one_session_shared_by_asyncio_tasks_that_leave_in_any_order() -> None:
+    session = Session()
+
+    async def user(entered: asyncio.Event, leave: asyncio.Event) -> Session | None:
+        async with session:
+            entered.set()
+            await leave.wait()
+            return current_session()
+
+    async def main() -> list[Session | None]:
+        entered = [asyncio.Event(), asyncio.Event()]
+        leave = [asyncio.Event(), asyncio.Event()]
+        tasks = [asyncio.create_task(user(entered[n], leave[n])) for n in range(2)]
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in entered)), DEADLINE)
+        leave[0].set()  # the first to enter leaves first, while the second is still inside
+        first = await asyncio.wait_for(tasks[0], DEADLINE)
+        leave[1].set()
+        second = await asyncio.wait_for(tasks[1], DEADLINE)
+        return [first, second, current_session()]
+
+    assert asyncio.run(main()) == [session, session, None]
