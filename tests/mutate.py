@@ -430,6 +430,35 @@ def main(argv: list[str] | None = None) -> int:
     only = module + "*" if module.endswith("/") else module
     slug = module.strip("/").replace("/", "_")
     work = Path(os.environ.get("TMPDIR", tempfile.gettempdir())) / "taskloom-mutate" / slug
+    lock = _claim(work)
+    try:
+        return _mutate(module, tests, only, work, mutmut, args.jobs, show=not args.no_diff)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _claim(work: Path) -> Path:
+    """One run per module at a time: a second would wipe the first's snapshot. A dead owner's claim is taken."""
+    lock = work.with_name(work.name + ".pid")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                owner = int(lock.read_text() or "0")
+                os.kill(owner, 0)
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                lock.unlink(missing_ok=True)  # its owner is gone
+                continue
+            raise SystemExit(f"mutate: process {owner} is mutating this module in {work} now; wait for it") from None
+        with os.fdopen(fd, "w") as claimed:
+            claimed.write(str(os.getpid()))
+        return lock
+    raise SystemExit(f"mutate: could not claim {lock}; remove it if no mutation run is going on")
+
+
+def _mutate(module: str, tests: list[str], only: str, work: Path, mutmut: str, jobs: int, *, show: bool) -> int:
     snapshot(work)
     (work / "setup.cfg").write_text(
         MUTMUT_SECTION.format(only=only, tests="\n".join(f"    {t}" for t in tests)), encoding="utf-8"
@@ -438,12 +467,12 @@ def main(argv: list[str] | None = None) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")}
     log = work / "mutmut.log"
     with log.open("w", encoding="utf-8") as output:  # mutmut's spinner would flood a terminal or CI log
-        run = subprocess.run([mutmut, "run", "--max-children", str(args.jobs)], cwd=work, env=env, stdout=output)
+        run = subprocess.run([mutmut, "run", "--max-children", str(jobs)], cwd=work, env=env, stdout=output)
     if run.returncode != 0:
         print(log.read_text(encoding="utf-8")[-4000:])
         print(f"mutate: mutmut failed (exit {run.returncode}); its whole output is in {log}")
         return run.returncode
-    score(work, mutmut, show=not args.no_diff)
+    score(work, mutmut, show=show)
     return 0
 
 
