@@ -13,8 +13,13 @@ thread races it. These tests never open the default store.
 from __future__ import annotations
 
 import asyncio
+import linecache
+import sys
 import threading
 from collections.abc import AsyncGenerator
+from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import pytest
 
@@ -188,6 +193,52 @@ def test_a_cancelled_waiting_instance_leaves_the_session_at_once_and_never_reach
     assert cancelled_future.status == "cancelled"
     assert next_future.result(0) == "third"
     assert session.instances == []
+
+
+_INSTANCE_FILE = str(Path("taskloom", "runtime", "instance.py"))
+
+
+def test_an_instance_cancelled_as_it_is_handed_a_slot_counts_until_its_backend_has_closed_its_run() -> None:
+    """The race of ``cancel()`` with the slot passing to the next in line, made certain by a tracer: the
+    instance is cancelled after it left the queue and before it is launched. It is too late to withdraw it:
+    it is asked to stop, and the session counts it (and ``with`` waits for it) until the backend has
+    reported it, like any cancelled instance that was launched."""
+    backend = HeldBackend()
+    fired: list[bool] = []
+    with Session() as session:
+        running = TaskInstance(held, session, backend)
+        running.start()
+        waiting = TaskInstance(held, session, backend)
+        waiting_future = waiting.start()
+
+        def in_complete(frame: FrameType, event: str, arg: Any) -> Any:
+            if event == "line" and not fired:
+                line = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+                if line == "successor._launch()":
+                    fired.append(True)
+                    assert waiting_future.cancel() is True
+            return in_complete
+
+        def calls(frame: FrameType, event: str, arg: Any) -> Any:
+            code = frame.f_code
+            if code.co_filename.endswith(_INSTANCE_FILE) and "_complete" in code.co_name:
+                return in_complete
+            return None
+
+        previous = sys.gettrace()
+        sys.settrace(calls)
+        try:
+            backend.finish(0, "first")
+        finally:
+            sys.settrace(previous)
+        assert fired == [True]
+        assert waiting_future.status == "cancelled"
+        assert waiting.control.should_stop is True
+        assert [run.instance_id for run in backend.runs] == [running.id, waiting.id]
+        assert session.instances == [waiting]  # its run is still open
+        assert backend.runs[1].begin() is False  # the backend drops it, which closes the run
+        assert session.instances == []
+        assert session.running_count("held") == 0
 
 
 def test_async_with_keeps_waiting_when_an_instance_starts_just_as_the_last_one_finishes() -> None:
