@@ -90,6 +90,7 @@ def _reset() -> Iterator[None]:
     gate.clear()
     broke.update(left=0, path="")
     exits["left"] = 0
+    spans.clear()
     barrier.reset()
     yield
     gate.set()  # never leave a worker thread blocked
@@ -205,6 +206,22 @@ def works(seconds: float) -> float:
 @workflow.with_options(name="mw_slow")
 async def slow(ctx: ExecutionContext[float]) -> float:
     return await works(ctx.input)
+
+
+spans: list[tuple[float, float]] = []
+
+
+@task
+def timed_work(seconds: float) -> float:
+    began = time.monotonic()
+    time.sleep(seconds)  # the step's work, not synchronisation: many poll intervals long
+    spans.append((began, time.monotonic()))
+    return seconds
+
+
+@workflow.with_options(name="mw_spans")
+async def spanning(ctx: ExecutionContext[float]) -> float:
+    return await timed_work(ctx.input)
 
 
 def settings(**changes: Any) -> WorkerSettings:
@@ -591,3 +608,14 @@ def test_the_grace_period_is_shared_by_every_running_execution_not_given_to_each
     # at most the 0.2 s grace in all (and a stop check); 5 s is 25 times the grace, 10 s would be a second each
     assert run.stop(timeout=5.0) is True
     assert all(status(store, i) == "queued" for i in ids)
+
+
+def test_a_worker_with_concurrency_one_never_runs_two_executions_at_once(store: WatchedStore) -> None:
+    ids = [queue_execution(store, "mw_spans", "x:spans", 0.2) for _ in range(2)]
+    run = Running(Worker({"mw_spans": spanning}, settings(poll_seconds=0.01), store=store))
+    try:
+        run.until(lambda: completed(store, *ids), what="both executions")
+    finally:
+        assert run.stop() is False
+    (_, first_ended), (second_began, _) = sorted(spans)
+    assert second_began >= first_ended  # twenty poll intervals and no second claim while the slot was taken
