@@ -51,11 +51,15 @@ class WatchedStore(SQLiteStore):
     def __init__(self, url: str) -> None:
         super().__init__(url, retry_seconds=0.0)
         self.claims: list[ExecutionRecord | None] = []
+        #: when each execution was claimed (time.monotonic())
+        self.claimed_at: dict[str, float] = {}
         self.waiting = threading.Event()
 
     def claim_next_execution(self, worker_id: str, lease_seconds: float, workflows: Any) -> ExecutionRecord | None:
         record = super().claim_next_execution(worker_id, lease_seconds, workflows)
         self.claims.append(record)
+        if record is not None:
+            self.claimed_at[record.id] = time.monotonic()
         return record
 
     def wait_for_work(self, timeout: float) -> bool:
@@ -618,4 +622,6 @@ def test_a_worker_with_concurrency_one_never_runs_two_executions_at_once(store: 
     finally:
         assert run.stop() is False
     (_, first_ended), (second_began, _) = sorted(spans)
-    assert second_began >= first_ended  # twenty poll intervals and no second claim while the slot was taken
+    assert second_began >= first_ended
+    # twenty poll intervals, and not even a claim of the second while the only slot was taken
+    assert sorted(store.claimed_at.values())[1] >= first_ended
