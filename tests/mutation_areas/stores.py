@@ -132,3 +132,146 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     ),
     "taskloom.store.faults.x__quietly__mutmut_1": ("action(None)", "as _recover 16: no on_transient reads its error"),
 }
+
+
+#: the instance queue on SQLite: statements in another case (see _SQL_CASE), by mutant and mutated line
+_INSTANCES_SQL_CASE: list[tuple[str, str]] = [
+    ("_append__mutmut_12", '"update instance_sessions set last_seq = last_seq + ? where id = ? returning last_seq",'),
+    ("_append__mutmut_13", '"UPDATE INSTANCE_SESSIONS SET LAST_SEQ = LAST_SEQ + ? WHERE ID = ? RETURNING LAST_SEQ",'),
+    (
+        "_append__mutmut_30",
+        '"insert into instance_updates (session_id, seq, instance_id, kind, data, ts) values (?, ?, ?, ?, ?, ?)",',
+    ),
+    (
+        "_append__mutmut_31",
+        '"INSERT INTO INSTANCE_UPDATES (SESSION_ID, SEQ, INSTANCE_ID, KIND, DATA, TS) VALUES (?, ?, ?, ?, ?, ?)",',
+    ),
+    (
+        "add_instances__mutmut_10",
+        '"insert into instance_sessions (id, name, created_at) values (?, ?, ?) on conflict (id) do nothing",',
+    ),
+    (
+        "add_instances__mutmut_11",
+        '"INSERT INTO INSTANCE_SESSIONS (ID, NAME, CREATED_AT) VALUES (?, ?, ?) ON CONFLICT (ID) DO NOTHING",',
+    ),
+    (
+        "add_instances__mutmut_19",
+        '"insert into instances (id, session_id, task, target, max_parallel, arguments, status, created_at) "',
+    ),
+    (
+        "add_instances__mutmut_20",
+        '"INSERT INTO INSTANCES (ID, SESSION_ID, TASK, TARGET, MAX_PARALLEL, ARGUMENTS, STATUS, CREATED_AT) "',
+    ),
+    ("add_instances__mutmut_22", "\"values (?, ?, ?, ?, ?, ?, 'queued', ?) on conflict (id) do nothing\","),
+    (
+        "_requeue_expired__mutmut_7",
+        "\"update instances set status = 'queued', lease_owner = null, lease_expires_at = null \"",
+    ),
+    (
+        "_requeue_expired__mutmut_10",
+        "\"where status = 'running' and lease_expires_at < ? returning session_id, id, attempts\",",
+    ),
+    ("claim_instances__mutmut_20", '"order by rowid limit ?",'),
+    ("claim_instances__mutmut_21", '"ORDER BY ROWID LIMIT ?",'),
+    (
+        "claim_instances__mutmut_32",
+        "\"select session_id, task, count(*) from instances where status = 'running' and session_id in \"",
+    ),
+    (
+        "claim_instances__mutmut_51",
+        "\"update instances set status = 'running', lease_owner = ?, lease_expires_at = ?, started_at = ?, \"",
+    ),
+    ("claim_instances__mutmut_54", '"attempts = attempts + 1 where id = ?",'),
+    ("claim_instances__mutmut_55", '"ATTEMPTS = ATTEMPTS + 1 WHERE ID = ?",'),
+    ("record__mutmut_13", "\"update instances set status = case when cancel_requested then 'cancelled' else ? end, \""),
+    ("record__mutmut_16", '"result = ?, error = ?, finished_at = ?, lease_owner = null, lease_expires_at = null "'),
+    ("record__mutmut_17", '"RESULT = ?, ERROR = ?, FINISHED_AT = ?, LEASE_OWNER = NULL, LEASE_EXPIRES_AT = NULL "'),
+    ("record__mutmut_19", "\"where id = ? and lease_owner = ? and status = 'running' returning status\","),
+    (
+        "renew_leases__mutmut_7",
+        "\"update instances set lease_expires_at = ? where lease_owner = ? and status = 'running' returning id\",",
+    ),
+    (
+        "stop_requests__mutmut_7",
+        "\"select id from instances where lease_owner = ? and status = 'running' and stop_requested\",",
+    ),
+    (
+        "release_instances__mutmut_7",
+        "\"update instances set status = 'queued', lease_owner = null, lease_expires_at = null \"",
+    ),
+    ("release_instances__mutmut_10", "\"where id = ? and lease_owner = ? and status = 'running'\","),
+    (
+        "request_stop__mutmut_8",
+        'row = conn.execute("select session_id, status from instances where id = ?", (instance_id,)).fetchone()',
+    ),
+    (
+        "request_stop__mutmut_9",
+        'row = conn.execute("SELECT SESSION_ID, STATUS FROM INSTANCES WHERE ID = ?", (instance_id,)).fetchone()',
+    ),
+    (
+        "request_stop__mutmut_21",
+        "\"update instances set status = 'cancelled', stop_requested = 1, cancel_requested = 1, \"",
+    ),
+    ("request_stop__mutmut_24", '"finished_at = ? where id = ?",'),
+    ("request_stop__mutmut_25", '"FINISHED_AT = ? WHERE ID = ?",'),
+    (
+        "request_stop__mutmut_38",
+        '"update instances set stop_requested = 1, cancel_requested = cancel_requested or ? where id = ?",',
+    ),
+    (
+        "request_stop__mutmut_39",
+        '"UPDATE INSTANCES SET STOP_REQUESTED = 1, CANCEL_REQUESTED = CANCEL_REQUESTED OR ? WHERE ID = ?",',
+    ),
+    ("register_worker__mutmut_7", '"insert into instance_workers (worker_id, target, last_seen) values (?, ?, ?) "'),
+    ("register_worker__mutmut_8", '"INSERT INTO INSTANCE_WORKERS (WORKER_ID, TARGET, LAST_SEEN) VALUES (?, ?, ?) "'),
+    ("register_worker__mutmut_10", '"on conflict (target, worker_id) do update set last_seen = excluded.last_seen",'),
+    ("register_worker__mutmut_11", '"ON CONFLICT (TARGET, WORKER_ID) DO UPDATE SET LAST_SEEN = EXCLUDED.LAST_SEEN",'),
+    ("unregister_worker__mutmut_6", 'conn.execute("delete from instance_workers where worker_id = ?", (worker_id,))'),
+    ("unregister_worker__mutmut_7", 'conn.execute("DELETE FROM INSTANCE_WORKERS WHERE WORKER_ID = ?", (worker_id,))'),
+    ("load_updates__mutmut_4", 'conn.execute("begin")'),
+    (
+        "load_updates__mutmut_11",
+        "\"select exists (select 1 from instances where session_id = ? and status in ('queued', 'running'))\",",
+    ),
+    (
+        "load_updates__mutmut_20",
+        '"select seq, instance_id, kind, data from instance_updates where session_id = ? and seq > ? "',
+    ),
+    (
+        "load_updates__mutmut_21",
+        '"SELECT SEQ, INSTANCE_ID, KIND, DATA FROM INSTANCE_UPDATES WHERE SESSION_ID = ? AND SEQ > ? "',
+    ),
+    ("load_updates__mutmut_23", '"order by seq limit ?",'),
+    ("load_updates__mutmut_24", '"ORDER BY SEQ LIMIT ?",'),
+    ("load_updates__mutmut_27", 'conn.execute("commit")'),
+]
+EQUIVALENT.update(
+    {f"taskloom.store.instances.xǁSQLiteInstanceQueueǁ{name}": (line, _SQL_CASE) for name, line in _INSTANCES_SQL_CASE}
+)
+EQUIVALENT.update(
+    {
+        "taskloom.store.instances.x__admit__mutmut_11": (
+            "if len(admitted) > limit:",
+            "both queues pass _admit the rows of a query with LIMIT limit, so it never sees more than limit rows "
+            "and stopping one row later changes nothing",
+        ),
+        "taskloom.store.instances.x__group_lock_key__mutmut_11": (
+            'digest = hashlib.blake2b(f"{session_id}\\x00{task}".encode("UTF-8", "surrogatepass"), '
+            "digest_size=8).digest()",
+            "Python's codec names are case-insensitive: 'UTF-8' is the same codec as 'utf-8'",
+        ),
+        "taskloom.store.instances.x__group_lock_key__mutmut_19": (
+            "return int.from_bytes(digest, signed=True)",
+            "int.from_bytes's byteorder defaults to 'big' since Python 3.11, the oldest this project supports",
+        ),
+        "taskloom.store.instances.x__json__mutmut_5": (
+            'return json.dumps(value, separators=(",", ":"))',
+            "json.dumps's ensure_ascii defaults to True",
+        ),
+        "taskloom.store.instances.xǁSQLiteInstanceQueueǁrequest_stop__mutmut_42": (
+            "(2 if cancel else 0, instance_id),",
+            "the value is only used in `cancel_requested OR ?`, and SQLite's OR answers 1 or 0 whatever true "
+            "value it is given",
+        ),
+    }
+)

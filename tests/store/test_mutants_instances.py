@@ -421,3 +421,45 @@ def test_a_groups_advisory_lock_key_is_the_same_in_every_process_and_fits_a_bigi
     assert key == int.from_bytes(digest, "big", signed=True)  # a worker of another version agrees on it
     assert -(2**63) <= key < 2**63
     assert _group_lock_key("s1", "work2") != key and _group_lock_key("s", "1work") != key
+
+
+def test_a_claim_admits_only_the_slots_its_group_has_left(queue: InstanceQueue) -> None:
+    queue.add_instances([new(f"a{n}", max_parallel=3) for n in range(1, 6)])
+    assert claimed_ids(queue.claim_instances("w1", [TARGET], 1, 60)) == ["a1"]
+
+    assert claimed_ids(queue.claim_instances("w2", [TARGET], 10, 60)) == ["a2", "a3"]  # 1 running + 2 = 3
+
+
+@pytest.mark.parametrize(("targets", "limit"), [([TARGET], 0), ([TARGET], -1), ([], 5)])
+def test_a_claim_that_can_take_nothing_changes_nothing(queue: InstanceQueue, targets: list[str], limit: int) -> None:
+    queue.add_instances([new("i1"), new("i2")])
+    queue.claim_instances("w1", [TARGET], 1, -1.0)  # i1's lease has run out
+
+    assert queue.claim_instances("w2", targets, limit, 60) == []
+
+    first, second = queue.get_instance("i1"), queue.get_instance("i2")
+    assert first is not None and first.status == "running"  # not put back by a claim that takes nothing
+    assert second is not None and second.status == "queued"
+    assert len(updates(queue)) == 1
+
+
+def test_the_queues_own_updates_are_compact_ascii_json(queue: InstanceQueue) -> None:
+    queue.add_instances([new("i1")])
+
+    queue.claim_instances("wörker-ü", [TARGET], 1, -1.0)
+    queue.claim_instances("w2", [TARGET], 1, 60)
+
+    _, found = queue.load_updates("s1", 0, 10)
+    assert [u.data for u in found] == [
+        '{"worker":"w\\u00f6rker-\\u00fc","attempt":1}',
+        '{"level":"warning","message":"its worker stopped renewing its lease (the worker died or hung); the '
+        'instance runs again","extra":{"attempt":1}}',
+        '{"worker":"w2","attempt":2}',
+    ]
+
+
+def test_a_group_named_with_a_lone_surrogate_still_gets_its_lock_key() -> None:
+    session = "s-\ud800"  # JSON from a client may carry one: "\\ud800"
+    digest = hashlib.blake2b(f"{session}\x00work".encode("utf-8", "surrogatepass"), digest_size=8).digest()
+
+    assert _group_lock_key(session, "work") == int.from_bytes(digest, "big", signed=True)
