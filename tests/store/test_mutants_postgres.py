@@ -6,12 +6,18 @@ The store's behaviour against a real server is in the contract and fault suites 
 
 from __future__ import annotations
 
+import threading
+
 import psycopg
 import psycopg.errors
 import pytest
+from pgserver import PostgresServer
+from processes import wait_for
 
+from taskloom.errors import StoreError
+from taskloom.store import ExecutionStatus
 from taskloom.store.faults import Fault
-from taskloom.store.postgres import PostgresFaults, redacted
+from taskloom.store.postgres import MAX_IDLE_CONNECTIONS, PostgresFaults, PostgresStore, redacted
 
 
 @pytest.mark.parametrize(
@@ -79,3 +85,89 @@ def test_before_each_retry_the_policy_drops_what_the_store_asked_it_to() -> None
 )
 def test_an_ipv6_host_keeps_its_brackets_when_the_password_is_hidden() -> None:
     assert redacted("postgresql://u:s3cret@[::1]:5432/app") == "postgresql://u:***@[::1]:5432/app"
+
+
+# -- the connection pool, counted on a real server -------------------------------------------------------
+
+
+def backends(pg_server: PostgresServer, url: str) -> int:
+    """How many server connections the store at ``url`` has open (its schema's application_name)."""
+    application = url.rsplit("application_name=", 1)[1]
+    with pg_server.admin_connection() as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (application,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+@pytest.mark.postgres
+def test_one_threads_calls_reuse_one_pooled_connection(pg_server: PostgresServer, pg_fresh_url: str) -> None:
+    store = PostgresStore(pg_fresh_url)
+    try:
+        store.create_execution("exec-1", "flow", None, ExecutionStatus.RUNNING)
+        for _ in range(20):
+            assert store.get_execution("exec-1") is not None
+
+        assert backends(pg_server, pg_fresh_url) == 1
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_close_ends_the_idle_connections_and_the_store_reconnects(pg_server: PostgresServer, pg_fresh_url: str) -> None:
+    store = PostgresStore(pg_fresh_url)
+    store.create_execution("exec-1", "flow", None, ExecutionStatus.RUNNING)
+    store.wait_for_work(0.0)  # the LISTEN connection too
+
+    store.close()
+
+    wait_for(lambda: backends(pg_server, pg_fresh_url) == 0, timeout=30, what="the server to see them closed")
+    assert store.get_execution("exec-1") is not None
+    store.close()
+
+
+@pytest.mark.postgres
+def test_at_most_the_idle_limit_of_connections_is_kept_after_a_busy_moment(
+    pg_server: PostgresServer, pg_fresh_url: str
+) -> None:
+    store = PostgresStore(pg_fresh_url)
+    busy = MAX_IDLE_CONNECTIONS + 4
+    inside = threading.Barrier(busy + 1)
+    leave = threading.Event()
+
+    def hold_a_connection() -> None:
+        with store._transaction() as conn:
+            conn.execute("SELECT 1")
+            inside.wait(timeout=30)
+            leave.wait(timeout=30)
+
+    threads = [threading.Thread(target=hold_a_connection) for _ in range(busy)]
+    try:
+        for thread in threads:
+            thread.start()
+        inside.wait(timeout=30)
+        assert backends(pg_server, pg_fresh_url) == busy
+        leave.set()
+        for thread in threads:
+            thread.join(timeout=30)
+
+        wait_for(lambda: backends(pg_server, pg_fresh_url) == MAX_IDLE_CONNECTIONS, timeout=30, what="the extra closed")
+    finally:
+        leave.set()
+        store.close()
+
+
+@pytest.mark.postgres
+def test_a_database_that_does_not_exist_is_a_store_error_at_once_saying_what_to_check(
+    pg_server: PostgresServer,
+) -> None:
+    url = pg_server.url("no_such_database").replace("postgres@", "postgres:s3cret@")
+
+    with pytest.raises(StoreError) as raised:
+        PostgresStore(url, retry_seconds=30.0)
+
+    message = str(raised.value)
+    assert type(raised.value) is StoreError and "s3cret" not in message
+    assert message.startswith(f"cannot connect to the PostgreSQL store {redacted(url)}: cannot connect (")
+    assert 'database "no_such_database" does not exist' in message
+    assert message.endswith("): check TASKLOOM_DATABASE_URL")
