@@ -275,3 +275,21 @@ EQUIVALENT.update(
         ),
     }
 )
+
+_PROTOCOL = (
+    "a default in the Store Protocol's signature: the Protocol only describes the stores for the type checker; "
+    "every call goes to SQLiteStore or PostgresStore, whose own signatures carry the defaults that apply"
+)
+EQUIVALENT.update(
+    {
+        "taskloom.store.base.xǁStoreǁlist_executions__mutmut_1": (
+            "self, *, workflow: str | None = None, status: str | None = None, limit: int = 101",
+            _PROTOCOL,
+        ),
+        "taskloom.store.base.xǁStoreǁload_events__mutmut_1": (
+            "def load_events(self, execution_id: str, after_seq: int = 1) -> list[Event]:",
+            _PROTOCOL,
+        ),
+        "taskloom.store.base.xǁStoreǁrelease_execution__mutmut_1": ("crashed: bool = True,", _PROTOCOL),
+    }
+)
