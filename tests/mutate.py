@@ -13,7 +13,9 @@ one working tree at once and the whole suite takes many minutes, so this script
 - prints the score with the mutants listed in :data:`EQUIVALENT` left out (each with the reason it
   cannot be told apart from the original by any test), and the survivors left to kill.
 
-Not part of ``make test``: a run takes minutes and uses every core it is given (``MUTATE_JOBS``).
+Not part of ``make test``: a run takes minutes and uses every core it is given (``MUTATE_JOBS``). A mutant
+whose tests run five times longer than unmutated (plus 2 s) counts as killed by timeout: mutmut's default
+of fifteen times made one hung mutant of the runtime cost a minute.
 """
 
 from __future__ import annotations
@@ -344,6 +346,8 @@ pytest_add_cli_args =
 pytest_add_cli_args_test_selection =
 {tests}
 use_git_change_detection = false
+timeout_multiplier = 5.0
+timeout_constant = 2.0
 """
 
 
