@@ -18,12 +18,14 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import psycopg.errors
 import pytest
 from processes import wait_for
 
+from taskloom.errors import ExecutionStateError, StoreError
 from taskloom.events import EventType, NewEvent
 from taskloom.store import ExecutionStatus
 from taskloom.store.faults import Fault, classify_postgres, classify_sqlite
@@ -325,4 +327,96 @@ def test_an_outage_is_logged_with_its_cause_and_budget_each_attempt_numbered_and
     assert back.startswith(prefix) and back.endswith(" s")
     assert 0.0 <= float(back[len(prefix) : -2]) <= elapsed + 0.1  # the outage's length, not a clock reading
     assert not [m for m in logged if "cleaning up" in m]  # dropping connections before a retry did not fail
+    store.close()
+
+
+_CHANGE_UNDER_LOCK = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+db.execute(sys.argv[2])
+print("locked", flush=True)
+sys.stdin.readline()
+db.execute("COMMIT")
+"""
+
+
+@contextlib.contextmanager
+def changed_under_lock(path: Path, statement: str) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the write lock while it runs ``statement``, committed on release."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _CHANGE_UNDER_LOCK, str(path), statement],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        release(holder)
+
+
+def retried_call(
+    store: SQLiteStore, holder: subprocess.Popen[str], caplog: pytest.LogCaptureFixture, call: Any
+) -> BaseException | object:
+    """Run ``call`` in a thread until it has met the lock twice, release the lock; what it returned or raised."""
+    outcome: list[BaseException | object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as error:  # returned to the test
+            outcome.append(error)
+
+    caller = threading.Thread(target=run)
+    caller.start()
+    wait_for(lambda: any("attempt 2 of" in m for m in messages(caplog)), timeout=30, what="two failed attempts")
+    release(holder)
+    caller.join(timeout=60)
+    assert not caller.is_alive() and len(outcome) == 1
+    return outcome[0]
+
+
+def test_a_status_changed_while_a_write_waited_for_the_lock_is_the_state_error_not_a_store_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "taskloom.db"
+    store = SQLiteStore(f"sqlite:///{path}", busy_timeout=0.0, retry_seconds=60.0)
+    store.create_execution("exec-1", "flow", None, ExecutionStatus.PAUSED)
+    caplog.set_level(logging.DEBUG, logger="taskloom.store")
+
+    with changed_under_lock(path, "UPDATE executions SET status = 'cancelled' WHERE id = 'exec-1'") as holder:
+        outcome = retried_call(
+            store,
+            holder,
+            caplog,
+            lambda: store.append_events(
+                "exec-1", [], status=ExecutionStatus.QUEUED, expected_status=ExecutionStatus.PAUSED
+            ),
+        )
+
+    assert type(outcome) is ExecutionStateError, outcome
+    assert "is cancelled, not paused" in str(outcome)
+    record = store.get_execution("exec-1")
+    assert record is not None and record.status == ExecutionStatus.CANCELLED  # nothing was written
+    store.close()
+
+
+def test_a_permanent_fault_met_while_retrying_is_a_store_error_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "taskloom.db"
+    store = SQLiteStore(f"sqlite:///{path}", busy_timeout=0.0, retry_seconds=60.0)
+    store.put_secret("API_KEY", b"v1")
+    caplog.set_level(logging.DEBUG, logger="taskloom.store")
+
+    with changed_under_lock(path, "DROP TABLE secrets") as holder:  # a schema edited by hand meanwhile
+        outcome = retried_call(store, holder, caplog, lambda: store.put_secret("API_KEY", b"v2"))
+
+    assert type(outcome) is StoreError, outcome  # not retried until the 60 s budget is spent
+    assert str(outcome) == (
+        f"the SQLite store {str(path)!r}: unexpected OperationalError: no such table: secrets; {ADVICE}"
+    )
+    assert isinstance(outcome.__cause__, sqlite3.OperationalError)
     store.close()
