@@ -293,3 +293,49 @@ EQUIVALENT.update(
         "taskloom.store.base.xǁStoreǁrelease_execution__mutmut_1": ("crashed: bool = True,", _PROTOCOL),
     }
 )
+
+_CLASSIFIER_BUG = (
+    "the fallback for a classifier that raises (a bug in it); no real one can: SQLiteFaults.classify, "
+    "PostgresFaults.classify, classify_sqlite and classify_postgres only read attributes and format strings, "
+    "and a store whose classifier is made to raise would test that fake"
+)
+_CLEANUP_FAILS = (
+    "the log of an on_transient that raises; no real one does: SQLiteFaults' does nothing, PostgresFaults' "
+    "closes idle connections catching psycopg.Error, and a policy made to raise would test that fake"
+)
+
+#: Mutants in code the test machine cannot reach without faking part of the store (same shape as EQUIVALENT).
+UNREACHABLE: dict[str, tuple[str, str]] = {
+    "taskloom.store.faults.x__classify__mutmut_8": (
+        'return Fault(None, f"unexpected {type(error).__name__}: {error}; {_UNEXPECTED_ADVICE}")',
+        _CLASSIFIER_BUG,
+    ),
+    "taskloom.store.faults.x__classify__mutmut_9": ("return Fault(False, None)", _CLASSIFIER_BUG),
+    "taskloom.store.faults.x__classify__mutmut_10": (
+        'return Fault(f"unexpected {type(error).__name__}: {error}; {_UNEXPECTED_ADVICE}")',
+        _CLASSIFIER_BUG,
+    ),
+    "taskloom.store.faults.x__classify__mutmut_11": ("return Fault(False, )", _CLASSIFIER_BUG),
+    "taskloom.store.faults.x__quietly__mutmut_2": ("logger.debug(None, exc_info=True)", _CLEANUP_FAILS),
+    "taskloom.store.faults.x__quietly__mutmut_3": (
+        'logger.debug("cleaning up after a store fault failed", exc_info=None)',
+        _CLEANUP_FAILS,
+    ),
+    "taskloom.store.faults.x__quietly__mutmut_4": ("logger.debug(exc_info=True)", _CLEANUP_FAILS),
+    "taskloom.store.faults.x__quietly__mutmut_5": (
+        'logger.debug("cleaning up after a store fault failed", )',
+        _CLEANUP_FAILS,
+    ),
+    "taskloom.store.faults.x__quietly__mutmut_6": (
+        'logger.debug("XXcleaning up after a store fault failedXX", exc_info=True)',
+        _CLEANUP_FAILS,
+    ),
+    "taskloom.store.faults.x__quietly__mutmut_7": (
+        'logger.debug("CLEANING UP AFTER A STORE FAULT FAILED", exc_info=True)',
+        _CLEANUP_FAILS,
+    ),
+    "taskloom.store.faults.x__quietly__mutmut_8": (
+        'logger.debug("cleaning up after a store fault failed", exc_info=False)',
+        _CLEANUP_FAILS,
+    ),
+}

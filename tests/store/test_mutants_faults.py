@@ -25,7 +25,7 @@ import psycopg.errors
 import pytest
 from processes import wait_for
 
-from taskloom.errors import ExecutionStateError, StoreError
+from taskloom.errors import ExecutionStateError, StoreError, StoreUnavailableError
 from taskloom.events import EventType, NewEvent
 from taskloom.store import ExecutionStatus
 from taskloom.store.faults import Fault, classify_postgres, classify_sqlite
@@ -419,4 +419,23 @@ def test_a_permanent_fault_met_while_retrying_is_a_store_error_at_once(
         f"the SQLite store {str(path)!r}: unexpected OperationalError: no such table: secrets; {ADVICE}"
     )
     assert isinstance(outcome.__cause__, sqlite3.OperationalError)
+    store.close()
+
+
+def test_retries_back_off_from_the_first_delay_doubling_neither_hammering_nor_dawdling(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # FIRST_DELAY 0.05 s doubling, each pause between half and all of its delay: the first five pauses
+    # take at most 0.05 + 0.1 + 0.2 + 0.4 + 0.8 = 1.55 s and at least half that, so a 3 s budget sees
+    # six to nine attempts fail before it is spent. Pauses that do not grow would make dozens.
+    path = tmp_path / "taskloom.db"
+    store = SQLiteStore(f"sqlite:///{path}", busy_timeout=0.0, retry_seconds=3.0)
+    store.create_execution("exec-1", "flow", None, ExecutionStatus.RUNNING)
+    caplog.set_level(logging.DEBUG, logger="taskloom.store")
+
+    with write_lock_held(path), pytest.raises(StoreUnavailableError):
+        store.append_events("exec-1", [NewEvent(EventType.STEP_COMPLETED, step_id="1", name="t", value=b"")])
+
+    attempts = [m for m in messages(caplog) if " attempt " in m]
+    assert 6 <= len(attempts) <= 12, attempts
     store.close()
