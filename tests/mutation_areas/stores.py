@@ -316,6 +316,14 @@ UNREACHABLE: dict[str, tuple[str, str]] = {
         _CLASSIFIER_BUG,
     ),
     "taskloom.store.faults.x__classify__mutmut_11": ("return Fault(False, )", _CLASSIFIER_BUG),
+    "taskloom.store.faults.x__classify__mutmut_12": (
+        'return Fault(True, f"unexpected {type(error).__name__}: {error}; {_UNEXPECTED_ADVICE}")',
+        _CLASSIFIER_BUG,
+    ),
+    "taskloom.store.faults.x__classify__mutmut_13": (
+        'return Fault(False, f"unexpected {type(None).__name__}: {error}; {_UNEXPECTED_ADVICE}")',
+        _CLASSIFIER_BUG,
+    ),
     "taskloom.store.faults.x__quietly__mutmut_2": ("logger.debug(None, exc_info=True)", _CLEANUP_FAILS),
     "taskloom.store.faults.x__quietly__mutmut_3": (
         'logger.debug("cleaning up after a store fault failed", exc_info=None)',
