@@ -707,3 +707,43 @@ def test_a_completed_sleep_is_recorded_like_a_step_that_returned_none() -> None:
     assert (done.step_id, done.name) == ("1", "sleep")
     view = done.to_json()
     assert "value" in view and view["value"] is None
+
+
+@task.with_options(retry_max_attempts=1, retry_delay=0.01)
+async def async_flaky() -> str:
+    attempts.append(1)
+    if len(attempts) < 2:
+        raise ValueError("async not yet")
+    return "async ok"
+
+
+@workflow
+async def async_retried(ctx: ExecutionContext[None]) -> str:
+    return await async_flaky()
+
+
+def test_an_async_steps_retries_are_recorded_too() -> None:
+    ctx = async_retried.run()
+    assert ctx.output == "async ok"
+    retries = [(e.step_id, e.name, e.data) for e in events_of(ctx.execution_id) if e.type is EventType.STEP_RETRYING]
+    assert retries == [("1", "async_flaky", {"attempt": 1, "delay": 0.01, "error": "ValueError: async not yet"})]
+
+
+@workflow
+async def resumed_into_a_failing_store(ctx: ExecutionContext[None]) -> str:
+    approval = await pause("approve")
+    await takes_the_events_table_away()
+    return str(approval)
+
+
+def test_a_store_failure_on_the_first_write_after_a_resume_stops_the_run_with_the_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "own.db"
+    breaks["path"] = str(path)
+    store = SQLiteStore(f"sqlite:///{path}", retry_seconds=0.0)
+    try:
+        paused = asyncio.run(resumed_into_a_failing_store.arun(store=store))
+        assert paused.status == "paused"
+        with pytest.raises(StoreError, match=re.escape(str(path))):
+            asyncio.run(resumed_into_a_failing_store.aresume(paused.execution_id, "yes", store=store))
+    finally:
+        store.close()
