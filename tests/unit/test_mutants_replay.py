@@ -35,7 +35,7 @@ from taskloom.errors import StoreError
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.executions import record_cancel
 from taskloom.outputs import LocalFileOutputStorage
-from taskloom.replay import index_steps
+from taskloom.replay import START_FLUSH_DELAY, index_steps
 from taskloom.store import default_store
 from taskloom.store.sqlite import SQLiteStore
 from taskloom.tasks import choice, now, parallel, pause, sleep
@@ -559,9 +559,9 @@ def test_a_long_steps_start_is_written_while_it_runs_by_a_daemon_watchdog_thread
     driver.start()
     try:
         assert entered.wait(WAIT)
-        wait_for(
+        wait_for(  # a hundred times START_FLUSH_DELAY
             lambda: [e for e in events_of(execution_id) if e.type is EventType.STEP_STARTED],
-            timeout=WAIT,
+            timeout=100 * START_FLUSH_DELAY,
             what="the start of the long step",
         )
         watchdogs = [t for t in threading.enumerate() if t.name == "taskloom-start-watchdog"]
