@@ -6,7 +6,9 @@ The store's behaviour against a real server is in the contract and fault suites 
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 
 import psycopg
 import psycopg.errors
@@ -171,3 +173,81 @@ def test_a_database_that_does_not_exist_is_a_store_error_at_once_saying_what_to_
     assert message.startswith(f"cannot connect to the PostgreSQL store {redacted(url)}: cannot connect (")
     assert 'database "no_such_database" does not exist' in message
     assert message.endswith("): check TASKLOOM_DATABASE_URL")
+
+
+def hold_connections(store: PostgresStore, count: int) -> None:
+    """Leave ``count`` idle connections in the store's pool: ``count`` threads inside it at once."""
+    inside = threading.Barrier(count + 1)
+    leave = threading.Event()
+
+    def hold() -> None:
+        with store._transaction() as conn:
+            conn.execute("SELECT 1")
+            inside.wait(timeout=30)
+            leave.wait(timeout=30)
+
+    threads = [threading.Thread(target=hold) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    inside.wait(timeout=30)
+    leave.set()
+    for thread in threads:
+        thread.join(timeout=30)
+
+
+@pytest.mark.postgres
+def test_one_failed_attempt_drops_the_whole_pool_its_cut_connections_were_in(
+    pg_server: PostgresServer, pg_fresh_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = PostgresStore(pg_fresh_url, retry_seconds=30.0)
+    try:
+        store.create_execution("exec-1", "flow", None, ExecutionStatus.RUNNING)
+        hold_connections(store, 4)
+        assert backends(pg_server, pg_fresh_url) == 4
+        assert pg_server.terminate_connections() >= 4
+        caplog.set_level(logging.DEBUG, logger="taskloom.store")
+
+        assert store.get_execution("exec-1") is not None
+
+        logged = [r.getMessage() for r in caplog.records if r.name == "taskloom.store"]
+        attempts = [m for m in logged if " attempt " in m]
+        assert len(attempts) == 1, logged  # not one failed attempt per dead pooled connection
+        assert not [m for m in logged if "cleaning up" in m]
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_waiting_for_work_while_the_server_is_down_answers_false_within_its_timeout(
+    pg_server: PostgresServer, pg_fresh_url: str
+) -> None:
+    store = PostgresStore(pg_fresh_url)
+    pg_server.shut_down()
+    try:
+        started = time.monotonic()
+        assert store.wait_for_work(0.2) is False  # the caller's next store call meets the outage
+        assert time.monotonic() - started < 5.0  # the 0.2 s asked for, generous for a slow machine
+    finally:
+        pg_server.start_again()
+        store.close()
+    assert store.wait_for_work(0.0) is True  # listening again: look before waiting
+
+
+@pytest.mark.postgres
+def test_a_second_waiter_gives_up_after_its_own_timeout_while_the_first_waits(pg_fresh_url: str) -> None:
+    store = PostgresStore(pg_fresh_url)
+    try:
+        assert store.wait_for_work(0.0) is True  # the first call listens and says: look first
+        first = threading.Thread(target=store.wait_for_work, args=(30.0,))
+        first.start()
+        wait_for(lambda: store._work_listener._lock.locked(), timeout=30, what="the first waiter to wait")
+
+        started = time.monotonic()
+        assert store.wait_for_work(0.05) is False
+        assert time.monotonic() - started < 0.9  # its 0.05 s, generous for a slow machine
+
+        store.create_execution("exec-1", "flow", None, ExecutionStatus.QUEUED)  # wakes the first waiter
+        first.join(timeout=30)
+        assert not first.is_alive()
+    finally:
+        store.close()
