@@ -121,11 +121,6 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "state[node] = 3",
         "as _find_cycle__mutmut_15",
     ),
-    "taskloom.policy.x__call_async__mutmut_29": (
-        "return (plain(call) if (plain) or True else call)()",
-        "differs only for inline=True without plain, which no caller passes: the workflow engine (the one "
-        "caller that sets inline) always passes plain with it",
-    ),
     "taskloom.policy.x__call_async__mutmut_51": (
         "if inspect.iscoroutinefunction(None):",
         "a coroutine handler then has its coroutine object created on a pool thread, but it is still awaited "
