@@ -194,6 +194,27 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         ("start_recorded is only passed on to run_task_step, which tests it for truth; None is as falsy as False"),
     ),
     # -- taskloom/worker.py
+    "taskloom.worker.xǁWorkerǁ_wait_for_work__mutmut_7": (
+        "if remaining < 0:",
+        (
+            "differs only when time.monotonic() returns exactly the deadline (an earlier time.monotonic() plus "
+            "the time to the next look); the wait then lasts 0 s and the next pass returns"
+        ),
+    ),
+    "taskloom.worker.xǁWorkerǁ_execute__mutmut_63": (
+        "self._running.pop(record.id, )",
+        (
+            "the entry is always there: run() adds it while holding self._lock around pool.submit, and this pop "
+            "takes the same lock, so it cannot run before the entry is added; pop's default is never used"
+        ),
+    ),
+    "taskloom.worker.xǁWorkerǁ_execute__mutmut_66": (
+        "self.store.release_execution(record.id, self.worker_id, requeue=None, retry_after=retry_after)",
+        (
+            "requeue is only tested for truth by both stores (SQLite: 1 if requeue else 0; PostgreSQL: CASE WHEN "
+            "NULL AND ... takes the ELSE branch), and None is as false as False"
+        ),
+    ),
 }
 
 #: Mutants of code that this mutation run (one process, SQLite only) cannot reach; same shape
@@ -208,4 +229,60 @@ UNREACHABLE: dict[str, tuple[str, str]] = {
         ),
     ),
     # -- taskloom/worker.py
+    "taskloom.worker.xǁWorkerǁ_wait_for_work__mutmut_14": (
+        "log.exception(None, self.worker_id)",
+        (
+            "the branch where the store's wait_for_work raises: SQLite's is an Event.wait that cannot raise, only "
+            "PostgreSQL's raises (a permanent fault met while listening again), and the mutation run is SQLite "
+            "only"
+        ),
+    ),
+    "taskloom.worker.xǁWorkerǁ_wait_for_work__mutmut_15": (
+        'log.exception("worker %s: waiting for work failed; polling", None)',
+        (
+            "the branch where the store's wait_for_work raises: SQLite's is an Event.wait that cannot raise, only "
+            "PostgreSQL's raises (a permanent fault met while listening again), and the mutation run is SQLite "
+            "only"
+        ),
+    ),
+    "taskloom.worker.xǁWorkerǁ_wait_for_work__mutmut_16": (
+        "log.exception(self.worker_id)",
+        (
+            "the branch where the store's wait_for_work raises: SQLite's is an Event.wait that cannot raise, only "
+            "PostgreSQL's raises (a permanent fault met while listening again), and the mutation run is SQLite "
+            "only"
+        ),
+    ),
+    "taskloom.worker.xǁWorkerǁ_wait_for_work__mutmut_17": (
+        'log.exception("worker %s: waiting for work failed; polling", )',
+        (
+            "the branch where the store's wait_for_work raises: SQLite's is an Event.wait that cannot raise, only "
+            "PostgreSQL's raises (a permanent fault met while listening again), and the mutation run is SQLite "
+            "only"
+        ),
+    ),
+    "taskloom.worker.xǁWorkerǁ_wait_for_work__mutmut_18": (
+        'log.exception("XXworker %s: waiting for work failed; pollingXX", self.worker_id)',
+        (
+            "the branch where the store's wait_for_work raises: SQLite's is an Event.wait that cannot raise, only "
+            "PostgreSQL's raises (a permanent fault met while listening again), and the mutation run is SQLite "
+            "only"
+        ),
+    ),
+    "taskloom.worker.xǁWorkerǁ_wait_for_work__mutmut_19": (
+        'log.exception("WORKER %S: WAITING FOR WORK FAILED; POLLING", self.worker_id)',
+        (
+            "the branch where the store's wait_for_work raises: SQLite's is an Event.wait that cannot raise, only "
+            "PostgreSQL's raises (a permanent fault met while listening again), and the mutation run is SQLite "
+            "only"
+        ),
+    ),
+    "taskloom.worker.xǁWorkerǁ_wait_for_work__mutmut_20": (
+        "self._stopping.wait(None)  # ends at once on stop()",
+        (
+            "the branch where the store's wait_for_work raises: SQLite's is an Event.wait that cannot raise, only "
+            "PostgreSQL's raises (a permanent fault met while listening again), and the mutation run is SQLite "
+            "only"
+        ),
+    ),
 }

@@ -625,3 +625,27 @@ def test_a_worker_with_concurrency_one_never_runs_two_executions_at_once(store: 
     assert second_began >= first_ended
     # twenty poll intervals, and not even a claim of the second while the only slot was taken
     assert sorted(store.claimed_at.values())[1] >= first_ended
+
+
+def test_the_lease_of_a_running_execution_is_renewed_for_the_workers_lease_length(store: WatchedStore) -> None:
+    execution = queue_execution(store, "mw_gated", "x:gated", "a")
+    run = Running(Worker({"mw_gated": gated}, settings(lease_seconds=1.5), store=store, worker_id="w-1"))
+    try:
+        run.until(lambda: entered, what="the step to start")
+        claimed = store.get_execution(execution)
+        assert claimed is not None and claimed.lease_expires_at is not None
+        # renewed every lease_seconds / 3 while it runs, each time to now + lease_seconds (not the default 10 s)
+        renewed = run.until(
+            lambda: (
+                (r := store.get_execution(execution)) is not None
+                and r.lease_expires_at is not None
+                and r.lease_expires_at > claimed.lease_expires_at
+                and r
+            ),
+            what="a renewal of the lease",
+        )
+        assert renewed.lease_owner == "w-1"
+        assert renewed.lease_expires_at <= time.time() + 1.5
+    finally:
+        gate.set()
+        assert run.stop() is False
