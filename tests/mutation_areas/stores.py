@@ -131,6 +131,16 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "drops the idle pool whatever the error",
     ),
     "taskloom.store.faults.x__quietly__mutmut_1": ("action(None)", "as _recover 16: no on_transient reads its error"),
+    "taskloom.store.faults.x_classify_postgres__mutmut_8": (
+        'sqlstate = getattr(error, "sqlstate", )',
+        "classify_postgres only ever gets psycopg errors (PostgresFaults.classify answers OSError itself and "
+        "_classify answers TransientStoreError first), and every psycopg.Error has a sqlstate attribute, None "
+        "when the server sent no code",
+    ),
+    "taskloom.store.faults.x_classify_postgres__mutmut_31": (
+        'if sqlstate in _TRANSIENT_SQLSTATES or (sqlstate or "XXXX").startswith("08"):',
+        "the fallback string is only used when sqlstate is None, and neither '' nor 'XXXX' starts with '08'",
+    ),
 }
 
 
