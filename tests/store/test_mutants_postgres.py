@@ -31,6 +31,10 @@ from taskloom.store.postgres import MAX_IDLE_CONNECTIONS, PostgresFaults, Postgr
             "postgresql://taskloom:***@db.example/app?sslmode=require",
         ),
         ("postgresql://:s3cret@db.example/app", "postgresql://:***@db.example/app"),
+        (
+            "postgresql://taskloom:s3cret@/app?host=/run/postgresql",
+            "postgresql://taskloom:***@/app?host=/run/postgresql",
+        ),
         ("postgres://taskloom:@db.example:6432/app", "postgres://taskloom:***@db.example:6432/app"),
     ],
 )
