@@ -25,7 +25,7 @@ import pytest
 import taskloom
 from taskloom import TaskControl
 from taskloom.control import TaskControlHandler, get_task_control_handler, set_task_control_handler
-from taskloom.runtime.control import LogRecord
+from taskloom.runtime.control import LogRecord, _HandlerRegistry
 
 
 class RecordingReporter:
@@ -147,6 +147,13 @@ def test_in_a_fresh_process_task_control_logs_reach_logging_with_no_handler_set(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "taskloom.task INFO fresh: hello from a new process\n"
+
+
+def test_a_new_handler_registry_starts_with_the_default_handler() -> None:
+    """What the fresh-process test above shows, in this process: taskloom's one registry is built at import,
+    before the mutation run switches a mutant on, so only a registry built during a test lets it see one."""
+    handler = _HandlerRegistry().handler
+    assert type(handler) is TaskControlHandler
 
 
 def test_set_task_control_handler_names_the_type_it_refuses() -> None:
