@@ -1042,3 +1042,24 @@ def test_of_processes_acquiring_one_execution_at_once_exactly_one_takes_it(store
             racer.close()
 
     assert sorted(results) == [False, False, False, True]
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_a_run_s_write_fenced_by_lease_and_status_is_refused_whole_with_the_reason(store: Store, count: int) -> None:
+    """How every step of a run is written: ``expected_status="running"`` and the run's ``lease_owner``."""
+    store.create_execution("run-1", "flow", None, "running", lease_owner="run-a", lease_seconds=30.0)
+    events = [NewEvent(EventType.STEP_COMPLETED, str(n), "step") for n in range(count)]
+
+    def write(owner: str = "run-a", execution: str = "run-1") -> int:
+        return store.append_events(execution, events, expected_status="running", lease_owner=owner)
+
+    first = write()
+    assert first > 0 and len(store.load_events("run-1")) == 1 + count
+    with pytest.raises(LeaseLostError, match="run-b no longer holds its lease"):
+        write(owner="run-b")
+    with pytest.raises(ExecutionNotFoundError):
+        write(execution="missing")
+    record_cancel(store, "run-1")
+    with pytest.raises(ExecutionStateError, match="is cancelled, not running"):
+        write()
+    assert len(store.load_events("run-1")) == 2 + count  # the cancel's event; nothing of the refused writes
