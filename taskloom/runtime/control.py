@@ -132,6 +132,8 @@ class TaskControl:
         level = str(level).lower()
         if level not in LOG_LEVELS:
             raise ValueError(f"TaskControl.log: level must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+        if "task_control" in extra_data:  # the handler's own first argument
+            raise ValueError("TaskControl.log: 'task_control' is reserved; give the extra data another name")
         extra_data = masking.mask_value(extra_data)
         record = LogRecord(time.time(), level, masking.mask_text(str(message)), extra_data)
         self.logs.append(record)

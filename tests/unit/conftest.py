@@ -29,6 +29,10 @@ STORELESS_MODULES = frozenset(
         "test_future.py",
         "test_instances.py",
         "test_layers.py",  # reads source files
+        "test_mutants_runtime_control.py",
+        "test_mutants_runtime_future.py",
+        "test_mutants_runtime_instance.py",
+        "test_mutants_runtime_session.py",
         "test_options.py",
         "test_outputs.py",  # output storage is files and inline values, not the store
         "test_secret_store.py",  # constructs SQLiteStore itself and reads the raw database file

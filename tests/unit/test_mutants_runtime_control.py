@@ -164,12 +164,6 @@ def test_set_task_control_handler_names_the_type_it_refuses() -> None:
         set_task_control_handler(5)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="bug: extra data named task_control reaches the handler as a second task_control argument "
-    "(TypeError) after the record was kept and reported; see the runtime mutation report",
-)
 def test_extra_data_named_task_control_is_refused_before_anything_is_recorded(
     default_handler: TaskControlHandler,
 ) -> None:
