@@ -76,6 +76,14 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     ),
     f"{_SQLITE}_migrate__mutmut_51": ('conn.execute("commit")', _SQL_CASE),
     f"{_SQLITE}_rollback__mutmut_3": ('conn.execute("rollback")', _SQL_CASE),
+    f"{_SQLITE}_check_fence__mutmut_7": (
+        'found = conn.execute("select status, lease_owner from executions where id = ?", (execution_id,)).fetchone()',
+        _SQL_CASE,
+    ),
+    f"{_SQLITE}_check_fence__mutmut_8": (
+        'found = conn.execute("SELECT STATUS, LEASE_OWNER FROM EXECUTIONS WHERE ID = ?", (execution_id,)).fetchone()',
+        _SQL_CASE,
+    ),
     # -- taskloom/store/sqlite.py: the rest --------------------------------------------------------------
     "taskloom.store.sqlite.xǁSQLiteFaultsǁclassify__mutmut_1": (
         'return Fault(None, f"{error.strerror or error}: check that its folder can be created and written")',
