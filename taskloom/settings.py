@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +75,7 @@ class WorkerSettings:
     def __post_init__(self) -> None:
         for name in ("concurrency", "lease_seconds", "poll_seconds", "grace_seconds"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"worker setting {name!r} must be a positive number, got {value!r}")
         if not isinstance(self.concurrency, int):
             raise ValueError(f"worker setting 'concurrency' must be an integer, got {self.concurrency!r}")

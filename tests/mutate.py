@@ -322,11 +322,13 @@ UNREACHABLE: dict[str, tuple[str, str]] = {
 #: ``tests/mutation_areas/<area>.py``; they are merged here (an area's test prefixes are tried first).
 for _area in sorted((ROOT / "tests" / "mutation_areas").glob("*.py")):
     _found = runpy.run_path(str(_area))
-    TESTS = {**_found.get("TESTS", {}), **TESTS}
+    _theirs = _found.get("TESTS", {})
+    TESTS = {**_theirs, **{prefix: tests for prefix, tests in TESTS.items() if prefix not in _theirs}}
     EQUIVALENT.update(_found.get("EQUIVALENT", {}))
     UNREACHABLE.update(_found.get("UNREACHABLE", {}))
 
-KILLED = ("killed", "timeout", "caught by type check")
+#: "segfault" is how mutmut reports a mutant it had to kill (-9) for running past its time limit
+KILLED = ("killed", "timeout", "segfault", "caught by type check")
 
 MUTMUT_SECTION = """\
 [mutmut]

@@ -33,10 +33,12 @@ STORELESS_MODULES = frozenset(
         "test_mutants_runtime_future.py",
         "test_mutants_runtime_instance.py",
         "test_mutants_runtime_session.py",
+        "test_mutants_worker.py",  # its own SQLite stores; its one default-store test is marked store
         "test_options.py",
         "test_outputs.py",  # output storage is files and inline values, not the store
         "test_secret_store.py",  # constructs SQLiteStore itself and reads the raw database file
         "test_session.py",
+        "test_settings.py",
         "test_task_direct.py",
     }
 )
