@@ -598,6 +598,7 @@ def _create_private(path: Path) -> None:
     """
     if str(path) == ":memory:" or path.exists():
         return
+    path = Path(os.path.realpath(path))  # a link to a file not there yet: create its target, privately
     folder = path.parent
     if not folder.exists():
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)

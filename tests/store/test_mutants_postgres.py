@@ -84,11 +84,6 @@ def test_before_each_retry_the_policy_drops_what_the_store_asked_it_to() -> None
     assert dropped == ["idle connections", "idle connections"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: redacted() rebuilds the host from urlsplit().hostname, which drops an IPv6 address's "
-    "brackets, so the message shows an ambiguous 'u:***@::1:5432'",
-)
 def test_an_ipv6_host_keeps_its_brackets_when_the_password_is_hidden() -> None:
     assert redacted("postgresql://u:s3cret@[::1]:5432/app") == "postgresql://u:***@[::1]:5432/app"
 

@@ -218,11 +218,6 @@ def test_a_folder_another_process_creates_at_the_same_moment_is_used(tmp_path: P
     store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: _create_private opens with O_EXCL, which refuses a dangling symlink, so SQLite creates the "
-    "symlink's target itself with the umask's mode instead of 0600 (reported in issue 14's store report)",
-)
 def test_a_store_path_that_is_a_dangling_symlink_gets_a_private_file(tmp_path: Path) -> None:
     target = tmp_path / "data" / "taskloom.db"
     target.parent.mkdir()
