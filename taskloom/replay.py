@@ -301,8 +301,7 @@ class ExecutionRun:
             else None
         )
         observer = StepObserver(self, step_id, task.name, start)
-        with masking.secret_scope():
-            return await self._run_body(step_id, task, args, kwargs, start, control, observer, inline)
+        return await self._run_body(step_id, task, args, kwargs, start, control, observer, inline)
 
     async def _run_body(
         self,
