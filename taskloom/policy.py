@@ -186,6 +186,8 @@ def call_sync(
     observer: AttemptObserver | None = None,
 ) -> Any:
     """Run a sync task's function under its policy in this thread (direct calls, instances)."""
+    if not task.options.secret_requests and not masking.active_secrets():
+        return _call_sync(task, args, kwargs, control, observer)  # no secret to mask: the fast path
     with masking.secret_scope():
         try:
             return masking.mask_value(_call_sync(task, args, kwargs, control, observer))
@@ -278,7 +280,12 @@ async def call_async(
     ``plain`` wraps the call of a sync function so that, inside a workflow, task calls it makes run as
     plain calls in its thread instead of becoming steps. ``inline`` runs a sync function on the loop's
     own thread: the caller passes it only when nothing else is on the loop to be blocked.
+
+    A task that asks for no secret, run where none is active, needs no secret scope of its own: a task it
+    calls that has secrets masks what it returns or raises in its own scope (the path of most steps).
     """
+    if not task.options.secret_requests and not masking.active_secrets():
+        return await _call_async(task, args, kwargs, control, observer, executor, plain, inline)
     with masking.secret_scope():
         try:
             return masking.mask_value(await _call_async(task, args, kwargs, control, observer, executor, plain, inline))

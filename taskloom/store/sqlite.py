@@ -43,11 +43,7 @@ from taskloom.store.migrations import load_migrations, split_statements
 DEFAULT_BUSY_TIMEOUT = 30.0
 DEFAULT_RETRY_SECONDS = 30.0
 _INSERT_EVENT = "INSERT INTO events (execution_id, type, step_id, name, value, data, ts) VALUES (?, ?, ?, ?, ?, ?, ?)"
-#: the same, only while the execution is still leased to the writer and has the status it expects
-_INSERT_FENCED_EVENT = (
-    "INSERT INTO events (execution_id, type, step_id, name, value, data, ts) SELECT ?, ?, ?, ?, ?, ?, ? "
-    "WHERE EXISTS (SELECT 1 FROM executions WHERE id = ? AND lease_owner = ? AND status = ?)"
-)
+_LAST_SEQ_AND_FENCE = "SELECT last_insert_rowid(), status, lease_owner FROM executions WHERE id = ?"
 _EXECUTION_COLUMNS = (
     "id, workflow, status, input, output, created_at, updated_at, target, lease_owner, lease_expires_at, crashes"
 )
@@ -340,30 +336,21 @@ class SQLiteStore:
             )
             for e in events
         ]
-        # A run's step writes (events, fenced by both its lease and the running status: the hot path) check
-        # the fence inside the INSERT itself, which saves a statement per step; a refused write is then
-        # explained by the same checks as any other.
-        fenced_insert = bool(rows) and expected_status is not None and lease_owner is not None
+        fenced = expected_status is not None or lease_owner is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if (expected_status is not None or lease_owner is not None) and not fenced_insert:
-                self._check_fence(conn, execution_id, expected_status, lease_owner)
             last: int | None = 0  # no events: 0, as PostgreSQL answers (last_insert_rowid() would be stale)
-            if fenced_insert:
-                fence = (execution_id, lease_owner, expected_status)
-                if len(rows) == 1:
-                    cursor = conn.execute(_INSERT_FENCED_EVENT, (*rows[0], *fence))
-                    inserted, last = cursor.rowcount, cursor.lastrowid
-                else:
-                    inserted = conn.executemany(_INSERT_FENCED_EVENT, [(*row, *fence) for row in rows]).rowcount
-                    last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-                if inserted != len(rows):
+            if not rows:
+                if fenced:
                     self._check_fence(conn, execution_id, expected_status, lease_owner)
-            elif len(rows) == 1:
+            elif len(rows) == 1 and not fenced:
                 last = conn.execute(_INSERT_EVENT, rows[0]).lastrowid
-            elif rows:
+            else:
+                # A run's step write (its start and outcome, fenced: the hot path) reads the last seq and
+                # the fence in one statement after inserting; a refused write is rolled back whole.
                 conn.executemany(_INSERT_EVENT, rows)
-                last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+                last, status_now, owner_now = conn.execute(_LAST_SEQ_AND_FENCE, (execution_id,)).fetchone()
+                _refuse_unless_fenced(execution_id, status_now, owner_now, expected_status, lease_owner)
             if status is not None:
                 updated = conn.execute(
                     "UPDATE executions SET status = ?, output = ?, updated_at = ?, wake_at = ? WHERE id = ?",
@@ -389,10 +376,7 @@ class SQLiteStore:
         found = conn.execute("SELECT status, lease_owner FROM executions WHERE id = ?", (execution_id,)).fetchone()
         if found is None:
             raise self._not_found(execution_id)
-        if lease_owner is not None and found[1] != lease_owner:
-            raise _lease_lost(execution_id, lease_owner, found[1])
-        if expected_status is not None and found[0] != expected_status:
-            raise _conflict(execution_id, found[0], expected_status)
+        _refuse_unless_fenced(execution_id, found[0], found[1], expected_status, lease_owner)
 
     def _not_found(self, execution_id: str) -> ExecutionNotFoundError:
         return ExecutionNotFoundError(f"no execution {execution_id!r} in the store {self.url}")
@@ -574,6 +558,15 @@ class SQLiteStore:
 
 def _exists(execution_id: str) -> ExecutionStateError:
     return ExecutionStateError(f"execution {execution_id!r} already exists; nothing was written")
+
+
+def _refuse_unless_fenced(
+    execution_id: str, status: str, owner: str | None, expected_status: str | None, lease_owner: str | None
+) -> None:
+    if lease_owner is not None and owner != lease_owner:
+        raise _lease_lost(execution_id, lease_owner, owner)
+    if expected_status is not None and status != expected_status:
+        raise _conflict(execution_id, status, expected_status)
 
 
 def _lease_lost(execution_id: str, worker: str, holder: str | None) -> LeaseLostError:
