@@ -24,6 +24,8 @@ import psycopg
 import psycopg.errors
 import pytest
 from processes import wait_for
+from sqlite_locks import lock_held as write_lock_held
+from sqlite_locks import release
 
 from taskloom.errors import ExecutionStateError, StoreError, StoreUnavailableError
 from taskloom.events import EventType, NewEvent
@@ -260,37 +262,7 @@ def test_an_error_with_a_code_that_is_not_a_number_is_read_by_its_words() -> Non
 
 # -- the retry loop, told by its logs, on a real held lock ----------------------------------------------
 
-_HOLD_LOCK = """
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], isolation_level=None)
-db.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.readline()
-db.execute("ROLLBACK")
-"""
 LOCKED = "database is locked: another process holds its write lock past the busy timeout"
-
-
-@contextlib.contextmanager
-def write_lock_held(path: Path) -> Iterator[subprocess.Popen[str]]:
-    """Another process holding ``path``'s write lock until its stdin gets a line (or the block ends)."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_LOCK, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        yield holder
-    finally:
-        release(holder)
-
-
-def release(holder: subprocess.Popen[str]) -> None:
-    if holder.poll() is None:
-        assert holder.stdin is not None
-        with contextlib.suppress(OSError):
-            holder.stdin.write("\n")
-            holder.stdin.flush()
-        holder.wait(timeout=30)
 
 
 def messages(caplog: pytest.LogCaptureFixture) -> list[str]:

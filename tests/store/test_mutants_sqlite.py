@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 from processes import wait_for
+from sqlite_locks import lock_held, release
 
 from taskloom.errors import ExecutionStateError, LeaseLostError, StoreError, StoreUnavailableError
 from taskloom.events import EventType, NewEvent
@@ -255,27 +256,10 @@ def rollback_journal_file(path: Path) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def reserved_lock_held(path: Path) -> Iterator[subprocess.Popen[str]]:
+def reserved_lock_held(path: Path) -> contextlib.AbstractContextManager[subprocess.Popen[str]]:
     """Another process writing to ``path`` (a RESERVED lock) until its stdin gets a line: SQLite then
     refuses to switch the file to WAL mode at once, without calling the busy handler."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_RESERVED, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        yield holder
-    finally:
-        release(holder)
-
-
-def release(holder: subprocess.Popen[str]) -> None:
-    if holder.poll() is None:
-        assert holder.stdin is not None
-        with contextlib.suppress(OSError):
-            holder.stdin.write("\n")
-            holder.stdin.flush()
-        holder.wait(timeout=30)
+    return lock_held(path, _HOLD_RESERVED)
 
 
 def open_in_thread(path: Path, busy_timeout: float, polled: threading.Event) -> tuple[threading.Thread, list[Any]]:

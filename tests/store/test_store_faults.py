@@ -14,7 +14,6 @@ import os
 import sqlite3
 import stat
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +23,8 @@ from typing import Any
 import pytest
 from pgserver import PostgresServer
 from processes import free_port, wait_for
+from sqlite_locks import lock_held as write_lock_held
+from sqlite_locks import release
 
 from taskloom.errors import ExecutionNotFoundError, StoreError, StoreUnavailableError
 from taskloom.events import EventType, NewEvent
@@ -62,37 +63,6 @@ def step_ids(store: Store, execution_id: str) -> list[str | None]:
 
 
 # -- SQLite: another process holds the write lock ----------------------------------------------------
-
-_HOLD_LOCK = """
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], isolation_level=None)
-db.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.readline()
-db.execute("ROLLBACK")
-"""
-
-
-@contextlib.contextmanager
-def write_lock_held(path: Path) -> Iterator[subprocess.Popen[str]]:
-    """Another process holding ``path``'s write lock until its stdin gets a line (or the block ends)."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLD_LOCK, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        yield holder
-    finally:
-        release(holder)
-
-
-def release(holder: subprocess.Popen[str]) -> None:
-    if holder.poll() is None:
-        assert holder.stdin is not None
-        with contextlib.suppress(OSError):
-            holder.stdin.write("\n")
-            holder.stdin.flush()
-        holder.wait(timeout=30)
 
 
 def test_a_write_lock_held_past_the_retry_budget_is_store_unavailable_naming_the_file(
