@@ -7,11 +7,12 @@ resumed or cancelled the same way wherever the request comes from.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from taskloom import serde
 from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, WorkflowError
-from taskloom.events import EventType, NewEvent
+from taskloom.events import Event, EventType, NewEvent
 from taskloom.store.base import ExecutionRecord, ExecutionStatus, Store
 
 
@@ -41,13 +42,8 @@ def record_resume(
     """
     record = get_execution(store, execution_id)
     if record.status != ExecutionStatus.PAUSED:
-        raise ExecutionStateError(
-            f"execution {execution_id} of workflow {record.workflow!r} is {record.status}, not paused; only a "
-            "paused execution can be resumed"
-        )
-    pause = next((e for e in reversed(store.load_events(execution_id)) if e.type is EventType.EXECUTION_PAUSED), None)
-    if pause is None or pause.step_id is None:  # pragma: no cover - a paused row always has its event
-        raise WorkflowError(f"execution {execution_id} is marked paused but has no pause event")
+        raise not_paused(record)
+    pause = paused_at(record, store.load_events(execution_id))
     blob = serde.dumps(input, what=f"resume input of workflow {record.workflow!r}")
     try:
         store.append_events(
@@ -60,12 +56,41 @@ def record_resume(
             expected_status=ExecutionStatus.PAUSED,
         )
     except ExecutionStateError:
-        now = get_execution(store, execution_id).status
-        raise ExecutionStateError(
-            f"execution {execution_id} of workflow {record.workflow!r} was resumed or cancelled by another "
-            f"request at the same time (it is now {now}); this resume was not applied"
-        ) from None
+        raise not_paused(get_execution(store, execution_id), raced=True) from None
     return record
+
+
+def last_pause(events: Sequence[Event]) -> Event | None:
+    """The execution's latest EXECUTION_PAUSED event: the pause a resume answers, and its deadline."""
+    return next((e for e in reversed(events) if e.type is EventType.EXECUTION_PAUSED), None)
+
+
+def paused_at(record: ExecutionRecord, events: Sequence[Event]) -> Event:
+    """The pause event of a paused execution (with the step it suspended)."""
+    pause = last_pause(events)
+    if pause is None or pause.step_id is None:  # pragma: no cover - a paused row always has its event
+        raise WorkflowError(f"execution {record.id} is marked paused but has no pause event")
+    return pause
+
+
+def pause_deadline(events: Sequence[Event]) -> float | None:
+    """When the latest pause times out (``pause(name, timeout=...)``), or None."""
+    pause = last_pause(events)
+    deadline = pause.data.get("deadline") if pause is not None else None
+    return float(deadline) if deadline is not None else None
+
+
+def not_paused(record: ExecutionRecord, *, raced: bool = False) -> ExecutionStateError:
+    """The error of a resume that found the execution not paused (``raced``: another request was first)."""
+    if raced:
+        return ExecutionStateError(
+            f"execution {record.id} of workflow {record.workflow!r} was resumed or cancelled by another request "
+            f"at the same time (it is now {record.status}); this resume was not applied"
+        )
+    return ExecutionStateError(
+        f"execution {record.id} of workflow {record.workflow!r} is {record.status}, not paused; only a paused "
+        "execution can be resumed"
+    )
 
 
 #: Attempts of a cancel whose execution keeps changing status (running -> paused -> ...) meanwhile.

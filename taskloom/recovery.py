@@ -23,8 +23,9 @@ from typing import Any
 
 from taskloom.discovery import find_workflows, import_modules
 from taskloom.errors import ExecutionStateError, TaskloomError
+from taskloom.executions import pause_deadline
 from taskloom.store.base import ExecutionRecord, ExecutionStatus, Store
-from taskloom.workflow import Workflow, _pause_deadline
+from taskloom.workflow import Workflow
 
 log = logging.getLogger("taskloom.recovery")
 
@@ -50,7 +51,7 @@ def interrupted(store: Store, now: float | None = None) -> list[ExecutionRecord]
             if status == ExecutionStatus.RUNNING and live:
                 continue  # a live owner runs it
             if status == ExecutionStatus.PAUSED:
-                deadline = _pause_deadline(store, record.id)
+                deadline = pause_deadline(store.load_events(record.id))
                 if deadline is None or deadline > now:
                     continue  # waits for a resume
             found.append(record)

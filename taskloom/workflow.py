@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -36,7 +36,7 @@ from taskloom.errors import (
     WorkflowPaused,
 )
 from taskloom.events import Event, EventType, NewEvent
-from taskloom.executions import record_cancel
+from taskloom.executions import not_paused, pause_deadline, paused_at, record_cancel
 from taskloom.leases import keeper, new_owner
 from taskloom.options import OutputStorage, TaskOptions
 from taskloom.replay import ExecutionRun
@@ -177,7 +177,7 @@ class Workflow(Generic[T]):
         None when it is finished or waits for a resume."""
         statuses: tuple[str, ...] = (ExecutionStatus.RUNNING, ExecutionStatus.QUEUED)
         if record.status == ExecutionStatus.PAUSED:
-            deadline = _pause_deadline(store, record.id)
+            deadline = pause_deadline(store.load_events(record.id))
             if deadline is None or time.time() < deadline:
                 return None
             statuses += (ExecutionStatus.PAUSED,)
@@ -217,18 +217,20 @@ class Workflow(Generic[T]):
         record = self._load(store, execution_id)
         stored_input = self._decode_input(record)
         if record.status != ExecutionStatus.PAUSED:
-            raise _not_paused(record)
-        pause = _pause_event(store, execution_id)
-        if pause is None or pause.step_id is None:  # pragma: no cover - a paused row always has its event
-            raise WorkflowError(f"execution {execution_id} is marked paused but has no pause event")
+            raise not_paused(record)
+        events = store.load_events(execution_id)
+        pause = paused_at(record, events)
         blob = serde.dumps(input, what=f"resume input of workflow {record.workflow!r}")
         lease = Settings.from_env().lease_seconds
         owner = new_owner()
         acquired = store.acquire_execution(execution_id, owner, lease, from_statuses=(ExecutionStatus.PAUSED,))
         if not acquired.taken:
-            raise _not_paused(acquired.record, raced=True)
+            raise not_paused(acquired.record, raced=True)
+        # The log read above is still the whole log: nothing is appended to a paused execution but by a
+        # resume or a cancel, and either would have made the acquire fail.
+        resume = (str(pause.step_id), blob)
         return await self._drive(
-            store, execution_id, stored_input, owner, lease, before=acquired.record, resume=(pause.step_id, blob)
+            store, execution_id, stored_input, owner, lease, before=acquired.record, resume=resume, events=events
         )
 
     # -- the driver --------------------------------------------------------------------------------
@@ -244,6 +246,7 @@ class Workflow(Generic[T]):
         crashes: int = 0,
         resume: tuple[str, bytes] | None = None,
         claimed: bool = False,
+        events: Sequence[Event] | None = None,
     ) -> WorkflowExecutionContext[T]:
         """Drive the body under ``owner``'s lease until it finishes, pauses or stops.
 
@@ -255,7 +258,9 @@ class Workflow(Generic[T]):
         """
         ctx: WorkflowExecutionContext[T] = WorkflowExecutionContext(self.name, execution_id, input, store)
         executor = ThreadPoolExecutor(STEP_THREADS, thread_name_prefix=f"taskloom-{self.name}")
-        run = ExecutionRun(store, execution_id, store.load_events(execution_id), executor)
+        if events is None:
+            events = store.load_events(execution_id)
+        run = ExecutionRun(store, execution_id, events, executor)
         run.main_task = asyncio.current_task()
         run.lease_owner = owner
         run.resume = resume
@@ -366,7 +371,8 @@ class Workflow(Generic[T]):
         """After a replay mismatch, give the execution back the status it had before this run took it."""
         if before is None or before.status == ExecutionStatus.RUNNING or run.writes:
             return
-        wake_at = _pause_deadline(run.store, run.execution_id) if before.status == ExecutionStatus.PAUSED else None
+        paused = before.status == ExecutionStatus.PAUSED
+        wake_at = pause_deadline(run.store.load_events(run.execution_id)) if paused else None
         try:
             run.store.append_events(
                 run.execution_id,
@@ -455,28 +461,6 @@ def _check_recovery_attempts(value: Any, workflow: str) -> int:
             f"workflow {workflow!r}: option 'max_recovery_attempts' must be a whole number >= 0, got {value!r}"
         )
     return value
-
-
-def _pause_event(store: Store, execution_id: str) -> Event | None:
-    return next((e for e in reversed(store.load_events(execution_id)) if e.type is EventType.EXECUTION_PAUSED), None)
-
-
-def _pause_deadline(store: Store, execution_id: str) -> float | None:
-    pause = _pause_event(store, execution_id)
-    deadline = pause.data.get("deadline") if pause is not None else None
-    return float(deadline) if deadline is not None else None
-
-
-def _not_paused(record: ExecutionRecord, *, raced: bool = False) -> ExecutionStateError:
-    if raced:
-        return ExecutionStateError(
-            f"execution {record.id} of workflow {record.workflow!r} was resumed or cancelled by another request "
-            f"at the same time (it is now {record.status}); this resume was not applied"
-        )
-    return ExecutionStateError(
-        f"execution {record.id} of workflow {record.workflow!r} is {record.status}, not paused; only a paused "
-        "execution can be resumed"
-    )
 
 
 def _release(store: Store, execution_id: str, owner: str, *, requeue: bool, crashed: bool) -> None:

@@ -231,7 +231,7 @@ def test_replay_of_a_long_log_loads_it_once() -> None:
     done = asyncio.run(many.aresume(ctx.execution_id, "x", store=counting))  # type: ignore[arg-type]
     assert done.output == (sum(range(200)), "x")
     assert runs == []
-    assert counting.loads == 2  # one to find the pause being resumed, one for the replay
+    assert counting.loads == 1  # the pause being resumed is found in the log the replay then uses
 
 
 def test_index_steps_keeps_each_steps_start_and_outcome() -> None:
