@@ -72,9 +72,11 @@ def _follow(wf: Workflow[Any], execution_id: str, args: argparse.Namespace, star
         print(f"execution {execution_id} of workflow {wf.name!r}")
     shown.start()
     try:
-        ctx = start()
+        try:
+            ctx = start()
+        finally:  # the last events are shown before any verdict
+            _stop_showing(done, shown, printer)
     except KeyboardInterrupt:
-        _stop_showing(done, shown, printer)
         print(
             f"\ninterrupted; execution {execution_id} keeps every completed step and is queued again: a worker "
             f"takes it, or continue it with:\n  taskloom run {wf.target} --execution-id {execution_id}",
@@ -82,18 +84,11 @@ def _follow(wf: Workflow[Any], execution_id: str, args: argparse.Namespace, star
         )
         return EXIT_INTERRUPTED
     except StoreInterrupted as interrupted:  # the store failed under the run: report the StoreError
-        _stop_showing(done, shown, printer)
         raise interrupted.error from None
     except StoreError:
-        _stop_showing(done, shown, printer)
         raise  # main() names its type: the store, not the command line, is at fault
     except TaskloomError as error:
-        _stop_showing(done, shown, printer)
         raise CommandError(str(error)) from None
-    except BaseException:
-        _stop_showing(done, shown, printer)
-        raise
-    _stop_showing(done, shown, printer)
     return _report(ctx, args, time.monotonic() - started)
 
 
