@@ -35,12 +35,9 @@ import asyncio
 import json
 import logging
 import math
-import os
-import socket
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -49,6 +46,7 @@ from typing import Any
 from taskloom import masking, policy, serde
 from taskloom.backends.pool import ElasticThreadPool
 from taskloom.errors import TaskError
+from taskloom.leases import new_owner
 from taskloom.runtime.control import LogRecord, TaskControl
 from taskloom.settings import WorkerSettings
 from taskloom.store import Store, default_store
@@ -146,7 +144,7 @@ class InstanceWorker:
         self.tasks = tasks
         self.settings = settings or InstanceWorkerSettings(concurrency=DEFAULT_CONCURRENCY)
         self.queue: InstanceQueue = instance_queue_for(store or default_store())
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.worker_id = worker_id or new_owner()
         self._targets = sorted(tasks)
         self._lock = threading.Lock()
         self._held: dict[str, _Held] = {}  # claimed, outcome not written yet

@@ -29,9 +29,11 @@ log = logging.getLogger("taskloom.leases")
 CANCEL_POLL_SECONDS = 0.2
 
 
-def new_owner(kind: str = "run") -> str:
-    """A lease owner id that says which process holds the execution: ``kind:host:pid:random``."""
-    return f"{kind}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+def new_owner(kind: str | None = None) -> str:
+    """A lease owner id that says which process holds the work: ``host:pid:random``, after ``kind:`` when
+    given (``run:`` for an embedded run; workers use the bare form as their id)."""
+    process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    return f"{kind}:{process}" if kind else process
 
 
 @dataclass(eq=False)

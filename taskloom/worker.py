@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from taskloom.errors import NonDeterminismError, StoreError, WorkflowError
+from taskloom.leases import new_owner
 from taskloom.settings import WorkerSettings
 from taskloom.store import default_store
 from taskloom.store.base import ExecutionRecord, Store
@@ -63,7 +61,7 @@ class Worker:
         self.workflows = workflows
         self.settings = settings or WorkerSettings()
         self.store = store or default_store()
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.worker_id = worker_id or new_owner()
         self._stopping = threading.Event()
         self._slots = threading.Semaphore(self.settings.concurrency)
         self._running: dict[str, Future[Any]] = {}

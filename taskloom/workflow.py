@@ -135,7 +135,7 @@ class Workflow(Generic[T]):
         if execution_id is None:
             execution_id = uuid.uuid4().hex
             blob = serde.dumps(input, what=f"workflow {self.name!r} input")
-            owner = new_owner()
+            owner = new_owner("run")
             store.create_execution(
                 execution_id,
                 self.name,
@@ -152,7 +152,7 @@ class Workflow(Generic[T]):
             return await self._drive(
                 store, execution_id, input, lease_owner, lease, before=record, crashes=record.crashes, claimed=True
             )
-        owner = new_owner()
+        owner = new_owner("run")
         while True:
             acquired = self._acquire(store, record, owner, lease)
             if acquired is None:  # finished, or paused until a resume: nothing to drive
@@ -222,7 +222,7 @@ class Workflow(Generic[T]):
         pause = paused_at(record, events)
         blob = serde.dumps(input, what=f"resume input of workflow {record.workflow!r}")
         lease = Settings.from_env().lease_seconds
-        owner = new_owner()
+        owner = new_owner("run")
         acquired = store.acquire_execution(execution_id, owner, lease, from_statuses=(ExecutionStatus.PAUSED,))
         if not acquired.taken:
             raise not_paused(acquired.record, raced=True)
