@@ -15,7 +15,7 @@ import argparse
 import getpass
 import json
 import os
-import signal
+import stat
 import sys
 import threading
 import time
@@ -44,6 +44,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 #: stopped by Ctrl-C (128 + SIGINT, as shells report it)
 EXIT_INTERRUPTED = 130
+#: what a shell reports for a process that SIGPIPE ended (128 + 13)
+EXIT_BROKEN_PIPE = 141
 _SERVER_HELP = "go through the taskloom server at URL (default: $TASKLOOM_SERVER_URL; unset: the local store)"
 
 
@@ -588,6 +590,26 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
+def _stdout_is_a_pipe() -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(sys.stdout.fileno()).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def _reader_left() -> int:
+    """`taskloom events ID | head`: the reader went away, so end quietly, as Unix tools do.
+
+    Not by restoring SIGPIPE's default action: that would also kill ``taskloom server`` and ``worker``
+    the moment a client hangs up on one of their sockets. Later writes (the interpreter flushes stdout
+    at exit) go to /dev/null instead of raising again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -600,10 +622,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # own classes decode and `run`/`resume` find the workflow's module.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    if hasattr(signal, "SIGPIPE"):  # `taskloom events ID | head` ends quietly, as Unix tools do
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         return int(args.func(args))
+    except BrokenPipeError:
+        if not _stdout_is_a_pipe():
+            raise  # a socket's, not the reader of our output leaving: a real error
+        return _reader_left()
     except CommandError as error:
         print(f"taskloom {args.command}: {_one_line(str(error))}", file=sys.stderr)
         return EXIT_USAGE

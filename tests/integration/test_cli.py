@@ -212,3 +212,60 @@ def test_ctrl_c_names_the_command_that_continues_the_execution(cli, tmp_path: Pa
     ticks = log.read_text().split()
     assert sorted(set(ticks)) == [str(n) for n in range(6)]
     assert len(ticks) - len(set(ticks)) <= 1  # at most the step running at the interrupt ran again
+
+
+def test_output_piped_into_a_reader_that_leaves_ends_quietly(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    done = cli("run", "cliapp.flows:progress", "3000", "--json")  # 3,000 progress events: far more than a pipe holds
+    assert done.returncode == 0, done.stderr
+    execution = json.loads(done.stdout.splitlines()[-1])["execution_id"]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")},
+        "TASKLOOM_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "TASKLOOM_HOME": str(tmp_path),
+    }
+    reading = subprocess.Popen(
+        [sys.executable, "-m", "taskloom", "events", execution],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert reading.stdout is not None and reading.stderr is not None
+    assert b"execution_started" in reading.stdout.readline()
+    reading.stdout.close()  # `| head -1`: the reader leaves
+    err = reading.stderr.read().decode()
+    assert reading.wait(timeout=60) == 141, err  # as a shell reports a process that SIGPIPE ended
+    assert err == ""  # no traceback, no "Exception ignored" at exit
+
+
+@pytest.mark.parametrize(
+    ("command", "ready"),
+    [(["server", "--port", "0"], "taskloom server: http"), (["worker", "cliapp.flows"], "running")],
+)
+def test_long_running_commands_survive_a_peer_that_hangs_up(tmp_path: Path, command: list[str], ready: str) -> None:
+    """A peer leaving a socket mid-write must be an error on that socket, not SIGPIPE ending the process.
+
+    Python ignores SIGPIPE; the CLI once restored its default action for `| head`, and the server then
+    died whenever a client hung up while it wrote a response (a worker would die the same way when a
+    task's HTTP peer hung up).
+    """
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")},
+        "TASKLOOM_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "TASKLOOM_HOME": str(tmp_path),
+        "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
+    output = tmp_path / "output.log"
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "taskloom", *command], env=env, cwd=tmp_path, stdout=sink, stderr=sink
+        )
+    try:
+        wait_for(lambda: ready in output.read_text() or process.poll() is not None, timeout=30, what="the command")
+        assert process.poll() is None, output.read_text()
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")), 16)
+        assert mask & (1 << (signal.SIGPIPE - 1)), f"SIGPIPE is not ignored (SigIgn {mask:x})"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -159,6 +159,10 @@ def remote(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluste
     _reset_backends()
     yield cluster
     _reset_backends()
+    if cluster.server.poll() is not None:  # say so here, not as "connection refused" in every later test
+        port = cluster.url.rsplit(":", 1)[1]
+        log = (cluster.folder / f"server-{port}.log").read_text()[-3000:]
+        raise AssertionError(f"the server exited with {cluster.server.returncode}; the end of its log:\n{log}")
 
 
 def runs(cluster: Cluster, prefix: str) -> list[tuple[str, float, int, str]]:
