@@ -2,18 +2,24 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+HASH := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# Two stamps: the demo needs only the core (one dependency), the tests need the extras and the tools.
+CORE_STAMP := $(VENV)/.core-$(HASH)
+STAMP := $(VENV)/.installed-$(HASH)
 
-.PHONY: demo test lint typecheck unit bench clean mutate
-
-$(STAMP): pyproject.toml
+$(CORE_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	rm -f $(VENV)/.core-*
+	touch $(CORE_STAMP)
+
+$(STAMP): $(CORE_STAMP)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,server]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(CORE_STAMP)
 	cd examples && TASKLOOM_HOME=$(CURDIR)/.taskloom-demo ../$(BIN)/python demo.py
 
 lint: $(STAMP)
