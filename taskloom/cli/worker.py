@@ -17,7 +17,8 @@ from typing import Any
 from taskloom.discovery import find_workflows, import_modules
 from taskloom.errors import WorkflowError
 from taskloom.instance_worker import InstanceWorker, find_tasks
-from taskloom.settings import WorkerSettings
+from taskloom.settings import Settings, WorkerSettings
+from taskloom.store import describe_store
 from taskloom.worker import Worker
 
 log = logging.getLogger("taskloom.worker")
@@ -29,6 +30,7 @@ def run_worker(module_names: Sequence[str], settings: WorkerSettings) -> None:
     Queued executions go to a :class:`Worker`, remote task instances (``TASKLOOM_BACKEND=remote``) to an
     :class:`~taskloom.instance_worker.InstanceWorker`; one process serves both, with the same settings.
     """
+    log.info("worker: %s", describe_store(Settings.from_env().database_url))
     modules = import_modules(module_names)
     workflows, tasks = find_workflows(modules), find_tasks(modules)
     if not workflows and not tasks:

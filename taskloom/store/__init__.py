@@ -8,7 +8,42 @@ from taskloom.errors import StoreError
 from taskloom.settings import Settings
 from taskloom.store.base import Acquired, ExecutionRecord, ExecutionStatus, Store
 
-__all__ = ["Acquired", "ExecutionRecord", "ExecutionStatus", "Store", "default_store", "open_store"]
+__all__ = [
+    "Acquired",
+    "ExecutionRecord",
+    "ExecutionStatus",
+    "Store",
+    "default_store",
+    "describe_store",
+    "open_store",
+]
+
+
+def describe_store(url: str) -> str:
+    """One line naming the store at ``url`` for a long-running process to print at start.
+
+    A worker or server started in another folder silently opens a new, empty SQLite file there (and a
+    client then waits for ever); saying which file, and that it is new, makes that visible at once.
+    A PostgreSQL URL is shown without its password.
+    """
+    if url.startswith(("postgresql://", "postgres://")):
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(url)
+        if parts.password is not None:
+            netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+            url = urlunsplit(parts._replace(netloc=netloc))
+        return f"store {url}"
+    from taskloom.store.sqlite import path_from_url
+
+    path = path_from_url(url)
+    where = path.resolve()
+    if path.exists():
+        return f"store sqlite:///{where}"
+    return (
+        f"store sqlite:///{where} (a new, empty file: set TASKLOOM_DATABASE_URL or TASKLOOM_HOME "
+        "if the executions are in another store)"
+    )
 
 
 def open_store(url: str, settings: Settings | None = None) -> Store:
