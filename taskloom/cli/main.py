@@ -64,7 +64,8 @@ def _follow(wf: Workflow[Any], execution_id: str, args: argparse.Namespace, star
     The run stays on the main thread so that Ctrl-C reaches it: asyncio cancels the workflow, whose driver
     puts the execution back in the queue (a worker takes it at once) before the command exits.
     """
-    printer = EventPrinter(as_json=args.json)
+    past = default_store().load_events(execution_id)  # replayed, not run: shown as such
+    printer = EventPrinter(as_json=args.json, history_seq=past[-1].seq if past else 0)
     done = threading.Event()
     shown = threading.Thread(
         target=_show_events, args=(execution_id, printer, done), name="taskloom-cli-events", daemon=True

@@ -269,3 +269,15 @@ def test_long_running_commands_survive_a_peer_that_hangs_up(tmp_path: Path, comm
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_a_resume_shows_the_steps_before_the_pause_as_replayed_not_started_again(cli) -> None:  # type: ignore[no-untyped-def]
+    started = cli("run", "cliapp.flows:checked_approval", "3", "--json")
+    assert started.returncode == 0, started.stderr
+    execution = json.loads(started.stdout.splitlines()[-1])["execution_id"]
+    resumed = cli("resume", execution, '"approved"')
+    assert resumed.returncode == 0, resumed.stderr
+    assert "↺ crunch (step 1) replayed: completed earlier, not run again" in resumed.stdout
+    assert "▶ crunch (step 1) started" not in resumed.stdout
+    assert "chunk 3/3" not in resumed.stdout  # its progress belongs to the first run
+    assert "30: approved" in resumed.stdout

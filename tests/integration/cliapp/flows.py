@@ -48,3 +48,10 @@ def tick(n: int, log_path: str) -> int:
 @workflow
 async def ticking(ctx: WorkflowExecutionContext[str]) -> int:
     return sum([await tick(n, ctx.input) for n in range(6)])
+
+
+@workflow
+async def checked_approval(ctx: WorkflowExecutionContext[int]) -> str:
+    total = await crunch(ctx.input)
+    decision = await pause("manager")
+    return f"{total}: {decision}"
