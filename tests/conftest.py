@@ -2,18 +2,21 @@
 
 PostgreSQL tests need the server binaries (Debian: ``apt-get install postgresql``). Without them the
 PostgreSQL tests skip, except under CI (``CI`` set), where they fail: CI must test both stores.
-One throwaway server runs per test session; each test gets a new empty schema on it.
+One throwaway server runs per test session; each test gets a new empty schema on it. Under
+``tests/mutate.py`` (a pytest session per mutant) the sessions share the one server it started, named by
+``TASKLOOM_TEST_PG_SERVER`` (tests/pgserver.py).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pgserver import PostgresServer, find_bindir, running_postgres
+from pgserver import SHARED_SERVER_ENV, PostgresServer, attach, find_bindir, running_postgres
 
 from taskloom.store import Store, open_store
 
@@ -30,7 +33,13 @@ def _on_ci() -> bool:
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
-    """One throwaway PostgreSQL server for the whole test session."""
+    """One throwaway PostgreSQL server for the whole test session (or the one shared by every session)."""
+    shared = os.environ.get(SHARED_SERVER_ENV)
+    if shared:
+        server = attach(shared)
+        yield server
+        server.detach()
+        return
     bindir = find_bindir()
     if bindir is None:
         reason = (
@@ -57,10 +66,12 @@ def pg_fresh_url(pg_server: PostgresServer) -> Iterator[str]:
     The schema (and any connection the test left open on it) is gone afterwards. Use
     ``pg_server.create_database`` instead for the rare test that needs a whole database.
     """
-    name = f"test_{os.getpid()}_{next(_schema_numbers)}"
-    url = pg_server.create_schema(name)
-    yield url
-    pg_server.drop_schema(name)
+    # The random part: a shared server may still hold the schema of a killed session whose pid was reused.
+    name = f"test_{os.getpid()}_{next(_schema_numbers)}_{secrets.token_hex(3)}"
+    with pg_server.in_use():
+        url = pg_server.create_schema(name)
+        yield url
+        pg_server.drop_schema(name)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

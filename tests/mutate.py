@@ -8,8 +8,13 @@ one working tree at once and the whole suite takes many minutes, so this script
   (``$TMPDIR/taskloom-mutate/<module>``), so edits made meanwhile neither break the run nor get
   mutants written into the shared tree;
 - tells mutmut to mutate only ``MODULE`` and to run only the fast unit tests that exercise it
-  (:data:`TESTS`), on SQLite only (``-m "not postgres"``): the PostgreSQL runs of the same tests
-  check the store, not the module under mutation;
+  (:data:`TESTS`), with the marker expression of :data:`MARKERS`: SQLite only (``-m "not postgres"``)
+  unless the module is PostgreSQL code, since the PostgreSQL runs of the same tests check the store, not
+  the module under mutation;
+- for a module whose tests use PostgreSQL, starts one throwaway server (``tests/pgserver.py``) for the
+  whole run and hands it to every mutant's pytest session (``TASKLOOM_TEST_PG_SERVER``, read by the
+  ``pg_server`` fixture of ``tests/conftest.py``): each test still gets a schema of its own, and no
+  session pays for an ``initdb``;
 - prints the score with the mutants listed in :data:`EQUIVALENT` left out (each with the reason it
   cannot be told apart from the original by any test), and the survivors left to kill.
 
@@ -28,6 +33,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,6 +78,11 @@ TESTS: dict[str, list[str]] = {
     ],
     "taskloom/workflow.py": ["tests/unit/test_workflow.py", "tests/unit/test_replay.py"],
 }
+
+#: the pytest marker expression (``-m``) for each module (a path prefix; the first match wins), "" for no
+#: filter; a module not listed runs :data:`DEFAULT_MARKERS`. The stores' entries are in their area's file.
+DEFAULT_MARKERS = "not postgres"
+MARKERS: dict[str, str] = {}
 
 #: Mutants no test can kill: mutmut's name -> (the mutated line, stripped, as ``mutmut show`` prints it
 #: after "+", and why the change cannot be observed). Left out of the score, and listed in docs/testing.md.
@@ -324,6 +336,8 @@ for _area in sorted((ROOT / "tests" / "mutation_areas").glob("*.py")):
     _found = runpy.run_path(str(_area))
     _theirs = _found.get("TESTS", {})
     TESTS = {**_theirs, **{prefix: tests for prefix, tests in TESTS.items() if prefix not in _theirs}}
+    _their_markers = _found.get("MARKERS", {})
+    MARKERS = {**_their_markers, **{prefix: m for prefix, m in MARKERS.items() if prefix not in _their_markers}}
     EQUIVALENT.update(_found.get("EQUIVALENT", {}))
     UNREACHABLE.update(_found.get("UNREACHABLE", {}))
 
@@ -337,9 +351,7 @@ only_mutate = {only}
 pytest_add_cli_args =
     -p
     no:cacheprovider
-    -m
-    not postgres
-    -q
+{markers}    -q
 pytest_add_cli_args_test_selection =
 {tests}
 use_git_change_detection = false
@@ -355,6 +367,14 @@ def tests_for(module: str) -> list[str]:
             return [t for t in tests if (ROOT / t).exists()]
     known = ", ".join(sorted(TESTS))
     raise SystemExit(f"mutate: MODULE={module!r} has no tests listed in tests/mutate.py (TESTS); known: {known}")
+
+
+def markers_for(module: str) -> str:
+    """The ``-m`` expression for ``module`` (:data:`MARKERS`), "" for no marker filter."""
+    for prefix, expression in MARKERS.items():
+        if module == prefix or module.startswith(prefix):
+            return expression
+    return DEFAULT_MARKERS
 
 
 def snapshot(work: Path) -> None:
@@ -425,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         parser.error(f"--jobs (MUTATE_JOBS) must be at least 1, got {args.jobs}")
     tests = tests_for(module)
+    markers = markers_for(module)
     mutmut = str(Path(sys.executable).with_name("mutmut"))
     if not Path(mutmut).exists():
         raise SystemExit("mutate: mutmut is not installed; run: .venv/bin/pip install -e '.[mutate]'")
@@ -433,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(os.environ.get("TMPDIR", tempfile.gettempdir())) / "taskloom-mutate" / slug
     lock = _claim(work)
     try:
-        return _mutate(module, tests, only, work, mutmut, args.jobs, show=not args.no_diff)
+        with _postgres_for(markers) as env:
+            return _mutate(module, tests, markers, only, work, mutmut, args.jobs, env, show=not args.no_diff)
     finally:
         lock.unlink(missing_ok=True)
 
@@ -459,13 +481,44 @@ def _claim(work: Path) -> Path:
     raise SystemExit(f"mutate: could not claim {lock}; remove it if no mutation run is going on")
 
 
-def _mutate(module: str, tests: list[str], only: str, work: Path, mutmut: str, jobs: int, *, show: bool) -> int:
+@contextmanager
+def _postgres_for(markers: str) -> Iterator[dict[str, str]]:
+    """Extra environment for the mutants' sessions: one PostgreSQL server shared by all of them, unless the
+    marker expression leaves the PostgreSQL tests out. Stopped, and its files deleted, after the run."""
+    if markers == "not postgres":
+        yield {}
+        return
+    sys.path.insert(0, str(ROOT / "tests"))
+    from pgserver import SHARED_SERVER_ENV, find_bindir, running_postgres, shared_env
+
+    if find_bindir() is None:
+        raise SystemExit("mutate: this module's tests need PostgreSQL (initdb not found); apt-get install postgresql")
+    with running_postgres() as server:
+        print(f"one PostgreSQL for every mutant's session, on port {server.port}", flush=True)
+        yield {SHARED_SERVER_ENV: shared_env(server)}
+
+
+def _mutate(
+    module: str,
+    tests: list[str],
+    markers: str,
+    only: str,
+    work: Path,
+    mutmut: str,
+    jobs: int,
+    extra_env: dict[str, str],
+    *,
+    show: bool,
+) -> int:
     snapshot(work)
+    marker_lines = f"    -m\n    {markers}\n" if markers else ""
     (work / "setup.cfg").write_text(
-        MUTMUT_SECTION.format(only=only, tests="\n".join(f"    {t}" for t in tests)), encoding="utf-8"
+        MUTMUT_SECTION.format(only=only, markers=marker_lines, tests="\n".join(f"    {t}" for t in tests)),
+        encoding="utf-8",
     )
-    print(f"mutating {module} in a snapshot at {work}; tests: {' '.join(tests)}", flush=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")}
+    shown = f'-m "{markers}"' if markers else "no marker filter"
+    print(f"mutating {module} in a snapshot at {work}; {shown}; tests: {' '.join(tests)}", flush=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")} | extra_env
     log = work / "mutmut.log"
     with log.open("w", encoding="utf-8") as output:  # mutmut's spinner would flood a terminal or CI log
         run = subprocess.run([mutmut, "run", "--max-children", str(jobs)], cwd=work, env=env, stdout=output)

@@ -11,6 +11,13 @@ For fault tests, a running server can be restarted (:meth:`PostgresServer.restar
 started again for a longer outage, or have every connection to a database cut
 (:meth:`PostgresServer.terminate_connections`).
 
+One server can serve several test sessions (``tests/mutate.py`` runs a pytest session per mutant):
+the process that started it puts :func:`shared_env` in their environment (:data:`SHARED_SERVER_ENV`),
+and each session's ``pg_server`` fixture attaches to it (:func:`attach`) instead of starting its own. Sessions
+that run at once share it safely through a lock file: a test's schema holds it shared
+(:meth:`PostgresServer.in_use`), and a restart, an outage or cutting every connection holds it
+exclusively, so they never hit another session's test.
+
 Kept free of pytest so scripts and benchmarks can start a server too::
 
     with running_postgres() as server:
@@ -19,9 +26,12 @@ Kept free of pytest so scripts and benchmarks can start a server too::
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import pwd
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -39,6 +49,8 @@ import psycopg
 from psycopg import sql
 
 SERVER_USER = "postgres"
+#: Set by the process that started a server for several test sessions: the JSON of :func:`shared_env`.
+SHARED_SERVER_ENV = "TASKLOOM_TEST_PG_SERVER"
 DEFAULT_DATABASE = "taskloom_test"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -84,12 +96,70 @@ def free_port() -> int:
 
 @dataclass
 class PostgresServer:
-    """A running test server; ``url(db)`` names one of its databases."""
+    """A running test server; ``url(db)`` names one of its databases.
+
+    ``process`` is the ``postgres`` this object started (None for a server attached to, until this object
+    starts it again); ``lock_file`` is set on a shared server (see the module docstring).
+    """
 
     bindir: Path
     root: Path
     port: int
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None
+    lock_file: Path | None = None
+    #: the database that url(), the schemas and terminate_connections() use unless told another
+    database: str = DEFAULT_DATABASE
+
+    def __post_init__(self) -> None:
+        self._lock_fd: int | None = None
+        self._users = 0  # tests of this session holding the shared lock (nested in_use calls)
+
+    @contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Hold a shared server in shared mode for a test (nothing for a server of one session's own)."""
+        self._users += 1
+        if self._users == 1:
+            self._lock(fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            self._users -= 1
+            if self._users == 0:
+                self._lock(fcntl.LOCK_UN)
+
+    @contextmanager
+    def _alone(self) -> Iterator[None]:
+        """Hold a shared server exclusively (no other session's test is using it) for the block."""
+        self._lock(fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            self._lock(fcntl.LOCK_SH if self._users else fcntl.LOCK_UN)
+
+    def _lock(self, operation: int) -> None:
+        if self.lock_file is None:
+            return
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock_fd, operation)  # SH -> EX converts (not atomically: the SH is let go first)
+
+    def detach(self) -> None:
+        """A session attached to a shared server ends: drop its database, let go of the lock file."""
+        try:
+            self.drop_database(self.database)
+        except psycopg.Error:
+            pass  # the server is down: the owner deletes everything when it stops it
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def answers(self) -> bool:
+        try:
+            with psycopg.connect(self.url("postgres"), connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except psycopg.OperationalError:
+            return False
 
     @property
     def data_dir(self) -> Path:
@@ -99,8 +169,8 @@ class PostgresServer:
     def log_file(self) -> Path:
         return self.root / "server.log"
 
-    def url(self, database: str = DEFAULT_DATABASE) -> str:
-        return f"postgresql://{SERVER_USER}@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str | None = None) -> str:
+        return f"postgresql://{SERVER_USER}@127.0.0.1:{self.port}/{database or self.database}"
 
     def admin_connection(self) -> psycopg.Connection[Any]:
         """An autocommit connection to the ``postgres`` database, for CREATE/DROP DATABASE."""
@@ -117,7 +187,7 @@ class PostgresServer:
         with self.admin_connection() as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
-    def create_schema(self, name: str, database: str = DEFAULT_DATABASE) -> str:
+    def create_schema(self, name: str, database: str | None = None) -> str:
         """Create an empty schema and return a URL whose connections work in it alone.
 
         Much cheaper than a database per test (milliseconds, not a copy of the template's files). The
@@ -128,7 +198,7 @@ class PostgresServer:
             conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
         return f"{self.url(database)}?options=-csearch_path%3D{quote(name)}&application_name={quote(name)}"
 
-    def drop_schema(self, name: str, database: str = DEFAULT_DATABASE) -> None:
+    def drop_schema(self, name: str, database: str | None = None) -> None:
         """End the connections still open on the schema's URL, then drop the schema and all in it."""
         with psycopg.connect(self.url(database), autocommit=True, connect_timeout=5) as conn:
             conn.execute(
@@ -147,14 +217,17 @@ class PostgresServer:
         ``pg_ctl restart`` fork a daemon that :meth:`stop` could not wait on. Returns once the server
         accepts connections again.
         """
-        self.shut_down()
-        self.start_again(timeout)
+        with self._alone():
+            self.shut_down()
+            self.start_again(timeout)
 
     def shut_down(self) -> None:
         """Stop the server cleanly (``pg_ctl stop -m fast``), keeping its data for :meth:`start_again`.
 
-        For an outage longer than a restart: clients are refused until the server starts again.
+        For an outage longer than a restart: clients are refused until the server starts again. A shared
+        server is held exclusively from here until :meth:`start_again` returns.
         """
+        self._lock(fcntl.LOCK_EX)
         result = _run_as_server_user(
             [str(self.bindir / "pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast", "-w"],
             cwd=self.root,
@@ -162,36 +235,57 @@ class PostgresServer:
         )
         if result.returncode != 0:
             raise PostgresServerError(f"pg_ctl stop failed:\n{result.stdout}{result.stderr}\n{self.log_tail()}")
-        self.process.wait(timeout=STOP_TIMEOUT)
+        if self.process is not None:
+            self.process.wait(timeout=STOP_TIMEOUT)
 
     def start_again(self, timeout: float = START_TIMEOUT) -> None:
         """Start the server that :meth:`shut_down` stopped, on the same port; return once it answers."""
-        self.process = _spawn_postgres(self.bindir, self.root, self.port)
-        if not _wait_until_ready(self, timeout):
-            raise PostgresServerError(f"PostgreSQL did not start again:\n{self.log_tail()}")
+        try:
+            self.process = _spawn_postgres(self.bindir, self.root, self.port)
+            if not _wait_until_ready(self, timeout):
+                raise PostgresServerError(f"PostgreSQL did not start again:\n{self.log_tail()}")
+        finally:
+            self._lock(fcntl.LOCK_SH if self._users else fcntl.LOCK_UN)
 
-    def terminate_connections(self, database: str = DEFAULT_DATABASE) -> int:
+    def ensure_running(self, timeout: float = START_TIMEOUT) -> None:
+        """Start a shared server again if a session stopped it and died before starting it (say, a
+        mutant's session killed for running too long in the middle of an outage test)."""
+        with self._alone():
+            if self.answers():
+                return
+            # postmaster.pid: one was still starting or stopping when its session died; give it a moment.
+            if (self.data_dir / "postmaster.pid").exists() and _wait_until_ready(self, 5.0):
+                return
+            self.start_again(timeout)
+
+    def terminate_connections(self, database: str | None = None) -> int:
         """End every client connection to ``database`` (``pg_terminate_backend``); return how many.
 
         The server stays up, so clients see an ``AdminShutdown`` error on their next use of the
         connection and may reconnect at once: the fault of a proxy or a DBA cutting sessions.
         """
-        with self.admin_connection() as conn:
+        with self._alone(), self.admin_connection() as conn:
             rows = conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
-                (database,),
+                (database or self.database,),
             ).fetchall()
         return sum(1 for (ended,) in rows if ended)
 
     def stop(self) -> None:
-        """Stop the server at once (``-m immediate``: no checkpoint, the data is thrown away)."""
-        if self.process.poll() is None:
+        """Stop the server at once (``-m immediate``: no checkpoint, the data is thrown away).
+
+        Also a ``postgres`` that another session started again (a shared server restarted by a test):
+        ``postmaster.pid`` says one runs on this data.
+        """
+        ours = self.process is not None and self.process.poll() is None
+        if ours or (self.data_dir / "postmaster.pid").exists():
             _run_as_server_user(
                 [str(self.bindir / "pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "immediate", "-w"],
                 cwd=self.root,
                 check=False,
             )
+        if ours and self.process is not None:
             try:
                 self.process.wait(timeout=STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
@@ -204,6 +298,27 @@ class PostgresServer:
         except OSError:
             return "(no server log)"
         return "\n".join(text.splitlines()[-lines:])
+
+
+def shared_env(server: PostgresServer) -> str:
+    """The value of :data:`SHARED_SERVER_ENV` that lets other test sessions :func:`attach` to ``server``."""
+    lock_file = server.root / "sessions.lock"
+    return json.dumps(
+        {"bindir": str(server.bindir), "root": str(server.root), "port": server.port, "lock": str(lock_file)}
+    )
+
+
+def attach(value: str) -> PostgresServer:
+    """The shared server described by ``value`` (:func:`shared_env`), started again if it is down, with a
+    new database of this session's own as its default: sessions running at once must not see each other's
+    NOTIFYs (a channel spans a database, not a schema) or lose their connections to another session's
+    :meth:`~PostgresServer.terminate_connections`. :meth:`~PostgresServer.detach` drops it."""
+    found = json.loads(value)
+    server = PostgresServer(Path(found["bindir"]), Path(found["root"]), int(found["port"]), None, Path(found["lock"]))
+    server.ensure_running()
+    server.database = f"session_{os.getpid()}_{secrets.token_hex(3)}"
+    server.create_database(server.database)
+    return server
 
 
 @contextmanager
@@ -285,7 +400,7 @@ def _wait_until_ready(server: PostgresServer, timeout: float) -> bool:
     """Poll until the server accepts a connection; False if it exited or the deadline passed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
+        if server.process is not None and server.process.poll() is not None:
             return False
         try:
             with psycopg.connect(server.url("postgres"), connect_timeout=2) as conn:

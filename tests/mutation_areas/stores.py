@@ -25,6 +25,13 @@ TESTS: dict[str, list[str]] = {
     "taskloom/store/postgres.py": [*_STORE_TESTS, "tests/store/test_mutants_postgres.py"],
 }
 
+#: module path prefix -> pytest marker expression ("" for none; tests/mutate.py's default is "not postgres").
+#: The PostgreSQL store and the instance queue's PostgreSQL half are only run by the PostgreSQL tests.
+MARKERS: dict[str, str] = {
+    "taskloom/store/postgres.py": "",
+    "taskloom/store/instances.py": "",
+}
+
 _SQL_CASE = (
     "SQLite reads keywords, pragma names and values, and table and column names in any case; the names "
     "and string literals that are data ('table', 'executions', 'wal' as returned) are unchanged"
