@@ -26,6 +26,7 @@ from typing import Any
 from taskloom import serde
 from taskloom.cli.loading import CommandError, import_target, load_workflow, parse_input
 from taskloom.cli.progress import EventPrinter, render_value
+from taskloom.cli.tracebacks import user_traceback
 from taskloom.client import TaskloomClient, event_from_json
 from taskloom.context import WorkflowExecutionContext
 from taskloom.errors import StoreError, StoreInterrupted, TaskloomError
@@ -141,6 +142,9 @@ def _report(ctx: WorkflowExecutionContext[Any], args: argparse.Namespace, second
         print(f"paused at {name!r}; resume with: taskloom resume {ctx.execution_id} '<JSON input>'")
     else:
         error = ctx.output
+        trace = user_traceback(error) if isinstance(error, BaseException) else None
+        if trace:
+            print(trace, file=sys.stderr)
         print(f"{ctx.status}: {type(error).__name__}: {error}", file=sys.stderr)
     return 1 if ctx.has_failed else 0
 

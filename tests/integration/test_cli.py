@@ -281,3 +281,12 @@ def test_a_resume_shows_the_steps_before_the_pause_as_replayed_not_started_again
     assert "▶ crunch (step 1) started" not in resumed.stdout
     assert "chunk 3/3" not in resumed.stdout  # its progress belongs to the first run
     assert "30: approved" in resumed.stdout
+
+
+def test_a_failed_workflow_shows_its_traceback_with_the_users_frames(cli) -> None:  # type: ignore[no-untyped-def]
+    done = cli("run", "cliapp.flows:broken", '"bad thing"')
+    assert done.returncode == 1
+    err = done.stderr
+    assert 'cliapp/flows.py", line' in err and "in explode" in err and "raise ValueError(reason)" in err
+    assert "taskloom/policy.py" not in err and "taskloom/replay.py" not in err
+    assert err.rstrip().endswith("failed: ValueError: bad thing")
