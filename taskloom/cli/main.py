@@ -34,6 +34,7 @@ from taskloom.events import Event, EventType
 from taskloom.executions import record_cancel
 from taskloom.store import default_store
 from taskloom.store.base import ExecutionRecord, ExecutionStatus
+from taskloom.views import execution_view
 from taskloom.workflow import Workflow
 
 POLL_SECONDS = 0.1
@@ -185,26 +186,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 # -- looking ------------------------------------------------------------------------------------------
-def _record_json(record: ExecutionRecord) -> dict[str, Any]:
-    try:
-        output = serde.json_view(serde.loads(record.output))
-    except Exception as error:  # a type this process cannot import
-        output = f"<undecodable: {error}>"
-    return {
-        "execution_id": record.id,
-        "workflow": record.workflow,
-        "status": record.status,
-        "created_at": _when(record.created_at),
-        "updated_at": _when(record.updated_at),
-        "output": output,
-    }
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     if args.server:
         return _remote_status(args)
     record = _record(args.execution_id)
-    view = _record_json(record)
+    view = execution_view(record)  # the HTTP API's shape, so --json is the same with or without --server
     if args.json:
         _print_json(view)
         return 0
@@ -213,8 +199,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     _show_status(
         view,
         record.target,
-        view["created_at"],
-        view["updated_at"],
+        _when(record.created_at),
+        _when(record.updated_at),
         len(completed),
         len(events),
         record.output is not None,
@@ -273,7 +259,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         return _remote_list(args)
     records = default_store().list_executions(workflow=args.workflow, status=args.status, limit=args.limit)
     if args.json:
-        _print_json([_record_json(r) for r in records])
+        _print_json([execution_view(r, values=("output",)) for r in records])
         return 0
     if not records:
         print("no executions")
@@ -504,9 +490,26 @@ def _remote_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- cache --------------------------------------------------------------------------------------------
+def cmd_cache(args: argparse.Namespace) -> int:
+    """``cache clear [TASK] [--expired]``: forget results cached by ``cache=True`` tasks, in the local store
+    (``--database-url``), where every process that shares the database reads them."""
+    from taskloom import cache  # the command's own module, imported when it runs
+
+    cleared = cache.clear(args.task, expired_only=args.expired)
+    if args.json:
+        _print_json({"cleared": cleared, "task": args.task, "expired_only": args.expired})
+    else:
+        whose = f"task {args.task!r}" if args.task else "every task"
+        print(f"cleared {cleared} {'expired ' if args.expired else ''}cached result(s) of {whose}")
+    return EXIT_OK
+
+
 # -- parser -------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taskloom", description="Run and inspect durable workflows.")
+    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--json", action="store_true", help="machine-readable output (anywhere on the line)")
     parser.add_argument("--database-url", help="store URL (default: $TASKLOOM_DATABASE_URL or .taskloom/taskloom.db)")
     parser.add_argument("--server", metavar="URL", help=_SERVER_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -577,16 +580,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("secrets", "manage encrypted secrets (values are never printed)", remote=True)
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    # --json is accepted after the action too (`secrets list --json`); SUPPRESS keeps an earlier one.
-    json_flag = argparse.ArgumentParser(add_help=False)
-    json_flag.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
-    s = actions.add_parser("set", parents=[json_flag], help="set NAME to VALUE (or read the value from stdin)")
+    s = actions.add_parser("set", help="set NAME to VALUE (or read the value from stdin)")
     s.add_argument("name", metavar="NAME")
     s.add_argument("value", nargs="?", metavar="VALUE")
-    s = actions.add_parser("list", parents=[json_flag], help="list secret names")
-    s = actions.add_parser("remove", parents=[json_flag], help="remove a secret")
+    s = actions.add_parser("list", help="list secret names")
+    s = actions.add_parser("remove", help="remove a secret")
     s.add_argument("name", metavar="NAME")
     p.set_defaults(func=cmd_secrets)
+
+    p = command("cache", "manage the results of tasks declared with cache=True (in the local store)")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    s = actions.add_parser("clear", help="forget cached results: TASK's, or every task's")
+    s.add_argument("task", nargs="?", metavar="TASK", help="the task's name (its name option, else the function's)")
+    s.add_argument("--expired", action="store_true", help="only results whose cache_ttl has passed")
+    p.set_defaults(func=cmd_cache)
     return parser
 
 
@@ -615,11 +622,28 @@ def _reader_left() -> int:
     return EXIT_BROKEN_PIPE
 
 
+def _take_json_flag(words: list[str]) -> tuple[bool, list[str]]:
+    """``--json`` anywhere on the line (before a ``--``): `taskloom --json list`, `secrets --json list`."""
+    end = words.index("--") if "--" in words else len(words)
+    kept = [word for word in words[:end] if word != "--json"] + words[end:]
+    return len(kept) != len(words), kept
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"taskloom {version('taskloom')}"
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "taskloom (not installed)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    wants_json, words = _take_json_flag(words)
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "action", None) and not hasattr(args, "json"):
-        args.json = False
+    args = parser.parse_args(words)
+    args.json = wants_json
     if args.database_url:
         os.environ["TASKLOOM_DATABASE_URL"] = args.database_url
     args.server = args.server or os.environ.get("TASKLOOM_SERVER_URL") or None

@@ -290,3 +290,60 @@ def test_a_failed_workflow_shows_its_traceback_with_the_users_frames(cli) -> Non
     assert 'cliapp/flows.py", line' in err and "in explode" in err and "raise ValueError(reason)" in err
     assert "taskloom/policy.py" not in err and "taskloom/replay.py" not in err
     assert err.rstrip().endswith("failed: ValueError: bad thing")
+
+
+def test_version(cli) -> None:  # type: ignore[no-untyped-def]
+    from importlib.metadata import version
+
+    done = cli("--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"taskloom {version('taskloom')}"
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ("--json", "list", "--limit", "5"),
+        ("list", "--json", "--limit", "5"),
+        ("list", "--limit", "5", "--json"),
+    ],
+)
+def test_json_is_accepted_anywhere_on_the_line(cli, words: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    assert cli("run", "cliapp.flows:progress", "1").returncode == 0
+    done = cli(*words)
+    assert done.returncode == 0, done.stderr
+    assert [row["workflow"] for row in json.loads(done.stdout)] == ["progress"]
+
+
+@pytest.mark.parametrize(
+    "words", [("--json", "secrets", "list"), ("secrets", "--json", "list"), ("secrets", "list", "--json")]
+)
+def test_secrets_take_json_anywhere_too(cli, words: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    assert cli("secrets", "set", "API_KEY", stdin="sk-live-123456\n").returncode == 0
+    done = cli(*words)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["API_KEY"]
+
+
+def test_local_json_has_the_http_apis_shape_with_iso_times(cli) -> None:  # type: ignore[no-untyped-def]
+    from datetime import datetime
+
+    done = cli("run", "cliapp.flows:progress", "2", "--json")
+    execution = json.loads(done.stdout.splitlines()[-1])["execution_id"]
+    status = json.loads(cli("status", execution, "--json").stdout)
+    assert set(status) == {
+        "execution_id",
+        "workflow",
+        "target",
+        "status",
+        "created_at",
+        "updated_at",
+        "input",
+        "output",
+    }
+    assert status["target"] == "cliapp.flows:progress" and status["input"] == 2 and status["output"] == {"total": 20}
+    for field in ("created_at", "updated_at"):
+        moment = datetime.fromisoformat(status[field])
+        assert moment.utcoffset() is not None and "T" in status[field], status[field]
+    listed = json.loads(cli("list", "--json").stdout)
+    assert set(listed[0]) == set(status) - {"input"}
+    assert listed[0]["created_at"] == status["created_at"]
