@@ -58,6 +58,14 @@ class SessionNotFoundError(TaskError):
     """``task.instance()`` was called outside ``with Session():``."""
 
 
+class SessionError(TaskError):
+    """A :class:`~taskloom.Session` was used wrongly: entered while it is already active, or asked to start
+    an instance after its ``with`` block ended. The message names the session.
+
+    A ``TaskError``, as in Numerous Tasks, so code that catches task errors around a session catches it too.
+    """
+
+
 class SerializationError(TaskError):
     """A value could not be stored with its type; the message names the task and the value's type."""
 
@@ -112,8 +120,12 @@ class StoreUnavailableError(StoreError):
     than the store's retry budget. Transient by nature: the same call may succeed later."""
 
 
-class BackendError(TaskloomError):
-    """An unknown or unusable task backend or executor was configured."""
+class BackendError(TaskError):
+    """An unknown or unusable task backend or executor was configured, or the backend refused an instance.
+
+    A ``TaskError`` (as in Numerous Tasks): it is raised where a task instance is created or started, so it
+    belongs with the errors of running a task.
+    """
 
 
 class SecretStoreError(TaskloomError):

@@ -10,7 +10,7 @@ from taskloom.runtime.control import (
     get_task_control_handler,
     set_task_control_handler,
 )
-from taskloom.runtime.future import Future
+from taskloom.runtime.future import Future, TaskStatus
 from taskloom.runtime.instance import TaskInstance
 from taskloom.runtime.session import Session, current_session
 
@@ -21,6 +21,7 @@ __all__ = [
     "TaskControl",
     "TaskControlHandler",
     "TaskInstance",
+    "TaskStatus",
     "current_session",
     "get_task_control_handler",
     "set_task_control_handler",

@@ -72,24 +72,56 @@ class TaskControlHandler:
         return None
 
 
+class TaskControlHandlerLike(Protocol):
+    """What ``set_task_control_handler`` accepts: any object with these methods (duck typing, as in Numerous
+    Tasks), a :class:`TaskControlHandler` subclass or not. ``request_stop`` is optional: a handler without
+    it is simply not told of stop requests (the stop itself happens either way)."""
+
+    def log(self, task_control: TaskControl, message: str, level: str, **extra_data: Any) -> None: ...
+
+    def update_progress(self, task_control: TaskControl, progress: float, status: str | None) -> None: ...
+
+    def update_status(self, task_control: TaskControl, status: str) -> None: ...
+
+
+#: the methods a handler must have; ``request_stop`` is called only when the handler has it
+HANDLER_METHODS = ("log", "update_progress", "update_status")
+
+
 class _HandlerRegistry:
-    """The one global: which TaskControlHandler receives TaskControl calls."""
+    """The one global: which handler receives TaskControl calls."""
 
     def __init__(self) -> None:
-        self.handler: TaskControlHandler = TaskControlHandler()
+        self.handler: TaskControlHandlerLike = TaskControlHandler()
 
 
 _registry = _HandlerRegistry()
 
 
-def set_task_control_handler(handler: TaskControlHandler) -> None:
-    """Install ``handler`` for every TaskControl call from now on (all threads)."""
+def set_task_control_handler(handler: TaskControlHandlerLike | None) -> None:
+    """Install ``handler`` for every TaskControl call from now on (all threads); ``None`` puts the default
+    handler back (logs to the ``taskloom.task`` logger), as in Numerous Tasks.
+
+    Any object with ``log``, ``update_progress`` and ``update_status`` methods will do (a
+    :class:`TaskControlHandler` subclass, a plain class, a ``unittest.mock.Mock()``); anything else is a
+    ``TypeError`` now rather than an ``AttributeError`` in the middle of some task later.
+    """
+    if handler is None:
+        _registry.handler = TaskControlHandler()
+        return
     if not isinstance(handler, TaskControlHandler):
-        raise TypeError(f"set_task_control_handler() needs a TaskControlHandler instance, got {type(handler).__name__}")
+        missing = [name for name in HANDLER_METHODS if not callable(getattr(handler, name, None))]
+        if missing:
+            raise TypeError(
+                f"set_task_control_handler(handler): handler must be a TaskControlHandler, None, or an object "
+                f"with the methods {', '.join(HANDLER_METHODS)}; {type(handler).__name__} has no "
+                f"{', '.join(missing)} method"
+            )
     _registry.handler = handler
 
 
-def get_task_control_handler() -> TaskControlHandler:
+def get_task_control_handler() -> TaskControlHandlerLike:
+    """The handler TaskControl calls go to now (the default one unless another was installed)."""
     return _registry.handler
 
 
@@ -110,7 +142,7 @@ class TaskControl:
         # Any object with set()/is_set() works: a threading.Event, or a multiprocessing one.
         self._stop = stop_event if stop_event is not None else threading.Event()
         self._progress = 0.0
-        self._status: str | None = None
+        self._status = ""  # as in Numerous Tasks: a status is always a string, empty until one is set
         self.logs: list[LogRecord] = []
 
     # -- reading ---------------------------------------------------------------------------------
@@ -124,7 +156,9 @@ class TaskControl:
         return self._progress
 
     @property
-    def status(self) -> str | None:
+    def status(self) -> str:
+        """The last status text the task set (``update_status``, or ``update_progress``'s ``status``); ``""``
+        until it sets one."""
         return self._status
 
     # -- writing ---------------------------------------------------------------------------------
@@ -165,7 +199,9 @@ class TaskControl:
     def request_stop(self) -> None:
         """Ask the task to stop; it sees ``should_stop`` become True at its next check."""
         self._stop.set()
-        _registry.handler.request_stop(self)
+        tell = getattr(_registry.handler, "request_stop", None)  # optional for a duck-typed handler
+        if tell is not None:
+            tell(self)
 
     def __repr__(self) -> str:
         return (

@@ -11,7 +11,8 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any, Literal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
 from taskloom.errors import TaskCancelledError
 from taskloom.runtime.control import LogRecord
@@ -19,8 +20,28 @@ from taskloom.runtime.control import LogRecord
 if TYPE_CHECKING:
     from taskloom.runtime.control import TaskControl
 
-FutureStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
-FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+
+class TaskStatus(StrEnum):
+    """The values of ``Future.status`` (and ``TaskInstance.status``), as Numerous Tasks names them.
+
+    A ``str`` enum: a status *is* its string, so ``future.status == "completed"`` and
+    ``future.status == TaskStatus.COMPLETED`` both hold (also to a strict type checker), and it prints,
+    formats and serialises (JSON) as the plain string.
+    """
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+#: the type of ``Future.status`` (the name taskloom used before TaskStatus)
+FutureStatus = TaskStatus
+# Read on every instance's way through its future: a module global is several times faster to look up
+# than an enum member on its class.
+_PENDING, _RUNNING, _COMPLETED, _FAILED, _CANCELLED = TaskStatus
+FINISHED: frozenset[TaskStatus] = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 
 _logger = logging.getLogger("taskloom.future")
 
@@ -59,7 +80,7 @@ class Future:
         # threading.Condition does, made only when someone waits: most futures are never waited on
         # while running, and a Condition per future would cost more than starting the instance.)
         self._waiters: list[threading.Lock] = []
-        self._status: FutureStatus = "pending"
+        self._status = _PENDING
         self._value: Any = None
         self._error: BaseException | None = None
         self._callbacks: list[Callable[[Future], Any]] = []
@@ -69,8 +90,9 @@ class Future:
 
     # -- reading -----------------------------------------------------------------------------------
     @property
-    def status(self) -> FutureStatus:
-        """``"pending"``, ``"running"``, ``"completed"``, ``"failed"`` or ``"cancelled"``."""
+    def status(self) -> TaskStatus:
+        """``"pending"``, ``"running"``, ``"completed"``, ``"failed"`` or ``"cancelled"``, as a :class:`TaskStatus`
+        (a ``str`` enum, equal to those strings)."""
         return self._status
 
     @property
@@ -182,22 +204,22 @@ class Future:
     def _set_running(self) -> bool:
         """Move pending -> running; False if the future was cancelled first (then do not run)."""
         with self._lock:
-            if self._status != "pending":
+            if self._status != _PENDING:
                 return False
-            self._status = "running"
+            self._status = _RUNNING
             return True
 
     def _set_result(self, value: Any) -> bool:
-        return self._finish("completed", value, None)
+        return self._finish(_COMPLETED, value, None)
 
     def _set_error(self, error: BaseException) -> bool:
-        return self._finish("failed", None, error)
+        return self._finish(_FAILED, None, error)
 
     def _set_cancelled(self) -> bool:
         error = TaskCancelledError(f"task {self.task_name!r} (instance {self.instance_id}) was cancelled")
-        return self._finish("cancelled", None, error)
+        return self._finish(_CANCELLED, None, error)
 
-    def _finish(self, status: FutureStatus, value: Any, error: BaseException | None) -> bool:
+    def _finish(self, status: TaskStatus, value: Any, error: BaseException | None) -> bool:
         with self._lock:
             if self._done:
                 return False
@@ -213,7 +235,7 @@ class Future:
 
     def __repr__(self) -> str:
         return (
-            f"<Future task={self.task_name!r} instance={self.instance_id} status={self._status!r} "
+            f"<Future task={self.task_name!r} instance={self.instance_id} status={self._status.value!r} "
             f"progress={self._progress:g}>"
         )
 

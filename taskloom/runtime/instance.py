@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from taskloom.errors import SessionNotFoundError, TaskError
 from taskloom.runtime.control import TaskControl
-from taskloom.runtime.future import Future, FutureReporter, FutureStatus
+from taskloom.runtime.future import Future, FutureReporter, TaskStatus
 from taskloom.runtime.session import Session, current_session, enter_session_context
 
 if TYPE_CHECKING:
@@ -107,11 +107,32 @@ class TaskInstance:
         self.future = Future(task.name, self.id, canceller=self._cancel)
         reporter = FutureReporter(self.future)
         self.control = TaskControl(task.name, self.id, reporter=reporter, stop_event=StopSignal())
+        session._register(self)
 
     @property
-    def status(self) -> FutureStatus:
+    def status(self) -> TaskStatus:
         """The future's status: ``pending`` (not started yet, or waiting for a slot), ``running``, ..."""
         return self.future.status
+
+    # -- Numerous Tasks' names for the same things ---------------------------------------------------
+    @property
+    def task_definition(self) -> Task[Any, Any]:
+        """The task this is an instance of (:attr:`task`), by its name in Numerous Tasks."""
+        return self.task
+
+    @property
+    def task_control(self) -> TaskControl:
+        """The instance's TaskControl (:attr:`control`), by its name in Numerous Tasks."""
+        return self.control
+
+    @property
+    def is_running(self) -> bool:
+        """True from the moment the instance has a ``max_parallel`` slot and is handed to its backend until
+        its future is done: not before ``start()``, nor while it waits for a slot. Once ``future.done`` is
+        True, this is False (so ``result()`` returning means ``is_running`` is over), also for a cancelled
+        instance whose function is still winding down (it keeps its slot until it returns).
+        """
+        return self._state == "launched" and not self.future.done
 
     @property
     def backend_name(self) -> str:
@@ -190,7 +211,7 @@ class TaskInstance:
         self.session._finished(self)
 
     def __repr__(self) -> str:
-        return f"<TaskInstance task={self.task.name!r} id={self.id} status={self.status!r}>"
+        return f"<TaskInstance task={self.task.name!r} id={self.id} status={self.status.value!r}>"
 
 
 class InstanceRun:

@@ -5,6 +5,10 @@ The current session is carried in a ``contextvars`` variable, so it is per threa
 (session, task name) under one lock, so the limit holds however many threads start instances. An instance
 over the limit waits in a FIFO queue (status ``"pending"``) and takes the slot of the next instance of the
 same task that finishes; with ``Session(on_limit="raise")`` its ``start`` raises instead.
+
+A session is active from ``__enter__`` to the end of ``__exit__``, once at a time: entering it again while
+it is active (nested, or from another thread or task) is a :class:`SessionError`, as in Numerous Tasks.
+Threads and tasks started inside the block see it without entering it (see :class:`Session`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
-from taskloom.errors import MaxInstancesReachedError, TaskError
+from taskloom.errors import MaxInstancesReachedError, SessionError
 
 if TYPE_CHECKING:
     from taskloom.runtime.instance import TaskInstance
@@ -52,16 +56,6 @@ class _Slots:
     waiting: deque[TaskInstance] = field(default_factory=deque)
 
 
-def _owner() -> tuple[int, int]:
-    """Which thread and asyncio task entered a session, so nested and concurrent ``with`` blocks unwind
-    their own context tokens."""
-    try:
-        current = asyncio.current_task()
-    except RuntimeError:
-        current = None
-    return threading.get_ident(), id(current)
-
-
 class Session:
     """Groups related task instances and enforces each task's ``max_parallel`` among them.
 
@@ -75,28 +69,45 @@ class Session:
     ``asyncio.to_thread`` do by themselves; a task run as an instance sees the session it runs in.
     """
 
-    def __init__(self, name: str | None = None, *, on_limit: OnLimit = "queue") -> None:
+    def __init__(self, name: str | None = None, session_id: str | None = None, *, on_limit: OnLimit = "queue") -> None:
         if on_limit not in ON_LIMIT_CHOICES:
             raise ValueError(f"Session: option 'on_limit' must be 'queue' or 'raise', got {on_limit!r}")
         if name is not None and not isinstance(name, str):
             raise ValueError(f"Session: option 'name' must be a string or None, got {name!r}")
-        self.id = uuid.uuid4().hex
-        self.name = name or f"session-{self.id[:8]}"
+        if session_id is not None and not (isinstance(session_id, str) and session_id.strip()):
+            raise ValueError(f"Session: option 'session_id' must be a non-empty string or None, got {session_id!r}")
+        #: your own id (``Session(session_id=...)``: the same id on the remote backend counts ``max_parallel``
+        #: across every process using it), else a random one
+        self.id = session_id if session_id is not None else uuid.uuid4().hex
+        #: as Numerous names a session: ``session_`` and 8 hex digits (those of the id), unless given; a
+        #: session given only an id is named by it, so messages name what the caller knows
+        self.name = name or (session_id if session_id is not None else f"session_{self.id[:8]}")
         self.on_limit: OnLimit = on_limit
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._slots: dict[str, _Slots] = {}
         self._active: dict[str, TaskInstance] = {}
+        self._created: dict[str, TaskInstance] = {}  # instance id -> instance, every one made in this session
         self._idle_callbacks: list[Callable[[], None]] = []
-        self._tokens: dict[tuple[int, int], list[contextvars.Token[Session | None]]] = {}
-        self._depth = 0
+        self._entered = False
+        self._token: contextvars.Token[Session | None] | None = None
+
+    @classmethod
+    def current(cls) -> Session | None:
+        """The active session of this thread or asyncio task, or None (Numerous's ``Session.current()``)."""
+        return _current_session.get()
 
     # -- context manager ---------------------------------------------------------------------------
     def __enter__(self) -> Session:
-        token = _current_session.set(self)
         with self._lock:
-            self._tokens.setdefault(_owner(), []).append(token)
-            self._depth += 1
+            if self._entered:
+                raise SessionError(
+                    f"session {self.name!r} is already active: a session is entered once at a time; code inside "
+                    "its block (and threads and tasks started there) already sees it, so use it as it is, or "
+                    "enter a new Session()"
+                )
+            self._entered = True
+            self._token = _current_session.set(self)
         return self
 
     def __exit__(
@@ -131,13 +142,18 @@ class Session:
 
     def _leave(self) -> None:
         with self._lock:
-            self._depth -= 1
-            tokens = self._tokens.get(_owner())
-            token = tokens.pop() if tokens else None
-            if tokens == []:
-                del self._tokens[_owner()]
-        if token is not None:
+            self._entered = False
+            token, self._token = self._token, None
+        if token is None:
+            return
+        try:
             _current_session.reset(token)
+        except ValueError:
+            # Left in another context than the one that entered it, as an async generator's teardown may
+            # run in another asyncio task: make sure this one does not keep the session as current.
+            if _current_session.get() is self:
+                previous = token.old_value
+                _current_session.set(None if previous is contextvars.Token.MISSING else previous)
 
     # -- reading -----------------------------------------------------------------------------------
     @property
@@ -151,6 +167,34 @@ class Session:
         with self._lock:
             slots = self._slots.get(task_name)
             return slots.running if slots else 0
+
+    @property
+    def tasks(self) -> dict[str, dict[str, TaskInstance]]:
+        """Every instance created in this session, by task name and then instance id (Numerous's
+        ``Session.tasks``), finished ones included, for as long as the session object lives.
+
+        A copy: changing it changes nothing in the session, and it can be read while instances start.
+        """
+        grouped: dict[str, dict[str, TaskInstance]] = {}
+        for instance in self._created_now():
+            grouped.setdefault(instance.task.name, {})[instance.id] = instance
+        return grouped
+
+    def get_running_instances_count(self, task_name: str) -> int:
+        """How many instances of the task named ``task_name`` are running in this session right now: those
+        whose :attr:`TaskInstance.is_running` is True (launched, future not yet done). Instances waiting for
+        a ``max_parallel`` slot are not running."""
+        if not isinstance(task_name, str):
+            raise TypeError(
+                f"Session.get_running_instances_count(task_name): task_name must be a task's name (a string), "
+                f"got {task_name!r}"
+            )
+        return sum(1 for instance in self._created_now() if instance.task.name == task_name and instance.is_running)
+
+    def _created_now(self) -> list[TaskInstance]:
+        # list() of a dict's values runs in C without calling back into Python, so it is one atomic step
+        # against _register's insert in another thread: no lock needed on either side.
+        return list(self._created.values())
 
     # -- waiting and stopping ----------------------------------------------------------------------
     def _stop_all(self) -> None:
@@ -186,13 +230,21 @@ class Session:
             return not self._active
 
     # -- slot accounting (used by TaskInstance) ----------------------------------------------------
+    def _register(self, instance: TaskInstance) -> None:
+        """Record a new instance in :attr:`tasks` (it need not ever start).
+
+        One dict store, atomic by itself: taking the session's lock here as well, once more per instance,
+        made the worker threads that finish instances (they take it too) wait measurably.
+        """
+        self._created[instance.id] = instance
+
     def _admit(self, instance: TaskInstance) -> bool:
         """Register a starting instance; True if it has a slot now, False if it waits in the queue."""
         name = instance.task.name
         limit = instance.task.options.max_parallel
         with self._lock:
-            if self._depth <= 0:
-                raise TaskError(
+            if not self._entered:
+                raise SessionError(
                     f"task {name!r}: session {self.name!r} has ended; start instances inside its "
                     "`with Session():` block"
                 )

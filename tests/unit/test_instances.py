@@ -21,6 +21,7 @@ from taskloom import (
     TaskTimeoutError,
     task,
 )
+from taskloom.errors import SessionError
 from taskloom.runtime.session import current_session
 
 DEADLINE = 5.0
@@ -518,7 +519,7 @@ def test_a_failing_callback_is_logged_naming_it(caplog: pytest.LogCaptureFixture
 # -- task control ----------------------------------------------------------------------------------------
 def test_a_new_task_control_has_no_progress_no_status_and_is_not_stopped() -> None:
     control = TaskControl("t")
-    assert control.progress == 0.0 and control.status is None and not control.should_stop
+    assert control.progress == 0.0 and control.status == "" and not control.should_stop
 
 
 def test_task_control_logs_default_to_info_and_go_to_the_taskloom_task_logger(
@@ -557,7 +558,7 @@ def test_an_instances_logs_progress_and_status_reach_its_future() -> None:
 # -- sessions --------------------------------------------------------------------------------------------
 def test_session_names_and_their_errors() -> None:
     session = Session()
-    assert session.name == f"session-{session.id[:8]}"
+    assert session.name == f"session_{session.id[:8]}"
     with pytest.raises(ValueError) as caught:
         Session(name=3)  # type: ignore[arg-type]
     assert str(caught.value) == "Session: option 'name' must be a string or None, got 3"
@@ -588,34 +589,32 @@ def test_the_limit_and_the_ended_session_errors_say_what_to_do() -> None:
     )
 
 
-def test_a_session_entered_again_inside_itself_stays_open_until_the_outer_block_ends() -> None:
+def test_a_session_entered_again_inside_itself_is_refused_and_stays_open() -> None:
     session = Session()
     with session:
-        with session:
-            assert current_session() is session
+        with pytest.raises(SessionError, match="already active"), session:
+            pass
         assert current_session() is session
         assert double.instance().start(1).result(DEADLINE) == 2  # still open
     assert current_session() is None
 
 
-def test_one_session_shared_by_asyncio_tasks_that_leave_in_any_order() -> None:
+def test_asyncio_tasks_started_in_a_session_share_it_and_one_entering_it_again_is_refused() -> None:
     session = Session()
 
-    async def user(entered: asyncio.Event, leave: asyncio.Event) -> Session | None:
+    async def user() -> Session | None:
+        return current_session()
+
+    async def intruder() -> None:
         async with session:
-            entered.set()
-            await leave.wait()
-            return current_session()
+            pass
 
     async def main() -> list[Session | None]:
-        entered = [asyncio.Event(), asyncio.Event()]
-        leave = [asyncio.Event(), asyncio.Event()]
-        tasks = [asyncio.create_task(user(entered[n], leave[n])) for n in range(2)]
-        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in entered)), DEADLINE)
-        leave[0].set()  # the first to enter leaves first, while the second is still inside
-        first = await asyncio.wait_for(tasks[0], DEADLINE)
-        leave[1].set()
-        second = await asyncio.wait_for(tasks[1], DEADLINE)
-        return [first, second, current_session()]
+        async with session:
+            shared = await asyncio.wait_for(asyncio.create_task(user()), DEADLINE)
+            with pytest.raises(SessionError, match="already active"):
+                await asyncio.wait_for(asyncio.create_task(intruder()), DEADLINE)
+            still = current_session()
+        return [shared, still, current_session()]
 
     assert asyncio.run(main()) == [session, session, None]

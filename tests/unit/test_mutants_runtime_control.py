@@ -57,10 +57,10 @@ def default_handler() -> Iterator[TaskControlHandler]:
 def test_a_new_control_has_no_progress_no_status_no_logs_and_no_stop_request() -> None:
     control = TaskControl("t", "instance-1")
     assert control.progress == 0.0
-    assert control.status is None
+    assert control.status == ""
     assert control.logs == []
     assert control.should_stop is False
-    assert repr(control) == "TaskControl(task='t', instance='instance-1', progress=0, status=None, should_stop=False)"
+    assert repr(control) == "TaskControl(task='t', instance='instance-1', progress=0, status='', should_stop=False)"
 
 
 def test_a_control_without_an_instance_id_gets_a_random_hex_one() -> None:
@@ -159,8 +159,11 @@ def test_a_new_handler_registry_starts_with_the_default_handler() -> None:
 def test_set_task_control_handler_names_the_type_it_refuses() -> None:
     with pytest.raises(TypeError) as raised:
         set_task_control_handler(object())  # type: ignore[arg-type]
-    assert str(raised.value) == "set_task_control_handler() needs a TaskControlHandler instance, got object"
-    with pytest.raises(TypeError, match=r"got int$"):
+    assert str(raised.value) == (
+        "set_task_control_handler(handler): handler must be a TaskControlHandler, None, or an object with the "
+        "methods log, update_progress, update_status; object has no log, update_progress, update_status method"
+    )
+    with pytest.raises(TypeError, match=r"; int has no log, update_progress, update_status method$"):
         set_task_control_handler(5)  # type: ignore[arg-type]
 
 

@@ -1,9 +1,9 @@
 """Sessions, the details test_session.py leaves open (mutation testing of taskloom/runtime/session.py, issue 14).
 
-One session entered twice, or by two asyncio tasks at once, or left by another task than the one that
-entered it; the exact texts of its errors; ``running_count`` of a task it never ran; a cancelled waiting
-instance that leaves the queue; and ``async with`` that keeps waiting when an instance starts just as the
-last one finishes.
+One session entered again while active (refused, issue 8), or left by another task than the one that entered
+it; the exact texts of its errors; ``running_count`` of a task it never ran; a cancelled waiting instance
+that leaves the queue; and ``async with`` that keeps waiting when an instance starts just as the last one
+finishes.
 
 Where the order of events matters, the instances run on :class:`HeldBackend`, a backend (the seam of
 ``taskloom/backends/base.py``) that runs nothing by itself: the test begins and ends each run, so no
@@ -13,6 +13,7 @@ thread races it. These tests never open the default store.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import linecache
 import sys
 import threading
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 from taskloom import MaxInstancesReachedError, Session, TaskError, task
+from taskloom.errors import SessionError
 from taskloom.runtime import current_session
 from taskloom.runtime.future import Future
 from taskloom.runtime.instance import InstanceRun, TaskInstance
@@ -62,44 +64,49 @@ class HeldBackend:
 
 
 # -- entering and leaving --------------------------------------------------------------------------
-def test_a_session_entered_again_inside_itself_stays_open_until_the_outer_block_ends() -> None:
+def test_a_session_entered_again_inside_itself_is_refused_and_the_outer_block_keeps_it() -> None:
     with Session(name="twice") as session:
-        with session:
-            assert double.instance().start(1).result(DEADLINE) == 2
+        with pytest.raises(SessionError) as raised, session:
+            pass
+        assert str(raised.value) == (
+            "session 'twice' is already active: a session is entered once at a time; code inside its block (and "
+            "threads and tasks started there) already sees it, so use it as it is, or enter a new Session()"
+        )
         assert current_session() is session
         assert double.instance().start(2).result(DEADLINE) == 4
     assert current_session() is None
-    with pytest.raises(TaskError, match="has ended"):
+    with pytest.raises(SessionError, match="has ended"):
         TaskInstance(double, session, HeldBackend()).start(3)
 
 
-def test_two_asyncio_tasks_inside_one_session_may_leave_it_in_any_order() -> None:
+def test_a_session_active_in_one_asyncio_task_is_refused_to_another_and_may_be_entered_once_left() -> None:
     session = Session(name="shared")
 
-    async def first(entered: asyncio.Event, other_entered: asyncio.Event, left: asyncio.Event) -> Session | None:
+    async def first(entered: asyncio.Event, leave: asyncio.Event) -> Session | None:
         async with session:
             entered.set()
-            await other_entered.wait()
-        left.set()  # the first to enter leaves first, while the second task is still inside
+            await leave.wait()
         return current_session()
 
-    async def second(
-        other_entered: asyncio.Event, entered: asyncio.Event, other_left: asyncio.Event
-    ) -> tuple[Session | None, int, Session | None]:
-        await other_entered.wait()
+    async def second() -> tuple[Session | None, int, Session | None]:
         async with session:
-            entered.set()
-            await other_left.wait()
             inside = current_session()
             value = await double.instance().start(5)
         return inside, value, current_session()
 
-    async def main() -> tuple[Session | None, tuple[Session | None, int, Session | None]]:
-        a_in, b_in, a_out = asyncio.Event(), asyncio.Event(), asyncio.Event()
-        return await asyncio.gather(first(a_in, b_in, a_out), second(a_in, b_in, a_out))
+    async def main() -> tuple[Session | None, Session | None, tuple[Session | None, int, Session | None]]:
+        entered, leave = asyncio.Event(), asyncio.Event()
+        holder = asyncio.create_task(first(entered, leave))
+        await asyncio.wait_for(entered.wait(), DEADLINE)
+        with pytest.raises(SessionError, match="'shared' is already active"):
+            await asyncio.wait_for(asyncio.create_task(second()), DEADLINE)
+        refused_here = current_session()  # the refused entry left nothing behind
+        leave.set()
+        after_first = await asyncio.wait_for(holder, DEADLINE)
+        return refused_here, after_first, await asyncio.wait_for(asyncio.create_task(second()), DEADLINE)
 
-    after_first, (inside_second, value, after_second) = asyncio.run(main())
-    assert after_first is None
+    refused_here, after_first, (inside_second, value, after_second) = asyncio.run(main())
+    assert refused_here is None and after_first is None
     assert inside_second is session and value == 10
     assert after_second is None
 
@@ -123,11 +130,31 @@ def test_a_session_left_by_another_asyncio_task_than_the_one_that_entered_it_end
         TaskInstance(double, session, HeldBackend()).start(1)
 
 
+def test_a_session_left_in_a_copy_of_the_context_that_entered_it_is_no_longer_current_there() -> None:
+    """As pytest-asyncio runs a fixture's teardown: in another task whose context is a copy of the setup's,
+    so the session's context token cannot be reset there; the copy must not keep the session current."""
+    session = Session(name="copied")
+
+    async def scope() -> AsyncGenerator[contextvars.Context, None]:
+        async with session:
+            yield contextvars.copy_context()
+
+    async def main() -> tuple[Session | None, Session | None]:
+        generator = scope()
+        copied = await asyncio.ensure_future(generator.__anext__())
+        seen_in_copy = copied.run(current_session)
+        await asyncio.get_running_loop().create_task(generator.aclose(), context=copied)
+        return seen_in_copy, copied.run(current_session)
+
+    assert asyncio.run(main()) == (session, None)
+    assert current_session() is None
+
+
 # -- names and messages ----------------------------------------------------------------------------
 def test_a_generated_session_name_is_session_and_the_first_eight_characters_of_its_id() -> None:
     session = Session()
     assert len(session.id) == 32
-    assert session.name == f"session-{session.id[:8]}"
+    assert session.name == f"session_{session.id[:8]}"
 
 
 def test_a_session_name_that_is_not_a_string_is_refused_with_the_value() -> None:

@@ -40,7 +40,7 @@ def test_direct_call_needs_no_session() -> None:
 
 def test_session_has_a_name_and_a_generated_one_by_default() -> None:
     assert Session(name="data-processing-batch").name == "data-processing-batch"
-    assert Session().name.startswith("session-")
+    assert Session().name.startswith("session_")
 
 
 def test_on_limit_must_be_queue_or_raise() -> None:
