@@ -1,5 +1,6 @@
 """Every sample of numerous-tasks.md, as a file in ``examples/numerous/``, runs as its own process and
-prints what the document says it would.
+prints what the document says it would; ``14_ported_from_numerous.py`` is Numerous code beyond the
+samples (issue 8), and asserts what it prints.
 
 The examples run concurrently (each is a separate Python process), so the whole set takes about as long
 as the slowest one.
@@ -52,12 +53,22 @@ EXPECTED: dict[str, str] = {
         "{'stored': {'transformed': {'validated': {'id': 7, 'values': [1, 2, 3]}, 'stage': 1}, 'stage': 2}, "
         "'stage': 3}\nStage 3: Data storage\n"
     ),
+    "14_ported_from_numerous.py": (
+        "session nightly (nightly-2026-12-01): 3 running, then 0\n"
+        "squares [1, 4, 9], first statuses ['', '', '']\n"
+        "statuses completed, completed, completed\n"
+        "entering it again: session 'nightly' is already active\n"
+        "[INFO] crunch: crunching 1\n"
+        "[INFO] crunch: crunching 2\n"
+        "[INFO] crunch: crunching 3\n" + "progress 100% stopped\n" * 3
+    ),
 }
 
 #: extra runs: (example, backend) — the "same code, another backend" promise of the document
 BACKEND_RUNS: list[tuple[str, str]] = [
     ("06_local_instances.py", "local"),  # `export NUMEROUS_TASK_BACKEND=local`
     ("07_remote_execution.py", "local-process"),
+    ("14_ported_from_numerous.py", "local-process"),  # handler, stop and status cross the process boundary
 ]
 
 
