@@ -1,12 +1,14 @@
 """``taskloom server``: the HTTP API over the store, for clients, the CLI's ``--server`` and the dashboard.
 
-- :mod:`~taskloom.server.app` builds the ASGI app (``create_app``) from the route modules;
+- :mod:`~taskloom.server.app` builds the FastAPI app (``create_app``) from the route modules' routers;
 - :mod:`~taskloom.server.auth` owns the API token and the bearer-token middleware;
+- :mod:`~taskloom.server.models` holds the pydantic request and response models (validation and the
+  OpenAPI document are generated from them);
 - :mod:`~taskloom.server.http` holds what every route shares (state, strict JSON bodies, ``ApiError``);
-- ``routes_*`` modules hold the routes with their OpenAPI description; :mod:`~taskloom.server.sse` the
-  live event stream; :mod:`~taskloom.server.openapi` the document; :mod:`~taskloom.server.run` uvicorn.
+- ``routes_*`` modules hold the routes; :mod:`~taskloom.server.sse` the live event streams;
+  :mod:`~taskloom.server.run` runs uvicorn.
 
-Starlette and uvicorn (the ``server`` extra) are imported only by the modules that need them, so
+FastAPI, pydantic and uvicorn (the ``server`` extra) are imported only by the modules that need them, so
 ``taskloom.server.auth`` stays importable for clients without them.
 """
 

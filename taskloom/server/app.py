@@ -1,12 +1,22 @@
-"""The ASGI app: routes from the route modules, bearer auth around them, every error as JSON.
+"""The ASGI app: FastAPI with the route modules' routers, bearer auth around them, every error as JSON.
 
-Route modules each expose ``routes`` (Starlette routes) and ``openapi_paths`` (their OpenAPI
-description); :data:`ROUTE_MODULES` lists them, and the app and its OpenAPI document are built from that
-one list, so a route cannot be served without being described.
+Each route module exposes a FastAPI ``router``; :data:`ROUTERS` lists them. Request and response bodies
+are the pydantic models of :mod:`taskloom.server.models`, so FastAPI validates requests and generates the
+OpenAPI document (``/openapi.json``) and the interactive page (``/docs``) from the same code that serves.
 
-Errors never reach a client as a traceback: :class:`~taskloom.server.http.ApiError` and taskloom's own
-errors become ``{"error": ..., "type": ...}`` with 404/409/422; anything unexpected is logged with its
-traceback and answered with a JSON 500 that says only that.
+Auth is :class:`~taskloom.server.auth.BearerAuth`, an ASGI middleware around the whole app: a request
+without the token is refused before routing, so it reaches no route. The routers also declare the bearer
+scheme (``HTTPBearer``) so that the document says which operations need the token and ``/docs`` offers
+to send it.
+
+Errors never reach a client as a traceback: every refusal is ``{"error": ..., "type": ...}``. A request
+that does not fit a model gets 422 naming the field (400 for a bad header, 404 for a path that can name
+nothing); :class:`~taskloom.server.http.ApiError` and taskloom's own errors get 404/409/422; anything
+unexpected is logged with its traceback and answered with a JSON 500 that says only that.
+
+The dashboard (or anything else served by the same process) goes in through ``extra_routes``: Starlette
+routes or mounts added after the API's, behind the same auth, e.g.
+``create_app(..., extra_routes=[Mount("/", app=dashboard)])``.
 """
 
 from __future__ import annotations
@@ -14,15 +24,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
-from types import ModuleType
 from typing import Any
 
-from starlette.applications import Starlette
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
-from starlette.routing import BaseRoute
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from taskloom.errors import (
     ExecutionNotFoundError,
@@ -35,18 +46,28 @@ from taskloom.errors import (
     WorkflowError,
 )
 from taskloom.server import routes_executions, routes_instances, routes_secrets
-from taskloom.server.auth import BearerAuth
-from taskloom.server.http import ApiError, JSONResponse, ServerState, error_body, route
-from taskloom.server.openapi import build_openapi, docs_page
+from taskloom.server.auth import PUBLIC_PATHS, BearerAuth
+from taskloom.server.http import ApiError, JSONResponse, ServerState, error_body
+from taskloom.server.models import Health
 from taskloom.store import Store, default_store
 from taskloom.workflow import Workflow
 
 log = logging.getLogger("taskloom.server")
 
-#: Every module of routes, in the order they are described. Each has ``routes`` and ``openapi_paths``.
-#: Task-instance routes (start/stop/cancel instances for the remote backend) go in
-#: ``taskloom/server/routes_instances.py`` with the same two attributes, and are added here.
-ROUTE_MODULES: tuple[ModuleType, ...] = (routes_executions, routes_secrets, routes_instances)
+TITLE = "taskloom"
+DESCRIPTION = (
+    "Start, follow, resume and cancel durable workflow executions, queue and follow task instances, and "
+    "manage secrets. Workers (`taskloom worker MODULE`) run what the server queues. Every route but "
+    f"{', '.join(sorted(PUBLIC_PATHS))} needs `Authorization: Bearer <token>` (TASKLOOM_API_TOKEN, or the "
+    "api.token file the server creates on first start): use **Authorize** to send it from this page. "
+    "Request bodies are JSON only."
+)
+
+#: Every router of API routes, in the order they are documented.
+ROUTERS: tuple[APIRouter, ...] = (routes_executions.router, routes_secrets.router, routes_instances.router)
+
+#: Documents the bearer scheme on every protected operation; BearerAuth does the checking.
+BEARER = HTTPBearer(scheme_name="bearerAuth", auto_error=False, description="the server's API token")
 
 
 def create_app(
@@ -57,12 +78,14 @@ def create_app(
     modules: Sequence[str] = (),
     secret_key: bytes | None = None,
     poll_seconds: float = 0.1,
-    route_modules: Sequence[ModuleType] = ROUTE_MODULES,
-) -> Starlette:
+    routers: Sequence[APIRouter] = ROUTERS,
+    extra_routes: Sequence[BaseRoute] = (),
+) -> FastAPI:
     """The app. ``workflows`` (by name) are those it may queue, found in ``modules``; ``token`` guards it.
 
     ``store`` defaults to :func:`taskloom.store.default_store`; ``secret_key`` to
-    :func:`taskloom.secret_store.load_key` on the first secret request.
+    :func:`taskloom.secret_store.load_key` on the first secret request. ``extra_routes`` (the dashboard)
+    are served after the API's routes, behind the same token.
     """
     server = ServerState(
         store=store or default_store(),
@@ -72,38 +95,42 @@ def create_app(
         secret_key=secret_key,
         poll_seconds=poll_seconds,
     )
-    document = build_openapi([m.openapi_paths for m in route_modules], version=_version())
-    page = docs_page(document)
-
-    async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def openapi(request: Request) -> Response:
-        return JSONResponse(document)
-
-    async def docs(request: Request) -> Response:
-        return HTMLResponse(page)
-
-    routes: list[BaseRoute] = [
-        route("/health", get=health),
-        route("/openapi.json", get=openapi),
-        route("/docs", get=docs),
-    ]
-    for module in route_modules:
-        routes.extend(module.routes)
-    app = Starlette(
-        routes=routes,
+    app = FastAPI(
+        title=TITLE,
+        version=_version(),
+        description=DESCRIPTION,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+        default_response_class=JSONResponse,
+        strict_content_type=False,  # a body sent without Content-Type is read as JSON, as before
         middleware=[Middleware(BearerAuth, token=token)],
         exception_handlers={
+            RequestValidationError: _invalid_request,
             ApiError: _api_error,
             HTTPException: _http_error,
             TaskloomError: _taskloom_error,
             Exception: _unexpected_error,
         },
     )
+
+    @app.get("/health", operation_id="health", summary="Liveness check (no token needed)", tags=["server"])
+    async def health() -> Health:
+        return Health(status="ok")
+
+    for router in routers:
+        app.include_router(router, dependencies=[Depends(BEARER)])
+    app.router.routes.extend(extra_routes)
     app.state.taskloom = server
-    app.state.openapi = document
+    app.state.served = served_routes(app, routers)
     return app
+
+
+def served_routes(app: FastAPI, routers: Sequence[APIRouter]) -> list[Route]:
+    """Every route the app serves, one per path and method set (FastAPI keeps included routers nested)."""
+    routes = [*app.router.routes, *(route for router in routers for route in router.routes)]
+    return [route for route in routes if isinstance(route, Route)]
 
 
 def _version() -> str:
@@ -114,6 +141,52 @@ def _version() -> str:
 
 
 # -- errors as JSON ----------------------------------------------------------------------------------
+#: where a request's part is named in messages, and the status when it is at fault
+_PARTS = {"path": ("path parameter", 404), "query": ("query parameter", 422), "header": ("header", 400)}
+_NOT_AN_OBJECT = {"model_type", "model_attributes_type", "dict_type"}
+
+
+async def _invalid_request(request: Request, error: Exception) -> Response:
+    """pydantic's first complaint as one sentence naming the field; never echoing the value sent."""
+    assert isinstance(error, RequestValidationError)
+    problems = list(error.errors())
+    first = problems[0]
+    where, status = _where(tuple(first["loc"]))
+    kind = first["type"]
+    if kind == "missing":
+        message = f"{where} is required" + (": a JSON object" if where == "the request body" else "")
+    elif kind == "extra_forbidden":
+        message = f"unknown {where}"
+    elif kind in _NOT_AN_OBJECT:
+        message = f"{where} must be a JSON object"
+    else:
+        message = f"{where}: {first['msg']}"
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
+    return JSONResponse(error_body(message), status_code=status)
+
+
+def _where(loc: tuple[Any, ...]) -> tuple[str, int]:
+    """``("body", "instances", 0, "target")`` as ``"field 'target' of instances[0]"``, and the status."""
+    source, *path = loc
+    if source in _PARTS:
+        part, status = _PARTS[source]
+        return f"{part} {path[0]!r}" if path else part, status
+    if not path:
+        return "the request body", 422
+    *container, last = path
+    if isinstance(last, int):
+        return _dotted(path), 422
+    return f"field {last!r} of {_dotted(container) or 'the request body'}", 422
+
+
+def _dotted(path: Sequence[Any]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
 async def _api_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, ApiError)
     return JSONResponse(error_body(error.message, error.kind), status_code=error.status, headers=error.headers)
@@ -124,11 +197,20 @@ async def _http_error(request: Request, error: Exception) -> Response:
     if error.status_code == 404:
         message = f"no route {request.url.path!r}; see /docs"
     elif error.status_code == 405:
-        allowed = (error.headers or {}).get("Allow", "")
+        allowed = _allowed_methods(request)
         message = f"{request.method} is not allowed on {request.url.path!r}; allowed: {allowed}"
+        return JSONResponse(error_body(message), status_code=405, headers={"Allow": allowed})
     else:
-        message = error.detail
+        message = str(error.detail)
     return JSONResponse(error_body(message), status_code=error.status_code, headers=error.headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method of every route on this path (FastAPI has a route per method, and its 405 names one)."""
+    path = request.url.path
+    served: list[Route] = request.app.state.served
+    methods = {method for route in served if route.path_regex.match(path) for method in route.methods or ()}
+    return ", ".join(sorted(methods))
 
 
 #: most specific first: the first match decides the status

@@ -1,45 +1,71 @@
 """Routes about secrets: set, list names, remove. A value goes in and is never returned or logged.
 
 Values are sealed by :class:`~taskloom.secret_store.SecretStore` (AES-GCM) before they reach the store,
-so the database holds ciphertext only. Error messages name the secret, never its value.
+so the database holds ciphertext only. Error messages name the secret, never its value. What makes a
+good name is the secret store's rule (:meth:`SecretStore.set` raises ``ValueError``), answered as 422.
 """
 
 from __future__ import annotations
 
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute
+from typing import Annotated
 
-from taskloom.server.http import ApiError, JSONResponse, in_thread, read_json_object, route, state
-from taskloom.server.openapi import errors, json_content, ref
+from fastapi import APIRouter, Depends, Path, Response
+
+from taskloom.server.http import ApiError, ServerState, StrictJSONRoute, in_thread, state
+from taskloom.server.models import SecretNames, SecretValue, errors
+
+router = APIRouter(route_class=StrictJSONRoute, tags=["secrets"])
+
+Server = Annotated[ServerState, Depends(state)]
+SecretName = Annotated[
+    str,
+    Path(description="the secret's name: no whitespace or control characters, at most 200 characters"),
+]
 
 
-async def put_secret(request: Request) -> Response:
-    server = state(request)
-    name = request.path_params["name"]
-    body = await read_json_object(request, fields=("value",), required=("value",))
-    value = body["value"]
-    if not isinstance(value, str):
-        raise ApiError(422, f"field 'value' of secret {name!r} must be a string")
+@router.get(
+    "/secrets",
+    operation_id="listSecrets",
+    summary="The names of the stored secrets (never their values)",
+    response_model=SecretNames,
+    response_description="the names, sorted",
+    responses=errors(401),
+)
+async def list_secrets(server: Server) -> dict[str, list[str]]:
+    secrets = await in_thread(server.secret_store)
+    return {"names": await in_thread(secrets.list)}
+
+
+@router.put(
+    "/secrets/{name}",
+    operation_id="setSecret",
+    summary="Set a secret (stored encrypted; replaces any previous value)",
+    status_code=204,
+    response_class=Response,
+    response_description="stored",
+    responses=errors(401, 413, 415, 422),
+)
+async def put_secret(server: Server, name: SecretName, body: SecretValue) -> Response:
     secrets = await in_thread(server.secret_store)
     try:
-        await in_thread(secrets.set, name, value)
-    except UnicodeEncodeError:
+        await in_thread(secrets.set, name, body.value)
+    except UnicodeEncodeError:  # a lone surrogate: valid JSON, but no text
         raise ApiError(422, f"field 'value' of secret {name!r} is not valid Unicode text") from None
     except ValueError as error:  # the name: empty, too long, control characters
         raise ApiError(422, str(error)) from None
     return Response(status_code=204)
 
 
-async def list_secrets(request: Request) -> Response:
-    server = state(request)
-    secrets = await in_thread(server.secret_store)
-    return JSONResponse({"names": await in_thread(secrets.list)})
-
-
-async def delete_secret(request: Request) -> Response:
-    server = state(request)
-    name = request.path_params["name"]
+@router.delete(
+    "/secrets/{name}",
+    operation_id="removeSecret",
+    summary="Remove a secret",
+    status_code=204,
+    response_class=Response,
+    response_description="removed",
+    responses=errors(401, 404, 422),
+)
+async def delete_secret(server: Server, name: SecretName) -> Response:
     secrets = await in_thread(server.secret_store)
     try:
         removed = await in_thread(secrets.remove, name)
@@ -48,42 +74,3 @@ async def delete_secret(request: Request) -> Response:
     if not removed:
         raise ApiError(404, f"no secret named {name!r}", kind="SecretNotFoundError")
     return Response(status_code=204)
-
-
-routes: list[BaseRoute] = [
-    route("/secrets", get=list_secrets),
-    route("/secrets/{name}", put=put_secret, delete=delete_secret),
-]
-
-_NAME = {
-    "name": "name",
-    "in": "path",
-    "required": True,
-    "description": "the secret's name: no whitespace or control characters, at most 200 characters",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
-}
-
-openapi_paths = {
-    "/secrets": {
-        "get": {
-            "operationId": "listSecrets",
-            "summary": "The names of the stored secrets (never their values)",
-            "responses": {"200": json_content(ref("SecretNames"), "the names, sorted"), **errors(401)},
-        }
-    },
-    "/secrets/{name}": {
-        "put": {
-            "operationId": "setSecret",
-            "summary": "Set a secret (stored encrypted; replaces any previous value)",
-            "parameters": [_NAME],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": ref("SecretValue")}}},
-            "responses": {"204": {"description": "stored"}, **errors(401, 413, 415, 422)},
-        },
-        "delete": {
-            "operationId": "removeSecret",
-            "summary": "Remove a secret",
-            "parameters": [_NAME],
-            "responses": {"204": {"description": "removed"}, **errors(401, 404)},
-        },
-    },
-}

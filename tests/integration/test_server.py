@@ -308,9 +308,9 @@ def test_requests_without_or_with_a_wrong_token_get_401_and_change_nothing(
         (method.upper(), path)
         for path, ops in document["paths"].items()
         for method, op in ops.items()
-        if op.get("security") != []
+        if op.get("security")
     ]
-    assert len(operations) >= 10
+    assert len(operations) >= 15
     wrong_headers: list[dict[str, str]] = [
         {},
         {"Authorization": "Bearer wrong"},
@@ -508,28 +508,50 @@ def test_an_unexpected_error_is_a_json_500_without_a_traceback() -> None:
 
 
 def test_the_openapi_document_describes_every_route_the_app_serves(tmp_path: Path) -> None:
-    from starlette.routing import Route
-
     from taskloom.server.app import create_app
 
     store = open_store(f"sqlite:///{tmp_path / 'db'}")
     app = create_app(token="t", store=store)
     served = {
         (method, route.path)
-        for route in app.routes
-        if isinstance(route, Route)
+        for route in app.state.served
+        if route.path not in ("/openapi.json", "/docs")
         for method in route.methods or ()
         if method != "HEAD"
     }
-    described = {(m.upper(), path) for path, ops in app.state.openapi["paths"].items() for m in ops}
+    document = app.openapi()
+    described = {(m.upper(), path) for path, ops in document["paths"].items() for m in ops}
     assert served == described
-    document = app.state.openapi
-    assert document["components"]["securitySchemes"]["bearerAuth"] == {"type": "http", "scheme": "bearer"}
+    assert len(described) >= 16
+    assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     for path, ops in document["paths"].items():
         for method, op in ops.items():
-            if op.get("security") != []:
-                assert "401" in op["responses"], (method, path)
+            if path == "/health":
+                assert "security" not in op
+                continue
+            assert op["security"] == [{"bearerAuth": []}], (method, path)
+            assert "401" in op["responses"], (method, path)
+            for code, response in op["responses"].items():
+                if code.startswith(("4", "5")):
+                    assert list(response["content"]) == ["application/json"], (method, path, code)
     store.close()
+
+
+def test_the_status_names_of_the_models_are_the_stores() -> None:
+    from typing import get_args
+
+    from taskloom.server.models import ExecutionStatusName, InstanceStatusName
+    from taskloom.store.base import ExecutionStatus
+    from taskloom.store.instances import InstanceStatus
+
+    assert get_args(ExecutionStatusName) == ExecutionStatus.ALL
+    assert get_args(InstanceStatusName) == InstanceStatus.ALL
+
+
+def test_the_docs_page_is_interactive_and_needs_no_token(server: Server) -> None:
+    page = httpx.get(f"{server.url}/docs", timeout=30)
+    assert page.status_code == 200
+    assert "SwaggerUIBundle" in page.text and "/openapi.json" in page.text
 
 
 # -- the client and the CLI ----------------------------------------------------------------------------

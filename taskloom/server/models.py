@@ -1,0 +1,218 @@
+"""The API's request and response bodies as pydantic models: FastAPI validates and documents from these.
+
+A request that does not fit its model is refused before the route runs, and
+:func:`taskloom.server.app.create_app` words pydantic's error as ``{"error": ..., "type": ...}`` naming
+the field. The constraints here are the whole of the request validation; the OpenAPI document at
+``/openapi.json`` (and the page at ``/docs``) is generated from them.
+
+The status names are spelled out as ``Literal`` types so that mypy and the schema both see them;
+``tests/integration/test_server.py`` checks they match :class:`~taskloom.store.base.ExecutionStatus`
+and :class:`~taskloom.store.instances.InstanceStatus`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from taskloom.events import EventType
+
+#: longest execution id, workflow name or filter the server passes to the store
+MAX_TEXT_LENGTH = 500
+#: longest instance id, session id or name, task name or target accepted
+MAX_NAME_LENGTH = 200
+#: most instances one POST /instances may queue
+MAX_BATCH = 10_000
+#: the largest max_parallel accepted
+MAX_PARALLEL = 1_000_000
+#: most executions one list request returns
+MAX_LIST_LIMIT = 1000
+#: the largest seq accepted in ``?after=``
+MAX_SEQ = 2**62
+
+# Every store can hold these: no NUL (PostgreSQL refuses it in text); a lone surrogate is refused by
+# pydantic's str itself. NON_BLANK also needs a character that is not white space.
+NO_NUL = r"^[^\x00]*$"
+NON_BLANK = r"^[^\x00]*[^\x00\s][^\x00]*$"
+#: ``module:qualname`` of a function: dotted identifiers on both sides of one colon
+_DOTTED = r"[^\W\d]\w*(\.[^\W\d]\w*)*"
+TARGET = rf"^{_DOTTED}:{_DOTTED}$"
+#: an event or update seq in ``Last-Event-ID``: ASCII digits only (18 always fit a 64-bit seq)
+SEQ_HEADER = r"^[0-9]{1,18}$"
+
+ExecutionStatusName = Literal["queued", "running", "paused", "completed", "failed", "cancelled"]
+InstanceStatusName = Literal["queued", "running", "completed", "failed", "cancelled"]
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH, pattern=NON_BLANK)]
+Name = Annotated[str, StringConstraints(max_length=MAX_NAME_LENGTH, pattern=NON_BLANK)]
+DateTime = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+
+
+class _Request(BaseModel):
+    """A request body: unknown fields are refused (a typo is not silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- executions -----------------------------------------------------------------------------------------
+class StartRequest(_Request):
+    workflow: Text = Field(
+        description="a workflow name, or module:qualname, from the modules the server was started with"
+    )
+    input: Any = Field(None, description="the workflow's input (ctx.input)")
+
+
+class ResumeRequest(_Request):
+    input: Any = Field(None, description="what the pending pause() returns")
+
+
+class Started(BaseModel):
+    execution_id: str
+    workflow: str
+    status: Literal["queued"]
+
+
+class Accepted(BaseModel):
+    execution_id: str
+    status: ExecutionStatusName
+
+
+class ExecutionSummary(BaseModel):
+    execution_id: str
+    workflow: str
+    target: str | None = Field(description="module:qualname of the workflow's code")
+    status: ExecutionStatusName
+    created_at: DateTime
+    updated_at: DateTime
+    output: Any = Field(description="result (completed) or {type, message} (failed), as a JSON view")
+
+
+class Execution(ExecutionSummary):
+    input: Any = Field(description="the workflow's input, as a JSON view")
+
+
+class ExecutionList(BaseModel):
+    executions: list[ExecutionSummary]
+
+
+class Event(BaseModel):
+    seq: int = Field(ge=1)
+    type: EventType
+    timestamp: DateTime
+    step_id: str | None = Field(description="the step's call position: '3', '3.1'")
+    name: str | None
+    data: dict[str, Any] = Field(description="progress, log message, attempt, error text, ...")
+    value: Any = Field(None, description="the step's result, error or resume input, as a JSON view (when it has one)")
+
+
+class EventList(BaseModel):
+    execution_id: str
+    status: ExecutionStatusName
+    events: list[Event]
+
+
+class StreamEnd(BaseModel):
+    """The data of the ``end`` event that closes an execution's stream."""
+
+    execution_id: str
+    status: ExecutionStatusName | None
+    last_seq: int
+
+
+# -- task instances -------------------------------------------------------------------------------------
+class InstanceRequest(_Request):
+    instance_id: Name = Field(description="chosen by the client; queuing an existing id again does nothing")
+    session_id: Name = Field(description="the client Session; max_parallel is counted per session and task")
+    session_name: Name | None = None
+    task: Name = Field(description="the task's name")
+    target: Annotated[str, StringConstraints(max_length=MAX_NAME_LENGTH, pattern=TARGET)] = Field(
+        description="module:qualname of the task's function, which a worker imports"
+    )
+    max_parallel: int = Field(1, ge=1, le=MAX_PARALLEL, strict=True)
+    args: list[Any] = Field(default_factory=list, description="positional arguments (JSON values)")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments (JSON values)")
+
+
+class StartInstancesRequest(_Request):
+    instances: list[InstanceRequest] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class InstancesQueued(BaseModel):
+    count: int
+    created: int = Field(description="how many ids were new")
+    status: Literal["queued"]
+
+
+class Instance(BaseModel):
+    instance_id: str
+    session_id: str
+    task: str
+    target: str
+    max_parallel: int
+    status: InstanceStatusName
+    stop_requested: bool
+    attempts: int = Field(description="claims by workers; more than 1 after a worker died")
+    result: Any = Field(description="the JSON view of the return value (completed), else null")
+    error: dict[str, Any] | None = Field(description="{type, module, message} of the exception (failed), else null")
+    created_at: DateTime
+    started_at: DateTime | None
+    finished_at: DateTime | None
+
+
+class InstanceAccepted(BaseModel):
+    instance_id: str
+    status: InstanceStatusName
+
+
+class SessionEnd(BaseModel):
+    session_id: str
+    last_seq: int
+
+
+# -- secrets, health, errors ----------------------------------------------------------------------------
+class SecretValue(_Request):
+    value: str = Field(description="the secret; never returned")
+
+
+class SecretNames(BaseModel):
+    names: list[str]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Error(BaseModel):
+    """Every refusal and failure: what went wrong and what to do, and the taskloom error a client raises."""
+
+    error: str = Field(description="what went wrong and what to do about it")
+    type: str | None = Field(None, description="the taskloom error a client raises for it")
+
+
+_ERROR_TEXT = {
+    400: "a header is malformed (a Last-Event-ID that is not an ASCII seq); the message names it",
+    401: "no API token, or a wrong one (see the WWW-Authenticate header)",
+    404: "no such execution, workflow, instance, secret or route",
+    409: (
+        "the execution or instance is not in a state that allows this (not paused, already finished), or no "
+        "worker serves a task target that POST /instances was asked to queue"
+    ),
+    413: "the request body is too large",
+    415: "the request body is not JSON",
+    422: "the request is malformed; the message names the field or parameter at fault",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error responses ``codes`` of an operation, for a route's ``responses=``.
+
+    The content is given as JSON explicitly (rather than ``model=Error``, which FastAPI would list under
+    the route's own media type: ``text/event-stream`` for a stream).
+    """
+    content = {"application/json": {"schema": Error.model_json_schema()}}
+    described: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        described[code] = {"description": _ERROR_TEXT[code], "content": content}
+        if code == 401:
+            described[code]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+    return described
