@@ -287,7 +287,9 @@ def classify_sqlite(error: Exception, path: str) -> Fault:
 
 #: SQLSTATEs worth waiting out: connection exceptions (class 08), shutdown and startup (57P01-57P03),
 #: too many connections, serialization failures and deadlocks (class 40).
-_TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "40001", "40P01", "40003"})
+#: 25P03: the server ended a session left idle inside a transaction (our process was paused); the
+#: transaction was rolled back, so the call is retried whole on a new connection.
+_TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "40001", "40P01", "40003", "25P03"})
 #: Connection failures that waiting does not cure: wrong password, unknown database or role.
 _PERMANENT_CONNECT_WORDS = ("authentication failed", "does not exist", "no pg_hba.conf entry", "permission denied")
 

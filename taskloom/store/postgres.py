@@ -147,6 +147,11 @@ class ChannelListener:
             conn.close()
 
 
+#: the longest a transaction of ours may sit idle (its process paused) before the server ends it and
+#: frees its locks; our transactions never wait on anything but the server between their statements
+IDLE_IN_TRANSACTION_SECONDS = 10.0
+
+
 class PostgresFaults:
     """How the retry loop reads this store's errors (:class:`~taskloom.store.faults.FaultPolicy`)."""
 
@@ -201,7 +206,14 @@ class PostgresStore:
         """A new connection. Also called outside the retry loop (the instance queue and the LISTEN
         connection), so it raises store errors itself: TransientStoreError while the server is down."""
         try:
-            return psycopg.connect(self.url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+            # A process paused mid-transaction (SIGSTOP, a frozen VM or container) would hold its row locks
+            # for as long as it stays paused: every claim skips a locked execution, so the execution would
+            # be stuck though its lease expired. The server ends such a session instead (the paused process
+            # finds its connection gone and retries on a new one, fenced by its lease like any other write).
+            conn.execute(f"SET idle_in_transaction_session_timeout = {int(IDLE_IN_TRANSACTION_SECONDS * 1000)}")
+            conn.autocommit = autocommit
+            return conn
         except psycopg.Error as error:
             fault = self._faults.classify(error)
             message = f"cannot connect to {self._faults.where}: {fault.message}"
