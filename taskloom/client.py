@@ -3,17 +3,26 @@
 Each method mirrors one route and returns the route's JSON (plain dicts and lists). A refusal comes back
 as the taskloom error the server named (``ExecutionNotFoundError``, ``WorkflowError``, ...) carrying the
 server's message; anything else (no server, a wrong token, a server error) is a
-:class:`~taskloom.errors.TaskloomError` that says what happened. ``httpx`` is imported only when a
-client is created, so ``import taskloom`` stays fast.
+:class:`~taskloom.errors.TaskloomError` that says what happened. ``httpx`` and ``httpx-sse`` are imported
+only when a client is created, so ``import taskloom`` stays fast.
+
+Live streams (:meth:`TaskloomClient.stream`, :meth:`TaskloomClient.session_updates`) are read with
+``httpx-sse``. A stream that drops (the server restarts, a proxy cuts it) is reconnected with
+``Last-Event-ID`` set to the last id seen, so nothing is lost or repeated, after waits that grow from
+:attr:`Reconnect.first` to :attr:`Reconnect.cap` (with jitter, so that many clients of one restarted server
+do not all come back at once), until :attr:`Reconnect.give_up_after` seconds pass without an event.
 """
 
 from __future__ import annotations
 
-import json
+import logging
+import random
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from taskloom import errors
@@ -21,12 +30,38 @@ from taskloom.errors import ExecutionNotFoundError, SecretNotFoundError, Taskloo
 from taskloom.events import Event, EventType
 from taskloom.settings import Settings
 
-__all__ = ["TaskloomClient", "event_from_json"]
+if TYPE_CHECKING:
+    from httpx_sse import ServerSentEvent
 
-#: reconnections of a live stream in a row without a new event before giving up
-MAX_STREAM_RECONNECTS = 5
+__all__ = ["Reconnect", "TaskloomClient", "event_from_json"]
+
+log = logging.getLogger("taskloom.client")
+
+#: statuses a restarting server (or the proxy in front of it) answers with for a while: retried in a stream
+_RETRIED_STATUSES = frozenset({502, 503, 504})
 #: how a status code maps to an error when the server did not name one
 _ERROR_OF_STATUS: dict[int, type[TaskloomError]] = {404: ExecutionNotFoundError, 409: WorkflowError}
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnect:
+    """How a live stream comes back after it drops: the waits between attempts, and when to stop.
+
+    The n-th wait is drawn from ``[step / 2, step]`` where ``step`` doubles from ``first`` up to ``cap``:
+    each wait is at least as long as the one before until the cap is reached, and none is longer than
+    ``cap``. After ``give_up_after`` seconds without an event the stream raises a
+    :class:`~taskloom.errors.TaskloomError` saying the server cannot be reached.
+    """
+
+    first: float = 0.1
+    cap: float = 5.0
+    give_up_after: float = 60.0
+
+    def waits(self) -> Iterator[float]:
+        step = self.first
+        while True:
+            yield random.uniform(step / 2, step)
+            step = min(step * 2, self.cap)
 
 
 class TaskloomClient:
@@ -34,11 +69,18 @@ class TaskloomClient:
 
     ``url`` defaults to ``TASKLOOM_SERVER_URL``; ``token`` to ``TASKLOOM_API_TOKEN`` or the token file in
     the taskloom home folder. ``transport`` is a synchronous ``httpx`` transport (``httpx.MockTransport``
-    in tests); by default the client talks HTTP to ``url``.
+    in tests); by default the client talks HTTP to ``url``. ``reconnect`` says how live streams come back
+    after a drop.
     """
 
     def __init__(
-        self, url: str | None = None, token: str | None = None, *, timeout: float = 30.0, transport: Any = None
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: Any = None,
+        reconnect: Reconnect = Reconnect(),
     ) -> None:
         settings = Settings.from_env()
         url = url or settings.server_url
@@ -50,11 +92,13 @@ class TaskloomClient:
             token = load_api_token(settings, create=False).value
         try:
             import httpx
+            import httpx_sse  # noqa: F401  # checked here so that a stream does not fail on it later
         except ImportError as error:
             raise TaskloomError(
-                f"the client needs httpx ({error}); install it with: pip install 'taskloom[server]'"
+                f"the client needs httpx and httpx-sse ({error}); install them with: pip install 'taskloom[server]'"
             ) from None
         self.url = url.rstrip("/")
+        self.reconnect = reconnect
         self._http = httpx.Client(
             base_url=self.url,
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
@@ -118,35 +162,12 @@ class TaskloomClient:
         """Live ``(event type, data)`` pairs until the execution finishes or pauses; ``("end", ...)`` last.
 
         A dropped connection is resumed from the last seq seen (``Last-Event-ID``), so no event is lost
-        or repeated.
+        or repeated; see :class:`Reconnect`.
         """
-        import httpx
-
-        last = after
-        drops = 0
-        while True:
-            headers = {"Accept": "text/event-stream", "Last-Event-ID": str(last)}
-            path = _execution_path(execution_id, "stream")
-            try:
-                with self._http.stream("GET", path, headers=headers, timeout=httpx.Timeout(30, read=None)) as response:
-                    if response.status_code != 200:
-                        response.read()
-                        self._raise(response)
-                    for kind, data in _parse_sse(response.iter_lines()):
-                        if kind == "end":
-                            yield kind, data
-                            return
-                        last, drops = max(last, int(data.get("seq", last))), 0
-                        yield kind, data
-            except (httpx.RemoteProtocolError, httpx.ReadError) as error:
-                dropped: Exception = error
-            except httpx.TransportError as error:
-                raise self._unreachable(error) from None
-            else:
-                dropped = TaskloomError("the stream ended without its end event")
-            drops += 1  # the stream dropped mid-way: reconnect after the last seq, a few times
-            if drops > MAX_STREAM_RECONNECTS:
-                raise self._unreachable(dropped)
+        for message in self._follow(_execution_path(execution_id, "stream"), after):
+            yield message.event, message.json()
+            if message.event == "end":
+                return
 
     # -- task instances (the remote backend) ---------------------------------------------------------
     def start_instances(self, instances: list[dict[str, Any]]) -> dict[str, Any]:
@@ -176,36 +197,14 @@ class TaskloomClient:
         until no instance of the session is queued or running any more.
 
         A dropped connection is resumed after the last seq seen (``Last-Event-ID``), so no update is lost
-        or repeated.
+        or repeated; see :class:`Reconnect`.
         """
-        import httpx
-
-        last = after
-        drops = 0
-        path = f"/sessions/{quote(session_id, safe='')}/updates"
-        while True:
-            headers = {"Accept": "text/event-stream", "Last-Event-ID": str(last)}
-            try:
-                with self._http.stream("GET", path, headers=headers, timeout=httpx.Timeout(30, read=None)) as response:
-                    if response.status_code != 200:
-                        response.read()
-                        self._raise(response)
-                    for kind, message in _parse_sse(response.iter_lines()):
-                        if kind == "end":
-                            return
-                        batch: list[dict[str, Any]] = message  # type: ignore[assignment]  # a JSON array
-                        if batch:
-                            last, drops = max(last, int(batch[-1]["seq"])), 0
-                            yield batch
-            except (httpx.RemoteProtocolError, httpx.ReadError) as error:
-                dropped: Exception = error
-            except httpx.TransportError as error:
-                raise self._unreachable(error) from None
-            else:
-                dropped = TaskloomError("the update stream ended without its end event")
-            drops += 1
-            if drops > MAX_STREAM_RECONNECTS:
-                raise self._unreachable(dropped)
+        for message in self._follow(f"/sessions/{quote(session_id, safe='')}/updates", after):
+            if message.event == "end":
+                return
+            batch: list[dict[str, Any]] = message.json()
+            if batch:
+                yield batch
 
     # -- secrets -----------------------------------------------------------------------------------
     def set_secret(self, name: str, value: str) -> None:
@@ -224,6 +223,58 @@ class TaskloomClient:
         return True
 
     # -- plumbing ----------------------------------------------------------------------------------
+    def _follow(self, path: str, after: int) -> Iterator[ServerSentEvent]:
+        """The messages of the live stream at ``path`` after id ``after``, through its end message.
+
+        Reconnects after a drop with ``Last-Event-ID``; skips a message whose id is not past the last one
+        (so none is seen twice). The first connection failing is an error at once (no server there); once
+        connected, drops and 502/503/504 are retried as :attr:`reconnect` says.
+        """
+        import httpx
+        from httpx_sse import connect_sse
+
+        timeout = httpx.Timeout(30, read=None)  # a live stream may be quiet for long: never a read timeout
+        last = after
+        connected = False
+        waits: Iterator[float] | None = None
+        dropped_at = 0.0
+        while True:
+            headers = {"Last-Event-ID": str(last)}
+            problem: Exception
+            try:
+                with connect_sse(self._http, "GET", path, headers=headers, timeout=timeout) as source:
+                    response = source.response
+                    if response.status_code != 200:
+                        response.read()
+                        if not (connected and response.status_code in _RETRIED_STATUSES):
+                            self._raise(response)
+                    connected = True
+                    for message in source.iter_sse() if response.status_code == 200 else ():
+                        if message.event == "end":
+                            yield message
+                            return
+                        if not message.data:  # a keep-alive comment; httpx-sse repeats the last id on it
+                            continue
+                        if message.id:
+                            seq = int(message.id)
+                            if seq <= last:
+                                continue
+                            last, waits = seq, None
+                        yield message
+                problem = TaskloomError(f"the stream ended without its end event (HTTP {response.status_code})")
+            except httpx.TransportError as error:
+                if not connected and isinstance(error, httpx.ConnectError):
+                    raise self._unreachable(error) from None
+                problem = error
+            now = time.monotonic()
+            if waits is None:
+                waits, dropped_at = self.reconnect.waits(), now
+            if now - dropped_at > self.reconnect.give_up_after:
+                raise self._unreachable(problem)
+            wait = next(waits)
+            log.info("stream %s dropped (%s); reconnecting after id %d in %.2fs", path, problem, last, wait)
+            time.sleep(wait)
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         import httpx
 
@@ -269,21 +320,6 @@ def _instance_path(instance_id: str, action: str | None = None) -> str:
 
 def _secret_path(name: str) -> str:
     return f"/secrets/{quote(name, safe='')}"
-
-
-def _parse_sse(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    kind, data = "message", list[str]()
-    for line in lines:
-        if not line:
-            if data:
-                yield kind, json.loads("\n".join(data))
-            kind, data = "message", []
-        elif line.startswith(":"):
-            continue
-        elif line.startswith("event:"):
-            kind = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
 
 
 def event_from_json(view: dict[str, Any], execution_id: str) -> Event:
