@@ -41,6 +41,11 @@ class TaskOptions:
     output_storage: OutputStorage | None = None
     max_parallel: int = 1
     size: Size = "small"
+    #: Flux's ``cache=True``: a successful result is kept in the store under the task's name and a stable
+    #: hash of its arguments, and reused by later calls with equal arguments (see :mod:`taskloom.cache`)
+    cache: bool = False
+    #: seconds a cached result stays usable; None keeps it until the cache is cleared
+    cache_ttl: float | None = None
 
     @classmethod
     def build(cls, owner: str = "task", **options: Any) -> TaskOptions:
@@ -55,6 +60,10 @@ class TaskOptions:
                 f"{owner}: unknown option {unknown[0]!r}; valid options are {', '.join(sorted(known))}"
             )
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if options.get("cache") is False and "cache_ttl" not in options:
+            # Turning the cache off drops the TTL that went with it, so `with_options(cache=False)` is
+            # enough and does not fail on the TTL it inherited.
+            values["cache_ttl"] = None
         values.update(options)
         return _validated(owner, values)
 
@@ -107,4 +116,13 @@ def _validated(owner: str, v: dict[str, Any]) -> TaskOptions:
         raise _fail(owner, "max_parallel", max_parallel, "an integer >= 1")
     if v["size"] not in SIZES:
         raise _fail(owner, "size", v["size"], f"one of {', '.join(map(repr, SIZES))}")
+    if not isinstance(v["cache"], bool):
+        raise _fail(owner, "cache", v["cache"], "True or False")
+    ttl = v["cache_ttl"]
+    if ttl is not None:
+        if not _is_number(ttl) or ttl <= 0:
+            raise _fail(owner, "cache_ttl", ttl, "a number of seconds > 0, or None to keep results until cleared")
+        if not v["cache"]:
+            # A TTL without the cache would be silently ignored: almost surely a forgotten cache=True.
+            raise TaskDefinitionError(f"{owner}: option 'cache_ttl' needs cache=True, got cache_ttl={ttl!r}")
     return TaskOptions(**v)

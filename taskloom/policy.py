@@ -28,10 +28,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from taskloom import masking
+from taskloom.cache import MISS, CachedCall
 from taskloom.errors import TaskTimeoutError
 
 if TYPE_CHECKING:
     from taskloom.task import Task
+
+#: True while a task runs in this context (its attempts, handlers, and any task its body calls): a task
+#: called directly from inside another is part of that run, so :meth:`Task.__call__` warns about a direct
+#: call in an active session only for the outermost call, the one the user wrote in the session block.
+_running: contextvars.ContextVar[bool] = contextvars.ContextVar("taskloom_task_running", default=False)
+
+
+def inside_task() -> bool:
+    """Whether this code runs inside a task run (direct, instance or step) started by the policy."""
+    return _running.get()
 
 
 class AttemptObserver(Protocol):
@@ -82,15 +93,26 @@ Turn = Attempt | Wait | CallHandler
 Turns = Generator[Turn, Any, Any]
 
 
-def _turns(task: Task[Any, Any], control: Any, observer: AttemptObserver | None) -> Turns:
-    """The SPEC's failure order. The driver sends each turn's value back, or throws its error in."""
+def _turns(
+    task: Task[Any, Any], control: Any, observer: AttemptObserver | None, cached: CachedCall | None = None
+) -> Turns:
+    """The SPEC's failure order. The driver sends each turn's value back, or throws its error in.
+
+    With ``cached`` (``cache=True``), a successful attempt's result is cached before it is returned; a
+    failure to cache it fails the call (it is not an attempt's failure: no retry, no fallback). What the
+    fallback gives is not cached, so the next call tries the function again.
+    """
     delays = task.options.retry_delays()
     attempt = 1
     while True:
         try:
-            return (yield Attempt(attempt))
+            value = yield Attempt(attempt)
         except Exception as failed:
             error: BaseException = failed
+        else:
+            if cached is not None:
+                cached.put(value)
+            return value
         if attempt > len(delays) or not _should_retry(control):
             break
         delay = delays[attempt - 1]
@@ -185,15 +207,27 @@ def call_sync(
     control: Any = None,
     observer: AttemptObserver | None = None,
 ) -> Any:
-    """Run a sync task's function under its policy in this thread (direct calls, instances)."""
-    if not task.options.secret_requests and not masking.active_secrets():
-        return _call_sync(task, args, kwargs, control, observer)  # no secret to mask: the fast path
-    with masking.secret_scope():
-        try:
-            return masking.mask_value(_call_sync(task, args, kwargs, control, observer))
-        except BaseException as error:
-            masking.mask_value(error)
-            raise
+    """Run a sync task's function under its policy in this thread (direct calls, instances).
+
+    A ``cache=True`` task whose result for these arguments is cached returns it without running.
+    """
+    cached = CachedCall.open(task, args, kwargs) if task.options.cache else None
+    if cached is not None:
+        value = cached.lookup()
+        if value is not MISS:
+            return value
+    token = _running.set(True)
+    try:
+        if not task.options.secret_requests and not masking.active_secrets():
+            return _call_sync(task, args, kwargs, control, observer, cached)  # no secret to mask: the fast path
+        with masking.secret_scope():
+            try:
+                return masking.mask_value(_call_sync(task, args, kwargs, control, observer, cached))
+            except BaseException as error:
+                masking.mask_value(error)
+                raise
+    finally:
+        _running.reset(token)
 
 
 def _call_sync(
@@ -202,6 +236,7 @@ def _call_sync(
     kwargs: dict[str, Any],
     control: Any,
     observer: AttemptObserver | None,
+    cached: CachedCall | None,
 ) -> Any:
     call_args, call_kwargs = task.prepare_arguments(args, kwargs, control)
     timeout = task.options.effective_timeout
@@ -219,7 +254,7 @@ def _call_sync(
         result = turn.handler(*args, **kwargs)
         return asyncio.run(_await(result)) if inspect.isawaitable(result) else result
 
-    return _drive(_turns(task, control, observer), perform)
+    return _drive(_turns(task, control, observer, cached), perform)
 
 
 async def _await(awaitable: Any) -> Any:
@@ -283,15 +318,29 @@ async def call_async(
 
     A task that asks for no secret, run where none is active, needs no secret scope of its own: a task it
     calls that has secrets masks what it returns or raises in its own scope (the path of most steps).
+
+    A ``cache=True`` task whose result for these arguments is cached returns it without running; in a
+    workflow the caller records it as the step's outcome like any result, so replay does not change.
     """
-    if not task.options.secret_requests and not masking.active_secrets():
-        return await _call_async(task, args, kwargs, control, observer, executor, plain, inline)
-    with masking.secret_scope():
-        try:
-            return masking.mask_value(await _call_async(task, args, kwargs, control, observer, executor, plain, inline))
-        except BaseException as error:
-            masking.mask_value(error)
-            raise
+    cached = CachedCall.open(task, args, kwargs) if task.options.cache else None
+    if cached is not None:
+        value = cached.lookup()
+        if value is not MISS:
+            return value
+    token = _running.set(True)
+    try:
+        if not task.options.secret_requests and not masking.active_secrets():
+            return await _call_async(task, args, kwargs, control, observer, executor, plain, inline, cached)
+        with masking.secret_scope():
+            try:
+                return masking.mask_value(
+                    await _call_async(task, args, kwargs, control, observer, executor, plain, inline, cached)
+                )
+            except BaseException as error:
+                masking.mask_value(error)
+                raise
+    finally:
+        _running.reset(token)
 
 
 async def _call_async(
@@ -303,6 +352,7 @@ async def _call_async(
     executor: Executor | None,
     plain: Callable[[Callable[[], Any]], Callable[[], Any]] | None,
     inline: bool,
+    cached: CachedCall | None,
 ) -> Any:
     call_args, call_kwargs = task.prepare_arguments(args, kwargs, control)
     timeout = task.options.effective_timeout
@@ -337,4 +387,4 @@ async def _call_async(
         result = await off_the_loop(lambda: handler(*args, **kwargs))
         return await result if inspect.isawaitable(result) else result
 
-    return await _adrive(_turns(task, control, observer), perform)
+    return await _adrive(_turns(task, control, observer, cached), perform)

@@ -3,23 +3,31 @@
 One Task serves both worlds. Called while a workflow runs, it becomes a durable step (an awaitable whose
 outcome is recorded and replayed); called anywhere else, it behaves like its function with the task's
 policy (retry, timeout, fallback, rollback) applied.
+
+Code written for Flux or Numerous Tasks reads a task's options as attributes (``t.func``, ``t.timeout``,
+``t.config.max_parallel``, ...) and checks ``isinstance(t, task)``: both work, as read-only views of the
+task's :class:`TaskOptions` (``with_options`` makes a changed copy).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import importlib
 import inspect
+import types
+import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
-from taskloom import masking, policy
+from taskloom import cache, masking, policy
 from taskloom.context import current_scope
 from taskloom.errors import TaskDefinitionError
-from taskloom.options import TaskOptions
+from taskloom.options import OutputStorage, TaskOptions
 from taskloom.runtime.control import TaskControl
+from taskloom.runtime.session import current_session
 
 if TYPE_CHECKING:
     from taskloom.runtime.instance import TaskInstance
@@ -38,23 +46,69 @@ def _annotation_is_task_control(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, TaskControl)
 
 
+def _control_index(parameters: list[inspect.Parameter]) -> int | None:
+    """Where the TaskControl goes: the first parameter, or the one after ``self``/``cls`` of a method
+    (as Numerous finds it: by the name, since a function in a class body is not yet a method)."""
+    if parameters and _annotation_is_task_control(parameters[0].annotation):
+        return 0
+    if (
+        len(parameters) > 1
+        and parameters[0].name in ("self", "cls")
+        and _annotation_is_task_control(parameters[1].annotation)
+    ):
+        return 1
+    return None
+
+
+#: How a task defined in a class binds: like a method (the default), a classmethod or a staticmethod.
+Binding = Literal["method", "class", "static"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskConfig:
+    """Numerous's view of a task's definition: ``t.config.max_parallel`` and friends.
+
+    ``name`` is the task's name as it runs (the ``name`` option, else the function's name). A read-only
+    snapshot: change options with ``t.with_options(...)``.
+    """
+
+    max_parallel: int = 1
+    size: str = "small"
+    name: str | None = None
+
+
 class Task(Generic[P, R]):
-    """A function made into a task. Call it, ``map`` it, or run it as an ``instance()`` in a session."""
+    """A function made into a task. Call it, ``map`` it, or run it as an ``instance()`` in a session.
+
+    Every option is readable as an attribute, as in Flux (``t.retry_max_attempts``, ``t.timeout``,
+    ``t.fallback``, ``t.cache``, ...), and ``t.func`` is the decorated function.
+    """
 
     def __init__(self, fn: Callable[..., Any], options: TaskOptions) -> None:
+        binding: Binding = "method"
         if isinstance(fn, Task):
+            binding = fn.binding
             fn = fn.function
+        elif isinstance(fn, classmethod | staticmethod):
+            # `@task` over `@classmethod`/`@staticmethod`: the task binds as that decorator would.
+            binding = "class" if isinstance(fn, classmethod) else "static"
+            fn = fn.__func__
         if not callable(fn):
             raise TaskDefinitionError(f"@task must decorate a function, got {fn!r}")
         # First, so that attributes of the function (a `name`, `options`, ...) cannot overwrite the task's.
         functools.update_wrapper(self, fn)
         self.fn: Callable[..., Any] = fn
         self.options = options
+        self.binding: Binding = binding
         self.name: str = options.name or str(getattr(fn, "__name__", type(fn).__name__))
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         parameters = list(self.signature.parameters.values())
-        self.wants_control = bool(parameters) and _annotation_is_task_control(parameters[0].annotation)
+        #: the position of the TaskControl parameter among the function's (0, or 1 after self/cls), or None
+        self.control_index = _control_index(parameters)
+        self.wants_control = self.control_index is not None
+        #: for a task bound to an object (``obj.method.instance()``): the unbound task and the object
+        self._bound: tuple[Task[Any, Any], Any] | None = None
         accepts_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
         if options.secret_requests and "secrets" not in self.signature.parameters and not accepts_kwargs:
             raise TaskDefinitionError(
@@ -67,14 +121,114 @@ class Task(Generic[P, R]):
         """The decorated function itself."""
         return self.fn
 
+    # -- Flux's and Numerous's attributes: read-only views of the options ---------------------------
+    @property
+    def func(self) -> Callable[..., Any]:
+        """The decorated function (Flux's name for it)."""
+        return self.fn
+
+    @property
+    def retry_max_attempts(self) -> int:
+        return self.options.retry_max_attempts
+
+    @property
+    def retry_delay(self) -> float:
+        return self.options.retry_delay
+
+    @property
+    def retry_backoff(self) -> float:
+        return self.options.retry_backoff
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds per attempt; None (or 0) for none."""
+        return self.options.timeout
+
+    @property
+    def fallback(self) -> Callable[..., Any] | None:
+        return self.options.fallback
+
+    @property
+    def rollback(self) -> Callable[..., Any] | None:
+        return self.options.rollback
+
+    @property
+    def secret_requests(self) -> list[str]:
+        """The secret names, as a new list (Flux's type; the task keeps its own tuple)."""
+        return list(self.options.secret_requests)
+
+    @property
+    def output_storage(self) -> OutputStorage | None:
+        """The custom output storage, or None for the default (inline, in the event store)."""
+        return self.options.output_storage
+
+    @property
+    def max_parallel(self) -> int:
+        return self.options.max_parallel
+
+    @property
+    def size(self) -> str:
+        return self.options.size
+
+    @property
+    def cache(self) -> bool:
+        """Whether results are cached by argument (Flux's ``cache=True``; see :mod:`taskloom.cache`)."""
+        return self.options.cache
+
+    @property
+    def cache_ttl(self) -> float | None:
+        return self.options.cache_ttl
+
+    @property
+    def config(self) -> TaskConfig:
+        """Numerous's ``TaskConfig`` of this task: ``name``, ``max_parallel``, ``size``."""
+        return TaskConfig(max_parallel=self.options.max_parallel, size=self.options.size, name=self.name)
+
+    @property
+    def expects_task_control(self) -> bool:
+        """Whether the function takes a TaskControl (first, or right after ``self``/``cls``)."""
+        return self.wants_control
+
+    @property
+    def definition_name(self) -> str:
+        """The task's name (Numerous's name for it)."""
+        return self.name
+
+    def clear_cache(self) -> int:
+        """Forget this task's cached results (``cache=True``) in the default store; returns how many.
+
+        The cache is keyed by the task's name and arguments, not its code: clear it when a change to the
+        function makes earlier results wrong. ``taskloom cache clear NAME`` does the same from a shell.
+        """
+        return cache.clear(self.name)
+
     # -- calling -----------------------------------------------------------------------------------
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        return self._call(args, kwargs)
+
+    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any], stacklevel: int = 4) -> Any:
         scope = current_scope.get()
         if scope is not None:
             return scope.call(self, args, kwargs)
+        if not policy.inside_task():
+            session = current_session()
+            if session is not None:
+                self._warn_direct_in_session(session.name, stacklevel)
         if self.is_async:
             return policy.call_async(self, args, kwargs, control=self._direct_control())
         return policy.call_sync(self, args, kwargs, control=self._direct_control())
+
+    def _warn_direct_in_session(self, session: str, stacklevel: int) -> None:
+        """A direct call inside ``with Session():`` runs here and now, outside the session's tracking and
+        its ``max_parallel``, as Numerous does; it warns because that is rarely what was meant there. A
+        task called from inside a running task is part of that run and does not warn."""
+        warnings.warn(
+            f"Task {self.name!r} is executing directly despite active session {session!r}: a direct call "
+            "bypasses the session's tracking and max_parallel. Use task.instance().start() for "
+            f"session-managed execution: {self.name}.instance().start(...)",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
 
     def _direct_control(self) -> TaskControl | None:
         return TaskControl(self.name) if self.wants_control else None
@@ -89,8 +243,10 @@ class Task(Generic[P, R]):
         are registered in the current secret scope (:mod:`taskloom.masking`), so everything written
         while this run lasts shows them as ``***``.
         """
-        if self.wants_control:
-            args = (control if control is not None else TaskControl(self.name), *args)
+        index = self.control_index
+        if index is not None:
+            control = control if control is not None else TaskControl(self.name)
+            args = (*args[:index], control, *args[index:]) if index else (control, *args)
         if self.options.secret_requests:
             from taskloom.secret_store import default_secret_store
 
@@ -135,12 +291,28 @@ class Task(Generic[P, R]):
         return Task(self.fn, self.options.merged(f"task {self.name!r}", **options))
 
     def __get__(self, obj: Any, objtype: Any = None) -> Any:
-        # Methods decorated with @task still bind `self`.
+        # A task in a class binds like the method it decorates: `self` for a plain one (the TaskControl,
+        # if any, then goes right after it), the class for `@task @classmethod`, nothing for a static one.
+        if self.binding == "static":
+            return self
+        if self.binding == "class":
+            return BoundTask(self, objtype if objtype is not None else type(obj))
         if obj is None:
             return self
-        return functools.partial(self.__call__, obj)
+        return BoundTask(self, obj)
+
+    def bind(self, obj: Any) -> Task[Any, Any]:
+        """This task with ``obj`` as its first argument: a task of its own, so it can be an ``instance()``.
+
+        Its name and options are this task's (``max_parallel`` counts both together).
+        """
+        bound: Task[Any, Any] = Task(types.MethodType(self.fn, obj), self.options)
+        bound._bound = (self, obj)
+        return bound
 
     def __reduce__(self) -> tuple[Any, ...]:
+        if self._bound is not None:  # a bound task travels as its unbound task and the object
+            return (_bind_task, self._bound)
         # Pickle by reference to the module-level task, so instances can cross into worker processes.
         return (_load_task, (self.fn.__module__, self.fn.__qualname__, self.options))
 
@@ -148,12 +320,53 @@ class Task(Generic[P, R]):
         return f"<Task {self.name!r} ({'async' if self.is_async else 'sync'})>"
 
 
+class BoundTask:
+    """A task read from an object or class (``obj.method``): calls pass the object first, as a bound
+    method's would, and ``instance()`` makes an instance of the bound task (:meth:`Task.bind`)."""
+
+    __slots__ = ("__func__", "__self__")
+
+    def __init__(self, task: Task[Any, Any], obj: Any) -> None:
+        self.__func__ = task
+        self.__self__ = obj
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__func__._call((self.__self__, *args), kwargs)
+
+    def instance(self) -> TaskInstance:
+        """A new instance of the bound task in the current session."""
+        return self.__func__.bind(self.__self__).instance()
+
+    def map(self, items: Iterable[Any]) -> Any:
+        return self.__func__.bind(self.__self__).map(items)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy and pickle probe dunders before __func__ is set
+            raise AttributeError(name)
+        return getattr(self.__func__, name)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BoundTask) and other.__func__ is self.__func__ and other.__self__ is self.__self__
+
+    def __hash__(self) -> int:
+        return hash((id(self.__func__), id(self.__self__)))
+
+    def __repr__(self) -> str:
+        return f"<bound {self.__func__!r} of {self.__self__!r}>"
+
+
+def _bind_task(task: Task[Any, Any], obj: Any) -> Task[Any, Any]:
+    return task.bind(obj)
+
+
 def _load_task(module: str, qualname: str, options: TaskOptions) -> Task[Any, Any]:
     target: Any = importlib.import_module(module)
     for part in qualname.split("."):
-        target = getattr(target, part)
-    fn = target.fn if isinstance(target, Task) else target
-    return Task(fn, options)
+        # Statically, so a task in a class is found as itself, not bound to the class by __get__.
+        target = inspect.getattr_static(target, part)
+        if isinstance(target, classmethod | staticmethod):
+            target = target.__func__
+    return Task(target, options)
 
 
 class _Decorate(Protocol):
@@ -166,24 +379,42 @@ class _Decorate(Protocol):
     def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
 
-class _TaskDecorator:
-    """``@task``, ``@task(**options)`` and ``@task.with_options(**options)``, on sync and async functions."""
+class _TaskType(type):
+    """The metaclass of :class:`task`: ``isinstance(t, task)`` holds for every Task, as in Flux, where the
+    decorator is the class of the tasks it makes."""
 
-    @overload
-    def __call__(self, fn: Callable[Concatenate[TaskControl, P], R], /) -> Task[P, R]: ...
-    @overload
-    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
-    @overload
-    def __call__(self, fn: None = None, /, **options: Any) -> _Decorate: ...
+    def __instancecheck__(cls, instance: Any) -> bool:
+        return isinstance(instance, Task)
 
-    def __call__(self, fn: Any = None, /, **options: Any) -> Any:
+    def __subclasscheck__(cls, subclass: Any) -> bool:
+        return isinstance(subclass, type) and issubclass(subclass, Task)
+
+
+class task(metaclass=_TaskType):
+    """``@task``, ``@task(**options)`` and ``@task.with_options(**options)``, on sync and async functions.
+
+    A class (whose calls return a :class:`Task`, never a ``task``) so that ``isinstance(t, task)`` works
+    and type checkers accept it. Options are validated here, when the decorator is written.
+    """
+
+    # mypy wants __new__ to return the class's own instances; these return Tasks on purpose (and user code
+    # is typed by them all the same).
+    @overload
+    def __new__(cls, fn: Callable[Concatenate[TaskControl, P], R], /) -> Task[P, R]: ...  # type: ignore[misc]
+    @overload
+    def __new__(cls, fn: Callable[P, R], /) -> Task[P, R]: ...  # type: ignore[misc]
+    @overload
+    def __new__(cls, fn: None = None, /, **options: Any) -> _Decorate: ...  # type: ignore[misc]
+
+    def __new__(cls, fn: Any = None, /, **options: Any) -> Any:
         if fn is None:
-            return self.with_options(**options)
+            return cls.with_options(**options)
         if options:
             raise TaskDefinitionError("use @task(**options) or @task.with_options(**options), not both forms")
-        return self._make(fn, {})
+        return _make(fn)
 
-    def with_options(self, **options: Any) -> _Decorate:
+    @staticmethod
+    def with_options(**options: Any) -> _Decorate:
         owner = f"task {options.get('name')!r}" if options.get("name") else "task"
         validated = TaskOptions.build(owner, **options)
 
@@ -192,13 +423,10 @@ class _TaskDecorator:
 
         return cast(_Decorate, decorate)
 
-    @staticmethod
-    def _make(fn: Any, options: dict[str, Any]) -> Task[Any, Any]:
-        if not callable(fn):
-            raise TaskDefinitionError(
-                f"@task got {fn!r} where a function was expected; pass options by keyword: @task(name=...)"
-            )
-        return Task(fn, TaskOptions.build(f"task {getattr(fn, '__name__', fn)!r}", **options))
 
-
-task = _TaskDecorator()
+def _make(fn: Any) -> Task[Any, Any]:
+    if not callable(fn) and not isinstance(fn, classmethod | staticmethod):
+        raise TaskDefinitionError(
+            f"@task got {fn!r} where a function was expected; pass options by keyword: @task(name=...)"
+        )
+    return Task(fn, TaskOptions.build(f"task {getattr(fn, '__name__', fn)!r}"))

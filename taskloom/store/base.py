@@ -189,6 +189,22 @@ class Store(Protocol):
 
     def delete_secret(self, name: str) -> bool: ...
 
+    # -- the task cache (cache=True) ----------------------------------------------------------------
+    def get_cached_result(self, task: str, key: str, now: float) -> bytes | None:
+        """The encoded result cached for ``task`` under argument hash ``key``, or None when there is none
+        or it expired (``expires_at`` at or before ``now``; the caller's clock, so that one clock decides)."""
+
+    def put_cached_result(self, task: str, key: str, value: bytes, expires_at: float | None) -> None:
+        """Cache ``value`` for ``task`` and ``key`` until ``expires_at`` (None: until cleared), replacing any
+        row already there (two processes that missed together both write; the last one stays). Durable
+        when it returns."""
+
+    def clear_cached_results(self, task: str | None = None, *, expired_at: float | None = None) -> int:
+        """Delete the cached results of ``task`` (of every task when None) and return how many were deleted.
+
+        With ``expired_at``, only rows that had expired by then go: how ``taskloom cache clear --expired``
+        reclaims space without dropping results still in use."""
+
     def close(self) -> None: ...
 
 

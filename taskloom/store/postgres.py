@@ -585,3 +585,33 @@ class PostgresStore:
         with self._transaction() as conn:
             deleted = conn.execute("DELETE FROM secrets WHERE name = %s", (name,)).rowcount
         return bool(deleted)
+
+    # -- the task cache ----------------------------------------------------------------------------
+    @retrying
+    def get_cached_result(self, task: str, key: str, now: float) -> bytes | None:
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT value FROM task_cache WHERE task = %s AND key = %s AND (expires_at IS NULL OR expires_at > %s)",
+                (task, key, now),
+            ).fetchone()
+        return bytes(row[0]) if row else None
+
+    @retrying
+    def put_cached_result(self, task: str, key: str, value: bytes, expires_at: float | None) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO task_cache (task, key, value, created_at, expires_at) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT (task, key) DO UPDATE SET value = excluded.value, created_at = excluded.created_at, "
+                "expires_at = excluded.expires_at",
+                (task, key, value, time.time(), expires_at),
+            )
+
+    @retrying
+    def clear_cached_results(self, task: str | None = None, *, expired_at: float | None = None) -> int:
+        with self._transaction() as conn:
+            deleted = conn.execute(
+                "DELETE FROM task_cache WHERE (%s::text IS NULL OR task = %s) "
+                "AND (%s::double precision IS NULL OR (expires_at IS NOT NULL AND expires_at <= %s))",
+                (task, task, expired_at, expired_at),
+            ).rowcount
+        return int(deleted)

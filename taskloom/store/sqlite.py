@@ -555,6 +555,56 @@ class SQLiteStore:
             raise
         return bool(deleted)
 
+    # -- the task cache ----------------------------------------------------------------------------
+    @retrying
+    def get_cached_result(self, task: str, key: str, now: float) -> bytes | None:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT value FROM task_cache WHERE task = ? AND key = ? AND (expires_at IS NULL OR expires_at > ?)",
+                (task, key, now),
+            )
+            .fetchone()
+        )
+        return bytes(row[0]) if row else None
+
+    @retrying
+    def put_cached_result(self, task: str, key: str, value: bytes, expires_at: float | None) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "INSERT INTO task_cache (task, key, value, created_at, expires_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (task, key) DO UPDATE SET value = excluded.value, created_at = excluded.created_at, "
+                "expires_at = excluded.expires_at",
+                (task, key, value, time.time(), expires_at),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(conn)
+            raise
+
+    @retrying
+    def clear_cached_results(self, task: str | None = None, *, expired_at: float | None = None) -> int:
+        clauses: list[str] = []
+        params: list[object] = []
+        if task is not None:
+            clauses.append("task = ?")
+            params.append(task)
+        if expired_at is not None:
+            clauses.append("expires_at IS NOT NULL AND expires_at <= ?")
+            params.append(expired_at)
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+            deleted = conn.execute(f"DELETE FROM task_cache {where}", params).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(conn)
+            raise
+        return int(deleted)
+
 
 def _exists(execution_id: str) -> ExecutionStateError:
     return ExecutionStateError(f"execution {execution_id!r} already exists; nothing was written")
