@@ -34,7 +34,7 @@ from taskloom.events import Event, EventType
 from taskloom.executions import record_cancel
 from taskloom.store import default_store
 from taskloom.store.base import ExecutionRecord, ExecutionStatus
-from taskloom.views import execution_view
+from taskloom.views import execution_view, timestamp
 from taskloom.workflow import Workflow
 
 POLL_SECONDS = 0.1
@@ -265,6 +265,40 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("no executions")
     for r in records:
         print(f"{r.id}  {r.status:<10} {_when(r.created_at)}  {r.workflow}")
+    return 0
+
+
+def cmd_workers(args: argparse.Namespace) -> int:
+    from taskloom.presence import live_workers
+    from taskloom.store import describe_store
+    from taskloom.store.instances import WORKER_SEEN_SECONDS
+
+    workers = live_workers(default_store())
+    if args.json:
+        _print_json(
+            [
+                {
+                    "worker_id": w.worker_id,
+                    "last_seen": timestamp(w.last_seen),
+                    "workflows": w.workflows,
+                    "tasks": w.tasks,
+                    "holds": w.holds,
+                }
+                for w in workers
+            ]
+        )
+        return 0
+    if not workers:
+        where = describe_store(default_store().url)  # no password on screen
+        print(
+            f"no live workers seen in the last {WORKER_SEEN_SECONDS:g}s; {where}; "
+            "start one with: taskloom worker MODULE..."
+        )
+    now = time.time()
+    for w in workers:
+        serves = ", ".join([*w.workflows, *w.tasks]) or "nothing"
+        held = f"holds {len(w.holds)}: {', '.join(w.holds)}" if w.holds else "holds nothing"
+        print(f"{w.worker_id}  seen {max(0.0, now - w.last_seen):.0f}s ago  serves {serves}  {held}")
     return 0
 
 
@@ -577,6 +611,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_server)
+
+    p = command("workers", "list the live workers: what each serves, what it holds, when it was last seen")
+    p.set_defaults(func=cmd_workers)
 
     p = command("secrets", "manage encrypted secrets (values are never printed)", remote=True)
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -17,6 +17,8 @@ from typing import Any
 from taskloom.discovery import find_workflows, import_modules
 from taskloom.errors import WorkflowError
 from taskloom.instance_worker import InstanceWorker, find_tasks
+from taskloom.leases import new_owner
+from taskloom.presence import Presence, workflow_target
 from taskloom.settings import Settings, WorkerSettings
 from taskloom.store import describe_store
 from taskloom.worker import Worker
@@ -35,8 +37,9 @@ def run_worker(module_names: Sequence[str], settings: WorkerSettings) -> None:
     workflows, tasks = find_workflows(modules), find_tasks(modules)
     if not workflows and not tasks:
         raise WorkflowError(f"no @workflow or @task at the top level of {', '.join(module_names)}; nothing to run")
-    executions = Worker(workflows, settings) if workflows else None
-    instances = InstanceWorker(tasks, settings) if tasks else None
+    worker_id = new_owner()  # one id per process: `taskloom workers` shows one worker serving both
+    executions = Worker(workflows, settings, worker_id=worker_id) if workflows else None
+    instances = InstanceWorker(tasks, settings, worker_id=worker_id) if tasks else None
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -48,6 +51,10 @@ def run_worker(module_names: Sequence[str], settings: WorkerSettings) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    presence = None
+    if executions is not None:  # the instance worker registers its tasks itself
+        targets = [workflow_target(name) for name in sorted(workflows)]
+        presence = Presence(executions.store, executions.worker_id, targets).start()
     if instances is not None:
         instances.start()
     if executions is not None:
@@ -60,5 +67,7 @@ def run_worker(module_names: Sequence[str], settings: WorkerSettings) -> None:
         while not instances.join(0.5):
             pass
         abandoned = abandoned or instances.abandoned
+    if presence is not None:
+        presence.stop()
     if abandoned:
         os._exit(0)  # threads still inside abandoned work; it was put back in the queue

@@ -192,6 +192,10 @@ class InstanceQueue(Protocol):
     def served_targets(self, targets: Sequence[str], within_seconds: float) -> set[str]:
         """Those of ``targets`` that some worker registered within the last ``within_seconds``."""
 
+    def seen_workers(self, within_seconds: float) -> list[tuple[str, str, float]]:
+        """``(worker_id, target, last_seen)`` of every registration within the last ``within_seconds``,
+        by worker then target: the live workers and what each serves (``taskloom workers``)."""
+
     def load_updates(self, session_id: str, after: int, limit: int) -> tuple[bool, list[InstanceUpdate]]:
         """The session's updates with seq > ``after`` (at most ``limit``), and whether more may come: False
         only when every instance of the session had finished before the updates were read."""
@@ -487,6 +491,18 @@ class SQLiteInstanceQueue:
         )
         return {target for (target,) in rows}
 
+    def seen_workers(self, within_seconds: float) -> list[tuple[str, str, float]]:
+        rows = (
+            self._store._conn()
+            .execute(
+                "SELECT worker_id, target, last_seen FROM instance_workers WHERE last_seen >= ? "
+                "ORDER BY worker_id, target",
+                (time.time() - within_seconds,),
+            )
+            .fetchall()
+        )
+        return [(worker, target, float(seen)) for worker, target, seen in rows]
+
     def load_updates(self, session_id: str, after: int, limit: int) -> tuple[bool, list[InstanceUpdate]]:
         conn = self._store._conn()
         # One read transaction: the unfinished check and the updates see the same snapshot.
@@ -751,6 +767,15 @@ class PostgresInstanceQueue:
                 (wanted, time.time() - within_seconds),
             ).fetchall()
         return {target for (target,) in rows}
+
+    def seen_workers(self, within_seconds: float) -> list[tuple[str, str, float]]:
+        with self._store._transaction() as conn:
+            rows = conn.execute(
+                "SELECT worker_id, target, last_seen FROM instance_workers WHERE last_seen >= %s "
+                "ORDER BY worker_id, target",
+                (time.time() - within_seconds,),
+            ).fetchall()
+        return [(worker, target, float(seen)) for worker, target, seen in rows]
 
     def load_updates(self, session_id: str, after: int, limit: int) -> tuple[bool, list[InstanceUpdate]]:
         with self._store._transaction() as conn:
