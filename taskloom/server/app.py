@@ -24,15 +24,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
+import fastapi_offline
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from taskloom.errors import (
@@ -46,7 +49,7 @@ from taskloom.errors import (
     WorkflowError,
 )
 from taskloom.server import routes_executions, routes_instances, routes_secrets
-from taskloom.server.auth import PUBLIC_PATHS, BearerAuth
+from taskloom.server.auth import DOCS_ASSETS, DOCS_PATH, PUBLIC_PATHS, BearerAuth
 from taskloom.server.http import ApiError, JSONResponse, ServerState, error_body
 from taskloom.server.models import Health
 from taskloom.store import Store, default_store
@@ -100,7 +103,7 @@ def create_app(
         version=_version(),
         description=DESCRIPTION,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served below, from files in the package rather than a CDN
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
         default_response_class=JSONResponse,
@@ -119,6 +122,8 @@ def create_app(
     async def health() -> Health:
         return Health(status="ok")
 
+    add_docs_page(app)
+
     for router in routers:
         app.include_router(router, dependencies=[Depends(BEARER)])
     app.router.routes.extend(extra_routes)
@@ -131,6 +136,35 @@ def served_routes(app: FastAPI, routers: Sequence[APIRouter]) -> list[Route]:
     """Every route the app serves, one per path and method set (FastAPI keeps included routers nested)."""
     routes = [*app.router.routes, *(route for router in routers for route in router.routes)]
     return [route for route in routes if isinstance(route, Route)]
+
+
+def add_docs_page(app: FastAPI) -> None:
+    """``/docs``: Swagger UI over ``/openapi.json``, with its script and style served from this process.
+
+    FastAPI's own page loads them from a CDN; these come from the ``fastapi-offline`` package, so the
+    page works on a machine without internet access and tells no third party who reads it.
+    """
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    title = f"{TITLE} API"
+
+    @app.get(DOCS_PATH, include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=title,
+            swagger_js_url=DOCS_ASSETS["js"],
+            swagger_css_url=DOCS_ASSETS["css"],
+            swagger_favicon_url="data:,",
+            swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io
+        )
+
+    @app.get(DOCS_ASSETS["js"], include_in_schema=False)
+    async def docs_script() -> FileResponse:
+        return FileResponse(assets / "swagger-ui-bundle.js", media_type="text/javascript")
+
+    @app.get(DOCS_ASSETS["css"], include_in_schema=False)
+    async def docs_style() -> FileResponse:
+        return FileResponse(assets / "swagger-ui.css", media_type="text/css")
 
 
 def _version() -> str:

@@ -6,9 +6,10 @@ readable by its owner only (mode 0600, exclusive create, so it is never readable
 instant), and prints the token once; clients on the same machine read it from there.
 
 Every route needs ``Authorization: Bearer <token>`` except :data:`PUBLIC_PATHS`: ``/health`` (for load
-balancers and the test fixtures), and ``/openapi.json`` and ``/docs``, which describe the API but hold
-no data and change nothing. A request without the right token gets 401 with ``WWW-Authenticate: Bearer``
-before any route runs, so it cannot change anything. Tokens are compared with ``hmac.compare_digest``.
+balancers and the test fixtures), and ``/openapi.json``, ``/docs`` and the page's script and style,
+which describe the API but hold no data and change nothing. A request without the right token gets 401
+with ``WWW-Authenticate: Bearer`` before any route runs, so it cannot change anything. Tokens are
+compared with ``hmac.compare_digest``.
 
 This module imports no web framework, so :mod:`taskloom.client` can use :func:`load_api_token`.
 """
@@ -30,13 +31,25 @@ from taskloom.errors import TaskloomError
 from taskloom.secret_store import _write_private
 from taskloom.settings import Settings
 
-__all__ = ["PUBLIC_PATHS", "TOKEN_FILE_NAME", "ApiToken", "BearerAuth", "load_api_token", "token_matches"]
+__all__ = [
+    "DOCS_ASSETS",
+    "DOCS_PATH",
+    "PUBLIC_PATHS",
+    "TOKEN_FILE_NAME",
+    "ApiToken",
+    "BearerAuth",
+    "load_api_token",
+    "token_matches",
+]
 
 log = logging.getLogger("taskloom.server")
 
 TOKEN_FILE_NAME = "api.token"
+#: the API's interactive page, and the files it loads (served by the app, not a CDN)
+DOCS_PATH = "/docs"
+DOCS_ASSETS = {"js": "/docs/swagger-ui-bundle.js", "css": "/docs/swagger-ui.css"}
 #: routes served without a token: they reveal no data and change nothing
-PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs"})
+PUBLIC_PATHS = frozenset({"/health", "/openapi.json", DOCS_PATH, *DOCS_ASSETS.values()})
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

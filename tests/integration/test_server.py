@@ -515,7 +515,7 @@ def test_the_openapi_document_describes_every_route_the_app_serves(tmp_path: Pat
     served = {
         (method, route.path)
         for route in app.state.served
-        if route.path not in ("/openapi.json", "/docs")
+        if route.include_in_schema
         for method in route.methods or ()
         if method != "HEAD"
     }
@@ -548,10 +548,17 @@ def test_the_status_names_of_the_models_are_the_stores() -> None:
     assert get_args(InstanceStatusName) == InstanceStatus.ALL
 
 
-def test_the_docs_page_is_interactive_and_needs_no_token(server: Server) -> None:
+def test_the_docs_page_is_interactive_needs_no_token_and_loads_nothing_from_elsewhere(server: Server) -> None:
     page = httpx.get(f"{server.url}/docs", timeout=30)
     assert page.status_code == 200
-    assert "SwaggerUIBundle" in page.text and "/openapi.json" in page.text
+    assert "SwaggerUIBundle(" in page.text and "'/openapi.json'" in page.text
+    assert "//" not in page.text, "every URL on the page is this server's: it works offline"
+    script = httpx.get(f"{server.url}/docs/swagger-ui-bundle.js", timeout=30)
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert "SwaggerUIBundle" in script.text
+    style = httpx.get(f"{server.url}/docs/swagger-ui.css", timeout=30)
+    assert style.status_code == 200 and style.headers["content-type"].startswith("text/css")
+    assert httpx.get(f"{server.url}/docs/other.js", timeout=30).status_code == 401
 
 
 # -- the client and the CLI ----------------------------------------------------------------------------

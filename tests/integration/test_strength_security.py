@@ -273,10 +273,12 @@ def _http(path: str, authorization: str | None = None) -> dict[str, Any]:
         _http("/health"),
         _http("/openapi.json"),
         _http("/docs"),
+        _http("/docs/swagger-ui-bundle.js"),
+        _http("/docs/swagger-ui.css"),
         _http("/secrets", f"bearer {TOKEN}"),
         {"type": "lifespan"},
     ],
-    ids=["health", "openapi", "docs", "right token", "lifespan"],
+    ids=["health", "openapi", "docs", "docs script", "docs style", "right token", "lifespan"],
 )
 def test_the_middleware_passes_the_very_same_scope_receive_and_send_on(scope: dict[str, Any]) -> None:
     inner, sent, send = _asgi(scope)
@@ -321,6 +323,12 @@ def test_a_request_with_a_wrong_token_gets_a_401_naming_the_error() -> None:
         (b"www-authenticate", b'Bearer realm="taskloom", error="invalid_token"'),
     ]
     assert sent[1] == {"type": "http.response.body", "body": body}
+
+
+@pytest.mark.parametrize("path", ["/docs/", "/docs/other.js", "/docs/swagger-ui.css/x", "/DOCS", "/health/", "/"])
+def test_only_the_exact_public_paths_are_public(path: str) -> None:
+    inner, sent, _ = _asgi(_http(path))
+    assert inner.calls == [] and sent[0]["status"] == 401
 
 
 def test_only_the_authorization_header_counts() -> None:
