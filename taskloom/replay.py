@@ -84,12 +84,14 @@ class DeferredStart:
     once, so long steps show as running. Safe to flush from a task's own thread.
     """
 
-    __slots__ = ("_event", "_lock", "_run")
+    __slots__ = ("_event", "_lock", "_run", "cancelled")
 
     def __init__(self, run: ExecutionRun, event: NewEvent | None) -> None:
         self._run = run
         self._event = event
         self._lock = threading.Lock()
+        #: the step was cancelled (see ExecutionRun._run_body): nothing more is written for it
+        self.cancelled = False
 
     def arm(self) -> None:
         if self._event is not None:
@@ -107,6 +109,11 @@ class DeferredStart:
         with self._lock:
             event, self._event = self._event, None
         return (event,) if event is not None else ()
+
+    def cancel(self) -> None:
+        """The step was cancelled: its start, if not written yet, never is, nor anything its body reports."""
+        self.cancelled = True
+        self.take()
 
 
 class StartWatchdog:
@@ -190,6 +197,8 @@ class ExecutionRun:
         self.resume: tuple[str, bytes] | None = None
         #: events this run wrote (0: the execution is as it was before the run)
         self.writes = 0
+        #: the stored ``output=`` of each pause met, by step id: the value of its EXECUTION_PAUSED event
+        self.pause_outputs: dict[str, bytes] = {}
 
     def check_cancelled(self) -> None:
         """Stop before a new step once the execution was cancelled from outside (an in-memory flag)."""
@@ -341,6 +350,15 @@ class ExecutionRun:
             # The body asked to end the process: that is a crash of this attempt, not an outcome.
             self.exited = exiting
             raise
+        except asyncio.CancelledError:
+            # A sibling in parallel() failed or paused: the step did not finish, so it records no outcome
+            # (a start already written stays, as after a crash) and runs again if the execution continues.
+            # A sync body already running in its thread cannot be interrupted; it is asked to stop, and
+            # whatever it returns is dropped.
+            start.cancel()
+            if control is not None:
+                control.request_stop()
+            raise
         self.append(*start.take(), NewEvent(_COMPLETED, step_id, task.name, blob, data))
         return value
 
@@ -407,11 +425,13 @@ class ExecutionRun:
             await asyncio.sleep(remaining)
         self.append(NewEvent(_COMPLETED, step_id, "sleep", serde.dumps(None, what="sleep")))
 
-    async def run_pause_step(self, step_id: str, name: str, timeout: float | None = None) -> Any:
+    async def run_pause_step(self, step_id: str, name: str, timeout: float | None = None, output: Any = None) -> Any:
         """Suspend the execution at a named pause; once resumed, the step's value is the resume input.
 
         A pause with a timeout records its deadline; met again after the deadline without a resume, it
-        fails with TaskTimeoutError (recorded, so replays fail the same way).
+        fails with TaskTimeoutError (recorded, so replays fail the same way). ``output`` goes on the
+        EXECUTION_PAUSED event the driver writes (:attr:`pause_outputs`); it is stored before anything
+        else, so a value that cannot be stored fails the ``await pause(...)`` and writes nothing.
         """
         step = self.recorded(step_id, "pause")
         if step is not None and step.outcome is _COMPLETED:
@@ -429,6 +449,8 @@ class ExecutionRun:
             step.outcome, step.value = _COMPLETED, blob
             return self.decode(blob, step_id, "pause")
         self.check_cancelled()
+        if output is not None:
+            self.pause_outputs[step_id] = serde.dumps(output, what=f"pause {name!r} output")
         if step is None:
             data: dict[str, Any] = {"pause": name}
             if timeout is not None:
@@ -531,6 +553,8 @@ class StepObserver:
         self.run, self.step_id, self.name, self.start = run, step_id, name, start
 
     def _event(self, kind: EventType, error: BaseException, **data: Any) -> None:
+        if self.start.cancelled:
+            return
         data["error"] = masking.mask_text(f"{type(error).__name__}: {error}")
         self.start.flush()
         self.run.append(NewEvent(kind, self.step_id, self.name, data=data))
@@ -554,6 +578,8 @@ class StepReporter:
         self.run, self.step_id, self.start = run, step_id, start
 
     def _append(self, event: NewEvent) -> None:
+        if self.start.cancelled:  # a cancelled body still running in its thread: what it reports is dropped
+            return
         self.start.flush()
         self.run.append(event)
 

@@ -86,7 +86,11 @@ class Workflow(Generic[T]):
 
     # -- sync entry points ------------------------------------------------------------------------
     def run(self, input: T | None = None, *, execution_id: str | None = None) -> WorkflowExecutionContext[T]:
-        """Run a new execution with ``input`` (or continue ``execution_id``) until it finishes or pauses."""
+        """Run a new execution with ``input`` (or continue ``execution_id``) until it finishes or pauses.
+
+        Continuing a paused execution resumes it, as in Flux: its ``pause`` returns None (``resume(id,
+        value)`` passes a value instead).
+        """
         _refuse_inside_loop(f"{self.name}.run()", f"await {self.name}.arun(...)")
         with _interruptible():
             return asyncio.run(self.arun(input, execution_id=execution_id))
@@ -153,6 +157,14 @@ class Workflow(Generic[T]):
                 store, execution_id, input, lease_owner, lease, before=record, crashes=record.crashes, claimed=True
             )
         owner = new_owner("run")
+        if record.status == ExecutionStatus.PAUSED:
+            # Running a paused execution continues it (Flux): a resume with None, through the same lazy path
+            # as resume(). Only a pause found here, when the caller asked: one that an execution reaches
+            # while this call waits for its owner is that owner's result, returned as it is.
+            continued = await self._continue_paused(store, record, input, owner, lease)
+            if isinstance(continued, WorkflowExecutionContext):
+                return continued
+            record = continued  # its deadline passed (taken below), or another resume or a cancel came first
         while True:
             acquired = self._acquire(store, record, owner, lease)
             if acquired is None:  # finished, or paused until a resume: nothing to drive
@@ -218,19 +230,57 @@ class Workflow(Generic[T]):
         stored_input = self._decode_input(record)
         if record.status != ExecutionStatus.PAUSED:
             raise not_paused(record)
-        events = store.load_events(execution_id)
-        pause = paused_at(record, events)
         blob = serde.dumps(input, what=f"resume input of workflow {record.workflow!r}")
         lease = Settings.from_env().lease_seconds
-        owner = new_owner("run")
-        acquired = store.acquire_execution(execution_id, owner, lease, from_statuses=(ExecutionStatus.PAUSED,))
+        resumed = await self._resume(
+            store, record, stored_input, blob, new_owner("run"), lease, store.load_events(execution_id)
+        )
+        if not isinstance(resumed, WorkflowExecutionContext):
+            raise not_paused(resumed, raced=True)
+        return resumed
+
+    async def _continue_paused(
+        self, store: Store, record: ExecutionRecord, input: Any, owner: str, lease: float
+    ) -> WorkflowExecutionContext[T] | ExecutionRecord:
+        """``run(execution_id=...)`` of a paused execution: resume it with None, unless its pause's deadline
+        has passed (then the pause times out, as a worker would have it). The record to go on with when
+        this did not drive it."""
+        events = store.load_events(record.id)
+        deadline = pause_deadline(events)
+        if deadline is not None and time.time() >= deadline:
+            return record
+        blob = serde.dumps(None, what=f"resume input of workflow {record.workflow!r}")
+        return await self._resume(store, record, input, blob, owner, lease, events)
+
+    async def _resume(
+        self,
+        store: Store,
+        record: ExecutionRecord,
+        input: Any,
+        blob: bytes,
+        owner: str,
+        lease: float,
+        events: Sequence[Event],
+    ) -> WorkflowExecutionContext[T] | ExecutionRecord:
+        """Take the paused execution under ``owner``'s lease and drive it, its pause answered with ``blob``.
+
+        Nothing is written here: the resume's events go with the run's first write (ExecutionRun.pending),
+        so a run that dies before it (or whose replay fails) leaves the execution paused as it was once its
+        lease runs out, and the next run pauses there again. Returns the record as it is now when another
+        resume or a cancel took the execution first.
+        """
+        acquired = store.acquire_execution(record.id, owner, lease, from_statuses=(ExecutionStatus.PAUSED,))
         if not acquired.taken:
-            raise not_paused(acquired.record, raced=True)
-        # The log read above is still the whole log: nothing is appended to a paused execution but by a
-        # resume or a cancel, and either would have made the acquire fail.
+            return acquired.record
+        if acquired.record != record:
+            # Resumed, run and paused again between the reads and the acquire: the log read is stale.
+            events = store.load_events(record.id)
+        # Otherwise the log read is still the whole log: nothing is appended to a paused execution but by a
+        # resume or a cancel, and either would have changed its row.
+        pause = paused_at(acquired.record, events)
         resume = (str(pause.step_id), blob)
         return await self._drive(
-            store, execution_id, stored_input, owner, lease, before=acquired.record, resume=resume, events=events
+            store, record.id, input, owner, lease, before=acquired.record, resume=resume, events=events
         )
 
     # -- the driver --------------------------------------------------------------------------------
@@ -299,7 +349,8 @@ class Workflow(Generic[T]):
             raise interrupted.error from interrupted.error.__cause__
         except WorkflowPaused as paused:
             data = {} if paused.deadline is None else {"deadline": paused.deadline}
-            event = NewEvent(EventType.EXECUTION_PAUSED, paused.step_id, paused.name, data=data)
+            output = run.pause_outputs.get(paused.step_id)
+            event = NewEvent(EventType.EXECUTION_PAUSED, paused.step_id, paused.name, output, data)
             self._settle(run, ctx, event, ExecutionStatus.PAUSED, wake_at=paused.deadline)
             return ctx
         except Exception as error:

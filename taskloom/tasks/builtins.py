@@ -81,11 +81,16 @@ def sleep(duration: float | dt.timedelta) -> Awaitable[None]:
     return scope.run.run_sleep_step(scope.next_id(), float(seconds))
 
 
-def pause(name: str, timeout: float | dt.timedelta | None = None) -> Awaitable[Any]:
-    """Suspend the workflow here until ``wf.resume(execution_id, input)``; returns that input.
+def pause(name: str, timeout: float | dt.timedelta | None = None, *, output: Any = None) -> Awaitable[Any]:
+    """Suspend the workflow here until it is continued; returns the value it is continued with.
+
+    ``wf.resume(execution_id, input)`` continues it with ``input``; ``wf.run(execution_id=...)`` with
+    None, as in Flux. ``output`` is recorded as the value of the pause's ``execution_paused`` event (in
+    ``ctx.events``, ``taskloom events`` and the HTTP API), so whoever continues it sees what they are
+    approving; it is stored like a task's result (same types, secrets masked).
 
     The pause is raised as a ``BaseException`` so that ``except Exception`` in the workflow cannot
-    swallow it. With ``timeout``, a pause not resumed in time raises ``TaskTimeoutError`` (also a
+    swallow it. With ``timeout``, a pause not continued in time raises ``TaskTimeoutError`` (also a
     ``TimeoutError``) in the workflow instead: workers wake such an execution by themselves at its
     deadline, and ``wf.run(execution_id=...)`` does after it.
     """
@@ -95,4 +100,4 @@ def pause(name: str, timeout: float | dt.timedelta | None = None) -> Awaitable[A
     scope = current_scope.get()
     if scope is None:
         raise WorkflowError(f"pause({name!r}) only works inside a running workflow")
-    return scope.run.run_pause_step(scope.next_id(), name, seconds)
+    return scope.run.run_pause_step(scope.next_id(), name, seconds, output)

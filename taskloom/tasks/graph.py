@@ -10,7 +10,7 @@ receives ``{upstream_name: result}`` of the edges taken into it.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ _NO_INPUT: Any = object()  # `await graph()`: the start node gets no argument
 class Edge:
     source: str
     target: str
-    condition: Callable[[Any], bool] | None = None
+    condition: Callable[[Any], bool | Awaitable[bool]] | None = None
 
 
 class Graph:
@@ -50,7 +50,11 @@ class Graph:
         self._nodes[name] = action
         return self
 
-    def add_edge(self, source: str, target: str, condition: Callable[[Any], bool] | None = None) -> Graph:
+    def add_edge(
+        self, source: str, target: str, condition: Callable[[Any], bool | Awaitable[bool]] | None = None
+    ) -> Graph:
+        """An edge from ``source`` to ``target``, taken when ``condition(result of source)`` is true (a plain
+        or ``async def`` function); without a condition, always."""
         if condition is not None and not callable(condition):
             raise GraphError(f"graph {self.name!r}: condition of edge {source!r} -> {target!r} is not callable")
         self._edges.append(Edge(source, target, condition))
@@ -170,27 +174,32 @@ class Graph:
             for (node, _), value in zip(wave, values, strict=True):
                 results[node] = value
                 for edge in self._edges:
-                    if edge.source == node and edge.target in taken and self._edge_taken(edge, value):
+                    if edge.source == node and edge.target in taken and await self._edge_taken(edge, value):
                         taken[edge.target].append(node)
         ended = {e: results[e] for e in self._ends if e in results}
         if len(ended) == 1:
             return next(iter(ended.values()))
         return ended or None
 
-    def _edge_taken(self, edge: Edge, value: Any) -> bool:
+    async def _edge_taken(self, edge: Edge, value: Any) -> bool:
+        """Whether ``edge`` is taken after its source returned ``value``.
+
+        A condition may be ``async def`` (or return an awaitable): it is awaited. Conditions are evaluated
+        one at a time, in the order of waves and edges, so task calls made inside one get the same step
+        ids on every replay. A condition runs again on replay: one that reads the outside world should
+        do it through a task, whose result is recorded.
+        """
         if edge.condition is None:
             return True
         try:
             outcome = edge.condition(value)
+            if inspect.isawaitable(outcome):
+                outcome = await outcome
         except Exception as error:
             raise GraphError(
                 f"graph {self.name!r}: condition of edge {edge.source!r} -> {edge.target!r} raised "
                 f"{type(error).__name__}: {error}"
             ) from error
-        if inspect.isawaitable(outcome):
-            if inspect.iscoroutine(outcome):
-                outcome.close()  # never awaited: close it so Python does not warn about it
-            raise GraphError(f"graph {self.name!r}: edge conditions must be plain functions, not async")
         return bool(outcome)
 
     def __repr__(self) -> str:

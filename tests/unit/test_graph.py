@@ -288,9 +288,10 @@ def test_condition_that_raises_is_a_graph_error_naming_the_edge() -> None:
     assert "'a' -> 'b'" in str(ctx.output)
 
 
-def test_async_condition_is_refused() -> None:
+def test_an_async_condition_that_raises_is_a_graph_error_naming_the_edge() -> None:
     async def condition(n: int) -> bool:
-        return True
+        await asyncio.sleep(0)
+        raise KeyError("no such customer")
 
     graph = (
         Graph("async_condition")
@@ -300,8 +301,9 @@ def test_async_condition_is_refused() -> None:
         .start_with("a")
         .end_with("b")
     )
-    with pytest.raises(GraphError, match="plain functions"):
+    with pytest.raises(GraphError, match="condition of edge 'a' -> 'b' raised KeyError") as caught:
         asyncio.run(graph(1))
+    assert isinstance(caught.value.__cause__, KeyError)
 
 
 # -- validation ------------------------------------------------------------------------------------

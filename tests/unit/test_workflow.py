@@ -375,11 +375,11 @@ def test_pause_then_resume_returns_the_input_from_pause() -> None:
     assert "execution_resumed" in types(resumed)
 
 
-def test_run_by_id_of_a_paused_execution_leaves_it_paused() -> None:
+def test_run_by_id_of_a_paused_execution_continues_it_with_none() -> None:
     ctx = approval.run("x")
     again = approval.run(execution_id=ctx.execution_id)
-    assert again.is_paused
-    assert calls == {"add_one": 1}
+    assert again.output == "x: None after 2"
+    assert calls == {"add_one": 1}  # replayed, not run again
 
 
 def test_pause_is_not_swallowed_by_except_exception() -> None:
@@ -764,7 +764,7 @@ def test_a_pause_with_a_timeout_stays_paused_until_its_deadline_then_times_out()
     assert ctx.is_paused
     paused = next(e for e in ctx.events if e.type is EventType.EXECUTION_PAUSED)
     deadline = paused.data["deadline"]
-    assert deadline_flow.run(execution_id=ctx.execution_id).is_paused  # before the deadline: still paused
+    assert deadline_flow.status(ctx.execution_id).is_paused  # before the deadline: still paused
     while time.time() < deadline:  # waiting for wall-clock time to pass is the behaviour under test
         time.sleep(0.02)
     after = deadline_flow.run(execution_id=ctx.execution_id)
