@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from taskloom import Session, Task, TaskControl, TaskDefinitionError, task
+from taskloom import Session, Task, TaskControl, TaskDefinitionError, WorkflowExecutionContext, task, workflow
 from taskloom.outputs import LocalFileOutputStorage
 from taskloom.task import TaskConfig
 
@@ -239,6 +239,10 @@ class Worker:
         return (self, tc, value * self.factor)
 
     @task
+    def report(self, tc: TaskControl, value: int) -> tuple[int, str, int]:
+        return (self.factor, tc.task_definition_name, value * self.factor)
+
+    @task
     def plain(self, value: int) -> int:
         return value * self.factor
 
@@ -336,6 +340,24 @@ def test_a_task_defined_in_a_class_pickles_by_reference_and_keeps_its_binding(me
     copy = pickle.loads(pickle.dumps(original))
 
     assert isinstance(copy, Task) and copy.binding == original.binding and copy.fn is original.fn
+
+
+@workflow
+async def scaling(ctx: WorkflowExecutionContext[int]) -> tuple[int, str, int]:
+    result: tuple[int, str, int] = await Worker(ctx.input).report(5)
+    return result
+
+
+@pytest.mark.store
+def test_a_method_task_in_a_workflow_is_a_step_that_gets_its_control_and_warns_of_nothing(
+    caught: list[warnings.WarningMessage],
+) -> None:
+    with Session(name="around-a-workflow"):
+        ctx = scaling.run(3)
+
+    assert ctx.output == (3, "report", 15)
+    assert [e.name for e in ctx.events if e.type == "step_completed"] == ["report"]
+    assert caught == []  # a step is not a direct call
 
 
 # -- item 11: TaskConfig and expects_task_control ------------------------------------------------------
