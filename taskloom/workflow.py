@@ -125,6 +125,7 @@ class Workflow(Generic[T]):
         lease_owner: str | None = None,
         lease_seconds: float | None = None,
         wait: bool = True,
+        continue_paused: bool = True,
     ) -> WorkflowExecutionContext[T]:
         """``run`` for async code.
 
@@ -132,7 +133,9 @@ class Workflow(Generic[T]):
         the execution (and its lease) before calling. Continuing an execution that another live process is
         running does not run its steps twice: this call waits until that owner finishes (or dies, and then
         takes over) and returns the result; with ``wait=False`` it raises :class:`ExecutionStateError`
-        naming the owner instead.
+        naming the owner instead. A paused execution is continued (its pause returns None) unless
+        ``continue_paused=False``, for callers that only recover executions (``taskloom recover``): then
+        only a pause whose deadline has passed is taken, and times out.
         """
         store = store or default_store()
         lease = lease_seconds or Settings.from_env().lease_seconds
@@ -157,7 +160,7 @@ class Workflow(Generic[T]):
                 store, execution_id, input, lease_owner, lease, before=record, crashes=record.crashes, claimed=True
             )
         owner = new_owner("run")
-        if record.status == ExecutionStatus.PAUSED:
+        if continue_paused and record.status == ExecutionStatus.PAUSED:
             # Running a paused execution continues it (Flux): a resume with None, through the same lazy path
             # as resume(). Only a pause found here, when the caller asked: one that an execution reaches
             # while this call waits for its owner is that owner's result, returned as it is.

@@ -233,6 +233,13 @@ def test_a_pause_with_a_timeout_continues_with_none_before_its_deadline_and_time
     assert isinstance(of_type(done.events, EventType.STEP_FAILED, "1")[0].value, TaskTimeoutError)
 
 
+def test_a_recovering_caller_can_ask_not_to_continue_a_pause_that_waits_for_its_resume() -> None:
+    ctx = sign_off_by.run(SLOW_SECONDS)
+    again = asyncio.run(sign_off_by.arun(execution_id=ctx.execution_id, continue_paused=False))
+    assert again.is_paused
+    assert of_type(sign_off_by.status(ctx.execution_id).events, EventType.EXECUTION_RESUMED) == []
+
+
 # == 2. parallel(max_concurrent=, raise_on_error=) =====================================================
 @task
 async def hold(n: int, state: dict[str, int]) -> int:
