@@ -288,7 +288,7 @@ class Task(Generic[P, R]):
 
     def with_options(self, **options: Any) -> Task[P, R]:
         """A copy of this task with ``options`` merged over its own."""
-        return Task(self.fn, self.options.merged(f"task {self.name!r}", **options))
+        return Task(self, self.options.merged(f"task {self.name!r}", **options))  # keeps how it binds
 
     def __get__(self, obj: Any, objtype: Any = None) -> Any:
         # A task in a class binds like the method it decorates: `self` for a plain one (the TaskControl,

@@ -298,6 +298,14 @@ def test_a_classmethod_task_receives_the_class_and_a_control_in_either_decorator
         assert value == 7
 
 
+def test_a_copy_with_options_binds_like_the_task_it_was_made_from() -> None:
+    copy = Worker.__dict__["made_by_task_over_class"].with_options(retry_max_attempts=1)
+
+    cls, tc, value = copy.__get__(Worker(1), Worker)(8)
+
+    assert (cls, isinstance(tc, TaskControl), value) == (Worker, True, 8)
+
+
 def test_a_staticmethod_task_binds_nothing() -> None:
     assert Worker.static(1) == 2
     assert Worker(9).static(1) == 2
