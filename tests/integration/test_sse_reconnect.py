@@ -42,8 +42,8 @@ STEPS = 3
 GATES = [threading.Event() for _ in range(STEPS)]
 #: a wide range of waits, so that growth shows even if the first attempts come before the listener is up
 RECONNECT = Reconnect(first=0.02, cap=0.8, give_up_after=60.0)
-#: what scheduling on a busy machine may add to a wait, measured on the wire
-SLACK = 0.15
+#: what scheduling on a busy machine may add to a wait, measured on the wire (a generous upper bound)
+LATE = 0.5
 
 
 @task
@@ -231,11 +231,13 @@ def test_a_stream_resumes_after_its_server_restarts_with_growing_bounded_waits_a
     assert all(later >= min(earlier, RECONNECT.cap / 2) for earlier, later in pairwise(planned)), planned
     assert max(planned) >= RECONNECT.cap / 2
 
-    # The same on the wire: the gaps between attempts grow, then stay within the cap.
+    # The same on the wire: each gap between two attempts the listener saw is one of those waits, in
+    # order (never shorter: the client sleeps after the listener hung up; at most LATE longer).
     gaps = [later - earlier for (earlier, _), (later, _) in pairwise(listener.attempts)]
-    assert all(gap <= RECONNECT.cap + SLACK for gap in gaps), gaps
-    assert all(later >= min(earlier, RECONNECT.cap / 2) - SLACK for earlier, later in pairwise(gaps)), gaps
-    assert max(gaps) >= RECONNECT.cap / 2 and max(gaps) >= 3 * min(gaps), gaps
+    assert any(
+        all(wait <= gap <= wait + LATE for wait, gap in zip(planned[start:], gaps, strict=False))
+        for start in range(len(planned) - len(gaps) + 1)
+    ), (planned, gaps)
 
 
 def test_a_stream_gives_up_when_the_server_never_comes_back(tmp_path: Path) -> None:
