@@ -13,6 +13,7 @@ from taskloom.errors import TaskloomError
 from taskloom.secret_store import load_key
 from taskloom.server.auth import load_api_token
 from taskloom.settings import Settings
+from taskloom.store import describe_store
 
 #: seconds uvicorn waits on SIGTERM for open requests (live streams) before closing them
 GRACEFUL_SHUTDOWN_SECONDS = 5
@@ -30,6 +31,7 @@ def serve(modules: Sequence[str], *, host: str = "127.0.0.1", port: int = 8080, 
     from taskloom.server.app import create_app
 
     settings = Settings.from_env()
+    store = describe_store(settings.database_url)  # before the app opens it: "a new, empty file" is news
     token = load_api_token(settings)
     workflows = find_workflows(import_modules(modules)) if modules else {}
     app = create_app(token=token.value, workflows=workflows, modules=modules, secret_key=load_key(settings))
@@ -38,6 +40,7 @@ def serve(modules: Sequence[str], *, host: str = "127.0.0.1", port: int = 8080, 
         print(f"    {token.value}")
     else:
         print(f"taskloom server: API token from {token.source}")
+    print(f"taskloom server: {store}")
     names = ", ".join(sorted(workflows)) or "none (give MODULE... to start workflows over HTTP)"
     print(f"taskloom server: workflows: {names}")
     print(f"taskloom server: http://{host}:{port}  (API description: /openapi.json, /docs)")

@@ -44,3 +44,24 @@ def test_the_worker_command_prints_its_store_before_anything_else(tmp_path: Path
     assert done.returncode == 2, done.stderr
     first = done.stderr.splitlines()[0]
     assert f"store sqlite:///{tmp_path / 'home' / 'taskloom.db'} (a new, empty file" in first, done.stderr
+
+
+def test_the_server_command_prints_its_store_at_start(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")}
+    env["TASKLOOM_HOME"] = str(tmp_path / "home")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "taskloom", "server", "--port", "0"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        lines = [server.stdout.readline() for _ in range(4)]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    expected = f"taskloom server: store sqlite:///{tmp_path / 'home' / 'taskloom.db'} (a new, empty file"
+    assert any(line.startswith(expected) for line in lines), lines
