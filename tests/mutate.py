@@ -521,7 +521,9 @@ def _mutate(
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")} | extra_env
     log = work / "mutmut.log"
     with log.open("w", encoding="utf-8") as output:  # mutmut's spinner would flood a terminal or CI log
-        run = subprocess.run([mutmut, "run", "--max-children", str(jobs)], cwd=work, env=env, stdout=output)
+        run = subprocess.run(
+            [mutmut, "run", "--max-children", str(jobs)], cwd=work, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
     if run.returncode != 0:
         print(log.read_text(encoding="utf-8")[-4000:])
         print(f"mutate: mutmut failed (exit {run.returncode}); its whole output is in {log}")

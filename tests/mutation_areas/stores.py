@@ -22,7 +22,12 @@ TESTS: dict[str, list[str]] = {
     ],
     "taskloom/store/base.py": [*_STORE_TESTS, "tests/store/test_mutants_base.py"],
     "taskloom/store/instances.py": [*_STORE_TESTS, "tests/store/test_mutants_instances.py"],
-    "taskloom/store/postgres.py": [*_STORE_TESTS, "tests/store/test_mutants_postgres.py"],
+    "taskloom/store/postgres.py": [
+        *_STORE_TESTS,
+        "tests/store/test_mutants_postgres.py",
+        "tests/store/test_mutants_postgres_store.py",
+        "tests/store/test_pg_paused_transaction.py",
+    ],
 }
 
 #: module path prefix -> pytest marker expression ("" for none; tests/mutate.py's default is "not postgres").
@@ -298,6 +303,40 @@ EQUIVALENT.update(
             "the value is only used in `cancel_requested OR ?`, and SQLite's OR answers 1 or 0 whatever true "
             "value it is given",
         ),
+    }
+)
+
+_PG = "taskloom.store.postgres.xǁPostgresStoreǁ"
+_KEPT_FOR_QUIET = (
+    "the parent's connections are kept referenced in a forked child only so they are not garbage-collected "
+    "there; collecting one would change nothing on the server: psycopg's PGconn.__del__ finishes a connection "
+    "only in the process that opened it (it compares os.getpid()), so at most a ResourceWarning differs"
+)
+EQUIVALENT.update(
+    {
+        "taskloom.store.postgres.xǁChannelListenerǁwait__mutmut_44": (
+            "woke = any(True for _ in conn.notifies(timeout=max(0.0, timeout), stop_after=2))",
+            "any() stops consuming the generator at the first notification it yields, so notifies() is never "
+            "asked for a second one whatever stop_after says (the burst is drained by the loop after)",
+        ),
+        f"{_PG}__init____mutmut_10": (
+            "self._pid = None",
+            "the first checkout (the migration, in __init__ itself) sees a pid that is not this process's and "
+            "runs _after_fork, which with an empty pool and no LISTEN connection yet only sets the real pid and "
+            "a new lock; nothing reads _pid before that checkout (close() and _discard_idle come later)",
+        ),
+        f"{_PG}_checkin__mutmut_1": (
+            "if self._pid == os.getpid() or conn.info.transaction_status == pq.TransactionStatus.IDLE:",
+            "at check-in the pid always matches (_checkout just set it, and a fork between checkout and check-in "
+            "leaves the parent's thread behind), and a connection not closed is always IDLE after "
+            "conn.transaction() committed or rolled back; a broken one is caught by `if conn.closed` first",
+        ),
+        f"{_PG}_connect__mutmut_1": (
+            "return self._open_connection(autocommit=None)",
+            "psycopg stores bool(autocommit) (connect and the autocommit setter alike), and bool(None) is False",
+        ),
+        f"{_PG}_after_fork__mutmut_3": ("if listener is None:", _KEPT_FOR_QUIET),
+        f"{_PG}_after_fork__mutmut_4": ("self._inherited.append(None)", _KEPT_FOR_QUIET),
     }
 )
 
