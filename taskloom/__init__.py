@@ -5,6 +5,7 @@ The public API is re-exported here; everything else is private to its module.
 
 from taskloom.context import ExecutionContext, WorkflowExecutionContext
 from taskloom.errors import (
+    BackendError,
     ExecutionCrashedError,
     ExecutionNotFoundError,
     ExecutionStateError,
@@ -13,6 +14,7 @@ from taskloom.errors import (
     NonDeterminismError,
     SecretNotFoundError,
     SerializationError,
+    SessionError,
     SessionNotFoundError,
     StoreError,
     StoreUnavailableError,
@@ -25,14 +27,15 @@ from taskloom.errors import (
     WorkflowError,
 )
 from taskloom.options import TaskOptions
-from taskloom.runtime.control import TaskControl
-from taskloom.runtime.future import Future
+from taskloom.runtime.control import TaskControl, TaskControlHandler, set_task_control_handler
+from taskloom.runtime.future import Future, TaskStatus
 from taskloom.runtime.instance import TaskInstance
 from taskloom.runtime.session import Session
-from taskloom.task import Task, task
+from taskloom.task import Task, TaskConfig, task
 from taskloom.workflow import Workflow, workflow
 
 __all__ = [
+    "BackendError",
     "ExecutionContext",
     "ExecutionCrashedError",
     "ExecutionNotFoundError",
@@ -44,22 +47,27 @@ __all__ = [
     "SecretNotFoundError",
     "SerializationError",
     "Session",
+    "SessionError",
     "SessionNotFoundError",
     "StoreError",
     "StoreUnavailableError",
     "Task",
     "TaskCancelledError",
+    "TaskConfig",
     "TaskControl",
+    "TaskControlHandler",
     "TaskDefinitionError",
     "TaskError",
     "TaskInstance",
     "TaskOptions",
+    "TaskStatus",
     "TaskTimeoutError",
     "TaskloomError",
     "UndecodableValueError",
     "Workflow",
     "WorkflowError",
     "WorkflowExecutionContext",
+    "set_task_control_handler",
     "task",
     "workflow",
 ]

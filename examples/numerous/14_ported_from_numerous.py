@@ -12,10 +12,8 @@ Backend-agnostic (the tasks run until stopped, which crosses to a worker process
 
 import time
 
-from taskloom import Session, TaskControl, TaskError, task
+from taskloom import Session, SessionError, TaskControl, TaskError, TaskStatus, task
 from taskloom.control import get_task_control_handler, set_task_control_handler
-from taskloom.errors import SessionError
-from taskloom.runtime import TaskStatus
 
 
 class ConsoleHandler:
