@@ -115,9 +115,21 @@ class Store(Protocol):
         """
 
     def list_executions(
-        self, *, workflow: str | None = None, status: str | None = None, limit: int = 100
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        after: tuple[float, str] | None = None,
+        id_prefix: str | None = None,
     ) -> list[ExecutionRecord]:
-        """Newest first; a ``limit`` below 1 is a :class:`~taskloom.errors.TaskloomError` naming it."""
+        """Newest first (``created_at`` descending, then ``id``); a ``limit`` below 1 is a
+        :class:`~taskloom.errors.TaskloomError` naming it.
+
+        ``after`` is the ``(created_at, id)`` of the last record of the previous page: the page that
+        follows it (keyset pagination, so a deep page costs what the first does, on the ``created_at``
+        indexes). ``id_prefix`` keeps the executions whose id starts with it.
+        """
 
     # -- the work queue (workers) -------------------------------------------------------------------
     def acquire_execution(
@@ -206,6 +218,58 @@ class Store(Protocol):
         reclaims space without dropping results still in use."""
 
     def close(self) -> None: ...
+
+
+def id_prefix_range(prefix: str) -> tuple[str, str | None]:
+    """``(low, high)`` such that ``low <= id < high`` holds exactly for the ids starting with ``prefix``.
+
+    A range rather than ``LIKE``, so that it uses the primary key's index in both dialects and needs no
+    escaping of ``%`` and ``_``: ``high`` is ``prefix`` with its last character moved one code point on
+    (ids compare by code point: ``COLLATE "C"`` on PostgreSQL); None when no string is above them all.
+    """
+    stem = prefix.rstrip(chr(0x10FFFF))
+    if not stem:
+        return prefix, None
+    following = ord(stem[-1]) + 1
+    if 0xD800 <= following <= 0xDFFF:  # surrogates are no text: the next character is U+E000
+        following = 0xE000
+    return prefix, stem[:-1] + chr(following)
+
+
+def listing_where(
+    *,
+    workflow: str | None,
+    status: str | None,
+    after: tuple[float, str] | None,
+    id_prefix: str | None,
+    mark: str,
+    id_column: str = "id",
+) -> tuple[str, list[Any]]:
+    """The ``WHERE`` clause of ``list_executions`` and its parameters; ``mark`` is the dialect's placeholder.
+
+    The keyset condition reads ``created_at <= t AND (created_at < t OR id > last_id)`` rather than an
+    ``OR`` at the top, so that both dialects search the ``created_at`` index from ``t`` down.
+    """
+    clauses: list[str] = []
+    params: list[Any] = []
+    if workflow is not None:
+        clauses.append(f"workflow = {mark}")
+        params.append(workflow)
+    if status is not None:
+        clauses.append(f"status = {mark}")
+        params.append(status)
+    if after is not None:
+        created_at, last_id = after
+        clauses.append(f"created_at <= {mark} AND (created_at < {mark} OR {id_column} > {mark})")
+        params += [float(created_at), float(created_at), last_id]
+    if id_prefix:
+        low, high = id_prefix_range(id_prefix)
+        clauses.append(f"{id_column} >= {mark}")
+        params.append(low)
+        if high is not None:
+            clauses.append(f"{id_column} < {mark}")
+            params.append(high)
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
 
 
 def check_limit(limit: int) -> None:

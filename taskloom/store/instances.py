@@ -142,6 +142,26 @@ class InstanceUpdate:
     data: str
 
 
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    """One client Session as the dashboard lists it: how many instances it queued, how many are unfinished."""
+
+    id: str
+    name: str
+    created_at: float
+    instances: int
+    unfinished: int
+
+
+#: the newest sessions first, each with its counts (read through the ``instances_by_session`` index)
+_SESSIONS = (
+    "SELECT s.id, s.name, s.created_at, "
+    "(SELECT count(*) FROM instances AS i WHERE i.session_id = s.id), "
+    "(SELECT count(*) FROM instances AS i WHERE i.session_id = s.id AND i.status IN ('queued', 'running')) "
+    "FROM instance_sessions AS s ORDER BY s.created_at DESC, s.id {collate} LIMIT {mark}"
+)
+
+
 class InstanceQueue(Protocol):
     """The instance queue of one store. Every method is one transaction."""
 
@@ -182,6 +202,9 @@ class InstanceQueue(Protocol):
         instance is left as it is."""
 
     def get_instance(self, instance_id: str) -> InstanceRecord | None: ...
+
+    def list_sessions(self, limit: int) -> list[SessionSummary]:
+        """The ``limit`` newest sessions (by when their first instance was queued), newest first."""
 
     def register_worker(self, worker_id: str, targets: Sequence[str]) -> None:
         """Record that ``worker_id`` serves ``targets`` now (its start and every heartbeat)."""
@@ -463,6 +486,10 @@ class SQLiteInstanceQueue:
         )
         return _record(row) if row else None
 
+    def list_sessions(self, limit: int) -> list[SessionSummary]:
+        rows = self._store._conn().execute(_SESSIONS.format(collate="", mark="?"), (int(limit),)).fetchall()
+        return [SessionSummary(*row) for row in rows]
+
     def register_worker(self, worker_id: str, targets: Sequence[str]) -> None:
         now = time.time()
         with self._write() as conn:
@@ -743,6 +770,11 @@ class PostgresInstanceQueue:
         with self._store._transaction() as conn:
             row = conn.execute(f"SELECT {_RECORD_COLUMNS} FROM instances WHERE id = %s", (instance_id,)).fetchone()
         return _record(row) if row else None
+
+    def list_sessions(self, limit: int) -> list[SessionSummary]:
+        with self._store._transaction() as conn:
+            rows = conn.execute(_SESSIONS.format(collate='COLLATE "C"', mark="%s"), (int(limit),)).fetchall()
+        return [SessionSummary(*row) for row in rows]
 
     def register_worker(self, worker_id: str, targets: Sequence[str]) -> None:
         with self._store._transaction() as conn:

@@ -46,6 +46,7 @@ from taskloom.store.base import (
     decode_events,
     held_by_another,
     holder_died,
+    listing_where,
 )
 from taskloom.store.faults import Fault, Outage, TransientStoreError, classify_postgres, first_contact, retrying
 from taskloom.store.migrations import load_migrations
@@ -360,17 +361,18 @@ class PostgresStore:
 
     @retrying
     def list_executions(
-        self, *, workflow: str | None = None, status: str | None = None, limit: int = 100
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        after: tuple[float, str] | None = None,
+        id_prefix: str | None = None,
     ) -> list[ExecutionRecord]:
         check_limit(limit)
-        clauses, params = [], []
-        if workflow is not None:
-            clauses.append("workflow = %s")
-            params.append(workflow)
-        if status is not None:
-            clauses.append("status = %s")
-            params.append(status)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = listing_where(
+            workflow=workflow, status=status, after=after, id_prefix=id_prefix, mark="%s", id_column='id COLLATE "C"'
+        )
         # COLLATE "C": ties break by code point, as in SQLite, whatever the database's collation.
         with self._transaction() as conn:
             rows = conn.execute(

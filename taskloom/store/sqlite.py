@@ -35,6 +35,7 @@ from taskloom.store.base import (
     decode_events,
     held_by_another,
     holder_died,
+    listing_where,
 )
 from taskloom.store.faults import Fault, Outage, TransientStoreError, classify_sqlite, retrying
 from taskloom.store.migrations import load_migrations, split_statements
@@ -273,17 +274,18 @@ class SQLiteStore:
 
     @retrying
     def list_executions(
-        self, *, workflow: str | None = None, status: str | None = None, limit: int = 100
+        self,
+        *,
+        workflow: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        after: tuple[float, str] | None = None,
+        id_prefix: str | None = None,
     ) -> list[ExecutionRecord]:
         check_limit(limit)
-        clauses, params = [], []
-        if workflow is not None:
-            clauses.append("workflow = ?")
-            params.append(workflow)
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = listing_where(
+            workflow=workflow, status=status, after=after, id_prefix=id_prefix, mark="?", id_column="id"
+        )
         rows = (
             self._conn()
             .execute(

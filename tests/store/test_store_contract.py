@@ -288,6 +288,40 @@ def test_list_executions_stops_at_the_limit(listed: Store) -> None:
     assert [r.id for r in listed.list_executions(workflow="b", limit=1)] == ["exec-4"]
 
 
+def test_list_executions_pages_on_from_the_last_record_of_the_previous_page(listed: Store) -> None:
+    first = listed.list_executions(limit=2)
+    second = listed.list_executions(limit=2, after=(first[-1].created_at, first[-1].id))
+    third = listed.list_executions(limit=2, after=(second[-1].created_at, second[-1].id))
+
+    assert [r.id for r in first + second + third] == ["exec-4", "exec-3", "exec-2", "exec-1", "exec-0"]
+    assert listed.list_executions(after=(third[-1].created_at, third[-1].id)) == []
+
+
+def test_list_executions_pages_through_executions_created_at_the_same_instant(store: Store) -> None:
+    for n in range(5):
+        store.create_execution(f"tie-{n}", "wf", None, "queued")
+    run_sql(store.url, "UPDATE executions SET created_at = 1000.5")
+
+    seen: list[str] = []
+    after: tuple[float, str] | None = None
+    while page := store.list_executions(limit=2, after=after, workflow="wf"):
+        seen += [r.id for r in page]
+        after = (page[-1].created_at, page[-1].id)
+
+    assert seen == ["tie-0", "tie-1", "tie-2", "tie-3", "tie-4"]
+
+
+def test_list_executions_finds_ids_by_prefix_taking_wildcards_literally(store: Store) -> None:
+    for execution_id in ["ab-1", "ab-2", "abc", "ac", "a%", "a_b", "b"]:
+        store.create_execution(execution_id, "wf", None, "queued")
+
+    assert sorted(r.id for r in store.list_executions(id_prefix="ab")) == ["ab-1", "ab-2", "abc"]
+    assert sorted(r.id for r in store.list_executions(id_prefix="a%")) == ["a%"]
+    assert sorted(r.id for r in store.list_executions(id_prefix="a_")) == ["a_b"]
+    assert [r.id for r in store.list_executions(id_prefix="ab-2", status="queued")] == ["ab-2"]
+    assert store.list_executions(id_prefix="zz") == []
+
+
 def test_listed_records_match_get_execution(listed: Store) -> None:
     for record in listed.list_executions():
         assert listed.get_execution(record.id) == record

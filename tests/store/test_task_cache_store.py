@@ -106,7 +106,7 @@ def test_a_store_at_schema_4_gains_the_cache_table_and_keeps_its_executions(stor
     store.create_execution("e1", "wf", None, "running")
     store.close()
     run_sql(store.url, "DROP TABLE task_cache")
-    run_sql(store.url, "DELETE FROM schema_version WHERE version = 5")
+    run_sql(store.url, "DELETE FROM schema_version WHERE version >= 5")
 
     reopened = open_store(store.url)
     try:
@@ -116,7 +116,7 @@ def test_a_store_at_schema_4_gains_the_cache_table_and_keeps_its_executions(stor
     finally:
         reopened.close()
     versions = [v for (v,) in run_sql(store.url, "SELECT version FROM schema_version ORDER BY version")]
-    assert versions[-1] == 5
+    assert versions[-1] == len(load_migrations("postgres" if store.url.startswith("postgresql") else "sqlite"))
 
 
 def test_the_cache_migration_is_number_5_in_both_dialects() -> None:
