@@ -48,7 +48,7 @@ from taskloom.errors import (
     TaskloomError,
     WorkflowError,
 )
-from taskloom.server import routes_executions, routes_instances, routes_secrets
+from taskloom.server import routes_executions, routes_instances, routes_secrets, routes_workers
 from taskloom.server.auth import DOCS_ASSETS, DOCS_PATH, PUBLIC_PATHS, BearerAuth
 from taskloom.server.http import ApiError, JSONResponse, ServerState, error_body
 from taskloom.server.models import Health
@@ -67,7 +67,12 @@ DESCRIPTION = (
 )
 
 #: Every router of API routes, in the order they are documented.
-ROUTERS: tuple[APIRouter, ...] = (routes_executions.router, routes_secrets.router, routes_instances.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    routes_executions.router,
+    routes_secrets.router,
+    routes_instances.router,
+    routes_workers.router,
+)
 
 #: Documents the bearer scheme on every protected operation; BearerAuth does the checking.
 BEARER = HTTPBearer(scheme_name="bearerAuth", auto_error=False, description="the server's API token")

@@ -6,10 +6,11 @@ readable by its owner only (mode 0600, exclusive create, so it is never readable
 instant), and prints the token once; clients on the same machine read it from there.
 
 Every route needs ``Authorization: Bearer <token>`` except :data:`PUBLIC_PATHS`: ``/health`` (for load
-balancers and the test fixtures), and ``/openapi.json``, ``/docs`` and the page's script and style,
-which describe the API but hold no data and change nothing. A request without the right token gets 401
-with ``WWW-Authenticate: Bearer`` before any route runs, so it cannot change anything. Tokens are
-compared with ``hmac.compare_digest``.
+balancers and the test fixtures), ``/openapi.json``, ``/docs`` and the page's script and style,
+which describe the API but hold no data and change nothing, and the dashboard's files (``/`` and its
+script and style), which hold no data either: the page asks for the token and sends it on every call.
+A request without the right token gets 401 with ``WWW-Authenticate: Bearer`` before any route runs, so
+it cannot change anything. Tokens are compared with ``hmac.compare_digest``.
 
 This module imports no web framework, so :mod:`taskloom.client` can use :func:`load_api_token`.
 """
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from taskloom.dashboard import ASSETS as DASHBOARD_ASSETS
 from taskloom.errors import TaskloomError
 from taskloom.secret_store import _write_private
 from taskloom.settings import Settings
@@ -49,7 +51,8 @@ TOKEN_FILE_NAME = "api.token"
 DOCS_PATH = "/docs"
 DOCS_ASSETS = {"js": "/docs/swagger-ui-bundle.js", "css": "/docs/swagger-ui.css"}
 #: routes served without a token: they reveal no data and change nothing
-PUBLIC_PATHS = frozenset({"/health", "/openapi.json", DOCS_PATH, *DOCS_ASSETS.values()})
+#: (and the dashboard's page, script and style: the data it shows comes from routes that need the token)
+PUBLIC_PATHS = frozenset({"/health", "/openapi.json", DOCS_PATH, *DOCS_ASSETS.values(), *DASHBOARD_ASSETS})
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

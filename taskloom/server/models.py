@@ -93,6 +93,24 @@ class Execution(ExecutionSummary):
 
 class ExecutionList(BaseModel):
     executions: list[ExecutionSummary]
+    next_cursor: str | None = Field(
+        None, description="pass as ?cursor= for the page after this one; null on the last page"
+    )
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="the exception's class")
+    message: str
+
+
+class ExecutionError(BaseModel):
+    """Why a failed execution failed: its exception, the causes below it and the stored traceback."""
+
+    execution_id: str
+    type: str = Field(description="the exception's class")
+    message: str
+    traceback: str | None = Field(description="the traceback stored when it was raised, if one was")
+    causes: list[ErrorDetail] = Field(description="its __cause__ chain, nearest first")
 
 
 class Event(BaseModel):
@@ -164,9 +182,39 @@ class InstanceAccepted(BaseModel):
     status: InstanceStatusName
 
 
+class SessionSummary(BaseModel):
+    session_id: str
+    name: str
+    created_at: DateTime
+    instances: int = Field(description="instances queued in it")
+    unfinished: int = Field(description="of those, how many are queued or running")
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionSummary]
+
+
 class SessionEnd(BaseModel):
     session_id: str
     last_seq: int
+
+
+# -- workers --------------------------------------------------------------------------------------------
+class Worker(BaseModel):
+    """A live worker: what it serves and the running executions leased to it."""
+
+    worker_id: str
+    process: str = Field(description="host:pid of the worker process")
+    last_seen: DateTime
+    seconds_since_seen: float = Field(ge=0, description="by the server's clock, when the list was read")
+    workflows: list[str] = Field(description="the workflows it runs")
+    tasks: list[str] = Field(description="module:qualname of the task targets it runs as instances")
+    holds: list[str] = Field(description="ids of the running executions leased to it")
+
+
+class WorkerList(BaseModel):
+    workers: list[Worker]
+    seen_within_seconds: float = Field(description="a worker not seen for this long is left out (gone)")
 
 
 # -- secrets, health, errors ----------------------------------------------------------------------------

@@ -6,12 +6,17 @@ The server never runs workflow code: starting or resuming an execution queues it
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import math
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from taskloom import serde
 from taskloom.executions import queue_execution, record_cancel, record_resume
 from taskloom.server import sse
 from taskloom.server.http import ApiError, ServerState, StrictJSONRoute, execution_view, in_thread, state
@@ -24,6 +29,7 @@ from taskloom.server.models import (
     Accepted,
     EventList,
     Execution,
+    ExecutionError,
     ExecutionList,
     ExecutionStatusName,
     ResumeRequest,
@@ -84,12 +90,45 @@ async def list_executions(
     workflow: Annotated[str | None, Query(max_length=MAX_TEXT_LENGTH, pattern=NO_NUL)] = None,
     status: ExecutionStatusName | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = 100,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=4 * MAX_TEXT_LENGTH, description="the next_cursor of the previous page: the page after it"),
+    ] = None,
+    id_prefix: Annotated[
+        str | None,
+        Query(max_length=MAX_TEXT_LENGTH, pattern=NO_NUL, description="only executions whose id starts with this"),
+    ] = None,
 ) -> dict[str, Any]:
-    def listing() -> list[dict[str, Any]]:
-        records = server.store.list_executions(workflow=workflow or None, status=status, limit=limit)
-        return [execution_view(record, values=("output",)) for record in records]
+    after = _decode_cursor(cursor) if cursor else None
 
-    return {"executions": await in_thread(listing)}
+    def listing() -> dict[str, Any]:
+        records = server.store.list_executions(
+            workflow=workflow or None, status=status, limit=limit, after=after, id_prefix=id_prefix or None
+        )
+        views = [execution_view(record, values=("output",)) for record in records]
+        last = records[-1] if len(records) == limit else None
+        return {"executions": views, "next_cursor": _encode_cursor(last.created_at, last.id) if last else None}
+
+    return await in_thread(listing)
+
+
+def _encode_cursor(created_at: float, execution_id: str) -> str:
+    """Where a page ends, as an opaque token: ``(created_at, id)`` of its last record, as base64url JSON."""
+    raw = json.dumps([created_at, execution_id], ensure_ascii=True, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode("ascii")).decode("ascii").rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, execution_id = json.loads(raw.decode("ascii"))
+        if isinstance(created_at, bool) or not isinstance(created_at, int | float) or not isinstance(execution_id, str):
+            raise ValueError("not a (created_at, id) pair")
+        if not math.isfinite(created_at) or "\x00" in execution_id:
+            raise ValueError("out of range")
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
+        raise ApiError(422, "query parameter 'cursor' is not a next_cursor this server gave") from None
+    return float(created_at), execution_id
 
 
 @router.get(
@@ -101,6 +140,46 @@ async def list_executions(
 )
 async def get_execution(record: Record) -> dict[str, Any]:
     return await in_thread(execution_view, record)
+
+
+@router.get(
+    "/executions/{execution_id}/error",
+    operation_id="getExecutionError",
+    summary="Why a failed execution failed: the exception, its causes and the stored traceback",
+    response_model=ExecutionError,
+    responses=errors(401, 404, 409, 422),
+)
+async def get_execution_error(record: Record) -> dict[str, Any]:
+    if record.status != ExecutionStatus.FAILED:
+        raise ApiError(409, f"execution {record.id} has not failed (it is {record.status})", kind="ExecutionStateError")
+    return await in_thread(_error_view, record)
+
+
+#: how ``serde.dumps_error`` heads the note that keeps an error's traceback text
+_TRACEBACK_NOTE = "(original traceback)"
+
+
+def _error_view(record: ExecutionRecord) -> dict[str, Any]:
+    try:
+        error = serde.loads(record.output)
+    except Exception as undecodable:  # a class this server cannot import: say so rather than fail
+        error = undecodable
+    if not isinstance(error, BaseException):
+        return {"execution_id": record.id, "type": "unknown", "message": repr(error), "traceback": None, "causes": []}
+    notes = [str(note) for note in getattr(error, "__notes__", None) or ()]
+    traceback = next((n[len(_TRACEBACK_NOTE) :].lstrip("\n") for n in notes if n.startswith(_TRACEBACK_NOTE)), None)
+    causes: list[dict[str, str]] = []
+    cause = error.__cause__
+    while cause is not None and len(causes) < 8:
+        causes.append({"type": type(cause).__qualname__, "message": str(cause)})
+        cause = cause.__cause__
+    return {
+        "execution_id": record.id,
+        "type": type(error).__qualname__,
+        "message": str(error),
+        "traceback": traceback,
+        "causes": causes,
+    }
 
 
 @router.get(

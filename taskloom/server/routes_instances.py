@@ -29,6 +29,7 @@ from taskloom.server.models import (
     InstanceAccepted,
     InstanceRequest,
     InstancesQueued,
+    SessionList,
     StartInstancesRequest,
     errors,
 )
@@ -44,6 +45,8 @@ from taskloom.store.instances import (
 router = APIRouter(route_class=StrictJSONRoute, tags=["task instances"])
 
 Server = Annotated[ServerState, Depends(state)]
+#: most sessions one GET /sessions returns
+MAX_SESSION_LIST = 500
 InstanceId = Annotated[
     str,
     Path(max_length=MAX_NAME_LENGTH, pattern=NO_NUL, description="the instance's id, as given when it was queued"),
@@ -171,6 +174,30 @@ async def _stop(server: ServerState, instance_id: str, *, cancel: bool) -> dict[
     if status in InstanceStatus.FINISHED and not (cancel and status == InstanceStatus.CANCELLED):
         raise ApiError(409, f"task instance {instance_id} has already finished ({status})", kind="TaskError")
     return {"instance_id": instance_id, "status": status}
+
+
+# -- sessions ------------------------------------------------------------------------------------------
+@router.get(
+    "/sessions",
+    operation_id="listSessions",
+    summary="The newest sessions that queued task instances, with how many of each are unfinished",
+    response_model=SessionList,
+    responses=errors(401, 422),
+)
+async def list_sessions(server: Server, limit: Annotated[int, Query(ge=1, le=MAX_SESSION_LIST)] = 50) -> dict[str, Any]:
+    sessions = await in_thread(queue_of(server).list_sessions, limit)
+    return {
+        "sessions": [
+            {
+                "session_id": session.id,
+                "name": session.name,
+                "created_at": timestamp(session.created_at),
+                "instances": session.instances,
+                "unfinished": session.unfinished,
+            }
+            for session in sessions
+        ]
+    }
 
 
 # -- a session's live updates --------------------------------------------------------------------------

@@ -27,6 +27,7 @@ def serve(modules: Sequence[str], *, host: str = "127.0.0.1", port: int = 8080, 
         raise TaskloomError(
             f"the server needs its extra ({error}); install it with: pip install 'taskloom[server]'"
         ) from None
+    from taskloom.dashboard.routes import dashboard_routes
     from taskloom.discovery import find_workflows, import_modules
     from taskloom.server.app import create_app
 
@@ -34,7 +35,13 @@ def serve(modules: Sequence[str], *, host: str = "127.0.0.1", port: int = 8080, 
     store = describe_store(settings.database_url)  # before the app opens it: "a new, empty file" is news
     token = load_api_token(settings)
     workflows = find_workflows(import_modules(modules)) if modules else {}
-    app = create_app(token=token.value, workflows=workflows, modules=modules, secret_key=load_key(settings))
+    app = create_app(
+        token=token.value,
+        workflows=workflows,
+        modules=modules,
+        secret_key=load_key(settings),
+        extra_routes=dashboard_routes(),
+    )
     if token.created:
         print(f"taskloom server: created the API token file {token.source} (mode 0600). The token, shown once:")
         print(f"    {token.value}")
@@ -43,7 +50,7 @@ def serve(modules: Sequence[str], *, host: str = "127.0.0.1", port: int = 8080, 
     print(f"taskloom server: {store}")
     names = ", ".join(sorted(workflows)) or "none (give MODULE... to start workflows over HTTP)"
     print(f"taskloom server: workflows: {names}")
-    print(f"taskloom server: http://{host}:{port}  (API description: /openapi.json, /docs)")
+    print(f"taskloom server: http://{host}:{port}  (dashboard: /, API description: /openapi.json, /docs)")
     sys.stdout.flush()
     uvicorn.run(
         app,
