@@ -239,9 +239,17 @@ class PostgresServer:
             self.process.wait(timeout=STOP_TIMEOUT)
 
     def start_again(self, timeout: float = START_TIMEOUT) -> None:
-        """Start the server that :meth:`shut_down` stopped, on the same port; return once it answers."""
+        """Start the server that :meth:`shut_down` stopped, on the same port; return once it answers.
+
+        A session attached to a shared server starts it as no child of its own: it must outlive the
+        session, and a child left behind would be reaped by whoever waits for the session's process
+        (mutmut waits for any child, and runs its first sessions in its own process).
+        """
         try:
-            self.process = _spawn_postgres(self.bindir, self.root, self.port)
+            if self.lock_file is None:
+                self.process = _spawn_postgres(self.bindir, self.root, self.port)
+            else:
+                _spawn_postgres_detached(self.bindir, self.root, self.port)
             if not _wait_until_ready(self, timeout):
                 raise PostgresServerError(f"PostgreSQL did not start again:\n{self.log_tail()}")
         finally:
@@ -380,8 +388,9 @@ def _start(bindir: Path, root: Path, timeout: float) -> PostgresServer:
     raise PostgresServerError("PostgreSQL did not start:\n" + "\n".join(failures))
 
 
-def _spawn_postgres(bindir: Path, root: Path, port: int) -> subprocess.Popen[bytes]:
-    """Start ``postgres`` on ``port`` with the test settings, its output appended to the server log."""
+def _spawn_postgres(bindir: Path, root: Path, port: int, through: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """Start ``postgres`` on ``port`` with the test settings, its output appended to the server log (through
+    the command ``through``, given postgres's command line as its arguments, if any)."""
     settings = {
         **SPEED_SETTINGS,
         "listen_addresses": "127.0.0.1",
@@ -389,11 +398,18 @@ def _spawn_postgres(bindir: Path, root: Path, port: int) -> subprocess.Popen[byt
         "unix_socket_directories": str(root / "sock"),
         "logging_collector": "off",
     }
-    command = [str(bindir / "postgres"), "-D", str(root / "data")]
+    command = [*through, str(bindir / "postgres"), "-D", str(root / "data")]
     for key, value in settings.items():
         command += ["-c", f"{key}={value}"]
     with open(root / "server.log", "ab") as log:
         return _popen_as_server_user(command, cwd=root, stdout=log)
+
+
+def _spawn_postgres_detached(bindir: Path, root: Path, port: int) -> None:
+    """Start ``postgres`` as :func:`_spawn_postgres` does, from a shell that leaves it in the background
+    and exits: the server is nobody's child here (init adopts it)."""
+    shell = _spawn_postgres(bindir, root, port, through=["sh", "-c", '"$@" </dev/null &', "sh"])
+    shell.wait(timeout=STOP_TIMEOUT)
 
 
 def _wait_until_ready(server: PostgresServer, timeout: float) -> bool:
