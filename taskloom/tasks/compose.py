@@ -48,8 +48,15 @@ def parallel(
     in one branch suspends the workflow at once, without waiting for slow siblings: they are cancelled,
     and continuing the execution replays the branches that completed and runs the others again.
 
+    A cancelled async body stops at its ``await``; a sync body already running in its thread cannot be
+    stopped from outside: its TaskControl's ``should_stop`` turns true and whatever it still reports or
+    returns is dropped (as for a step in flight at a crash, it runs again when the execution continues).
+
     Step ids are fixed when each task is *called*, before ``parallel`` sees it, so they do not depend
-    on which branch ran first. The arguments are checked here, at the call, not at the ``await``.
+    on which branch ran first or waited for a slot. (A branch that is a plain ``async def`` coroutine
+    calling several tasks gets their ids as it runs, with or without ``max_concurrent``: make such a
+    branch an ``@task`` so that its calls get ids under its own step.) The arguments are checked here,
+    at the call, not at the ``await``.
     """
     try:
         limit = _check_limit(max_concurrent)
