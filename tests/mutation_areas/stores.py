@@ -21,7 +21,12 @@ TESTS: dict[str, list[str]] = {
         "tests/store/test_mutants_faults.py",
     ],
     "taskloom/store/base.py": [*_STORE_TESTS, "tests/store/test_mutants_base.py"],
-    "taskloom/store/instances.py": [*_STORE_TESTS, "tests/store/test_mutants_instances.py"],
+    "taskloom/store/instances.py": [
+        *_STORE_TESTS,
+        "tests/store/test_mutants_instances.py",
+        "tests/store/test_mutants_instances_pg.py",
+        "tests/store/test_session_list.py",
+    ],
     "taskloom/store/postgres.py": [
         *_STORE_TESTS,
         "tests/store/test_mutants_postgres.py",
