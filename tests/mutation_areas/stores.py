@@ -283,6 +283,167 @@ _INSTANCES_SQL_CASE: list[tuple[str, str]] = [
 EQUIVALENT.update(
     {f"taskloom.store.instances.xǁSQLiteInstanceQueueǁ{name}": (line, _SQL_CASE) for name, line in _INSTANCES_SQL_CASE}
 )
+_INSTANCES_SQL_CASE_SQLITE_SEEN: list[tuple[str, str]] = [
+    ("seen_workers__mutmut_7", '"select worker_id, target, last_seen from instance_workers where last_seen >= ? "'),
+    ("seen_workers__mutmut_8", '"SELECT WORKER_ID, TARGET, LAST_SEEN FROM INSTANCE_WORKERS WHERE LAST_SEEN >= ? "'),
+    ("seen_workers__mutmut_10", '"order by worker_id, target",'),
+    ("seen_workers__mutmut_11", '"ORDER BY WORKER_ID, TARGET",'),
+]
+EQUIVALENT.update(
+    {
+        f"taskloom.store.instances.xǁSQLiteInstanceQueueǁ{name}": (line, _SQL_CASE)
+        for name, line in _INSTANCES_SQL_CASE_SQLITE_SEEN
+    }
+)
+
+_PG_SQL_CASE = (
+    "PostgreSQL reads keywords and function names in any case and folds unquoted table and column names to "
+    "lower case; the string literals that are data ('queued', 'running', ...) and the %s placeholders are "
+    "unchanged (a mutant that upper-cases a %s breaks the statement and is killed)"
+)
+#: the instance queue on PostgreSQL: statements in another case (see _PG_SQL_CASE), by mutant and mutated line
+_PG_INSTANCES_SQL_CASE: list[tuple[str, str]] = [
+    (
+        "_append__mutmut_14",
+        'conn.execute("select id from instance_sessions where id = any(%s) order by id for update", (sessions,))',
+    ),
+    ("_append__mutmut_22", '"update instance_sessions as s set last_seq = s.last_seq + u.n "'),
+    ("_append__mutmut_23", '"UPDATE INSTANCE_SESSIONS AS S SET LAST_SEQ = S.LAST_SEQ + U.N "'),
+    (
+        "_append__mutmut_25",
+        '"from unnest(%s::text[], %s::bigint[]) as u (id, n) where s.id = u.id returning s.id, s.last_seq",',
+    ),
+    ("_append__mutmut_51", '"insert into instance_updates (session_id, seq, instance_id, kind, data, ts) "'),
+    ("_append__mutmut_52", '"INSERT INTO INSTANCE_UPDATES (SESSION_ID, SEQ, INSTANCE_ID, KIND, DATA, TS) "'),
+    ("_append__mutmut_54", '"select session_id, seq, instance_id, kind, data, %s "'),
+    ("_append__mutmut_57", '"from unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[]) "'),
+    ("_append__mutmut_60", '"as u (session_id, seq, instance_id, kind, data)",'),
+    ("_append__mutmut_61", '"AS U (SESSION_ID, SEQ, INSTANCE_ID, KIND, DATA)",'),
+    ("add_instances__mutmut_11", '"insert into instance_sessions (id, name, created_at) "'),
+    ("add_instances__mutmut_12", '"INSERT INTO INSTANCE_SESSIONS (ID, NAME, CREATED_AT) "'),
+    (
+        "add_instances__mutmut_14",
+        '"select id, name, %s from unnest(%s::text[], %s::text[]) as s (id, name) on conflict (id) do nothing",',
+    ),
+    (
+        "add_instances__mutmut_24",
+        '"insert into instances (id, session_id, task, target, max_parallel, arguments, status, created_at) "',
+    ),
+    (
+        "add_instances__mutmut_25",
+        '"INSERT INTO INSTANCES (ID, SESSION_ID, TASK, TARGET, MAX_PARALLEL, ARGUMENTS, STATUS, CREATED_AT) "',
+    ),
+    ("add_instances__mutmut_27", "\"select id, session_id, task, target, max_parallel, arguments, 'queued', %s \""),
+    (
+        "add_instances__mutmut_30",
+        '"from unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::text[]) "',
+    ),
+    (
+        "add_instances__mutmut_33",
+        '"with ordinality as b (id, session_id, task, target, max_parallel, arguments, position) "',
+    ),
+    (
+        "add_instances__mutmut_34",
+        '"WITH ORDINALITY AS B (ID, SESSION_ID, TASK, TARGET, MAX_PARALLEL, ARGUMENTS, POSITION) "',
+    ),
+    ("add_instances__mutmut_36", '"order by position on conflict (id) do nothing",'),
+    ("add_instances__mutmut_37", '"ORDER BY POSITION ON CONFLICT (ID) DO NOTHING",'),
+    ("add_instances__mutmut_43", "conn.execute(\"select pg_notify(%s, '')\", (INSTANCE_CHANNEL,))"),
+    (
+        "claim_instances__mutmut_12",
+        "\"update instances set status = 'queued', lease_owner = null, lease_expires_at = null \"",
+    ),
+    (
+        "claim_instances__mutmut_15",
+        "\"where status = 'running' and lease_expires_at < %s returning session_id, id, attempts\",",
+    ),
+    ("claim_instances__mutmut_32", '"order by position limit %s for update of i skip locked",'),
+    ("claim_instances__mutmut_46", 'conn.execute("select pg_advisory_xact_lock(%s)", (key,))'),
+    (
+        "claim_instances__mutmut_54",
+        "\"select session_id, task, count(*) from instances where status = 'running' and session_id = any(%s) \"",
+    ),
+    ("claim_instances__mutmut_57", '"group by session_id, task",'),
+    ("claim_instances__mutmut_58", '"GROUP BY SESSION_ID, TASK",'),
+    (
+        "claim_instances__mutmut_76",
+        "\"update instances set status = 'running', lease_owner = %s, lease_expires_at = %s, started_at = %s, \"",
+    ),
+    ("claim_instances__mutmut_79", '"attempts = attempts + 1 where id = any(%s)",'),
+    (
+        "load_updates__mutmut_15",
+        '"select seq, instance_id, kind, data from instance_updates where session_id = %s and seq > %s "',
+    ),
+    ("load_updates__mutmut_18", '"order by seq limit %s",'),
+    (
+        "load_updates__mutmut_7",
+        "\"select exists (select 1 from instances where session_id = %s and status in ('queued', 'running'))\",",
+    ),
+    ("record__mutmut_13", '"update instances as i set "'),
+    ("record__mutmut_14", '"UPDATE INSTANCES AS I SET "'),
+    ("record__mutmut_16", "\"status = case when i.cancel_requested then 'cancelled' else o.status end, \""),
+    (
+        "record__mutmut_19",
+        '"result = o.result, error = o.error, finished_at = %s, lease_owner = null, lease_expires_at = null "',
+    ),
+    (
+        "record__mutmut_22",
+        '"from unnest(%s::text[], %s::text[], %s::text[], %s::text[]) as o (id, status, result, error) "',
+    ),
+    (
+        "record__mutmut_25",
+        "\"where i.id = o.id and i.lease_owner = %s and i.status = 'running' returning i.id, i.status\",",
+    ),
+    ("record__mutmut_44", "conn.execute(\"select pg_notify(%s, '')\", (INSTANCE_CHANNEL,))"),
+    ("register_worker__mutmut_12", '"on conflict (target, worker_id) do update set last_seen = excluded.last_seen",'),
+    ("register_worker__mutmut_13", '"ON CONFLICT (TARGET, WORKER_ID) DO UPDATE SET LAST_SEEN = EXCLUDED.LAST_SEEN",'),
+    ("register_worker__mutmut_6", '"insert into instance_workers (worker_id, target, last_seen) "'),
+    ("register_worker__mutmut_7", '"INSERT INTO INSTANCE_WORKERS (WORKER_ID, TARGET, LAST_SEEN) "'),
+    ("register_worker__mutmut_9", '"select %s, target, %s from unnest(%s::text[]) as t (target) "'),
+    ("release_instances__mutmut_11", "\"where id = any(%s) and lease_owner = %s and status = 'running'\","),
+    ("release_instances__mutmut_19", "conn.execute(\"select pg_notify(%s, '')\", (INSTANCE_CHANNEL,))"),
+    (
+        "release_instances__mutmut_8",
+        "\"update instances set status = 'queued', lease_owner = null, lease_expires_at = null \"",
+    ),
+    (
+        "renew_leases__mutmut_7",
+        "\"update instances set lease_expires_at = %s where lease_owner = %s and status = 'running' returning id\",",
+    ),
+    (
+        "request_stop__mutmut_21",
+        "\"update instances set status = 'cancelled', stop_requested = true, cancel_requested = true, \"",
+    ),
+    ("request_stop__mutmut_24", '"finished_at = %s where id = %s",'),
+    (
+        "request_stop__mutmut_38",
+        '"update instances set stop_requested = true, cancel_requested = cancel_requested or %s where id = %s",',
+    ),
+    ("request_stop__mutmut_8", '"select session_id, status from instances where id = %s for update", (instance_id,)'),
+    ("seen_workers__mutmut_10", '"order by worker_id, target",'),
+    ("seen_workers__mutmut_11", '"ORDER BY WORKER_ID, TARGET",'),
+    ("seen_workers__mutmut_7", '"select worker_id, target, last_seen from instance_workers where last_seen >= %s "'),
+    (
+        "served_targets__mutmut_11",
+        '"select distinct target from instance_workers where target = any(%s) and last_seen >= %s",',
+    ),
+    (
+        "stop_requests__mutmut_7",
+        "\"select id from instances where lease_owner = %s and status = 'running' and stop_requested\",",
+    ),
+    ("unregister_worker__mutmut_6", 'conn.execute("delete from instance_workers where worker_id = %s", (worker_id,))'),
+]
+EQUIVALENT.update(
+    {
+        f"taskloom.store.instances.xǁPostgresInstanceQueueǁ{name}": (line, _PG_SQL_CASE)
+        for name, line in _PG_INSTANCES_SQL_CASE
+    }
+)
+EQUIVALENT["taskloom.store.instances.xǁPostgresInstanceQueueǁ_append__mutmut_7"] = (
+    "if len(sessions) >= 1:",
+    "also locks a single session's row with SELECT ... FOR UPDATE before the UPDATE that locks that same row: "
+    "one row has one order, so only the cost of a statement differs",
+)
 EQUIVALENT.update(
     {
         "taskloom.store.instances.x__admit__mutmut_11": (
@@ -375,6 +536,13 @@ _CLEANUP_FAILS = (
 
 #: Mutants in code the test machine cannot reach without faking part of the store (same shape as EQUIVALENT).
 UNREACHABLE: dict[str, tuple[str, str]] = {
+    "taskloom.store.instances.xǁPostgresInstanceQueueǁ_append__mutmut_8": (
+        "if len(sessions) > 2:",
+        "two sessions' rows then get locked by the UPDATE ... FROM unnest in the order its plan visits them, "
+        "not sorted first; that can deadlock only if two writers' statements visit the same two rows in "
+        "opposite orders, which the planner decides (the same plan visits them alike) and no test can force "
+        "without rewriting the statement",
+    ),
     "taskloom.store.faults.x__classify__mutmut_8": (
         'return Fault(None, f"unexpected {type(error).__name__}: {error}; {_UNEXPECTED_ADVICE}")',
         _CLASSIFIER_BUG,
