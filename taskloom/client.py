@@ -145,6 +145,11 @@ class TaskloomClient:
         result: dict[str, Any] = self._call("GET", _execution_path(execution_id))
         return result
 
+    def workers(self) -> list[dict[str, Any]]:
+        """The live workers: ``worker_id``, ``workflows``, ``tasks``, ``holds``, ``last_seen``, ..."""
+        workers: list[dict[str, Any]] = self._call("GET", "/workers")["workers"]
+        return workers
+
     def events(self, execution_id: str, *, after: int = 0) -> list[dict[str, Any]]:
         path = _execution_path(execution_id, "events")
         events: list[dict[str, Any]] = self._call("GET", path, params={"after": after})["events"]

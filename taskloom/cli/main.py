@@ -431,8 +431,24 @@ def _remote_run(args: argparse.Namespace) -> int:
         started = client.start(args.target, parse_input(args.input))
         if not args.json:
             print(f"execution {started['execution_id']} of workflow {started['workflow']!r} queued on {client.url}")
-            print("waiting for a worker to run it (taskloom worker MODULE)")
+        _say_if_no_worker_runs(client, started["workflow"], started.get("target") or args.target)
         return _remote_follow(client, started["execution_id"], args)
+
+
+def _say_if_no_worker_runs(client: TaskloomClient, workflow: str, target: str) -> None:
+    """Name the missing worker at once, instead of waiting in silence for one that is not there."""
+    try:
+        workers = client.workers()
+    except TaskloomError:  # an older server without GET /workers: just wait
+        return
+    if any(workflow in worker.get("workflows", ()) for worker in workers):
+        return
+    module = target.split(":", 1)[0]
+    print(
+        f"no live worker runs workflow {workflow!r} ({len(workers)} worker(s) alive, none importing {module}); "
+        f"it waits in the queue until one starts: taskloom worker {module}",
+        file=sys.stderr,
+    )
 
 
 def _remote_resume(args: argparse.Namespace) -> int:

@@ -81,3 +81,52 @@ def test_status_list_events_and_secrets_are_the_same_json_with_or_without_a_serv
         local = run(env, "--json", *words)
         remote = run(env, "--json", "--server", url, *words)
         assert local == remote, words
+
+
+def test_run_through_a_server_says_at_once_when_no_live_worker_runs_the_workflow(
+    both: tuple[dict[str, str], str],
+) -> None:
+    env, url = both
+    home = Path(env["TASKLOOM_HOME"])
+    err_path = home / "run.err"
+    with err_path.open("w") as err:
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", "taskloom", "--server", url, "run", "cliapp.flows:progress", "1"],
+            env=env,
+            cwd=home,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        line = wait_for(
+            lambda: next((ln for ln in err_path.read_text().splitlines() if "no live worker" in ln), None),
+            timeout=30,
+            what="the no-worker notice",
+        )
+        assert "'progress'" in line and "taskloom worker cliapp.flows" in line
+        assert waiting.poll() is None  # it still waits: a worker may start
+        log = home / "worker.log"
+        with log.open("wb") as out:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "taskloom", "worker", "cliapp.flows", "--poll", "0.05"],
+                env=env,
+                cwd=home,
+                stdout=subprocess.DEVNULL,
+                stderr=out,
+            )
+        try:
+            assert waiting.wait(timeout=60) == 0  # the queued execution ran once the worker came
+            wait_for(lambda: "running workflows" in log.read_text(), what="the worker")
+            again = subprocess.run(
+                [sys.executable, "-m", "taskloom", "--server", url, "run", "cliapp.flows:progress", "1"],
+                env=env,
+                cwd=home,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert again.returncode == 0 and "no live worker" not in again.stderr, again.stderr
+        finally:
+            stop(worker)
+    finally:
+        stop(waiting)
