@@ -168,11 +168,11 @@ class Tab:
     def open(self, fragment: str) -> None:
         self.page.goto(f"{self.server.url}/#{fragment}")
 
-    def shoot(self, name: str) -> None:
+    def shoot(self, name: str, *, full_page: bool = True) -> None:
         """Save a screenshot as docs/dashboard-NAME.png, when screenshots were asked for."""
         if SCREENSHOTS:
             DOCS.mkdir(exist_ok=True)
-            self.page.screenshot(path=str(DOCS / f"dashboard-{name}.png"), full_page=True)
+            self.page.screenshot(path=str(DOCS / f"dashboard-{name}.png"), full_page=full_page)
 
 
 @pytest.fixture
@@ -292,6 +292,10 @@ def test_a_paused_workflow_is_resumed_with_json_input_from_its_page(tab: Tab, ap
     expect_(tab.page.locator('#timeline .row[data-step="2"]')).to_have_attribute("data-replayed", "false")
     expect_(tab.page.locator("#resume")).to_have_count(0)
     tab.shoot("execution")
+    # the stream is read while there is something to read: once when opened, once after the resume (and
+    # at most a catch-up each), never again and again while the execution sits paused or finished
+    streams = [r for r in tab.requests if f"/executions/{execution_id}/stream" in r.url]
+    assert 2 <= len(streams) <= 4, [r.url for r in streams]
 
 
 def test_a_running_workflow_is_cancelled_from_its_page(tab: Tab, api: httpx.Client) -> None:
@@ -321,15 +325,19 @@ def test_a_failed_workflow_shows_its_retries_its_error_and_the_users_frames(tab:
     expect_(traceback).to_contain_text("reserve_stock")
     expect_(traceback).to_contain_text("frames of taskloom and Python hidden")
     expect_(traceback).not_to_contain_text("policy.py")
+    tab.shoot("execution-failed")
     tab.page.get_by_role("button", name="show every frame").click()
     expect_(traceback).to_contain_text("policy.py")
-    tab.shoot("execution-failed")
 
 
 # -- the list of executions -----------------------------------------------------------------------------
 def test_the_executions_list_filters_searches_pages_and_updates_live(
     tab: Tab, api: httpx.Client, server: Server
 ) -> None:
+    if SCREENSHOTS:  # the executions the tests before this one started, before the bulk below hides them
+        tab.open("/executions")
+        expect_(tab.page.locator("#executions tr").first).to_have_attribute("data-id", re.compile(r"."))
+        tab.shoot("executions", full_page=False)
     store = open_store(server.env["TASKLOOM_DATABASE_URL"])
     try:
         for n in range(60):  # more than a page (50), straight into the store: no worker runs "bulk"
@@ -363,7 +371,6 @@ def test_the_executions_list_filters_searches_pages_and_updates_live(
     expect_(rows).to_have_count(50)
     execution_id = start(api, "approval", {"item": "live"})  # appears without a reload
     expect_(tab.page.locator(f'#executions tr[data-id="{execution_id}"]')).to_be_visible()
-    tab.shoot("executions")
 
 
 # -- sessions, workers, secrets -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ const PAGE_SIZE = 50;
 const POLL_MS = 2000;
 const STATUSES = ["queued", "running", "paused", "completed", "failed", "cancelled"];
 const FINISHED = new Set(["completed", "failed", "cancelled"]);
+const QUIET = new Set([...FINISHED, "paused"]); // nothing happens in these until someone acts
 const MAX_TIMELINE_ROWS = 500;
 const MAX_LOG_LINES = 1000;
 
@@ -120,6 +121,7 @@ async function follow(path, onMessage, signal) {
         logout("The token was refused: log in again.");
         return;
       }
+      if (response.status >= 400 && response.status < 500) return; // no such execution or session: no retry
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
@@ -537,15 +539,18 @@ function executionPage(root, executionId) {
 
   const refresh = async () => {
     try {
-      const previous = record && record.status;
+      const previous = record;
       record = await api("GET", `/executions/${encodeURIComponent(executionId)}`);
       notice.replaceChildren();
-      if (record.status !== previous) {
+      const changed = !previous || previous.status !== record.status || previous.updated_at !== record.updated_at;
+      if (!previous || previous.status !== record.status) {
         drawRecord();
         drawFailure();
       }
       draw();
-      if (!streaming && (model.lastSeq === 0 || !FINISHED.has(record.status))) stream();
+      // Follow while it runs; and read what was written since the last look whenever the record moved,
+      // even if it has finished meanwhile (a resume the worker finished before this look).
+      if (!streaming && (changed || !QUIET.has(record.status))) stream();
     } catch (problem) {
       if (!(problem instanceof Unauthorized)) showError(notice, problem);
     }
