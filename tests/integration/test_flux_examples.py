@@ -38,6 +38,7 @@ EXPECTED: dict[str, str | tuple[str, ...]] = {
     "flux/graph_construction.py": "result: ['5 is positive', '-3 is not positive']",
     "flux/graph_error_handling.py": "result: recovered: caf?",
     "flux/ported_from_flux.py": "result: auto-approved 17.75; missing ['spoon']; comment None",
+    "flux/task_attributes_and_cache.py": "result: [108.0, 270.0, 108.0] with 3 API calls",
     "sagas/approval.py": "result: {'expense': 'E-3', 'status': 'rejected'",
     "sagas/order_saga.py": "result: {'order': 'O-3', 'status': 'cancelled', 'reason': 'no carrier delivers to",
     "sagas/http_retry.py": "result: {'eur': 250.0, 'usd': 271.05, 'rate': 1.0842}",
