@@ -473,11 +473,6 @@ EQUIVALENT.update(
 )
 
 _PG = "taskloom.store.postgres.xǁPostgresStoreǁ"
-_KEPT_FOR_QUIET = (
-    "the parent's connections are kept referenced in a forked child only so they are not garbage-collected "
-    "there; collecting one would change nothing on the server: psycopg's PGconn.__del__ finishes a connection "
-    "only in the process that opened it (it compares os.getpid()), so at most a ResourceWarning differs"
-)
 EQUIVALENT.update(
     {
         "taskloom.store.postgres.xǁChannelListenerǁwait__mutmut_44": (
@@ -501,8 +496,6 @@ EQUIVALENT.update(
             "return self._open_connection(autocommit=None)",
             "psycopg stores bool(autocommit) (connect and the autocommit setter alike), and bool(None) is False",
         ),
-        f"{_PG}_after_fork__mutmut_3": ("if listener is None:", _KEPT_FOR_QUIET),
-        f"{_PG}_after_fork__mutmut_4": ("self._inherited.append(None)", _KEPT_FOR_QUIET),
     }
 )
 

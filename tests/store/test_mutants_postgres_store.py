@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any
 
+import psycopg
 import pytest
 from pgserver import PostgresServer
 from processes import wait_for
@@ -189,6 +190,34 @@ def test_a_forked_child_uses_connections_of_its_own_and_leaves_the_parents_worki
         assert store.get_execution("from-child") is not None
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_a_store_that_finds_itself_in_another_process_starts_afresh_and_leaves_the_old_connections_open(
+    pg_server: PostgresServer, pg_fresh_url: str
+) -> None:
+    """The fork above, seen from inside one process (mutmut records which functions a test reaches only in
+    the test's own process, and the child's _after_fork runs in another): a store whose recorded process id
+    is not this one's behaves as a forked child's."""
+    store = PostgresStore(pg_fresh_url)
+    try:
+        store.create_execution("exec-1", "flow", None, ExecutionStatus.QUEUED)
+        assert store.wait_for_work(0.0) is True
+        assert backends(pg_server, pg_fresh_url) == 2  # one pooled, one LISTEN
+        store._pid = -1  # as in a forked child: the store was set up by another process
+
+        assert store.wait_for_work(0.0) is True  # a LISTEN connection of its own: look first
+        assert store.wait_for_work(0.0) is False  # and it keeps that one
+        for _ in range(3):
+            assert store.get_execution("exec-1") is not None
+        assert store._pid == os.getpid()
+        # The inherited pooled and LISTEN connections stay open and unused, beside one new of each.
+        assert backends(pg_server, pg_fresh_url) == 4
+    finally:
+        store.close()
+        for conn in store._inherited:  # kept open by the store on purpose; this test is their only owner
+            if isinstance(conn, psycopg.Connection):
+                conn.close()
 
 
 # -- connecting ----------------------------------------------------------------------------------------------
