@@ -10,6 +10,7 @@ both find a tick due create the same id, and the store's unique key lets only on
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -59,6 +60,24 @@ class Cron:
             raise ScheduleError(f"schedule {self.expression!r}: not a cron expression ({error})") from None
         return None
 
+    def before(self, moment: float) -> float | None:
+        """The last tick at or before ``moment``, or None.
+
+        Searched backwards, so that the newest tick after a long outage costs one step, not one per tick
+        missed (a per-second schedule down for a week has 604,800 of them).
+        """
+        from cronsim import CronSim, CronSimError
+
+        start = datetime.fromtimestamp(math.floor(moment) + 1, _zone(self.timezone))
+        try:
+            for tick in CronSim(self.expression, start, reverse=True):
+                value = tick.timestamp()
+                if value <= moment:
+                    return value
+        except CronSimError as error:
+            raise ScheduleError(f"schedule {self.expression!r}: not a cron expression ({error})") from None
+        return None
+
 
 def check_catchup(catchup: str) -> str:
     if catchup not in CATCHUP_POLICIES:
@@ -74,6 +93,13 @@ def due_ticks(cron: Cron, after: float, now: float, catchup: str) -> tuple[list[
     :data:`ON_TIME_SECONDS`, so ticks missed while nothing ran are skipped.
     """
     check_catchup(catchup)
+    if catchup != "all":
+        newest = cron.before(now)
+        if newest is None or newest <= after:
+            return [], after
+        if catchup == "latest" or now - newest <= ON_TIME_SECONDS:
+            return [newest], newest
+        return [], newest
     fallen: list[float] = []
     moment = after
     while True:
@@ -82,16 +108,11 @@ def due_ticks(cron: Cron, after: float, now: float, catchup: str) -> tuple[list[
             break
         fallen.append(tick)
         moment = tick
-        if catchup == "all" and len(fallen) == MAX_TICKS_PER_PASS:
+        if len(fallen) == MAX_TICKS_PER_PASS:
             return fallen, tick  # the rest on the next pass
     if not fallen:
         return [], after
-    newest = fallen[-1]
-    if catchup == "all":
-        return fallen, newest
-    if catchup == "latest" or now - newest <= ON_TIME_SECONDS:
-        return [newest], newest
-    return [], newest
+    return fallen, fallen[-1]
 
 
 def tick_execution_id(schedule: str, tick: float) -> str:

@@ -11,7 +11,8 @@ the fix); never a driver's exception (:mod:`taskloom.store.faults`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -62,6 +63,40 @@ class Acquired:
     taken: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduleRecord:
+    """One row of the schedules table (``input`` still encoded); see :mod:`taskloom.schedules`.
+
+    ``last_tick`` (seconds since the epoch) is how far the schedule has been handled: every tick up to it
+    was started or, per ``catchup``, skipped; the next look starts after it.
+    """
+
+    name: str
+    workflow: str
+    target: str | None
+    cron: str
+    timezone: str
+    input: bytes | None
+    catchup: str
+    paused: bool
+    last_tick: float
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> ScheduleRecord:
+        """From ``SCHEDULE_COLUMNS``; SQLite answers 0/1 for ``paused`` and memoryview-free bytes."""
+        name, workflow, target, cron, timezone, input, catchup, paused, last_tick, created, updated = row
+        blob = None if input is None else bytes(input)
+        return cls(
+            name, workflow, target, cron, timezone, blob, catchup, bool(paused), float(last_tick), created, updated
+        )
+
+
+#: the columns of the schedules table in :class:`ScheduleRecord`'s order
+SCHEDULE_COLUMNS = "name, workflow, target, cron, timezone, input, catchup, paused, last_tick, created_at, updated_at"
+
+
 class Store(Protocol):
     url: str
 
@@ -75,9 +110,12 @@ class Store(Protocol):
         *,
         lease_owner: str | None = None,
         lease_seconds: float | None = None,
+        started_data: Mapping[str, Any] | None = None,
     ) -> None:
         """Insert a new execution together with its ``execution_started`` event.
 
+        ``started_data`` (JSON-able) is kept as that event's ``data``: facts fixed when the execution is
+        created, readable by every run of it in any process (a schedule's tick: ``ctx.scheduled_at``).
         ``target`` is ``"module:qualname"`` of the workflow, so another process can import and resume it.
         With ``lease_seconds`` the execution starts leased (to ``lease_owner``, which may be None) until
         ``now + lease_seconds``: no worker claims a just-created running execution before its creator
@@ -217,6 +255,43 @@ class Store(Protocol):
         With ``expired_at``, only rows that had expired by then go: how ``taskloom cache clear --expired``
         reclaims space without dropping results still in use."""
 
+    # -- schedules (taskloom.schedules) -------------------------------------------------------------
+    def upsert_schedule(
+        self,
+        name: str,
+        workflow: str,
+        target: str | None,
+        cron: str,
+        timezone: str,
+        input: bytes | None,
+        catchup: str,
+        *,
+        now: float,
+    ) -> ScheduleRecord | None:
+        """Create the schedule ``name`` (not paused, ``last_tick = now``: its first tick is the first one
+        after ``now``) or change its cron, time zone, input, catch-up and target, keeping its last tick,
+        its paused flag and its creation time. In one statement, so two workers registering the same
+        schedule at once both succeed. None, and nothing written, when ``name`` is a schedule of another
+        workflow: the caller names the conflict."""
+
+    def get_schedule(self, name: str) -> ScheduleRecord | None: ...
+
+    def list_schedules(self, workflows: Sequence[str] | None = None) -> list[ScheduleRecord]:
+        """The schedules (of ``workflows`` when given), by name."""
+
+    def advance_schedule(self, name: str, expected_tick: float, new_tick: float) -> bool:
+        """Compare-and-set of ``last_tick``: set it to ``new_tick`` only if it is still ``expected_tick``.
+
+        False when another process moved it first (or the schedule is gone): that one handled the ticks.
+        """
+
+    def set_schedule_paused(self, name: str, paused: bool, *, now: float) -> ScheduleRecord | None:
+        """Pause or resume ``name``; None if there is no such schedule. Resuming moves ``last_tick`` up to
+        ``now`` (if behind): ticks that fell while it was paused are skipped, not caught up."""
+
+    def delete_schedule(self, name: str) -> bool:
+        """Remove ``name``; False if there was none. The executions it started stay."""
+
     def close(self) -> None: ...
 
 
@@ -298,6 +373,11 @@ def holder_died(record: ExecutionRecord, new_owner: str | None = None) -> bool:
     return (
         record.status == ExecutionStatus.RUNNING and record.lease_owner is not None and record.lease_owner != new_owner
     )
+
+
+def event_data_json(data: Mapping[str, Any] | None) -> str | None:
+    """An event's ``data`` as the stores keep it: compact JSON, or NULL when empty."""
+    return json.dumps(dict(data), separators=(",", ":")) if data else None
 
 
 def decode_events(where: str, execution_id: str, rows: Iterable[tuple[Any, ...]]) -> list[Event]:

@@ -28,8 +28,9 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -39,11 +40,14 @@ from psycopg.rows import TupleRow
 from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLostError, StoreError
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.store.base import (
+    SCHEDULE_COLUMNS,
     Acquired,
     ExecutionRecord,
     ExecutionStatus,
+    ScheduleRecord,
     check_limit,
     decode_events,
+    event_data_json,
     held_by_another,
     holder_died,
     listing_where,
@@ -68,7 +72,7 @@ WORK_CHANNEL = "taskloom_work"
 _EXECUTION_COLUMNS = (
     "id, workflow, status, input, output, created_at, updated_at, target, lease_owner, lease_expires_at, crashes"
 )
-_INSERT_STARTED = "INSERT INTO events (execution_id, type, name, value, ts) VALUES (%s, %s, %s, %s, %s)"
+_INSERT_STARTED = "INSERT INTO events (execution_id, type, name, value, data, ts) VALUES (%s, %s, %s, %s, %s, %s)"
 _NOTIFY_WORK = f"SELECT pg_notify('{WORK_CHANNEL}', %s)"
 
 
@@ -322,6 +326,7 @@ class PostgresStore:
         *,
         lease_owner: str | None = None,
         lease_seconds: float | None = None,
+        started_data: Mapping[str, Any] | None = None,
     ) -> None:
         now = time.time()
         expires_at = None if lease_seconds is None else now + lease_seconds
@@ -347,7 +352,7 @@ class PostgresStore:
                 raise ExecutionStateError(f"execution {execution_id!r} already exists; nothing was written")
             conn.execute(
                 _INSERT_STARTED,
-                (execution_id, EventType.EXECUTION_STARTED.value, workflow, input, now),
+                (execution_id, EventType.EXECUTION_STARTED.value, workflow, input, event_data_json(started_data), now),
             )
             if status == ExecutionStatus.QUEUED:
                 conn.execute(_NOTIFY_WORK, (workflow,))
@@ -617,3 +622,71 @@ class PostgresStore:
                 (task, task, expired_at, expired_at),
             ).rowcount
         return int(deleted)
+
+    # -- schedules ---------------------------------------------------------------------------------
+    @retrying
+    def upsert_schedule(
+        self,
+        name: str,
+        workflow: str,
+        target: str | None,
+        cron: str,
+        timezone: str,
+        input: bytes | None,
+        catchup: str,
+        *,
+        now: float,
+    ) -> ScheduleRecord | None:
+        with self._transaction() as conn:
+            row = conn.execute(
+                f"INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, FALSE, %s, %s, %s) "
+                "ON CONFLICT (name) DO UPDATE SET target = excluded.target, cron = excluded.cron, "
+                "timezone = excluded.timezone, input = excluded.input, catchup = excluded.catchup, "
+                "updated_at = excluded.updated_at WHERE schedules.workflow = excluded.workflow "
+                f"RETURNING {SCHEDULE_COLUMNS}",
+                (name, workflow, target, cron, timezone, input, catchup, now, now, now),
+            ).fetchone()
+        return None if row is None else ScheduleRecord.from_row(row)
+
+    @retrying
+    def get_schedule(self, name: str) -> ScheduleRecord | None:
+        with self._transaction() as conn:
+            row = conn.execute(f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE name = %s", (name,)).fetchone()
+        return None if row is None else ScheduleRecord.from_row(row)
+
+    @retrying
+    def list_schedules(self, workflows: Sequence[str] | None = None) -> list[ScheduleRecord]:
+        # COLLATE "C": by code point, as SQLite orders them, whatever the database's collation.
+        with self._transaction() as conn:
+            rows = conn.execute(
+                f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE %s::text[] IS NULL OR workflow = ANY(%s) "
+                'ORDER BY name COLLATE "C"',
+                (None if workflows is None else list(workflows), None if workflows is None else list(workflows)),
+            ).fetchall()
+        return [ScheduleRecord.from_row(row) for row in rows]
+
+    @retrying
+    def advance_schedule(self, name: str, expected_tick: float, new_tick: float) -> bool:
+        with self._transaction() as conn:
+            moved = conn.execute(
+                "UPDATE schedules SET last_tick = %s WHERE name = %s AND last_tick = %s",
+                (float(new_tick), name, float(expected_tick)),
+            ).rowcount
+        return bool(moved)
+
+    @retrying
+    def set_schedule_paused(self, name: str, paused: bool, *, now: float) -> ScheduleRecord | None:
+        with self._transaction() as conn:
+            row = conn.execute(
+                "UPDATE schedules SET paused = %s, updated_at = %s, "
+                "last_tick = CASE WHEN %s AND last_tick < %s THEN %s ELSE last_tick END "
+                f"WHERE name = %s RETURNING {SCHEDULE_COLUMNS}",
+                (paused, now, not paused, now, now, name),
+            ).fetchone()
+        return None if row is None else ScheduleRecord.from_row(row)
+
+    @retrying
+    def delete_schedule(self, name: str) -> bool:
+        with self._transaction() as conn:
+            deleted = conn.execute("DELETE FROM schedules WHERE name = %s", (name,)).rowcount
+        return bool(deleted)

@@ -22,17 +22,21 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLostError, StoreError
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.store.base import (
+    SCHEDULE_COLUMNS,
     Acquired,
     ExecutionRecord,
     ExecutionStatus,
+    ScheduleRecord,
     check_limit,
     decode_events,
+    event_data_json,
     held_by_another,
     holder_died,
     listing_where,
@@ -229,6 +233,7 @@ class SQLiteStore:
         *,
         lease_owner: str | None = None,
         lease_seconds: float | None = None,
+        started_data: Mapping[str, Any] | None = None,
     ) -> None:
         conn = self._conn()
         now = time.time()
@@ -254,7 +259,7 @@ class SQLiteStore:
             )
             conn.execute(
                 "INSERT INTO events (execution_id, type, name, value, data, ts) VALUES (?, ?, ?, ?, ?, ?)",
-                (execution_id, EventType.EXECUTION_STARTED.value, workflow, input, None, now),
+                (execution_id, EventType.EXECUTION_STARTED.value, workflow, input, event_data_json(started_data), now),
             )
             conn.execute("COMMIT")
         except BaseException:
@@ -606,6 +611,102 @@ class SQLiteStore:
             self._rollback(conn)
             raise
         return int(deleted)
+
+    # -- schedules ---------------------------------------------------------------------------------
+    @retrying
+    def upsert_schedule(
+        self,
+        name: str,
+        workflow: str,
+        target: str | None,
+        cron: str,
+        timezone: str,
+        input: bytes | None,
+        catchup: str,
+        *,
+        now: float,
+    ) -> ScheduleRecord | None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(
+                f"INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET target = excluded.target, cron = excluded.cron, "
+                "timezone = excluded.timezone, input = excluded.input, catchup = excluded.catchup, "
+                "updated_at = excluded.updated_at WHERE schedules.workflow = excluded.workflow "
+                f"RETURNING {SCHEDULE_COLUMNS}",
+                (name, workflow, target, cron, timezone, input, catchup, now, now, now),
+            ).fetchone()
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(conn)
+            raise
+        return None if row is None else ScheduleRecord.from_row(row)
+
+    @retrying
+    def get_schedule(self, name: str) -> ScheduleRecord | None:
+        row = self._conn().execute(f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE name = ?", (name,)).fetchone()
+        return None if row is None else ScheduleRecord.from_row(row)
+
+    @retrying
+    def list_schedules(self, workflows: Sequence[str] | None = None) -> list[ScheduleRecord]:
+        if workflows is None:
+            rows = self._conn().execute(f"SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY name").fetchall()
+        else:
+            marks = ", ".join("?" for _ in workflows)
+            rows = (
+                self._conn()
+                .execute(
+                    f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE workflow IN ({marks}) ORDER BY name",
+                    list(workflows),
+                )
+                .fetchall()
+            )
+        return [ScheduleRecord.from_row(row) for row in rows]
+
+    @retrying
+    def advance_schedule(self, name: str, expected_tick: float, new_tick: float) -> bool:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            moved = conn.execute(
+                "UPDATE schedules SET last_tick = ? WHERE name = ? AND last_tick = ?",
+                (float(new_tick), name, float(expected_tick)),
+            ).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(conn)
+            raise
+        return bool(moved)
+
+    @retrying
+    def set_schedule_paused(self, name: str, paused: bool, *, now: float) -> ScheduleRecord | None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(
+                "UPDATE schedules SET paused = ?, updated_at = ?, "
+                "last_tick = CASE WHEN ? AND last_tick < ? THEN ? ELSE last_tick END "
+                f"WHERE name = ? RETURNING {SCHEDULE_COLUMNS}",
+                (1 if paused else 0, now, 0 if paused else 1, now, now, name),
+            ).fetchone()
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(conn)
+            raise
+        return None if row is None else ScheduleRecord.from_row(row)
+
+    @retrying
+    def delete_schedule(self, name: str) -> bool:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            deleted = conn.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(conn)
+            raise
+        return bool(deleted)
 
 
 def _exists(execution_id: str) -> ExecutionStateError:

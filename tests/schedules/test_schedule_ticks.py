@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -96,3 +97,21 @@ def test_each_tick_has_one_execution_id_that_names_it() -> None:
     assert tick_execution_id("nightly", tick) == tick_execution_id("nightly", tick)
     assert tick_execution_id("nightly", tick + 300) != tick_execution_id("nightly", tick)
     assert tick_execution_id("fast", tick + 0.25) == "fast@20261201T090000.250000Z"
+
+
+def test_the_newest_tick_after_a_long_outage_is_found_without_walking_every_tick() -> None:
+    every_second = Cron("* * * * * *", "UTC")
+    after = at("2026-11-01T00:00:00")
+    now = at("2026-12-01T00:00:00.5")  # a month: 2.6 million ticks, minutes to walk one by one
+    started = time.monotonic()
+    assert due_ticks(every_second, after, now, "latest") == ([at("2026-12-01T00:00:00")], at("2026-12-01T00:00:00"))
+    assert due_ticks(every_second, after, now, "none") == ([at("2026-12-01T00:00:00")], at("2026-12-01T00:00:00"))
+    assert time.monotonic() - started < 5.0
+
+
+def test_the_last_tick_at_or_before_a_moment() -> None:
+    assert EVERY_5.before(at("2026-12-01T10:05:00")) == at("2026-12-01T10:05:00")
+    assert EVERY_5.before(at("2026-12-01T10:04:59.9")) == at("2026-12-01T10:00:00")
+    assert EVERY_5.before(at("2026-12-01T10:05:00.5")) == at("2026-12-01T10:05:00")
+    nine_in_oslo = Cron("0 9 * * *", "Europe/Oslo")
+    assert nine_in_oslo.before(at("2026-07-02T00:00:00")) == at("2026-07-01T07:00:00")
