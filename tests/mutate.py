@@ -6,7 +6,8 @@ one working tree at once and the whole suite takes many minutes, so this script
 
 - copies a *snapshot* of ``taskloom/``, ``tests/`` and ``pyproject.toml`` to a folder of its own
   (``$TMPDIR/taskloom-mutate/<module>``), so edits made meanwhile neither break the run nor get
-  mutants written into the shared tree;
+  mutants written into the shared tree; ``--at COMMIT`` (``MUTATE_AT=HEAD``) takes them from a commit
+  instead of the working tree, leaving out others' edits in progress (the score then names that commit);
 - tells mutmut to mutate only ``MODULE`` and to run only the fast unit tests that exercise it
   (:data:`TESTS`), with the marker expression of :data:`MARKERS`: SQLite only (``-m "not postgres"``)
   unless the module is PostgreSQL code, since the PostgreSQL runs of the same tests check the store, not
@@ -377,10 +378,21 @@ def markers_for(module: str) -> str:
     return DEFAULT_MARKERS
 
 
-def snapshot(work: Path) -> None:
-    """Copy the sources and tests as they are now, so other people's edits cannot change the run."""
+def snapshot(work: Path, commit: str | None = None) -> None:
+    """Copy the sources and tests as they are now (or as ``commit`` has them), so other people's edits
+    cannot change the run; a commit also leaves out edits in progress, which may not even import."""
     if work.exists():
         shutil.rmtree(work)
+    if commit is not None:
+        work.mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", commit, "taskloom", "tests", "pyproject.toml"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(work)], input=archive, check=True)
+        return
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".taskloom*")
     shutil.copytree(ROOT / "taskloom", work / "taskloom", ignore=ignore)
     shutil.copytree(ROOT / "tests", work / "tests", ignore=ignore)
@@ -435,6 +447,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("module", help="a file or folder under taskloom/, e.g. taskloom/policy.py or taskloom/tasks/")
     parser.add_argument("--no-diff", action="store_true", help="list survivors without their diffs")
+    parser.add_argument(
+        "--at",
+        metavar="COMMIT",
+        default=os.environ.get("MUTATE_AT") or None,
+        help="mutate the sources and tests of this commit (e.g. HEAD) instead of the working tree (MUTATE_AT)",
+    )
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATE_JOBS", "2")), help="parallel mutants")
     args = parser.parse_args(argv)
     module = args.module.strip()
@@ -455,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     lock = _claim(work)
     try:
         with _postgres_for(markers) as env:
-            return _mutate(module, tests, markers, only, work, mutmut, args.jobs, env, show=not args.no_diff)
+            return _mutate(module, tests, markers, only, work, mutmut, args.jobs, env, args.at, show=not args.no_diff)
     finally:
         lock.unlink(missing_ok=True)
 
@@ -507,17 +525,23 @@ def _mutate(
     mutmut: str,
     jobs: int,
     extra_env: dict[str, str],
+    commit: str | None,
     *,
     show: bool,
 ) -> int:
-    snapshot(work)
+    if commit is not None:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", commit], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    snapshot(work, commit)
     marker_lines = f"    -m\n    {markers}\n" if markers else ""
     (work / "setup.cfg").write_text(
         MUTMUT_SECTION.format(only=only, markers=marker_lines, tests="\n".join(f"    {t}" for t in tests)),
         encoding="utf-8",
     )
     shown = f'-m "{markers}"' if markers else "no marker filter"
-    print(f"mutating {module} in a snapshot at {work}; {shown}; tests: {' '.join(tests)}", flush=True)
+    source = f"commit {commit}" if commit else "the working tree"
+    print(f"mutating {module} of {source} in a snapshot at {work}; {shown}; tests: {' '.join(tests)}", flush=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")} | extra_env
     log = work / "mutmut.log"
     with log.open("w", encoding="utf-8") as output:  # mutmut's spinner would flood a terminal or CI log
