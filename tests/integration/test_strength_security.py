@@ -325,7 +325,11 @@ def test_a_request_with_a_wrong_token_gets_a_401_naming_the_error() -> None:
     assert sent[1] == {"type": "http.response.body", "body": body}
 
 
-@pytest.mark.parametrize("path", ["/docs/", "/docs/other.js", "/docs/swagger-ui.css/x", "/DOCS", "/health/", "/"])
+#: paths next to the public ones that are not public
+NEAR_MISSES = ["/docs/", "/docs/other.js", "/docs/swagger-ui.css/x", "/DOCS", "/health/", "/index.html", "/dashboard/x"]
+
+
+@pytest.mark.parametrize("path", NEAR_MISSES)
 def test_only_the_exact_public_paths_are_public(path: str) -> None:
     inner, sent, _ = _asgi(_http(path))
     assert inner.calls == [] and sent[0]["status"] == 401
