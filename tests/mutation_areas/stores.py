@@ -14,7 +14,11 @@ _STORE_TESTS = [
 
 #: module path prefix -> the test files that exercise it (tried before tests/mutate.py's own map)
 TESTS: dict[str, list[str]] = {
-    "taskloom/store/sqlite.py": [*_STORE_TESTS, "tests/store/test_mutants_sqlite.py"],
+    "taskloom/store/sqlite.py": [
+        *_STORE_TESTS,
+        "tests/store/test_mutants_sqlite.py",
+        "tests/store/test_mutants_sqlite_wal_fence.py",
+    ],
     "taskloom/store/faults.py": [
         *_STORE_TESTS,
         "tests/store/test_mutants_sqlite.py",
@@ -143,6 +147,13 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "if conn not in self._connections:",
         "the dropped connection, already closed, then stays in the list that only close() reads; closing a "
         "closed sqlite3 connection again is a no-op, so only the list's length (private) differs",
+    ),
+    "taskloom.store.sqlite.x__create_private__mutmut_27": (
+        "fd = os.open(path, os.O_CREAT | os.O_EXCL & os.O_WRONLY, 0o600)",
+        "O_EXCL & O_WRONLY is 0, leaving O_CREAT (read-only): the file is still created empty with mode 0600 "
+        "when missing, and the descriptor is only closed; only a file made by someone else between the "
+        "exists() check and this open differs (opened and closed instead of refused), and either way the "
+        "function returns having changed nothing of it",
     ),
     # -- taskloom/store/faults.py ------------------------------------------------------------------------
     "taskloom.store.faults.x__recover__mutmut_21": (
