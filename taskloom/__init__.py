@@ -26,6 +26,7 @@ from taskloom.errors import (
     UndecodableValueError,
     WorkflowError,
 )
+from taskloom.messages import send
 from taskloom.options import TaskOptions
 from taskloom.runtime.control import TaskControl, TaskControlHandler, set_task_control_handler
 from taskloom.runtime.future import Future, TaskStatus
@@ -67,6 +68,7 @@ __all__ = [
     "Workflow",
     "WorkflowError",
     "WorkflowExecutionContext",
+    "send",
     "set_task_control_handler",
     "task",
     "workflow",

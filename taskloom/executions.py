@@ -13,6 +13,7 @@ from typing import Any
 from taskloom import serde
 from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, WorkflowError
 from taskloom.events import Event, EventType, NewEvent
+from taskloom.messages import not_resumable, waiting_topic
 from taskloom.store.base import ExecutionRecord, ExecutionStatus, Store
 
 
@@ -44,6 +45,9 @@ def record_resume(
     if record.status != ExecutionStatus.PAUSED:
         raise not_paused(record)
     pause = paused_at(record, store.load_events(execution_id))
+    topic = waiting_topic(pause.name)
+    if topic is not None:  # a receive waits there: a message continues it (a resume would not replay)
+        raise not_resumable(record, topic)
     blob = serde.dumps(input, what=f"resume input of workflow {record.workflow!r}")
     try:
         store.append_events(

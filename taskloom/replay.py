@@ -245,6 +245,42 @@ class ExecutionRun:
         except StoreError as error:
             raise StoreInterrupted(error) from error
 
+    def take_message(
+        self, topic: str, step_id: str, receipt: Callable[[int, bytes | None], Sequence[NewEvent]]
+    ) -> tuple[int, bytes | None] | None:
+        """The oldest unread message of ``topic`` for the receive at ``step_id``, taken with its receipt
+        events in one fenced write (:meth:`Store.receive_message`), or None; errors as in :meth:`append`.
+
+        Events still pending (a resume's) go first in the same write; when nothing is taken they stay
+        pending, since nothing was written."""
+        with self._pending_lock:
+            pending, self.pending = self.pending, []
+
+        def events(seq: int, value: bytes | None) -> list[NewEvent]:
+            return [*pending, *receipt(seq, value)]
+
+        taken: tuple[int, bytes | None] | None = None
+        try:
+            taken = self.store.receive_message(self.execution_id, topic, step_id, events, lease_owner=self.lease_owner)
+        except ExecutionStateError as changed:  # cancelled meanwhile (or taken over): as in _append_fenced
+            self.cancelled.set()
+            try:
+                record = self.store.get_execution(self.execution_id)
+            except StoreError as error:
+                raise StoreInterrupted(error) from error
+            if record is not None and record.status == "cancelled":
+                raise WorkflowCancelled(self.execution_id) from None
+            raise LeaseLostError(f"execution {self.execution_id}: {changed}") from None
+        except StoreError as error:
+            raise StoreInterrupted(error) from error
+        finally:
+            if taken is None and pending:
+                with self._pending_lock:
+                    self.pending[:0] = pending
+        if taken is not None:
+            self.writes += 1
+        return taken
+
     def decode(self, blob: bytes | None, step_id: str, name: str) -> Any:
         """A recorded value; one this code cannot unpickle (a renamed class) is a replay mismatch."""
         try:

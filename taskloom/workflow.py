@@ -38,6 +38,7 @@ from taskloom.errors import (
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.executions import not_paused, pause_deadline, paused_at, record_cancel
 from taskloom.leases import keeper, new_owner
+from taskloom.messages import ReceiveWaiting, not_resumable, waiting_topic
 from taskloom.options import OutputStorage, TaskOptions
 from taskloom.replay import ExecutionRun
 from taskloom.settings import Settings
@@ -233,11 +234,13 @@ class Workflow(Generic[T]):
         stored_input = self._decode_input(record)
         if record.status != ExecutionStatus.PAUSED:
             raise not_paused(record)
+        events = store.load_events(execution_id)
+        topic = waiting_topic(paused_at(record, events).name)
+        if topic is not None:
+            raise not_resumable(record, topic)
         blob = serde.dumps(input, what=f"resume input of workflow {record.workflow!r}")
         lease = Settings.from_env().lease_seconds
-        resumed = await self._resume(
-            store, record, stored_input, blob, new_owner("run"), lease, store.load_events(execution_id)
-        )
+        resumed = await self._resume(store, record, stored_input, blob, new_owner("run"), lease, events)
         if not isinstance(resumed, WorkflowExecutionContext):
             raise not_paused(resumed, raced=True)
         return resumed
@@ -354,7 +357,9 @@ class Workflow(Generic[T]):
             data = {} if paused.deadline is None else {"deadline": paused.deadline}
             output = run.pause_outputs.get(paused.step_id)
             event = NewEvent(EventType.EXECUTION_PAUSED, paused.step_id, paused.name, output, data)
-            self._settle(run, ctx, event, ExecutionStatus.PAUSED, wake_at=paused.deadline)
+            # A receive's pause is made due at once if its message came while it was pausing (messages.py).
+            topic = paused.topic if isinstance(paused, ReceiveWaiting) else None
+            self._settle(run, ctx, event, ExecutionStatus.PAUSED, wake_at=paused.deadline, wake_on_message=topic)
             return ctx
         except Exception as error:
             if run.nondeterminism is not None:
@@ -390,11 +395,13 @@ class Workflow(Generic[T]):
         status: str,
         output: bytes | None = None,
         wake_at: float | None = None,
+        wake_on_message: str | None = None,
     ) -> bool:
         """Record the execution's end (or pause) unless it was cancelled meanwhile, or its lease passed to
         another owner; sets ``ctx.status``."""
         try:
-            run.append(event, status=status, output=output, wake_at=wake_at)
+            extra = {} if wake_on_message is None else {"wake_on_message": wake_on_message}
+            run.append(event, status=status, output=output, wake_at=wake_at, **extra)
         except LeaseLostError:
             ctx.status = ExecutionStatus.RUNNING  # running under the owner that took it over
             return False

@@ -12,11 +12,11 @@ the fix); never a driver's exception (:mod:`taskloom.store.faults`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from taskloom.errors import StoreError, TaskloomError
+from taskloom.errors import ExecutionStateError, StoreError, TaskloomError
 from taskloom.events import Event, NewEvent
 
 
@@ -49,6 +49,27 @@ class ExecutionRecord:
     lease_expires_at: float | None = None
     #: how many times a holder of the execution died (or a task exited the process) while running it
     crashes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """One message sent to an execution (``taskloom.send``); ``value`` is still encoded.
+
+    ``received_step`` is the id of the ``receive`` step that took it, None while it is unread.
+    """
+
+    seq: int
+    execution_id: str
+    topic: str
+    value: bytes | None
+    sent_at: float
+    received_step: str | None = None
+    received_at: float | None = None
+
+
+#: Builds, inside the transaction that takes a message, the events recording its receipt: from the
+#: message's ``(seq, value)`` to the events appended with it (see :meth:`Store.receive_message`).
+ReceiptEvents = Callable[[int, bytes | None], Sequence[NewEvent]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +159,7 @@ class Store(Protocol):
         expected_status: str | None = None,
         wake_at: float | None = None,
         lease_owner: str | None = None,
+        wake_on_message: str | None = None,
     ) -> int:
         """Append ``events`` and, when given, set the execution's status/output, in one transaction.
 
@@ -148,6 +170,10 @@ class Store(Protocol):
         nothing is written and :class:`~taskloom.errors.ExecutionStateError` is raised: two callers that
         both saw the status (two resumes of one paused execution) cannot both succeed. Setting the status
         to ``queued`` wakes waiting workers (:meth:`wait_for_work`).
+        ``wake_on_message`` (with status ``paused``) is the topic a ``receive`` waits for: if a message of
+        it is already unread, ``wake_at`` becomes now (and workers are woken), so a message sent while the
+        execution was pausing is never left waiting. The execution's row is locked as in
+        :meth:`send_message`, so one of the two always sees the other.
 
         Returns the seq of the last event written. Durable when it returns.
         """
@@ -230,6 +256,32 @@ class Store(Protocol):
         returns False after a short pause instead of raising: the caller's next store call meets the
         outage, waits it out within the retry budget, or reports it.
         """
+
+    # -- messages (taskloom.send, receive) ----------------------------------------------------------
+    def send_message(self, execution_id: str, topic: str, value: bytes | None, *, wake_pause: str) -> int:
+        """Keep a message of ``topic`` for the execution, durably; returns its seq (messages of a topic are
+        received in seq order).
+
+        An unknown id raises :class:`~taskloom.errors.ExecutionNotFoundError`, a finished execution
+        :class:`~taskloom.errors.ExecutionStateError`; neither writes anything. When the execution is paused
+        at the pause named ``wake_pause`` (its ``receive`` of this topic waits), it is made due at once
+        (``wake_at`` now) and waiting workers are woken, as for queued work. The execution's row is locked
+        first, as a pause's write locks it (see ``wake_on_message`` of :meth:`append_events`).
+        """
+
+    def receive_message(
+        self, execution_id: str, topic: str, step_id: str, receipt: ReceiptEvents, *, lease_owner: str | None
+    ) -> tuple[int, bytes | None] | None:
+        """Take the oldest unread message of ``topic`` for the receive step ``step_id``: in one transaction,
+        mark it received by that step and append ``receipt(seq, value)``, the events recording the step's
+        outcome. Returns ``(seq, value)``, or None, writing nothing, when no message is unread.
+
+        Fenced like :meth:`append_events` with ``expected_status="running"`` and ``lease_owner``: a run that
+        lost its execution (cancelled, or taken over) takes nothing. A step takes at most one message.
+        """
+
+    def list_messages(self, execution_id: str) -> list[MessageRecord]:
+        """The execution's messages, read and unread, in seq order."""
 
     def put_secret(self, name: str, ciphertext: bytes) -> None: ...
 
@@ -345,6 +397,14 @@ def listing_where(
             clauses.append(f"{id_column} < {mark}")
             params.append(high)
     return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
+def finished_error(execution_id: str, status: str) -> ExecutionStateError:
+    """What :meth:`Store.send_message` raises for an execution that has finished: nothing will read it."""
+    return ExecutionStateError(
+        f"execution {execution_id} is {status}: messages can only be sent to an execution that has not "
+        "finished; nothing was sent"
+    )
 
 
 def check_limit(limit: int) -> None:

@@ -44,10 +44,13 @@ from taskloom.store.base import (
     Acquired,
     ExecutionRecord,
     ExecutionStatus,
+    MessageRecord,
+    ReceiptEvents,
     ScheduleRecord,
     check_limit,
     decode_events,
     event_data_json,
+    finished_error,
     held_by_another,
     holder_died,
     listing_where,
@@ -409,6 +412,7 @@ class PostgresStore:
         expected_status: str | None = None,
         wake_at: float | None = None,
         lease_owner: str | None = None,
+        wake_on_message: str | None = None,
     ) -> int:
         if not events and status is None and expected_status is None:
             return 0
@@ -446,28 +450,15 @@ class PostgresStore:
                         "UPDATE executions SET status = %s, output = %s, updated_at = %s, wake_at = %s WHERE id = %s",
                         (status, output, now, wake_at, execution_id),
                     )
-            if status == ExecutionStatus.QUEUED:
+            woken = False
+            if wake_on_message is not None and status == ExecutionStatus.PAUSED:
+                woken = _wake_if_unread(conn, execution_id, wake_on_message, now)
+            if status == ExecutionStatus.QUEUED or woken:
                 conn.execute(_NOTIFY_WORK, (workflow,))
             if not events:
                 return 0
-            # One statement for the whole batch; WITH ORDINALITY keeps the caller's order for the seqs.
-            seqs = conn.execute(
-                "INSERT INTO events (execution_id, type, step_id, name, value, data, ts) "
-                "SELECT %s, type, step_id, name, value, data, %s "
-                "FROM unnest(%s::text[], %s::text[], %s::text[], %s::bytea[], %s::text[]) "
-                "WITH ORDINALITY AS batch (type, step_id, name, value, data, position) "
-                "ORDER BY position RETURNING seq",
-                (
-                    execution_id,
-                    now,
-                    [e.type.value for e in events],
-                    [e.step_id for e in events],
-                    [e.name for e in events],
-                    [e.value for e in events],
-                    [json.dumps(e.data, separators=(",", ":")) if e.data else None for e in events],
-                ),
-            ).fetchall()
-        return max(int(seq) for (seq,) in seqs)
+            seqs = _insert_events(conn, execution_id, events, now)
+        return max(seqs)
 
     # -- the work queue ----------------------------------------------------------------------------
     @retrying
@@ -563,6 +554,78 @@ class PostgresStore:
         if self._pid != os.getpid():
             self._after_fork()
         return self._work_listener.wait(timeout)
+
+    # -- messages ----------------------------------------------------------------------------------
+    @retrying
+    def send_message(self, execution_id: str, topic: str, value: bytes | None, *, wake_pause: str) -> int:
+        now = time.time()
+        with self._transaction() as conn:
+            # The row lock a pause's write takes too (append_events): of a message and a pause written at
+            # the same time, the later one sees the other.
+            found = conn.execute(
+                "SELECT workflow, status FROM executions WHERE id = %s FOR NO KEY UPDATE", (execution_id,)
+            ).fetchone()
+            if found is None:
+                raise ExecutionNotFoundError(f"no execution {execution_id!r} in the store {redacted(self.url)}")
+            workflow, status = found
+            if status in ExecutionStatus.FINISHED:
+                raise finished_error(execution_id, status)
+            row = conn.execute(
+                "INSERT INTO messages (execution_id, topic, value, sent_at) VALUES (%s, %s, %s, %s) RETURNING seq",
+                (execution_id, topic, value, now),
+            ).fetchone()
+            if status == ExecutionStatus.PAUSED:
+                pause = conn.execute(
+                    "SELECT name FROM events WHERE execution_id = %s AND type = %s ORDER BY seq DESC LIMIT 1",
+                    (execution_id, EventType.EXECUTION_PAUSED.value),
+                ).fetchone()
+                if pause is not None and pause[0] == wake_pause:
+                    conn.execute("UPDATE executions SET wake_at = %s WHERE id = %s", (now, execution_id))
+                    conn.execute(_NOTIFY_WORK, (workflow,))
+        return int(row[0]) if row else 0
+
+    @retrying
+    def receive_message(
+        self, execution_id: str, topic: str, step_id: str, receipt: ReceiptEvents, *, lease_owner: str | None
+    ) -> tuple[int, bytes | None] | None:
+        now = time.time()
+        with self._transaction() as conn:
+            found = conn.execute(
+                "SELECT status, lease_owner FROM executions WHERE id = %s FOR NO KEY UPDATE", (execution_id,)
+            ).fetchone()
+            if found is None:
+                raise ExecutionNotFoundError(f"no execution {execution_id!r} in the store {redacted(self.url)}")
+            if lease_owner is not None and found[1] != lease_owner:
+                raise LeaseLostError(
+                    f"execution {execution_id}: worker {lease_owner} no longer holds its lease "
+                    f"(now {found[1] or 'nobody'}); nothing was written"
+                )
+            if found[0] != ExecutionStatus.RUNNING:
+                raise ExecutionStateError(
+                    f"execution {execution_id} is {found[0]}, not running: its state changed under this "
+                    "operation; nothing was written"
+                )
+            row = conn.execute(
+                "SELECT seq, value FROM messages WHERE execution_id = %s AND topic = %s AND received_step IS NULL "
+                "ORDER BY seq LIMIT 1",
+                (execution_id, topic),
+            ).fetchone()
+            if row is None:
+                return None
+            seq, value = int(row[0]), None if row[1] is None else bytes(row[1])
+            conn.execute("UPDATE messages SET received_step = %s, received_at = %s WHERE seq = %s", (step_id, now, seq))
+            _insert_events(conn, execution_id, receipt(seq, value), now)
+        return seq, value
+
+    @retrying
+    def list_messages(self, execution_id: str) -> list[MessageRecord]:
+        with self._transaction() as conn:
+            rows = conn.execute(
+                "SELECT seq, execution_id, topic, value, sent_at, received_step, received_at FROM messages "
+                "WHERE execution_id = %s ORDER BY seq",
+                (execution_id,),
+            ).fetchall()
+        return [MessageRecord(int(r[0]), r[1], r[2], None if r[3] is None else bytes(r[3]), *r[4:]) for r in rows]
 
     # -- secrets -----------------------------------------------------------------------------------
     @retrying
@@ -690,3 +753,35 @@ class PostgresStore:
         with self._transaction() as conn:
             deleted = conn.execute("DELETE FROM schedules WHERE name = %s", (name,)).rowcount
         return bool(deleted)
+
+
+def _insert_events(conn: Connection, execution_id: str, events: Sequence[NewEvent], now: float) -> list[int]:
+    """Append ``events`` in one statement; WITH ORDINALITY keeps the caller's order for the seqs."""
+    rows = conn.execute(
+        "INSERT INTO events (execution_id, type, step_id, name, value, data, ts) "
+        "SELECT %s, type, step_id, name, value, data, %s "
+        "FROM unnest(%s::text[], %s::text[], %s::text[], %s::bytea[], %s::text[]) "
+        "WITH ORDINALITY AS batch (type, step_id, name, value, data, position) "
+        "ORDER BY position RETURNING seq",
+        (
+            execution_id,
+            now,
+            [e.type.value for e in events],
+            [e.step_id for e in events],
+            [e.name for e in events],
+            [e.value for e in events],
+            [json.dumps(e.data, separators=(",", ":")) if e.data else None for e in events],
+        ),
+    ).fetchall()
+    return [int(seq) for (seq,) in rows]
+
+
+def _wake_if_unread(conn: Connection, execution_id: str, topic: str, now: float) -> bool:
+    """Make a receive that is pausing due now if a message of its topic is already there (the row is locked)."""
+    return bool(
+        conn.execute(
+            "UPDATE executions SET wake_at = %s WHERE id = %s AND EXISTS (SELECT 1 FROM messages "
+            "WHERE execution_id = %s AND topic = %s AND received_step IS NULL)",
+            (now, execution_id, execution_id, topic),
+        ).rowcount
+    )

@@ -33,10 +33,13 @@ from taskloom.store.base import (
     Acquired,
     ExecutionRecord,
     ExecutionStatus,
+    MessageRecord,
+    ReceiptEvents,
     ScheduleRecord,
     check_limit,
     decode_events,
     event_data_json,
+    finished_error,
     held_by_another,
     holder_died,
     listing_where,
@@ -326,10 +329,12 @@ class SQLiteStore:
         expected_status: str | None = None,
         wake_at: float | None = None,
         lease_owner: str | None = None,
+        wake_on_message: str | None = None,
     ) -> int:
         if not events and status is None and expected_status is None:
             return 0
         conn = self._conn()
+        woken = False
         now = time.time()
         rows = [
             (
@@ -365,6 +370,8 @@ class SQLiteStore:
                 ).rowcount
                 if not updated:
                     raise self._not_found(execution_id)
+                if wake_on_message is not None and status == ExecutionStatus.PAUSED:
+                    woken = _wake_if_unread(conn, execution_id, wake_on_message, now)
             conn.execute("COMMIT")
         except sqlite3.IntegrityError:
             self._rollback(conn)
@@ -372,7 +379,7 @@ class SQLiteStore:
         except BaseException:
             self._rollback(conn)
             raise
-        if status == ExecutionStatus.QUEUED:
+        if status == ExecutionStatus.QUEUED or woken:
             self._work_queued.set()
         return int(last or 0)
 
@@ -523,6 +530,72 @@ class SQLiteStore:
         woke = self._work_queued.wait(max(0.0, timeout))
         self._work_queued.clear()
         return woke
+
+    # -- messages ----------------------------------------------------------------------------------
+    @retrying
+    def send_message(self, execution_id: str, topic: str, value: bytes | None, *, wake_pause: str) -> int:
+        conn = self._conn()
+        now = time.time()
+        conn.execute("BEGIN IMMEDIATE")  # the database's write lock: a pause being written waits, or is seen
+        try:
+            found = conn.execute("SELECT status FROM executions WHERE id = ?", (execution_id,)).fetchone()
+            if found is None:
+                raise self._not_found(execution_id)
+            if found[0] in ExecutionStatus.FINISHED:
+                raise finished_error(execution_id, found[0])
+            seq = conn.execute(
+                "INSERT INTO messages (execution_id, topic, value, sent_at) VALUES (?, ?, ?, ?)",
+                (execution_id, topic, value, now),
+            ).lastrowid
+            woken = found[0] == ExecutionStatus.PAUSED and _last_pause(conn, execution_id) == wake_pause
+            if woken:
+                conn.execute("UPDATE executions SET wake_at = ? WHERE id = ?", (now, execution_id))
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(conn)
+            raise
+        if woken:
+            self._work_queued.set()
+        return int(seq or 0)
+
+    @retrying
+    def receive_message(
+        self, execution_id: str, topic: str, step_id: str, receipt: ReceiptEvents, *, lease_owner: str | None
+    ) -> tuple[int, bytes | None] | None:
+        conn = self._conn()
+        now = time.time()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._check_fence(conn, execution_id, ExecutionStatus.RUNNING, lease_owner)
+            row = conn.execute(
+                "SELECT seq, value FROM messages WHERE execution_id = ? AND topic = ? AND received_step IS NULL "
+                "ORDER BY seq LIMIT 1",
+                (execution_id, topic),
+            ).fetchone()
+            if row is not None:
+                seq, value = int(row[0]), None if row[1] is None else bytes(row[1])
+                conn.execute(
+                    "UPDATE messages SET received_step = ?, received_at = ? WHERE seq = ?", (step_id, now, seq)
+                )
+                conn.executemany(_INSERT_EVENT, _event_rows(execution_id, receipt(seq, value), now))
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(conn)
+            raise
+        return None if row is None else (seq, value)
+
+    @retrying
+    def list_messages(self, execution_id: str) -> list[MessageRecord]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT seq, execution_id, topic, value, sent_at, received_step, received_at FROM messages "
+                "WHERE execution_id = ? ORDER BY seq",
+                (execution_id,),
+            )
+            .fetchall()
+        )
+        return [MessageRecord(int(r[0]), r[1], r[2], None if r[3] is None else bytes(r[3]), *r[4:]) for r in rows]
 
     # -- secrets -----------------------------------------------------------------------------------
     @retrying
@@ -707,6 +780,41 @@ class SQLiteStore:
             self._rollback(conn)
             raise
         return bool(deleted)
+
+
+def _event_rows(execution_id: str, events: Sequence[NewEvent], now: float) -> list[tuple[object, ...]]:
+    return [
+        (
+            execution_id,
+            e.type.value,
+            e.step_id,
+            e.name,
+            e.value,
+            json.dumps(e.data, separators=(",", ":")) if e.data else None,
+            now,
+        )
+        for e in events
+    ]
+
+
+def _last_pause(conn: sqlite3.Connection, execution_id: str) -> str | None:
+    """The name of the execution's latest pause (what a paused execution waits for)."""
+    row = conn.execute(
+        "SELECT name FROM events WHERE execution_id = ? AND type = ? ORDER BY seq DESC LIMIT 1",
+        (execution_id, EventType.EXECUTION_PAUSED.value),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _wake_if_unread(conn: sqlite3.Connection, execution_id: str, topic: str, now: float) -> bool:
+    """Make a receive that is pausing due now if a message of its topic is already there."""
+    return bool(
+        conn.execute(
+            "UPDATE executions SET wake_at = ? WHERE id = ? AND EXISTS (SELECT 1 FROM messages "
+            "WHERE execution_id = ? AND topic = ? AND received_step IS NULL)",
+            (now, execution_id, execution_id, topic),
+        ).rowcount
+    )
 
 
 def _exists(execution_id: str) -> ExecutionStateError:

@@ -1,6 +1,6 @@
 """What users import from ``taskloom.tasks``: built-in steps and composition."""
 
-from taskloom.tasks.builtins import choice, now, pause, randint, randrange, sleep, uuid4
+from taskloom.tasks.builtins import choice, now, pause, randint, randrange, receive, sleep, uuid4
 from taskloom.tasks.compose import parallel, pipeline
 from taskloom.tasks.graph import Graph
 
@@ -13,6 +13,7 @@ __all__ = [
     "pipeline",
     "randint",
     "randrange",
+    "receive",
     "sleep",
     "uuid4",
 ]

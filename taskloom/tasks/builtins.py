@@ -1,5 +1,5 @@
 """Built-in steps whose results are recorded, so a replay sees the same values: time, randomness, ids,
-durable sleep and pause. Outside a workflow they simply do the thing."""
+durable sleep, pause and receive. Outside a workflow they simply do the thing."""
 
 from __future__ import annotations
 
@@ -101,3 +101,21 @@ def pause(name: str, timeout: float | dt.timedelta | None = None, *, output: Any
     if scope is None:
         raise WorkflowError(f"pause({name!r}) only works inside a running workflow")
     return scope.run.run_pause_step(scope.next_id(), name, seconds, output)
+
+
+def receive(topic: str, timeout: float | dt.timedelta | None = None) -> Awaitable[Any]:
+    """The oldest unread message of ``topic`` sent to this execution (``taskloom.send``); recorded.
+
+    Waits durably when there is none: the execution pauses (its pause named ``receive:<topic>``) and is
+    continued when a message arrives, by a worker, or by ``wf.run(execution_id=...)``. With ``timeout``,
+    returns None once that much time passed without a message (a deadline that survives restarts).
+    Messages sent before the workflow asks are kept; each is received once; replays return the same.
+    """
+    from taskloom.messages import check_topic, receive_step
+
+    check_topic(topic, "receive()")
+    seconds = None if timeout is None else _seconds(timeout, f"receive({topic!r}): timeout")
+    scope = current_scope.get()
+    if scope is None:
+        raise WorkflowError(f"receive({topic!r}) only works inside a running workflow")
+    return receive_step(scope.run, scope.next_id(), topic, seconds)
