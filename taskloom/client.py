@@ -159,6 +159,13 @@ class TaskloomClient:
         result: dict[str, Any] = self._call("POST", _execution_path(execution_id, "resume"), json={"input": input})
         return result
 
+    def send(self, execution_id: str, topic: str, value: Any = None) -> dict[str, Any]:
+        """Send ``value`` (JSON) to the execution's ``receive(topic)``: ``{execution_id, topic, seq}``."""
+        result: dict[str, Any] = self._call(
+            "POST", _execution_path(execution_id, "messages"), json={"topic": topic, "value": value}
+        )
+        return result
+
     def cancel(self, execution_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("POST", _execution_path(execution_id, "cancel"))
         return result

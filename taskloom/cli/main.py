@@ -1,4 +1,4 @@
-"""The ``taskloom`` command: run, resume, status, events, cancel, list and secrets, each with ``--json``.
+"""The ``taskloom`` command: run, resume, send, status, events, cancel, list and secrets, each with ``--json``.
 
 With ``--server URL`` (or ``TASKLOOM_SERVER_URL``) those commands go through a ``taskloom server``'s HTTP
 API instead of the local store: ``run`` queues the execution for a worker and follows its live events.
@@ -32,6 +32,7 @@ from taskloom.context import WorkflowExecutionContext
 from taskloom.errors import StoreError, StoreInterrupted, TaskloomError
 from taskloom.events import Event, EventType
 from taskloom.executions import record_cancel
+from taskloom.messages import send, waiting_topic
 from taskloom.store import default_store
 from taskloom.store.base import ExecutionRecord, ExecutionStatus
 from taskloom.views import execution_view, timestamp
@@ -140,7 +141,7 @@ def _report(ctx: WorkflowExecutionContext[Any], args: argparse.Namespace, second
     elif ctx.is_paused:
         pause = next((e for e in reversed(ctx.events) if e.type is EventType.EXECUTION_PAUSED), None)
         name = pause.name if pause else "?"
-        print(f"paused at {name!r}; resume with: taskloom resume {ctx.execution_id} '<JSON input>'")
+        print(_paused_line(name, ctx.execution_id, "taskloom"))
     else:
         error = ctx.output
         trace = user_traceback(error) if isinstance(error, BaseException) else None
@@ -148,6 +149,15 @@ def _report(ctx: WorkflowExecutionContext[Any], args: argparse.Namespace, second
             print(trace, file=sys.stderr)
         print(f"{ctx.status}: {type(error).__name__}: {error}", file=sys.stderr)
     return 1 if ctx.has_failed else 0
+
+
+def _paused_line(pause: str | None, execution_id: str, command: str) -> str:
+    """What a paused execution waits for, and the command that continues it (a message for a receive)."""
+    topic = waiting_topic(pause)
+    if topic is not None:
+        how = f"{command} send {execution_id} {topic} '<JSON value>'"
+        return f"waiting for a message on {topic!r}; send one with: {how}"
+    return f"paused at {pause!r}; resume with: {command} resume {execution_id} '<JSON input>'"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -341,6 +351,24 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_send(args: argparse.Namespace) -> int:
+    value = parse_input(args.value, "VALUE")
+    if args.server:
+        with _client(args) as client:
+            result = client.send(args.execution_id, args.topic, value)
+    else:
+        try:
+            seq = send(args.execution_id, args.topic, value)
+        except ValueError as error:  # a topic send() refuses, named in the message
+            raise CommandError(str(error)) from None
+        result = {"execution_id": args.execution_id, "topic": args.topic, "seq": seq}
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"message {result['seq']} on topic {args.topic!r} sent to execution {args.execution_id}")
+    return 0
+
+
 # -- secrets ------------------------------------------------------------------------------------------
 class _SecretsOverHttp:
     """The server's secret routes with the local SecretStore's method names, so one command serves both."""
@@ -489,8 +517,7 @@ def _remote_follow(client: TaskloomClient, execution_id: str, args: argparse.Nam
         print(f"completed in {time.monotonic() - started:.2f}s; result:")
         print(render_value(output))
     elif status == ExecutionStatus.PAUSED:
-        how = f"taskloom --server {client.url} resume {execution_id} '<JSON input>'"
-        print(f"paused at {paused_at!r}; resume with: {how}")
+        print(_paused_line(paused_at, execution_id, f"taskloom --server {client.url}"))
     elif isinstance(output, dict) and "message" in output:
         print(f"{status}: {output.get('type', 'Error')}: {output['message']}", file=sys.stderr)
     else:
@@ -593,6 +620,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("cancel", "cancel an execution that has not finished", remote=True)
     p.add_argument("execution_id", metavar="ID")
     p.set_defaults(func=cmd_cancel)
+
+    p = command("send", "send a message (VALUE, JSON) to an execution, for its `receive(TOPIC)`", remote=True)
+    p.add_argument("execution_id", metavar="ID")
+    p.add_argument("topic", metavar="TOPIC")
+    p.add_argument("value", nargs="?", metavar="VALUE", help="the message as JSON (default null)")
+    p.set_defaults(func=cmd_send)
 
     p = command("list", "list executions, newest first", remote=True)
     p.add_argument("--workflow")

@@ -66,6 +66,17 @@ class ResumeRequest(_Request):
     input: Any = Field(None, description="what the pending pause() returns")
 
 
+class MessageRequest(_Request):
+    topic: Text = Field(description="the topic a receive(topic) in the workflow takes it from")
+    value: Any = Field(None, description="the message; what that receive returns")
+
+
+class MessageSent(BaseModel):
+    execution_id: str
+    topic: str
+    seq: int = Field(description="the message's place among all messages: a topic's are received in seq order")
+
+
 class Started(BaseModel):
     execution_id: str
     workflow: str

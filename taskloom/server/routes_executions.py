@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from taskloom import serde
 from taskloom.executions import queue_execution, record_cancel, record_resume
+from taskloom.messages import send
 from taskloom.server import sse
 from taskloom.server.http import ApiError, ServerState, StrictJSONRoute, execution_view, in_thread, state
 from taskloom.server.models import (
@@ -32,6 +34,8 @@ from taskloom.server.models import (
     ExecutionError,
     ExecutionList,
     ExecutionStatusName,
+    MessageRequest,
+    MessageSent,
     ResumeRequest,
     Started,
     StartRequest,
@@ -251,3 +255,17 @@ def _resume(server: ServerState, execution_id: str, value: Any) -> None:
 async def cancel_execution(server: Server, record: Record) -> dict[str, Any]:
     await in_thread(record_cancel, server.store, record.id)
     return {"execution_id": record.id, "status": ExecutionStatus.CANCELLED}
+
+
+@router.post(
+    "/executions/{execution_id}/messages",
+    operation_id="sendMessage",
+    summary="Send a message to an execution, for its receive(topic); a waiting execution is made due",
+    status_code=202,
+    response_model=MessageSent,
+    response_description="kept for the execution; a worker continues it if its receive of that topic waits",
+    responses=errors(401, 404, 409, 413, 415, 422),
+)
+async def send_message(server: Server, record: Record, body: MessageRequest) -> dict[str, Any]:
+    seq = await in_thread(functools.partial(send, store=server.store), record.id, body.topic, body.value)
+    return {"execution_id": record.id, "topic": body.topic, "seq": seq}
