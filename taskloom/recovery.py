@@ -75,7 +75,7 @@ def recover(store: Store, module_names: Sequence[str] = ()) -> RecoveryReport:
             report.failed_to_run.append((record.id, reason))
             continue
         try:
-            ctx = asyncio.run(workflow.arun(execution_id=record.id, store=store, wait=False))
+            ctx = asyncio.run(workflow.arun(execution_id=record.id, store=store, wait=False, continue_paused=False))
         except ExecutionStateError as error:
             report.failed_to_run.append((record.id, str(error)))  # another process took it meanwhile
             continue
