@@ -32,6 +32,8 @@ from taskloom.runtime.control import TaskControl, TaskControlHandler, set_task_c
 from taskloom.runtime.future import Future, TaskStatus
 from taskloom.runtime.instance import TaskInstance
 from taskloom.runtime.session import Session
+from taskloom.schedule_ticks import ScheduleError
+from taskloom.schedules import Schedule, run_schedules
 from taskloom.task import Task, TaskConfig, task
 from taskloom.workflow import Workflow, workflow
 
@@ -45,6 +47,8 @@ __all__ = [
     "GraphError",
     "MaxInstancesReachedError",
     "NonDeterminismError",
+    "Schedule",
+    "ScheduleError",
     "SecretNotFoundError",
     "SerializationError",
     "Session",
@@ -68,6 +72,7 @@ __all__ = [
     "Workflow",
     "WorkflowError",
     "WorkflowExecutionContext",
+    "run_schedules",
     "send",
     "set_task_control_handler",
     "task",

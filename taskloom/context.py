@@ -7,11 +7,14 @@ scope is set becomes a durable step of that scope; with no scope it is a plain c
 from __future__ import annotations
 
 import contextvars
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from taskloom.store.base import ExecutionStatus
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from taskloom.events import Event
     from taskloom.replay import StepScope
     from taskloom.store.base import Store
@@ -47,6 +50,17 @@ class WorkflowExecutionContext(Generic[T]):
     def events(self) -> list[Event]:
         """The execution's events, typed and timestamped, in order (read from the store)."""
         return self._store.load_events(self.execution_id)
+
+    @cached_property
+    def scheduled_at(self) -> datetime | None:
+        """The tick of the schedule that started this execution (in the schedule's time zone), else None.
+
+        Recorded with the execution's start, so every run of it reads the same value: a replay, a resume,
+        another worker after a crash (see :mod:`taskloom.schedules`).
+        """
+        from taskloom.schedules import scheduled_at
+
+        return scheduled_at(self._store.load_events(self.execution_id))
 
     @property
     def has_finished(self) -> bool:

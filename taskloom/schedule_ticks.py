@@ -37,7 +37,7 @@ class Cron:
     timezone: str
 
     def __post_init__(self) -> None:
-        _zone(self.timezone)
+        zone(self.timezone)
         try:
             self.after(0.0)
         except ScheduleError:
@@ -49,7 +49,7 @@ class Cron:
         """The first tick strictly after ``moment``, or None if the expression never fires again."""
         from cronsim import CronSim, CronSimError
 
-        start = datetime.fromtimestamp(moment, _zone(self.timezone)).replace(microsecond=0)
+        start = datetime.fromtimestamp(moment, zone(self.timezone)).replace(microsecond=0)
         try:
             ticks = CronSim(self.expression, start)
             for tick in ticks:
@@ -68,7 +68,7 @@ class Cron:
         """
         from cronsim import CronSim, CronSimError
 
-        start = datetime.fromtimestamp(math.floor(moment) + 1, _zone(self.timezone))
+        start = datetime.fromtimestamp(math.floor(moment) + 1, zone(self.timezone))
         try:
             for tick in CronSim(self.expression, start, reverse=True):
                 value = tick.timestamp()
@@ -122,7 +122,7 @@ def tick_execution_id(schedule: str, tick: float) -> str:
     return f"{schedule}@{stamp}{f'.{fraction:06d}' if fraction else ''}Z"
 
 
-def _zone(name: str) -> tzinfo:
+def zone(name: str) -> tzinfo:
     if name.upper() == "UTC":
         return UTC
     try:

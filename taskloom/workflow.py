@@ -41,6 +41,7 @@ from taskloom.leases import keeper, new_owner
 from taskloom.messages import ReceiveWaiting, not_resumable, waiting_topic
 from taskloom.options import OutputStorage, TaskOptions
 from taskloom.replay import ExecutionRun
+from taskloom.schedules import Schedule, check_schedule, upsert_schedule
 from taskloom.settings import Settings
 from taskloom.store import default_store
 from taskloom.store.base import Acquired, ExecutionRecord, ExecutionStatus, Store, holder_died
@@ -69,6 +70,7 @@ class Workflow(Generic[T]):
         secret_requests: tuple[str, ...] = (),
         output_storage: OutputStorage | None = None,
         max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
+        schedule: str | None = None,
     ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise TaskDefinitionError(
@@ -79,6 +81,8 @@ class Workflow(Generic[T]):
         self.secret_requests = secret_requests
         self.output_storage = output_storage
         self.max_recovery_attempts = _check_recovery_attempts(max_recovery_attempts, name or fn.__name__)
+        #: ``@workflow(schedule=...)``: registered in the store by every worker that imports the workflow
+        self.declared_schedule = None if schedule is None else check_schedule(schedule, owner=f"workflow {self.name!r}")
         self.target = f"{fn.__module__}:{fn.__qualname__}"
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
@@ -115,6 +119,23 @@ class Workflow(Generic[T]):
         grace = Settings.from_env().lease_seconds if status == ExecutionStatus.RUNNING else None
         store.create_execution(execution_id, self.name, blob, status, self.target, lease_seconds=grace)
         return execution_id
+
+    def schedule(
+        self,
+        cron: str,
+        input: Any = None,
+        name: str | None = None,
+        timezone: str = "UTC",
+        catchup: str = "latest",
+    ) -> Schedule:
+        """Start this workflow on ``cron`` (five fields, or six with seconds first) in ``timezone``, with
+        ``input``, from whichever worker serving it sees the tick first, once per tick.
+
+        The schedule is stored under ``name`` (default: the workflow's name): created, or changed with its
+        last tick kept. Ticks missed while no worker ran are started per ``catchup``: ``"latest"`` (only
+        the newest), ``"all"`` or ``"none"``. See :mod:`taskloom.schedules`.
+        """
+        return upsert_schedule(default_store(), self, cron, input=input, name=name, timezone=timezone, catchup=catchup)
 
     # -- async entry points -----------------------------------------------------------------------
     async def arun(
@@ -574,7 +595,7 @@ def _refuse_inside_loop(call: str, instead: str) -> None:
 
 class _WorkflowDecorator:
     """``@workflow`` and ``@workflow.with_options(name=..., secret_requests=..., output_storage=...,
-    max_recovery_attempts=...)``."""
+    max_recovery_attempts=..., schedule=...)``."""
 
     def __call__(self, fn: WorkflowFn | None = None, /, **options: Any) -> Any:
         if fn is None:
@@ -588,6 +609,7 @@ class _WorkflowDecorator:
         secret_requests: list[str] | tuple[str, ...] = (),
         output_storage: OutputStorage | None = None,
         max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
+        schedule: str | None = None,
     ) -> Callable[[WorkflowFn], Workflow[Any]]:
         # Reuse the task option validation so the messages read the same.
         checked = TaskOptions.build(
@@ -597,6 +619,8 @@ class _WorkflowDecorator:
             output_storage=output_storage,
         )
         _check_recovery_attempts(max_recovery_attempts, name or "workflow")
+        if schedule is not None:
+            check_schedule(schedule, owner=f"workflow {name!r}" if name else "workflow")
 
         def decorate(fn: WorkflowFn) -> Workflow[Any]:
             return Workflow(
@@ -605,6 +629,7 @@ class _WorkflowDecorator:
                 secret_requests=checked.secret_requests,
                 output_storage=checked.output_storage,
                 max_recovery_attempts=max_recovery_attempts,
+                schedule=schedule,
             )
 
         return decorate

@@ -567,6 +567,40 @@ def _remote_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- schedules ----------------------------------------------------------------------------------------
+def cmd_schedules(args: argparse.Namespace) -> int:
+    """``schedules list|pause|resume|remove``: the schedules in the store (``--database-url``), which every
+    worker ticks; a change is seen by the workers within their poll (taskloom.schedules.POLL_SECONDS)."""
+    from taskloom import schedules  # the command's own module, imported when it runs
+
+    store = default_store()
+    if args.action == "list":
+        found = schedules.list_schedules(store)
+        if args.json:
+            _print_json([s.to_json() for s in found])
+            return EXIT_OK
+        if not found:
+            print("no schedules")
+        for s in found:
+            state = "paused" if s.paused else f"next {s.next_tick.isoformat() if s.next_tick else 'never'}"
+            print(f"{s.name}  {s.workflow}  {s.cron!r} {s.timezone}  catchup={s.catchup}  {state}")
+        return EXIT_OK
+    if args.action == "remove":
+        schedules.remove_schedule(store, args.name)
+        result: Any = {"removed": args.name}
+        message = f"schedule {args.name!r} removed"
+    else:
+        change = schedules.pause_schedule if args.action == "pause" else schedules.resume_schedule
+        changed = change(store, args.name)
+        result = changed.to_json()
+        message = f"schedule {args.name!r} {'paused' if changed.paused else 'resumed'}"
+    if args.json:
+        _print_json(result)
+    else:
+        print(message)
+    return EXIT_OK
+
+
 # -- cache --------------------------------------------------------------------------------------------
 def cmd_cache(args: argparse.Namespace) -> int:
     """``cache clear [TASK] [--expired]``: forget results cached by ``cache=True`` tasks, in the local store
@@ -680,6 +714,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("task", nargs="?", metavar="TASK", help="the task's name (its name option, else the function's)")
     s.add_argument("--expired", action="store_true", help="only results whose cache_ttl has passed")
     p.set_defaults(func=cmd_cache)
+
+    p = command("schedules", "list, pause, resume or remove schedules (in the local store)")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions.add_parser("list", help="list the schedules: cron, time zone, catch-up, next tick or paused")
+    for action, help in (
+        ("pause", "start no more executions for schedule NAME until it is resumed"),
+        ("resume", "start NAME's ticks again, from now on (those that fell while paused are skipped)"),
+        ("remove", "delete schedule NAME (the executions it started stay)"),
+    ):
+        s = actions.add_parser(action, help=help)
+        s.add_argument("name", metavar="NAME")
+    p.set_defaults(func=cmd_schedules)
     return parser
 
 

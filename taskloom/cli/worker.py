@@ -19,6 +19,7 @@ from taskloom.errors import WorkflowError
 from taskloom.instance_worker import InstanceWorker, find_tasks
 from taskloom.leases import new_owner
 from taskloom.presence import Presence, workflow_target
+from taskloom.schedules import start_ticker
 from taskloom.settings import Settings, WorkerSettings
 from taskloom.store import describe_store
 from taskloom.worker import Worker
@@ -31,6 +32,8 @@ def run_worker(module_names: Sequence[str], settings: WorkerSettings) -> None:
 
     Queued executions go to a :class:`Worker`, remote task instances (``TASKLOOM_BACKEND=remote``) to an
     :class:`~taskloom.instance_worker.InstanceWorker`; one process serves both, with the same settings.
+    A :class:`~taskloom.schedules.Ticker` starts the ticks of its workflows' schedules (every worker runs
+    one: each tick still starts once).
     """
     log.info("worker: %s", describe_store(Settings.from_env().database_url))
     modules = import_modules(module_names)
@@ -41,10 +44,14 @@ def run_worker(module_names: Sequence[str], settings: WorkerSettings) -> None:
     executions = Worker(workflows, settings, worker_id=worker_id) if workflows else None
     instances = InstanceWorker(tasks, settings, worker_id=worker_id) if tasks else None
     stopping = threading.Event()
+    # Registers the @workflow(schedule=...) schedules first: a conflicting one fails the start, named.
+    ticker = start_ticker(executions.store, workflows) if executions is not None else None
 
     def on_signal(signum: int, frame: Any) -> None:
         log.info("worker: signal %s, finishing what it holds", signum)
         stopping.set()
+        if ticker is not None:
+            ticker.stop(wait=False)  # no new ticks from a worker on its way out
         for part in (executions, instances):
             if part is not None:
                 part.stop()
@@ -67,6 +74,8 @@ def run_worker(module_names: Sequence[str], settings: WorkerSettings) -> None:
         while not instances.join(0.5):
             pass
         abandoned = abandoned or instances.abandoned
+    if ticker is not None:
+        ticker.stop()
     if presence is not None:
         presence.stop()
     if abandoned:

@@ -43,6 +43,7 @@ EXPECTED: dict[str, str | tuple[str, ...]] = {
     "sagas/order_saga.py": "result: {'order': 'O-3', 'status': 'cancelled', 'reason': 'no carrier delivers to",
     "sagas/http_retry.py": "result: {'eur': 250.0, 'usd': 271.05, 'rate': 1.0842}",
     "demo.py": ("completed in", '"total": 79.92'),
+    "schedules.py": "result: every tick ran once, one second apart",
 }
 
 
@@ -50,7 +51,7 @@ def _discovered() -> list[str]:
     found = [
         p.relative_to(EXAMPLES).as_posix() for folder in ("flux", "sagas") for p in (EXAMPLES / folder).glob("*.py")
     ]
-    return [*sorted(found), "demo.py"]
+    return [*sorted(found), "demo.py", "schedules.py"]
 
 
 def test_every_example_has_an_expected_line() -> None:
