@@ -29,7 +29,7 @@ from taskloom.errors import NonDeterminismError, StoreError, WorkflowError
 from taskloom.leases import new_owner
 from taskloom.settings import WorkerSettings
 from taskloom.store import default_store
-from taskloom.store.base import ExecutionRecord, Store
+from taskloom.store.base import ExecutionRecord, ExecutionStatus, Store
 from taskloom.workflow import Workflow
 
 log = logging.getLogger("taskloom.worker")
@@ -65,6 +65,8 @@ class Worker:
         self._stopping = threading.Event()
         self._slots = threading.Semaphore(self.settings.concurrency)
         self._running: dict[str, Future[Any]] = {}
+        #: the latest run of each execution this worker started (see _submit); finished ones are pruned
+        self._latest: dict[str, Future[Any]] = {}
         self._lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -86,12 +88,47 @@ class Worker:
                 self._slots.release()
                 self._wait_for_work(names)
                 continue
-            with self._lock:
-                self._running[record.id] = pool.submit(self._execute, record)
+            self._submit(pool, record)
         abandoned = self._drain()
         pool.shutdown(wait=not abandoned)
         log.info("worker %s: stopped", self.worker_id)
         return abandoned
+
+    def _submit(self, pool: ThreadPoolExecutor, record: ExecutionRecord) -> None:
+        """Run the claimed ``record``; after this worker's previous run of it, if that is still ending.
+
+        An execution can be claimed again while its previous run here is still releasing it: a message
+        or a resume makes it due the moment it pauses. Both runs hold it as this worker, so the old run's
+        releases would drop the new claim's lease, and the execution would be claimable, and run, twice.
+        The new run waits for the old one to end, then takes the lease again (:meth:`_execute_after`).
+        """
+        with self._lock:
+            self._latest = {key: run for key, run in self._latest.items() if not run.done()}
+            previous = self._latest.get(record.id)
+            if previous is None:
+                future = pool.submit(self._execute, record)
+            else:
+                future = pool.submit(self._execute_after, previous, record)
+            self._running[record.id] = self._latest[record.id] = future
+
+    def _execute_after(self, previous: Future[Any], record: ExecutionRecord) -> None:
+        """:meth:`_execute` once ``previous`` (a run of the same execution) ended, if the lease is still ours
+        to take: nobody else took the execution over in between."""
+        try:
+            previous.exception()  # waits; its own errors were handled (and logged) by _execute
+            acquired = self.store.acquire_execution(
+                record.id, self.worker_id, self.settings.lease_seconds, from_statuses=(ExecutionStatus.RUNNING,)
+            )
+        except Exception:
+            log.exception(
+                "worker %s: execution %s could not be taken back; its lease runs out", self.worker_id, record.id
+            )
+            self._slots.release()
+            return
+        if not acquired.taken:
+            self._slots.release()  # another worker took it while the previous run ended: it runs there
+            return
+        self._execute(record)
 
     def _claim(self, names: list[str]) -> ExecutionRecord | None:
         try:

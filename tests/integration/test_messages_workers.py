@@ -194,3 +194,35 @@ def test_a_message_is_received_once_when_the_worker_dies_between_its_receipt_and
     events = store.load_events(execution_id)
     receipts = [e for e in events if e.type is EventType.STEP_COMPLETED and e.name == "receive"]
     assert [(e.step_id, e.value) for e in receipts] == [("1", "first"), ("3", "second")]
+
+
+def test_messages_sent_the_moment_the_previous_reply_is_recorded_are_each_answered_once(
+    env: dict[str, str], store: Store, store_kind: str
+) -> None:
+    """Each send lands while the worker is still pausing (or releasing) the execution: the new claim and
+    the ending run belong to one worker, and the ending run must not drop the new claim's lease."""
+    rounds = 15
+    execution_id = queue_execution(store, "conversation", f"{MODULE}:conversation", rounds)
+    worker = start_worker(env, store_kind)
+    try:
+        for n in range(rounds):
+            if n:
+                reply_step = str(2 * n)  # receive 1, reply 2, receive 3, reply 4, ...
+
+                def replied(step: str = reply_step) -> bool:
+                    return any(
+                        e.step_id == step and e.type is EventType.STEP_COMPLETED
+                        for e in store.load_events(execution_id)
+                    )
+
+                wait_for(replied, timeout=WAKE_SECONDS, what=f"the reply to message {n - 1}")
+            taskloom.send(execution_id, "say", n, store=store)
+        done = wait_for(
+            lambda: (r := store.get_execution(execution_id)) and r.status == "completed" and r, what="the last reply"
+        )
+    finally:
+        stop(worker)
+    assert serde.loads(done.output) == [f"re: {n}" for n in range(rounds)]
+    assert done.crashes == 0
+    replies = [line.split()[:2] for line in Path(env["MESSAGE_LOG"]).read_text().splitlines()]
+    assert replies == [["reply", str(n)] for n in range(rounds)], "every reply step ran exactly once"
