@@ -76,12 +76,13 @@ class Session:
             raise ValueError(f"Session: option 'name' must be a string or None, got {name!r}")
         if session_id is not None and not (isinstance(session_id, str) and session_id.strip()):
             raise ValueError(f"Session: option 'session_id' must be a non-empty string or None, got {session_id!r}")
+        random = uuid.uuid4().hex
         #: your own id (``Session(session_id=...)``: the same id on the remote backend counts ``max_parallel``
-        #: across every process using it), else a random one
-        self.id = session_id if session_id is not None else uuid.uuid4().hex
-        #: as Numerous names a session: ``session_`` and 8 hex digits (those of the id), unless given; a
+        #: across every process using it), else ``session_`` and 32 random hex digits
+        self.id = session_id if session_id is not None else f"session_{random}"
+        #: as Numerous names a session: ``session_`` and 8 hex digits (the id's first), unless given; a
         #: session given only an id is named by it, so messages name what the caller knows
-        self.name = name or (session_id if session_id is not None else f"session_{self.id[:8]}")
+        self.name = name or (session_id if session_id is not None else f"session_{random[:8]}")
         self.on_limit: OnLimit = on_limit
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)

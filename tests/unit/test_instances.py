@@ -558,7 +558,7 @@ def test_an_instances_logs_progress_and_status_reach_its_future() -> None:
 # -- sessions --------------------------------------------------------------------------------------------
 def test_session_names_and_their_errors() -> None:
     session = Session()
-    assert session.name == f"session_{session.id[:8]}"
+    assert session.name == session.id[:16] and session.name.startswith("session_")
     with pytest.raises(ValueError) as caught:
         Session(name=3)  # type: ignore[arg-type]
     assert str(caught.value) == "Session: option 'name' must be a string or None, got 3"

@@ -151,10 +151,10 @@ def test_a_session_left_in_a_copy_of_the_context_that_entered_it_is_no_longer_cu
 
 
 # -- names and messages ----------------------------------------------------------------------------
-def test_a_generated_session_name_is_session_and_the_first_eight_characters_of_its_id() -> None:
+def test_a_generated_session_name_is_session_and_the_first_eight_hex_digits_of_its_id() -> None:
     session = Session()
-    assert len(session.id) == 32
-    assert session.name == f"session_{session.id[:8]}"
+    assert len(session.id) == len("session_") + 32 and session.id.startswith("session_")
+    assert session.name == session.id[: len("session_") + 8]
 
 
 def test_a_session_name_that_is_not_a_string_is_refused_with_the_value() -> None:

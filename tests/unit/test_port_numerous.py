@@ -243,10 +243,11 @@ def test_a_session_id_that_is_not_a_non_empty_string_is_refused_naming_the_optio
     assert str(raised.value) == (f"Session: option 'session_id' must be a non-empty string or None, got {session_id!r}")
 
 
-def test_a_generated_session_name_starts_with_session_underscore() -> None:
+def test_a_generated_session_id_and_name_start_with_session_underscore() -> None:
     first, second = Session(), Session()
     assert re.fullmatch(r"session_[0-9a-f]{8}", first.name)
-    assert re.fullmatch(r"[0-9a-f]{32}", first.id) and first.id != second.id
+    assert re.fullmatch(r"session_[0-9a-f]{32}", first.id) and first.id != second.id
+    assert first.id.startswith(first.name)  # the name is the id, shortened
     assert Session(name="mine").name == "mine"
 
 
