@@ -12,14 +12,16 @@ from zoneinfo import ZoneInfo
 import pytest
 from processes import wait_for
 
-from taskloom import ScheduleError, WorkflowExecutionContext, workflow
+from taskloom import ScheduleError, StoreUnavailableError, WorkflowExecutionContext, workflow
 from taskloom.schedule_ticks import tick_execution_id
 from taskloom.schedules import (
     Ticker,
     declare_schedules,
     pause_schedule,
     resume_schedule,
+    run_schedules,
     start_tick,
+    start_ticker,
     tick,
 )
 from taskloom.store import ExecutionStatus, Store, open_store
@@ -270,3 +272,54 @@ def test_ctx_scheduled_at_is_the_same_after_a_replay(default: Store) -> None:
 
 def test_an_execution_no_schedule_started_has_no_scheduled_at(default: Store) -> None:
     assert report.run("by hand").output == {"input": "by hand", "scheduled_at": None}
+
+
+def test_a_declared_schedule_whose_name_another_workflow_holds_fails_the_workers_start(default: Store) -> None:
+    report.schedule("* * * * *", name="declared")
+    with pytest.raises(ScheduleError, match="schedule 'declared' belongs to workflow 'report', not 'declared'"):
+        start_ticker(default, {"declared": declared})
+
+
+@pytest.mark.parametrize(
+    ("call", "named"),
+    [
+        (lambda: run_schedules(), "name the workflows"),
+        (lambda: run_schedules(report, seconds=0), "seconds must be a positive number or None, got 0"),
+    ],
+)
+def test_run_schedules_refuses_bad_arguments_by_name(call: Any, named: str) -> None:
+    with pytest.raises(ScheduleError, match=named):
+        call()
+
+
+class StoreFailingOnCreate:
+    """The real store, except that its ``fail_on``-th ``create_execution`` fails as a lost database would."""
+
+    def __init__(self, store: Store, fail_on: int) -> None:
+        self._store = store
+        self._creates = 0
+        self._fail_on = fail_on
+
+    def create_execution(self, *args: Any, **kwargs: Any) -> None:
+        self._creates += 1
+        if self._creates == self._fail_on:
+            raise StoreUnavailableError("the database went away")
+        self._store.create_execution(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_a_store_failure_in_the_middle_of_a_pass_leaves_the_schedule_where_it_was(default: Store) -> None:
+    report.schedule("*/5 * * * *", catchup="all")
+    default.advance_schedule("report", default.get_schedule("report").last_tick, T0)  # type: ignore[union-attr]
+    failing = StoreFailingOnCreate(default, fail_on=2)
+
+    with pytest.raises(StoreUnavailableError):
+        tick(failing, ["report"], T0 + 901)  # type: ignore[arg-type]
+
+    assert default.get_schedule("report").last_tick == T0  # type: ignore[union-attr]  # not advanced
+    assert scheduled_ids(default, "report") == [tick_execution_id("report", T0 + 300)]
+    # The next pass starts the ticks that were not, and only those, then advances.
+    assert tick(default, ["report"], T0 + 901).started == [tick_execution_id("report", T0 + t) for t in (600, 900)]
+    assert default.get_schedule("report").last_tick == T0 + 900  # type: ignore[union-attr]
