@@ -26,6 +26,7 @@ from taskloom.errors import (
     UndecodableValueError,
     WorkflowError,
 )
+from taskloom.handles import ExecutionHandle
 from taskloom.messages import send
 from taskloom.options import TaskOptions
 from taskloom.runtime.control import TaskControl, TaskControlHandler, set_task_control_handler
@@ -41,6 +42,7 @@ __all__ = [
     "BackendError",
     "ExecutionContext",
     "ExecutionCrashedError",
+    "ExecutionHandle",
     "ExecutionNotFoundError",
     "ExecutionStateError",
     "Future",

@@ -125,9 +125,19 @@ class TaskloomClient:
         result: dict[str, Any] = self._call("GET", "/health")
         return result
 
-    def start(self, workflow: str, input: Any = None) -> dict[str, Any]:
-        """Queue an execution of ``workflow`` (a name or ``module:qualname`` the server knows)."""
-        result: dict[str, Any] = self._call("POST", "/executions", json={"workflow": workflow, "input": input})
+    def start(
+        self, workflow: str, input: Any = None, *, execution_id: str | None = None, delay: float | None = None
+    ) -> dict[str, Any]:
+        """Queue an execution of ``workflow`` (a name or ``module:qualname`` the server knows).
+
+        With ``execution_id`` an existing execution of that id is returned instead (``created`` False);
+        ``delay`` (seconds) keeps workers from starting it before then."""
+        body: dict[str, Any] = {"workflow": workflow, "input": input}
+        if execution_id is not None:
+            body["execution_id"] = execution_id
+        if delay is not None:
+            body["delay"] = delay
+        result: dict[str, Any] = self._call("POST", "/executions", json=body)
         return result
 
     def list_executions(

@@ -83,6 +83,10 @@ class ExecutionStateError(WorkflowError):
     or its state changed under the operation; nothing was written."""
 
 
+class ExecutionIdError(WorkflowError, ValueError):
+    """A caller-chosen execution id is not usable: empty, too long, or holding a control character."""
+
+
 class NonDeterminismError(WorkflowError):
     """Replayed workflow code called a different task at a recorded step position.
 

@@ -1,4 +1,4 @@
-"""Operations on executions that need no user code: queue, resume, cancel.
+"""Operations on executions that need no user code: create under a caller's id, queue, resume, cancel.
 
 The workflow object, the CLI, the HTTP server and workers all go through these, so an execution is
 resumed or cancelled the same way wherever the request comes from.
@@ -6,12 +6,13 @@ resumed or cancelled the same way wherever the request comes from.
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from taskloom import serde
-from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, WorkflowError
+from taskloom.errors import ExecutionIdError, ExecutionNotFoundError, ExecutionStateError, WorkflowError
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.messages import not_resumable, waiting_topic
 from taskloom.store.base import ExecutionRecord, ExecutionStatus, Store
@@ -24,11 +25,93 @@ def get_execution(store: Store, execution_id: str) -> ExecutionRecord:
     return record
 
 
-def queue_execution(store: Store, workflow: str, target: str, input: Any) -> str:
-    """Record a new execution for a worker to claim; returns its id."""
-    execution_id = uuid.uuid4().hex
+#: longest caller-chosen execution id: it goes into URLs, log lines and the CLI's output
+MAX_EXECUTION_ID_LENGTH = 200
+
+
+def check_execution_id(execution_id: Any, argument: str = "execution_id") -> str:
+    """A caller-chosen id as the store keeps it, or :class:`ExecutionIdError` naming ``argument``.
+
+    The id is the idempotency key of the work it names, so it must survive every place it travels: not
+    empty or blank, at most :data:`MAX_EXECUTION_ID_LENGTH` characters, no control character (a NUL
+    is refused by PostgreSQL, a newline would split log lines and the CLI's output), no lone surrogate.
+    """
+    if not isinstance(execution_id, str):
+        raise ExecutionIdError(f"{argument} must be a string, got {type(execution_id).__name__} {execution_id!r}")
+    if not execution_id.strip():
+        raise ExecutionIdError(f"{argument} must not be empty or blank, got {execution_id!r}")
+    if len(execution_id) > MAX_EXECUTION_ID_LENGTH:
+        raise ExecutionIdError(
+            f"{argument} must be at most {MAX_EXECUTION_ID_LENGTH} characters, got {len(execution_id)}: "
+            f"{execution_id[:40]!r}..."
+        )
+    bad = next((c for c in execution_id if unicodedata.category(c) in ("Cc", "Cs")), None)
+    if bad is not None:
+        raise ExecutionIdError(
+            f"{argument} must not contain control characters, got {execution_id!r} (character U+{ord(bad):04X})"
+        )
+    return execution_id
+
+
+def create_or_find(
+    store: Store,
+    execution_id: str,
+    workflow: str,
+    target: str,
+    input: Any,
+    status: str,
+    *,
+    lease_owner: str | None = None,
+    lease_seconds: float | None = None,
+    wake_at: float | None = None,
+) -> ExecutionRecord | None:
+    """Create the execution ``execution_id`` if no execution has that id: None when this call created it,
+    else the execution that already exists (which must be of ``workflow``: :class:`WorkflowError` else).
+
+    The insert itself decides, never a look before it: of any number of callers racing with one new id,
+    in threads or processes, the store's primary key lets exactly one create it; the others get the
+    execution it created.
+    """
     blob = serde.dumps(input, what=f"workflow {workflow!r} input")
-    store.create_execution(execution_id, workflow, blob, ExecutionStatus.QUEUED, target)
+    try:
+        store.create_execution(
+            execution_id,
+            workflow,
+            blob,
+            status,
+            target,
+            lease_owner=lease_owner,
+            lease_seconds=lease_seconds,
+            wake_at=wake_at,
+        )
+        return None
+    except ExecutionStateError:
+        existing = get_execution(store, execution_id)  # executions are never deleted: it is there
+    if existing.workflow != workflow:
+        raise WorkflowError(
+            f"execution id {execution_id!r} is taken by an execution of workflow {existing.workflow!r}, "
+            f"not {workflow!r}; choose another id"
+        )
+    return existing
+
+
+def queue_execution(
+    store: Store,
+    workflow: str,
+    target: str,
+    input: Any,
+    *,
+    execution_id: str | None = None,
+    wake_at: float | None = None,
+) -> str:
+    """Record a new execution for a worker to claim (not before ``wake_at`` when given); returns its id.
+
+    A caller's ``execution_id`` that already exists raises :class:`ExecutionStateError` and writes
+    nothing (:func:`create_or_find` returns the existing one instead).
+    """
+    execution_id = uuid.uuid4().hex if execution_id is None else check_execution_id(execution_id)
+    blob = serde.dumps(input, what=f"workflow {workflow!r} input")
+    store.create_execution(execution_id, workflow, blob, ExecutionStatus.QUEUED, target, wake_at=wake_at)
     return execution_id
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from taskloom.discovery import find_workflows, import_modules
 from taskloom.errors import ExecutionStateError, TaskloomError
 from taskloom.executions import pause_deadline
-from taskloom.store.base import ExecutionRecord, ExecutionStatus, Store
+from taskloom.store.base import ExecutionRecord, ExecutionStatus, Store, not_yet_due
 from taskloom.workflow import Workflow
 
 log = logging.getLogger("taskloom.recovery")
@@ -42,7 +42,8 @@ class RecoveryReport:
 
 
 def interrupted(store: Store, now: float | None = None) -> list[ExecutionRecord]:
-    """Executions no live process runs that are waiting to be continued, oldest first."""
+    """Executions no live process runs that are waiting to be continued, oldest first (a delayed start
+    only once its time has come)."""
     now = time.time() if now is None else now
     found: list[ExecutionRecord] = []
     for status in (ExecutionStatus.RUNNING, ExecutionStatus.QUEUED, ExecutionStatus.PAUSED):
@@ -50,6 +51,8 @@ def interrupted(store: Store, now: float | None = None) -> list[ExecutionRecord]
             live = record.lease_expires_at is not None and record.lease_expires_at >= now
             if status == ExecutionStatus.RUNNING and live:
                 continue  # a live owner runs it
+            if not_yet_due(record, now):
+                continue  # started with a delay that has not passed
             if status == ExecutionStatus.PAUSED:
                 deadline = pause_deadline(store.load_events(record.id))
                 if deadline is None or deadline > now:

@@ -10,6 +10,10 @@ from pathlib import Path
 from taskloom.errors import TaskloomError
 
 DEFAULT_DIR = ".taskloom"
+#: where ``wf.start()`` runs an execution (TASKLOOM_START): ``auto`` runs it in the starting process unless
+#: a server URL is set (then the server queues it for workers); ``local`` always in the starting process;
+#: ``queue`` always queued in the store for workers (a process that must not run workflows itself)
+START_MODES = ("auto", "local", "queue")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +33,8 @@ class Settings:
     store_retry_seconds: float = 30.0
     #: how long one SQLite write waits for another process's write lock before it counts as a failure
     sqlite_busy_timeout: float = 30.0
+    #: where ``wf.start()`` runs executions: one of :data:`START_MODES`
+    start: str = "auto"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -45,7 +51,16 @@ class Settings:
             lease_seconds=_positive(env, "TASKLOOM_LEASE_SECONDS", 10.0),
             store_retry_seconds=_positive(env, "TASKLOOM_STORE_RETRY_SECONDS", 30.0, allow_zero=True),
             sqlite_busy_timeout=_positive(env, "TASKLOOM_SQLITE_BUSY_TIMEOUT", 30.0, allow_zero=True),
+            start=_start_mode(env),
         )
+
+
+def _start_mode(env: os._Environ[str]) -> str:
+    raw = env.get("TASKLOOM_START") or "auto"
+    mode = raw.strip().lower()
+    if mode not in START_MODES:
+        raise TaskloomError(f"TASKLOOM_START={raw!r} must be one of {', '.join(START_MODES)}")
+    return mode
 
 
 def _positive(env: os._Environ[str], name: str, default: float, *, allow_zero: bool = False) -> float:

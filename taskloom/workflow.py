@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from taskloom import masking, serde
@@ -36,7 +36,15 @@ from taskloom.errors import (
     WorkflowPaused,
 )
 from taskloom.events import Event, EventType, NewEvent
-from taskloom.executions import not_paused, pause_deadline, paused_at, record_cancel
+from taskloom.executions import (
+    check_execution_id,
+    create_or_find,
+    not_paused,
+    pause_deadline,
+    paused_at,
+    record_cancel,
+)
+from taskloom.handles import ExecutionHandle, handle_for, start_execution
 from taskloom.leases import keeper, new_owner
 from taskloom.messages import ReceiveWaiting, not_resumable, waiting_topic
 from taskloom.options import OutputStorage, TaskOptions
@@ -44,7 +52,7 @@ from taskloom.replay import ExecutionRun
 from taskloom.schedules import Schedule, check_schedule, upsert_schedule
 from taskloom.settings import Settings
 from taskloom.store import default_store
-from taskloom.store.base import Acquired, ExecutionRecord, ExecutionStatus, Store, holder_died
+from taskloom.store.base import Acquired, ExecutionRecord, ExecutionStatus, Store, holder_died, not_yet_due
 
 T = TypeVar("T")
 WorkflowFn = Callable[[WorkflowExecutionContext[Any]], Awaitable[Any]]
@@ -91,10 +99,13 @@ class Workflow(Generic[T]):
 
     # -- sync entry points ------------------------------------------------------------------------
     def run(self, input: T | None = None, *, execution_id: str | None = None) -> WorkflowExecutionContext[T]:
-        """Run a new execution with ``input`` (or continue ``execution_id``) until it finishes or pauses.
+        """Run a new execution with ``input`` until it finishes or pauses, and return its context.
 
-        Continuing a paused execution resumes it, as in Flux: its ``pause`` returns None (``resume(id,
-        value)`` passes a value instead).
+        With ``execution_id`` (your own id: the idempotency key of this work) the execution is created
+        under that id if none has it, else continued (queued, interrupted, or running elsewhere: this
+        call waits for it) or returned as it is (finished), its stored input kept: an id never starts
+        twice, also when several callers race with one new id. Continuing a paused execution resumes
+        it, as in Flux: its ``pause`` returns None (``resume(id, value)`` passes a value instead).
         """
         _refuse_inside_loop(f"{self.name}.run()", f"await {self.name}.arun(...)")
         with _interruptible():
@@ -106,19 +117,60 @@ class Workflow(Generic[T]):
         with _interruptible():
             return asyncio.run(self.aresume(execution_id, input))
 
-    def create(self, input: T | None = None, *, status: str = ExecutionStatus.RUNNING) -> str:
+    def create(
+        self, input: T | None = None, *, status: str = ExecutionStatus.RUNNING, execution_id: str | None = None
+    ) -> str:
         """Record a new execution without running it and return its id.
 
         ``run(execution_id=...)`` then drives it; the CLI uses this to follow an execution from its
-        first event, workers to queue one (``status="queued"``).
+        first event, workers to queue one (``status="queued"``). An ``execution_id`` of your own that
+        already exists raises :class:`ExecutionStateError` and writes nothing.
         """
         store = default_store()
-        execution_id = uuid.uuid4().hex
+        execution_id = uuid.uuid4().hex if execution_id is None else check_execution_id(execution_id)
         blob = serde.dumps(input, what=f"workflow {self.name!r} input")
         # A running execution gets a lease without an owner: no worker takes it before its creator drives it.
         grace = Settings.from_env().lease_seconds if status == ExecutionStatus.RUNNING else None
         store.create_execution(execution_id, self.name, blob, status, self.target, lease_seconds=grace)
         return execution_id
+
+    def start(
+        self,
+        input: T | None = None,
+        *,
+        execution_id: str | None = None,
+        delay: float | timedelta | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+    ) -> ExecutionHandle[T]:
+        """Start an execution without waiting for it and return its :class:`ExecutionHandle` at once.
+
+        Embedded (the default), this process runs it in the background under a lease, as a worker would:
+        if the process dies, any worker or ``taskloom recover`` takes it over. With a server URL
+        (``TASKLOOM_SERVER_URL``) or ``TASKLOOM_START=queue`` it is queued for workers instead.
+        ``execution_id`` works as in :meth:`run` (an existing one is not started again: its handle comes
+        back); ``delay`` (seconds or a timedelta) starts it no earlier than that from now.
+        ``queue`` and ``priority`` are reserved for queues, which taskloom does not have yet.
+        """
+        return start_execution(self, input, execution_id=execution_id, delay=delay, queue=queue, priority=priority)
+
+    async def astart(
+        self,
+        input: T | None = None,
+        *,
+        execution_id: str | None = None,
+        delay: float | timedelta | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+    ) -> ExecutionHandle[T]:
+        """:meth:`start` for async code: ``handle = await wf.astart(input)``, then ``await handle``."""
+        return await asyncio.to_thread(
+            start_execution, self, input, execution_id=execution_id, delay=delay, queue=queue, priority=priority
+        )
+
+    def handle(self, execution_id: str) -> ExecutionHandle[T]:
+        """The handle of an existing execution of this workflow (:class:`ExecutionNotFoundError` if none)."""
+        return handle_for(self, check_execution_id(execution_id))
 
     def schedule(
         self,
@@ -175,7 +227,24 @@ class Workflow(Generic[T]):
                 lease_seconds=lease,
             )
             return await self._drive(store, execution_id, input, owner, lease, before=None)
-        record = self._load(store, execution_id)
+        found = store.get_execution(check_execution_id(execution_id))
+        if found is None and lease_owner is None:
+            # A new id of the caller's: the insert decides, so of callers racing with it one creates it
+            # and drives it here; the others continue (wait for) the execution it created.
+            owner = new_owner("run")
+            found = create_or_find(
+                store,
+                execution_id,
+                self.name,
+                self.target,
+                input,
+                ExecutionStatus.RUNNING,
+                lease_owner=owner,
+                lease_seconds=lease,
+            )
+            if found is None:
+                return await self._drive(store, execution_id, input, owner, lease, before=None)
+        record = self._checked(store, execution_id, found)
         input = self._decode_input(record)
         if lease_owner is not None:  # a worker's claim: the lease is already held, its crashes counted
             return await self._drive(
@@ -191,6 +260,14 @@ class Workflow(Generic[T]):
                 return continued
             record = continued  # its deadline passed (taken below), or another resume or a cancel came first
         while True:
+            if not_yet_due(record, time.time()):  # started with a delay: not before its time
+                if not wait:
+                    raise ExecutionStateError(
+                        f"execution {execution_id} of workflow {self.name!r} was started with a delay; it "
+                        f"starts at {_clock(record.wake_at)}"
+                    )
+                record = await self._await_due(store, record)
+                continue
             acquired = self._acquire(store, record, owner, lease)
             if acquired is None:  # finished, or paused until a resume: nothing to drive
                 return self._context(store, store.get_execution(execution_id) or record)
@@ -225,6 +302,11 @@ class Workflow(Generic[T]):
             # it changed status meanwhile (finished, paused, cancelled): look again from the top
             return Workflow._acquire(store, acquired.record, owner, lease) if acquired.record != record else None
         return acquired
+
+    async def _await_due(self, store: Store, record: ExecutionRecord) -> ExecutionRecord:
+        """Wait until a delayed execution may start; the record as it is then."""
+        await asyncio.sleep(max(0.0, (record.wake_at or 0.0) - time.time()))
+        return self._load(store, record.id)
 
     @staticmethod
     async def _await_owner(store: Store, holder: ExecutionRecord) -> ExecutionRecord:
@@ -489,7 +571,9 @@ class Workflow(Generic[T]):
             ) from cause
 
     def _load(self, store: Store, execution_id: str) -> ExecutionRecord:
-        record = store.get_execution(execution_id)
+        return self._checked(store, execution_id, store.get_execution(execution_id))
+
+    def _checked(self, store: Store, execution_id: str, record: ExecutionRecord | None) -> ExecutionRecord:
         if record is None:
             raise ExecutionNotFoundError(f"no execution {execution_id!r} in the store {store.url}")
         if record.workflow != self.name:

@@ -29,7 +29,7 @@ from taskloom.cli.progress import EventPrinter, render_value
 from taskloom.cli.tracebacks import user_traceback
 from taskloom.client import TaskloomClient, event_from_json
 from taskloom.context import WorkflowExecutionContext
-from taskloom.errors import StoreError, StoreInterrupted, TaskloomError
+from taskloom.errors import ExecutionStateError, StoreError, StoreInterrupted, TaskloomError
 from taskloom.events import Event, EventType
 from taskloom.executions import record_cancel
 from taskloom.messages import send, waiting_topic
@@ -164,7 +164,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.server:
         return _remote_run(args)
     wf = load_workflow(args.target)
-    execution_id = args.execution_id or wf.create(parse_input(args.input))
+    if args.execution_id is None:
+        execution_id = wf.create(parse_input(args.input))
+    else:  # your own id: created if new, else continued (or shown, when finished); it never starts twice
+        execution_id = args.execution_id
+        try:
+            wf.create(parse_input(args.input), execution_id=execution_id)
+        except ExecutionStateError:
+            if args.input is not None and not args.json:
+                print(f"execution {execution_id} exists: continuing it with its own input", file=sys.stderr)
     return _follow(wf, execution_id, args, lambda: wf.run(execution_id=execution_id))
 
 
@@ -453,12 +461,11 @@ def _client(args: argparse.Namespace) -> TaskloomClient:
 
 
 def _remote_run(args: argparse.Namespace) -> int:
-    if args.execution_id:
-        raise CommandError("--execution-id continues a local execution; with --server, `status` or `events` show one")
     with _client(args) as client:
-        started = client.start(args.target, parse_input(args.input))
+        started = client.start(args.target, parse_input(args.input), execution_id=args.execution_id)
         if not args.json:
-            print(f"execution {started['execution_id']} of workflow {started['workflow']!r} queued on {client.url}")
+            how = "queued" if started.get("created", True) else f"exists ({started['status']})"
+            print(f"execution {started['execution_id']} of workflow {started['workflow']!r} {how} on {client.url}")
         _say_if_no_worker_runs(client, started["workflow"], started.get("target") or args.target)
         return _remote_follow(client, started["execution_id"], args)
 
@@ -635,7 +642,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("run", "run a workflow (live progress) and print its result", remote=True)
     p.add_argument("target", metavar="MODULE:WORKFLOW")
     p.add_argument("input", nargs="?", metavar="INPUT", help="workflow input as JSON")
-    p.add_argument("--execution-id", help="continue this execution instead of starting a new one")
+    p.add_argument(
+        "--execution-id",
+        help="your own id for the execution: started under it if new, else continued (or shown, when finished)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = command("resume", "resume a paused execution with INPUT (JSON)", remote=True)

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from taskloom.events import EventType
+from taskloom.executions import MAX_EXECUTION_ID_LENGTH
 
 #: longest execution id, workflow name or filter the server passes to the store
 MAX_TEXT_LENGTH = 500
@@ -60,6 +61,17 @@ class StartRequest(_Request):
         description="a workflow name, or module:qualname, from the modules the server was started with"
     )
     input: Any = Field(None, description="the workflow's input (ctx.input)")
+    execution_id: str | None = Field(
+        None,
+        description=(
+            "your own id for the execution (an idempotency key): created if no execution has it, else that "
+            f"execution is returned as it is (200, created false). Non-empty, at most {MAX_EXECUTION_ID_LENGTH} "
+            "characters, no control characters."
+        ),
+    )
+    delay: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="seconds from now before which no worker starts it"
+    )
 
 
 class ResumeRequest(_Request):
@@ -80,7 +92,8 @@ class MessageSent(BaseModel):
 class Started(BaseModel):
     execution_id: str
     workflow: str
-    status: Literal["queued"]
+    status: ExecutionStatusName = Field(description="queued when created; the existing execution's status else")
+    created: bool = Field(True, description="false when an execution with the requested execution_id existed")
 
 
 class Accepted(BaseModel):

@@ -11,6 +11,7 @@ import binascii
 import functools
 import json
 import math
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -18,7 +19,8 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from taskloom import serde
-from taskloom.executions import queue_execution, record_cancel, record_resume
+from taskloom.errors import ExecutionIdError
+from taskloom.executions import check_execution_id, create_or_find, queue_execution, record_cancel, record_resume
 from taskloom.messages import send
 from taskloom.server import sse
 from taskloom.server.http import ApiError, ServerState, StrictJSONRoute, execution_view, in_thread, state
@@ -69,17 +71,42 @@ Record = Annotated[ExecutionRecord, Depends(existing_execution)]
 @router.post(
     "/executions",
     operation_id="startExecution",
-    summary="Start a workflow: queue a new execution for a worker",
+    summary="Start a workflow: queue a new execution for a worker (or return the one with your execution_id)",
     status_code=201,
     response_model=Started,
     response_description="queued; a worker running the workflow's module will claim it",
-    responses=errors(401, 404, 413, 415, 422),
+    responses={
+        200: {"model": Started, "description": "an execution with this execution_id existed: returned, not started"},
+        **errors(401, 404, 409, 413, 415, 422),
+    },
 )
 async def start_execution(body: StartRequest, server: Server, response: Response) -> dict[str, Any]:
     wf = server.resolve_workflow(body.workflow)
-    execution_id = await in_thread(queue_execution, server.store, wf.name, wf.target, body.input)
+    wake_at = time.time() + body.delay if body.delay else None
+    if body.execution_id is None:
+        execution_id = await in_thread(
+            functools.partial(queue_execution, wake_at=wake_at), server.store, wf.name, wf.target, body.input
+        )
+        response.headers["Location"] = f"/executions/{execution_id}"
+        return {"execution_id": execution_id, "workflow": wf.name, "status": ExecutionStatus.QUEUED, "created": True}
+    try:
+        execution_id = check_execution_id(body.execution_id)
+    except ExecutionIdError as error:
+        raise ApiError(422, str(error), kind="ExecutionIdError") from None
+    existing = await in_thread(
+        functools.partial(create_or_find, wake_at=wake_at),
+        server.store,
+        execution_id,
+        wf.name,
+        wf.target,
+        body.input,
+        ExecutionStatus.QUEUED,
+    )
     response.headers["Location"] = f"/executions/{execution_id}"
-    return {"execution_id": execution_id, "workflow": wf.name, "status": ExecutionStatus.QUEUED}
+    if existing is None:
+        return {"execution_id": execution_id, "workflow": wf.name, "status": ExecutionStatus.QUEUED, "created": True}
+    response.status_code = 200
+    return {"execution_id": execution_id, "workflow": wf.name, "status": existing.status, "created": False}
 
 
 @router.get(

@@ -49,6 +49,8 @@ class ExecutionRecord:
     lease_expires_at: float | None = None
     #: how many times a holder of the execution died (or a task exited the process) while running it
     crashes: int = 0
+    #: a paused execution's deadline, or a queued one's not-before time (``wf.start(delay=...)``); None else
+    wake_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,16 +134,20 @@ class Store(Protocol):
         lease_owner: str | None = None,
         lease_seconds: float | None = None,
         started_data: Mapping[str, Any] | None = None,
+        wake_at: float | None = None,
     ) -> None:
         """Insert a new execution together with its ``execution_started`` event.
 
         ``started_data`` (JSON-able) is kept as that event's ``data``: facts fixed when the execution is
         created, readable by every run of it in any process (a schedule's tick: ``ctx.scheduled_at``).
+
         ``target`` is ``"module:qualname"`` of the workflow, so another process can import and resume it.
         With ``lease_seconds`` the execution starts leased (to ``lease_owner``, which may be None) until
         ``now + lease_seconds``: no worker claims a just-created running execution before its creator
-        starts driving it. An id that already exists raises
-        :class:`~taskloom.errors.ExecutionStateError` and writes nothing.
+        starts driving it. ``wake_at`` (a queued execution) is the time before which no worker claims it
+        (``wf.start(delay=...)``). An id that already exists raises
+        :class:`~taskloom.errors.ExecutionStateError` and writes nothing: the primary key decides, so of
+        two callers creating one new id at the same time exactly one succeeds.
         """
 
     def get_execution(self, execution_id: str) -> ExecutionRecord | None: ...
@@ -201,19 +207,22 @@ class Store(Protocol):
     ) -> Acquired:
         """Take one execution by id, in one transaction: how ``wf.run(execution_id=...)`` starts driving it.
 
-        It is taken (status ``running``, leased to ``owner`` until ``now + lease_seconds``) only when its
-        status is in ``from_statuses`` and nobody else holds it: held means ``running`` under a live lease
-        of another owner. Taking over a ``running`` execution whose holder's lease expired counts a crash
-        (``crashes`` + 1). A missing id raises :class:`~taskloom.errors.ExecutionNotFoundError`.
+        It is taken (status ``running``, leased to ``owner`` until ``now + lease_seconds``, ``wake_at``
+        cleared) only when its status is in ``from_statuses``, nobody else holds it (held means ``running``
+        under a live lease of another owner) and it is not a queued execution whose not-before time
+        (``wake_at``) is still ahead. Taking over a ``running`` execution whose holder's lease expired
+        counts a crash (``crashes`` + 1). A missing id raises :class:`~taskloom.errors.ExecutionNotFoundError`.
         """
 
     def claim_next_execution(
         self, worker_id: str, lease_seconds: float, workflows: Sequence[str]
     ) -> ExecutionRecord | None:
-        """Atomically claim the oldest execution of one of ``workflows`` that is queued, running under a
+        """Atomically claim the oldest execution of one of ``workflows`` that is queued (and its not-before
+        ``wake_at``, if any, has passed), running under a
         lease that expired (its holder died: ``crashes`` + 1) or with no lease at all (released unfinished,
         or written by an older taskloom), or paused with a deadline (``wake_at``) that has passed.
-        The claim sets status ``running`` and a lease; the record returned is the row after the claim."""
+        The claim sets status ``running`` and a lease and clears ``wake_at``; the record returned is the row
+        after the claim."""
 
     def renew_lease(self, execution_id: str, owner: str, lease_seconds: float) -> str | None:
         """Extend ``owner``'s lease on one execution to ``now + lease_seconds`` and return its status.
@@ -241,8 +250,9 @@ class Store(Protocol):
         replay (a changed workflow), for a worker with the right code, without claiming it in a loop."""
 
     def next_lease_expiry(self, workflows: Sequence[str]) -> float | None:
-        """The earliest time (Unix seconds) a lease on a running execution of ``workflows`` expires or a
-        paused one's deadline passes, or None: an idle worker waits until then to take the work over.
+        """The earliest time (Unix seconds) a lease on a running execution of ``workflows`` expires, a
+        paused one's deadline passes or a delayed queued one may start, or None: an idle worker waits until
+        then to take the work over.
         A running execution with no lease counts as expiring now."""
 
     def wait_for_work(self, timeout: float) -> bool:
@@ -422,6 +432,12 @@ def held_by_another(record: ExecutionRecord, owner: str, now: float) -> bool:
         and record.lease_expires_at is not None
         and record.lease_expires_at >= now
     )
+
+
+def not_yet_due(record: ExecutionRecord, now: float) -> bool:
+    """Whether ``record`` is queued with a not-before time still ahead (``wf.start(delay=...)``): nobody
+    may take it before then."""
+    return record.status == ExecutionStatus.QUEUED and record.wake_at is not None and record.wake_at > now
 
 
 def holder_died(record: ExecutionRecord, new_owner: str | None = None) -> bool:

@@ -54,6 +54,7 @@ from taskloom.store.base import (
     held_by_another,
     holder_died,
     listing_where,
+    not_yet_due,
 )
 from taskloom.store.faults import Fault, Outage, TransientStoreError, classify_postgres, first_contact, retrying
 from taskloom.store.migrations import load_migrations
@@ -73,7 +74,8 @@ MIGRATION_LOCK_KEY = int.from_bytes(b"taskloom", "big")
 WORK_CHANNEL = "taskloom_work"
 
 _EXECUTION_COLUMNS = (
-    "id, workflow, status, input, output, created_at, updated_at, target, lease_owner, lease_expires_at, crashes"
+    "id, workflow, status, input, output, created_at, updated_at, target, lease_owner, lease_expires_at, crashes, "
+    "wake_at"
 )
 _INSERT_STARTED = "INSERT INTO events (execution_id, type, name, value, data, ts) VALUES (%s, %s, %s, %s, %s, %s)"
 _NOTIFY_WORK = f"SELECT pg_notify('{WORK_CHANNEL}', %s)"
@@ -330,6 +332,7 @@ class PostgresStore:
         lease_owner: str | None = None,
         lease_seconds: float | None = None,
         started_data: Mapping[str, Any] | None = None,
+        wake_at: float | None = None,
     ) -> None:
         now = time.time()
         expires_at = None if lease_seconds is None else now + lease_seconds
@@ -337,7 +340,7 @@ class PostgresStore:
             # ON CONFLICT DO NOTHING: a duplicate id is answered without aborting the transaction.
             inserted = conn.execute(
                 "INSERT INTO executions (id, workflow, target, status, input, created_at, updated_at, "
-                "lease_owner, lease_expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "lease_owner, lease_expires_at, wake_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (id) DO NOTHING",
                 (
                     execution_id,
@@ -349,6 +352,7 @@ class PostgresStore:
                     now,
                     None if expires_at is None else lease_owner,
                     expires_at,
+                    wake_at,
                 ),
             ).rowcount
             if not inserted:
@@ -475,15 +479,16 @@ class PostgresStore:
         with self._transaction() as conn:
             row = conn.execute(
                 "UPDATE executions SET status = 'running', lease_owner = %s, lease_expires_at = %s, "
-                "updated_at = %s, crashes = crashes + "
+                "updated_at = %s, wake_at = NULL, crashes = crashes + "
                 "  CASE WHEN status = 'running' AND lease_owner IS NOT NULL AND lease_owner <> %s THEN 1 ELSE 0 END "
                 "WHERE id = ("
                 "  SELECT id FROM executions WHERE workflow = ANY(%s) AND "
-                "  (status = 'queued' OR (status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < %s)) "
+                "  ((status = 'queued' AND (wake_at IS NULL OR wake_at <= %s)) "
+                "   OR (status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < %s)) "
                 "   OR (status = 'paused' AND wake_at <= %s)) "
                 "  ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED"
                 f") RETURNING {_EXECUTION_COLUMNS}",
-                (worker_id, now + lease_seconds, now, worker_id, list(workflows), now, now),
+                (worker_id, now + lease_seconds, now, worker_id, list(workflows), now, now, now),
             ).fetchone()
         return ExecutionRecord(*row) if row else None
 
@@ -499,11 +504,15 @@ class PostgresStore:
             if row is None:
                 raise ExecutionNotFoundError(f"no execution {execution_id!r} in the store {redacted(self.url)}")
             before = ExecutionRecord(*row)
-            taken = before.status in from_statuses and not held_by_another(before, owner, now)
+            taken = (
+                before.status in from_statuses
+                and not held_by_another(before, owner, now)
+                and not not_yet_due(before, now)
+            )
             if taken:
                 conn.execute(
                     "UPDATE executions SET status = 'running', lease_owner = %s, lease_expires_at = %s, "
-                    "updated_at = %s, crashes = crashes + %s WHERE id = %s",
+                    "updated_at = %s, wake_at = NULL, crashes = crashes + %s WHERE id = %s",
                     (owner, now + lease_seconds, now, 1 if holder_died(before, owner) else 0, execution_id),
                 )
         return Acquired(before, taken)
@@ -531,9 +540,10 @@ class PostgresStore:
         with self._transaction() as conn:
             row = conn.execute(
                 "UPDATE executions SET lease_owner = NULL, lease_expires_at = %s, crashes = crashes + %s, "
-                "status = CASE WHEN %s AND status = 'running' THEN 'queued' ELSE status END "
+                "status = CASE WHEN %s AND status = 'running' THEN 'queued' ELSE status END, "
+                "wake_at = CASE WHEN %s AND status = 'running' THEN NULL ELSE wake_at END "
                 "WHERE id = %s AND lease_owner = %s RETURNING status, workflow",
-                (free_at, 1 if crashed else 0, requeue, execution_id, owner),
+                (free_at, 1 if crashed else 0, requeue, requeue, execution_id, owner),
             ).fetchone()
             if row is not None and requeue and row[0] == ExecutionStatus.QUEUED:
                 conn.execute(_NOTIFY_WORK, (row[1],))
@@ -545,7 +555,7 @@ class PostgresStore:
         with self._transaction() as conn:
             row = conn.execute(
                 "SELECT MIN(CASE WHEN status = 'running' THEN COALESCE(lease_expires_at, %s) ELSE wake_at END) "
-                "FROM executions WHERE workflow = ANY(%s) AND status IN ('running', 'paused')",
+                "FROM executions WHERE workflow = ANY(%s) AND status IN ('running', 'paused', 'queued')",
                 (time.time(), list(workflows)),
             ).fetchone()
         return float(row[0]) if row and row[0] is not None else None

@@ -43,6 +43,7 @@ from taskloom.store.base import (
     held_by_another,
     holder_died,
     listing_where,
+    not_yet_due,
 )
 from taskloom.store.faults import Fault, Outage, TransientStoreError, classify_sqlite, retrying
 from taskloom.store.migrations import load_migrations, split_statements
@@ -53,7 +54,8 @@ DEFAULT_RETRY_SECONDS = 30.0
 _INSERT_EVENT = "INSERT INTO events (execution_id, type, step_id, name, value, data, ts) VALUES (?, ?, ?, ?, ?, ?, ?)"
 _LAST_SEQ_AND_FENCE = "SELECT last_insert_rowid(), status, lease_owner FROM executions WHERE id = ?"
 _EXECUTION_COLUMNS = (
-    "id, workflow, status, input, output, created_at, updated_at, target, lease_owner, lease_expires_at, crashes"
+    "id, workflow, status, input, output, created_at, updated_at, target, lease_owner, lease_expires_at, crashes, "
+    "wake_at"
 )
 
 
@@ -237,6 +239,7 @@ class SQLiteStore:
         lease_owner: str | None = None,
         lease_seconds: float | None = None,
         started_data: Mapping[str, Any] | None = None,
+        wake_at: float | None = None,
     ) -> None:
         conn = self._conn()
         now = time.time()
@@ -247,7 +250,7 @@ class SQLiteStore:
                 raise _exists(execution_id)
             conn.execute(
                 "INSERT INTO executions (id, workflow, target, status, input, created_at, updated_at, "
-                "lease_owner, lease_expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "lease_owner, lease_expires_at, wake_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     execution_id,
                     workflow,
@@ -258,6 +261,7 @@ class SQLiteStore:
                     now,
                     None if expires_at is None else lease_owner,
                     expires_at,
+                    wake_at,
                 ),
             )
             conn.execute(
@@ -409,17 +413,18 @@ class SQLiteStore:
         try:
             row = conn.execute(
                 f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE workflow IN ({marks}) AND "
-                "(status = 'queued' OR (status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < ?)) "
+                "((status = 'queued' AND (wake_at IS NULL OR wake_at <= ?)) "
+                "   OR (status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < ?)) "
                 " OR (status = 'paused' AND wake_at <= ?)) "
                 "ORDER BY created_at LIMIT 1",
-                (*workflows, now, now),
+                (*workflows, now, now, now),
             ).fetchone()
             if row is not None:
                 record = ExecutionRecord(*row)
                 crashes = record.crashes + (1 if holder_died(record, worker_id) else 0)
                 conn.execute(
                     "UPDATE executions SET status = 'running', lease_owner = ?, lease_expires_at = ?, updated_at = ?, "
-                    "crashes = ? WHERE id = ?",
+                    "crashes = ?, wake_at = NULL WHERE id = ?",
                     (worker_id, now + lease_seconds, now, crashes, record.id),
                 )
             conn.execute("COMMIT")
@@ -435,6 +440,7 @@ class SQLiteStore:
             lease_owner=worker_id,
             lease_expires_at=now + lease_seconds,
             crashes=crashes,
+            wake_at=None,
         )
 
     @retrying
@@ -449,11 +455,15 @@ class SQLiteStore:
             if row is None:
                 raise self._not_found(execution_id)
             before = ExecutionRecord(*row)
-            taken = before.status in from_statuses and not held_by_another(before, owner, now)
+            taken = (
+                before.status in from_statuses
+                and not held_by_another(before, owner, now)
+                and not not_yet_due(before, now)
+            )
             if taken:
                 conn.execute(
                     "UPDATE executions SET status = 'running', lease_owner = ?, lease_expires_at = ?, "
-                    "updated_at = ?, crashes = crashes + ? WHERE id = ?",
+                    "updated_at = ?, wake_at = NULL, crashes = crashes + ? WHERE id = ?",
                     (owner, now + lease_seconds, now, 1 if holder_died(before, owner) else 0, execution_id),
                 )
             conn.execute("COMMIT")
@@ -493,7 +503,7 @@ class SQLiteStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             requeued = conn.execute(
-                "UPDATE executions SET lease_owner = NULL, lease_expires_at = NULL, status = 'queued', "
+                "UPDATE executions SET lease_owner = NULL, lease_expires_at = NULL, status = 'queued', wake_at = NULL, "
                 "crashes = crashes + ? WHERE id = ? AND lease_owner = ? AND ? AND status = 'running'",
                 (crash, execution_id, owner, 1 if requeue else 0),
             ).rowcount
@@ -519,7 +529,7 @@ class SQLiteStore:
             self._conn()
             .execute(
                 "SELECT MIN(CASE WHEN status = 'running' THEN COALESCE(lease_expires_at, ?) ELSE wake_at END) "
-                f"FROM executions WHERE workflow IN ({marks}) AND status IN ('running', 'paused')",
+                f"FROM executions WHERE workflow IN ({marks}) AND status IN ('running', 'paused', 'queued')",
                 (time.time(), *workflows),
             )
             .fetchone()

@@ -44,6 +44,7 @@ EXPECTED: dict[str, str | tuple[str, ...]] = {
     "sagas/http_retry.py": "result: {'eur': 250.0, 'usd': 271.05, 'rate': 1.0842}",
     "demo.py": ("completed in", '"total": 79.92'),
     "schedules.py": "result: every tick ran once, one second apart",
+    "start_and_handles.py": "result: 5 orders charged once each: O-1, O-2, O-3, O-4, O-5; O-9 declined",
     "messages.py": "result: 2 items (mug, pen) to 12 Quay St, paid 12.50, note: None",
 }
 
@@ -52,7 +53,7 @@ def _discovered() -> list[str]:
     found = [
         p.relative_to(EXAMPLES).as_posix() for folder in ("flux", "sagas") for p in (EXAMPLES / folder).glob("*.py")
     ]
-    return [*sorted(found), "demo.py", "messages.py", "schedules.py"]
+    return [*sorted(found), "demo.py", "messages.py", "schedules.py", "start_and_handles.py"]
 
 
 def test_every_example_has_an_expected_line() -> None:
