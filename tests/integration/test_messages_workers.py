@@ -226,3 +226,22 @@ def test_messages_sent_the_moment_the_previous_reply_is_recorded_are_each_answer
     assert done.crashes == 0
     replies = [line.split()[:2] for line in Path(env["MESSAGE_LOG"]).read_text().splitlines()]
     assert replies == [["reply", str(n)] for n in range(rounds)], "every reply step ran exactly once"
+
+
+def test_the_cli_says_what_a_waiting_execution_waits_for_and_continues_it_after_a_send(
+    env: dict[str, str], store: Store
+) -> None:
+    """Without workers: ``taskloom run`` stops at the receive, ``send`` keeps the message, and running the
+    execution again (``--execution-id``) takes it; ``resume`` is refused, naming the send instead."""
+    started = cli(env, "run", f"{MODULE}:conversation", "1")
+    assert started.returncode == 0, started.stderr
+    execution_id = store.list_executions(limit=1)[0].id
+    how = f"send one with: taskloom send {execution_id} say '<JSON value>'"
+    assert f"waiting for a message on 'say'; {how}" in started.stdout
+    refused = cli(env, "resume", execution_id, '"yes"')
+    assert refused.returncode == 2 and f"taskloom send {execution_id} say" in refused.stderr
+    assert cli(env, "send", execution_id, "say", '"hi"').returncode == 0
+    assert store.get_execution(execution_id).status == "paused"  # send runs no workflow code
+    continued = cli(env, "run", f"{MODULE}:conversation", "--execution-id", execution_id, "--json")
+    assert continued.returncode == 0, continued.stderr
+    assert json.loads(continued.stdout.splitlines()[-1])["output"] == ["re: hi"]
