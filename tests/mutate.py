@@ -50,6 +50,7 @@ TESTS: dict[str, list[str]] = {
         "tests/unit/test_secrets_in_tasks.py",
         "tests/unit/test_masking.py",
         "tests/unit/test_workflow.py",
+        "tests/unit/test_task_cache.py",  # call_sync's and the workflow step's cache=True path
     ],
     "taskloom/tasks/graph.py": ["tests/unit/test_graph.py", "tests/unit/test_strength_tasks.py"],
     "taskloom/tasks/": [
