@@ -17,6 +17,7 @@ TESTS: dict[str, list[str]] = {
         "tests/unit/test_workflow.py",
         "tests/unit/test_builtins.py",
         "tests/unit/test_strength_tasks.py",
+        "tests/unit/test_messages.py",  # take_message and its receipt events
     ],
     "taskloom/worker.py": ["tests/unit/test_mutants_worker.py"],
 }
