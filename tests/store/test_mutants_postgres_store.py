@@ -114,7 +114,9 @@ def test_one_notification_wakes_the_waiter_at_once(pg_fresh_url: str) -> None:
 
         started = time.monotonic()
         assert store.wait_for_work(6.0) is True
-        assert time.monotonic() - started < 3.0  # not the whole 6 s waiting for a second notification
+        # At once: not after waiting for a second notification, nor for more while draining the burst
+        # (the notification is already there; 0.9 s is generous for a slow machine).
+        assert time.monotonic() - started < 0.9
         assert store.wait_for_work(0.0) is False
     finally:
         store.close()
