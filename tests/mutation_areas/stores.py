@@ -11,11 +11,18 @@ _STORE_TESTS = [
     "tests/store/test_store_faults.py",
     "tests/store/test_instance_workers.py",
 ]
+#: the store methods of newer features, tested by their own suites (on both stores)
+_FEATURE_TESTS = [
+    "tests/unit/test_messages.py",
+    "tests/store/test_task_cache_store.py",
+    "tests/schedules/test_schedule_store.py",
+]
 
 #: module path prefix -> the test files that exercise it (tried before tests/mutate.py's own map)
 TESTS: dict[str, list[str]] = {
     "taskloom/store/sqlite.py": [
         *_STORE_TESTS,
+        *_FEATURE_TESTS,
         "tests/store/test_mutants_sqlite.py",
         "tests/store/test_mutants_sqlite_wal_fence.py",
     ],
@@ -33,6 +40,7 @@ TESTS: dict[str, list[str]] = {
     ],
     "taskloom/store/postgres.py": [
         *_STORE_TESTS,
+        *_FEATURE_TESTS,
         "tests/store/test_mutants_postgres.py",
         "tests/store/test_mutants_postgres_store.py",
         "tests/store/test_pg_paused_transaction.py",
