@@ -62,6 +62,14 @@ class WorkflowExecutionContext(Generic[T]):
 
         return scheduled_at(self._store.load_events(self.execution_id))
 
+    @cached_property
+    def parent_id(self) -> str | None:
+        """The id of the execution that started this one as a child (``await this(input)`` in a
+        workflow), else None (see :mod:`taskloom.children`)."""
+        from taskloom.children import parent_of
+
+        return parent_of(self._store.load_events(self.execution_id))
+
     @property
     def has_finished(self) -> bool:
         return self.status in ExecutionStatus.FINISHED

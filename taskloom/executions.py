@@ -131,6 +131,12 @@ def record_resume(
     topic = waiting_topic(pause.name)
     if topic is not None:  # a receive waits there: a message continues it (a resume would not replay)
         raise not_resumable(record, topic)
+    from taskloom.children import not_resumable as child_not_resumable
+    from taskloom.children import waiting_child
+
+    child = waiting_child(pause.name)
+    if child is not None:  # a child workflow's end continues it
+        raise child_not_resumable(record, child)
     blob = serde.dumps(input, what=f"resume input of workflow {record.workflow!r}")
     try:
         store.append_events(
@@ -203,6 +209,9 @@ def record_cancel(store: Store, execution_id: str) -> ExecutionRecord:
             )
         except ExecutionStateError:
             continue  # its status changed since we read it: look again
+        from taskloom.children import on_cancelled
+
+        on_cancelled(store, execution_id)  # its running children are cancelled with it
         return record
     raise ExecutionStateError(
         f"execution {execution_id} changed status {CANCEL_ATTEMPTS} times while being cancelled; try again"

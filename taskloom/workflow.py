@@ -21,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from taskloom import masking, serde
+from taskloom.children import not_resumable as child_not_resumable
+from taskloom.children import parent_of, waiting_child, wake_parent
 from taskloom.context import WorkflowExecutionContext, current_scope
 from taskloom.errors import (
     ExecutionCrashedError,
@@ -96,6 +98,20 @@ class Workflow(Generic[T]):
         self.__name__ = fn.__name__
         self.__qualname__ = fn.__qualname__
         self.__module__ = fn.__module__
+
+    def __call__(self, input: T | None = None) -> Awaitable[Any]:
+        """``await other(input)`` inside a running workflow: run ``other`` as a child execution, one step of
+        the calling workflow (see :mod:`taskloom.children`); its output is the value, its failure raises."""
+        scope = current_scope.get()
+        if scope is None:
+            raise TypeError(
+                f"workflow {self.name!r} was called outside a running workflow; awaiting it runs a child "
+                f"execution only inside a workflow. Use {self.name}.run(input), await {self.name}.arun(input) "
+                f"or {self.name}.start(input)"
+            )
+        from taskloom.children import ChildCall
+
+        return ChildCall(scope.run, scope.next_id(), self, input)
 
     # -- sync entry points ------------------------------------------------------------------------
     def run(self, input: T | None = None, *, execution_id: str | None = None) -> WorkflowExecutionContext[T]:
@@ -338,9 +354,13 @@ class Workflow(Generic[T]):
         if record.status != ExecutionStatus.PAUSED:
             raise not_paused(record)
         events = store.load_events(execution_id)
-        topic = waiting_topic(paused_at(record, events).name)
+        pause_name = paused_at(record, events).name
+        topic = waiting_topic(pause_name)
         if topic is not None:
             raise not_resumable(record, topic)
+        child = waiting_child(pause_name)
+        if child is not None:
+            raise child_not_resumable(record, child)
         blob = serde.dumps(input, what=f"resume input of workflow {record.workflow!r}")
         lease = Settings.from_env().lease_seconds
         resumed = await self._resume(store, record, stored_input, blob, new_owner("run"), lease, events)
@@ -419,6 +439,7 @@ class Workflow(Generic[T]):
         executor = ThreadPoolExecutor(STEP_THREADS, thread_name_prefix=f"taskloom-{self.name}")
         if events is None:
             events = store.load_events(execution_id)
+        parent = parent_of(events)  # a child execution tells its parent when it ends
         run = ExecutionRun(store, execution_id, events, executor)
         run.main_task = asyncio.current_task()
         run.lease_owner = owner
@@ -489,6 +510,8 @@ class Workflow(Generic[T]):
             executor.shutdown(wait=False)
             if release:
                 _release(store, execution_id, owner, requeue=requeue, crashed=crashed)
+            if parent is not None and ctx.status in ExecutionStatus.FINISHED:
+                wake_parent(store, parent, execution_id, events)
 
     def _settle(
         self,
