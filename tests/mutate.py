@@ -86,6 +86,10 @@ TESTS: dict[str, list[str]] = {
 DEFAULT_MARKERS = "not postgres"
 MARKERS: dict[str, str] = {}
 
+#: tests left out of a module's runs (a path prefix -> test ids), each for a reason given beside it: a test
+#: that fails now and then unmutated would fail mutmut's clean run, or count a surviving mutant as killed
+DESELECT: dict[str, list[str]] = {}
+
 #: Mutants no test can kill: mutmut's name -> (the mutated line, stripped, as ``mutmut show`` prints it
 #: after "+", and why the change cannot be observed). Left out of the score, and listed in docs/testing.md.
 #: mutmut numbers mutants by their position in a function, so an edit to the function renumbers them:
@@ -338,6 +342,8 @@ for _area in sorted((ROOT / "tests" / "mutation_areas").glob("*.py")):
     _found = runpy.run_path(str(_area))
     _theirs = _found.get("TESTS", {})
     TESTS = {**_theirs, **{prefix: tests for prefix, tests in TESTS.items() if prefix not in _theirs}}
+    for _prefix, _ids in _found.get("DESELECT", {}).items():
+        DESELECT[_prefix] = [*DESELECT.get(_prefix, []), *_ids]
     _their_markers = _found.get("MARKERS", {})
     MARKERS = {**_their_markers, **{prefix: m for prefix, m in MARKERS.items() if prefix not in _their_markers}}
     EQUIVALENT.update(_found.get("EQUIVALENT", {}))
@@ -353,7 +359,7 @@ only_mutate = {only}
 pytest_add_cli_args =
     -p
     no:cacheprovider
-{markers}    -q
+{markers}{deselect}    -q
 pytest_add_cli_args_test_selection =
 {tests}
 use_git_change_detection = false
@@ -377,6 +383,11 @@ def markers_for(module: str) -> str:
         if module == prefix or module.startswith(prefix):
             return expression
     return DEFAULT_MARKERS
+
+
+def deselected_for(module: str) -> list[str]:
+    """The test ids :data:`DESELECT` leaves out of ``module``'s runs."""
+    return [test for prefix, tests in DESELECT.items() if module.startswith(prefix) for test in tests]
 
 
 def snapshot(work: Path, commit: str | None = None) -> None:
@@ -536,8 +547,11 @@ def _mutate(
         ).stdout.strip()
     snapshot(work, commit)
     marker_lines = f"    -m\n    {markers}\n" if markers else ""
+    deselect_lines = "".join(f"    --deselect\n    {test}\n" for test in deselected_for(module))
     (work / "setup.cfg").write_text(
-        MUTMUT_SECTION.format(only=only, markers=marker_lines, tests="\n".join(f"    {t}" for t in tests)),
+        MUTMUT_SECTION.format(
+            only=only, markers=marker_lines, deselect=deselect_lines, tests="\n".join(f"    {t}" for t in tests)
+        ),
         encoding="utf-8",
     )
     shown = f'-m "{markers}"' if markers else "no marker filter"

@@ -22,6 +22,15 @@ TESTS: dict[str, list[str]] = {
     "taskloom/worker.py": ["tests/unit/test_mutants_worker.py"],
 }
 
+#: tests left out of a module's runs: each fails now and then unmutated (see tests/mutate.py's DESELECT)
+DESELECT: dict[str, list[str]] = {
+    # About one run in three on a loaded machine, unmutated at d2738b2: the crash of branch y can end the
+    # parallel before the sync branch z has run, so `runs` is ['x'] (the test assumes z always runs first).
+    "taskloom/replay": [
+        "tests/unit/test_replay.py::test_rerun_of_a_crashed_parallel_runs_only_the_unfinished_branches",
+    ],
+}
+
 #: mutmut's name -> (the mutated line, stripped, as ``mutmut show`` prints it after "+", why no test can
 #: tell it from the original)
 EQUIVALENT: dict[str, tuple[str, str]] = {
