@@ -121,7 +121,8 @@ class Workflow(Generic[T]):
         under that id if none has it, else continued (queued, interrupted, or running elsewhere: this
         call waits for it) or returned as it is (finished), its stored input kept: an id never starts
         twice, also when several callers race with one new id. Continuing a paused execution resumes
-        it, as in Flux: its ``pause`` returns None (``resume(id, value)`` passes a value instead).
+        it, as in Flux: its ``pause`` returns None (``resume(id, value)`` passes a value instead), but only
+        when no ``input`` is given; a repeated start with its input returns the paused execution as it is.
         """
         _refuse_inside_loop(f"{self.name}.run()", f"await {self.name}.arun(...)")
         with _interruptible():
@@ -229,6 +230,9 @@ class Workflow(Generic[T]):
         """
         store = store or default_store()
         lease = lease_seconds or Settings.from_env().lease_seconds
+        # Only the Flux form, run(execution_id=ID) with no input, continues a pause: a caller repeating its
+        # start (run(input, execution_id=ID), the idempotency key) must never approve a pause with None.
+        continue_paused = continue_paused and input is None
         if execution_id is None:
             execution_id = uuid.uuid4().hex
             blob = serde.dumps(input, what=f"workflow {self.name!r} input")

@@ -562,3 +562,17 @@ def test_a_pause_output_that_cannot_be_stored_fails_the_pause_naming_it_and_writ
     assert isinstance(ctx.output, SerializationError)
     assert "pause 'approve' output" in str(ctx.output)
     assert of_type(ctx.events, EventType.STEP_STARTED) == []
+
+
+def test_repeating_a_start_with_its_input_never_approves_a_pause() -> None:
+    """run(input, execution_id=ID) is an idempotent start: only run(execution_id=ID) continues a pause."""
+
+    @workflow
+    async def approval_by_id(ctx: WorkflowExecutionContext[str]) -> str:
+        decision = await pause("manager")
+        return f"{ctx.input}: {decision}"
+
+    first = approval_by_id.run("laptop", execution_id="approval-7")
+    again = approval_by_id.run("laptop", execution_id="approval-7")  # a client retrying its start
+    assert (first.status, again.status) == ("paused", "paused")
+    assert approval_by_id.run(execution_id="approval-7").output == "laptop: None"  # the Flux form continues
