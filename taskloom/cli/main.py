@@ -282,7 +282,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not records:
         print("no executions")
     for r in records:
-        print(f"{r.id}  {r.status:<10} {_when(r.created_at)}  {r.workflow}")
+        parent = f"  (child of {r.parent_id})" if r.parent_id else ""
+        print(f"{r.id}  {r.status:<10} {_when(r.created_at)}  {r.workflow}{parent}")
     return 0
 
 
@@ -570,7 +571,8 @@ def _remote_list(args: argparse.Namespace) -> int:
     if not views:
         print("no executions")
     for v in views:
-        print(f"{v['execution_id']}  {v['status']:<10} {_remote_when(v['created_at'])}  {v['workflow']}")
+        parent = f"  (child of {v['parent_id']})" if v.get("parent_id") else ""
+        print(f"{v['execution_id']}  {v['status']:<10} {_remote_when(v['created_at'])}  {v['workflow']}{parent}")
     return 0
 
 

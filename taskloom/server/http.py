@@ -231,6 +231,7 @@ def execution_view(record: ExecutionRecord, *, values: Collection[str] = ("input
         "workflow": record.workflow,
         "target": record.target,
         "status": record.status,
+        "parent_id": record.parent_id,
         "created_at": timestamp(record.created_at),
         "updated_at": timestamp(record.updated_at),
     }

@@ -106,6 +106,9 @@ class ExecutionSummary(BaseModel):
     workflow: str
     target: str | None = Field(description="module:qualname of the workflow's code")
     status: ExecutionStatusName
+    parent_id: str | None = Field(
+        None, description="the execution that started this one as a child workflow; null for a top-level one"
+    )
     created_at: DateTime
     updated_at: DateTime
     output: Any = Field(description="result (completed) or {type, message} (failed), as a JSON view")

@@ -51,6 +51,8 @@ class ExecutionRecord:
     crashes: int = 0
     #: a paused execution's deadline, or a queued one's not-before time (``wf.start(delay=...)``); None else
     wake_at: float | None = None
+    #: the execution that started this one as a child (``started_data["parent_id"]``); None for a top-level one
+    parent_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +141,8 @@ class Store(Protocol):
         """Insert a new execution together with its ``execution_started`` event.
 
         ``started_data`` (JSON-able) is kept as that event's ``data``: facts fixed when the execution is
-        created, readable by every run of it in any process (a schedule's tick: ``ctx.scheduled_at``).
+        created, readable by every run of it in any process (a schedule's tick: ``ctx.scheduled_at``). Its
+        ``"parent_id"`` (a child workflow's parent, :mod:`taskloom.children`) is kept in the execution's row too.
 
         ``target`` is ``"module:qualname"`` of the workflow, so another process can import and resume it.
         With ``lease_seconds`` the execution starts leased (to ``lease_owner``, which may be None) until
@@ -449,6 +452,12 @@ def holder_died(record: ExecutionRecord, new_owner: str | None = None) -> bool:
     return (
         record.status == ExecutionStatus.RUNNING and record.lease_owner is not None and record.lease_owner != new_owner
     )
+
+
+def started_parent(started_data: Mapping[str, Any] | None) -> str | None:
+    """The parent of an execution being created, from its ``started_data`` (see :meth:`Store.create_execution`)."""
+    parent = started_data.get("parent_id") if started_data else None
+    return parent if isinstance(parent, str) else None
 
 
 def event_data_json(data: Mapping[str, Any] | None) -> str | None:

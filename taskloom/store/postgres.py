@@ -55,6 +55,7 @@ from taskloom.store.base import (
     holder_died,
     listing_where,
     not_yet_due,
+    started_parent,
 )
 from taskloom.store.faults import Fault, Outage, TransientStoreError, classify_postgres, first_contact, retrying
 from taskloom.store.migrations import load_migrations
@@ -75,7 +76,7 @@ WORK_CHANNEL = "taskloom_work"
 
 _EXECUTION_COLUMNS = (
     "id, workflow, status, input, output, created_at, updated_at, target, lease_owner, lease_expires_at, crashes, "
-    "wake_at"
+    "wake_at, parent_id"
 )
 _INSERT_STARTED = "INSERT INTO events (execution_id, type, name, value, data, ts) VALUES (%s, %s, %s, %s, %s, %s)"
 _NOTIFY_WORK = f"SELECT pg_notify('{WORK_CHANNEL}', %s)"
@@ -340,8 +341,8 @@ class PostgresStore:
             # ON CONFLICT DO NOTHING: a duplicate id is answered without aborting the transaction.
             inserted = conn.execute(
                 "INSERT INTO executions (id, workflow, target, status, input, created_at, updated_at, "
-                "lease_owner, lease_expires_at, wake_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (id) DO NOTHING",
+                "lease_owner, lease_expires_at, wake_at, parent_id) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
                 (
                     execution_id,
                     workflow,
@@ -353,6 +354,7 @@ class PostgresStore:
                     None if expires_at is None else lease_owner,
                     expires_at,
                     wake_at,
+                    started_parent(started_data),
                 ),
             ).rowcount
             if not inserted:

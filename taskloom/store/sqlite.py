@@ -44,6 +44,7 @@ from taskloom.store.base import (
     holder_died,
     listing_where,
     not_yet_due,
+    started_parent,
 )
 from taskloom.store.faults import Fault, Outage, TransientStoreError, classify_sqlite, retrying
 from taskloom.store.migrations import load_migrations, split_statements
@@ -55,8 +56,13 @@ _INSERT_EVENT = "INSERT INTO events (execution_id, type, step_id, name, value, d
 _LAST_SEQ_AND_FENCE = "SELECT last_insert_rowid(), status, lease_owner FROM executions WHERE id = ?"
 _EXECUTION_COLUMNS = (
     "id, workflow, status, input, output, created_at, updated_at, target, lease_owner, lease_expires_at, crashes, "
-    "wake_at"
+    "wake_at, parent_id"
 )
+
+
+def _column_exists(statement: str, error: sqlite3.OperationalError) -> bool:
+    """Whether ``error`` is an ``ALTER TABLE ... ADD COLUMN`` meeting a column that is already there."""
+    return statement.lstrip().upper().startswith("ALTER TABLE") and "duplicate column name" in str(error)
 
 
 def path_from_url(url: str) -> Path:
@@ -209,7 +215,13 @@ class SQLiteStore:
             for version, sql in migrations:
                 if version > current:
                     for statement in split_statements(sql):
-                        conn.execute(statement)
+                        try:
+                            conn.execute(statement)
+                        except sqlite3.OperationalError as error:
+                            # No ADD COLUMN IF NOT EXISTS in SQLite: a store whose version rows were removed
+                            # by hand migrates again, keeping the column it has.
+                            if not _column_exists(statement, error):
+                                raise
                     conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
             conn.execute("COMMIT")
         except BaseException:
@@ -250,7 +262,7 @@ class SQLiteStore:
                 raise _exists(execution_id)
             conn.execute(
                 "INSERT INTO executions (id, workflow, target, status, input, created_at, updated_at, "
-                "lease_owner, lease_expires_at, wake_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "lease_owner, lease_expires_at, wake_at, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     execution_id,
                     workflow,
@@ -262,6 +274,7 @@ class SQLiteStore:
                     None if expires_at is None else lease_owner,
                     expires_at,
                     wake_at,
+                    started_parent(started_data),
                 ),
             )
             conn.execute(

@@ -9,6 +9,7 @@ replaced without a second child; cancelling the parent cancels the child that a 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,8 +19,9 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-from processes import kill, stop, wait_for
+from processes import free_port, kill, stop, wait_for
 
 from taskloom import serde
 from taskloom.children import child_id_for
@@ -176,3 +178,45 @@ def test_cancelling_the_parent_cancels_the_child_a_worker_runs(env: dict[str, st
     assert ran(env, child_id, "after") == []
     assert store.get_execution(parent_id).status == "cancelled"  # type: ignore[union-attr]
     assert store.get_execution(child_id).status == "cancelled"  # type: ignore[union-attr]
+
+
+def test_the_child_names_its_parent_in_list_and_the_http_api(env: dict[str, str], store: Store) -> None:
+    Path(env["CHILD_GO"]).touch()
+    parent = run_parent(env, "order-9", 1)
+    parent.communicate(timeout=120)
+    assert parent.returncode == 0
+    child_id = child_id_for("order-9", "1")
+    listed = subprocess.run(
+        [sys.executable, "-m", "taskloom", "list", "--json"], env=env, capture_output=True, text=True, check=True
+    )
+    by_id = {v["execution_id"]: v for v in json.loads(listed.stdout)}
+    assert by_id[child_id]["parent_id"] == "order-9" and by_id["order-9"]["parent_id"] is None
+    text = subprocess.run(
+        [sys.executable, "-m", "taskloom", "list"], env=env, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert [line for line in text if "child of" in line] == [next(line for line in text if line.startswith(child_id))]
+    assert next(line for line in text if line.startswith(child_id)).endswith("child  (child of order-9)")
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "taskloom", "server", "--port", str(port)],
+        env={**env, "TASKLOOM_API_TOKEN": "child-token-0123456789"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(f"{url}/health"), what="the server")
+        headers = {"Authorization": "Bearer child-token-0123456789"}
+        one = httpx.get(f"{url}/executions/{child_id}", headers=headers, timeout=30)
+        assert one.status_code == 200 and one.json()["parent_id"] == "order-9"
+        page = httpx.get(f"{url}/executions", headers=headers, timeout=30).json()["executions"]
+        assert {v["execution_id"]: v["parent_id"] for v in page} == {child_id: "order-9", "order-9": None}
+    finally:
+        stop(server)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -46,6 +46,7 @@ EXPECTED: dict[str, str | tuple[str, ...]] = {
     "schedules.py": "result: every tick ran once, one second apart",
     "start_and_handles.py": "result: 5 orders charged once each: O-1, O-2, O-3, O-4, O-5; O-9 declined",
     "messages.py": "result: 2 items (mug, pen) to 12 Quay St, paid 12.50, note: None",
+    "child_workflows.py": "result: charged 42.00 and box-1:shipped, box-2:shipped in 3 child executions",
 }
 
 
@@ -53,7 +54,7 @@ def _discovered() -> list[str]:
     found = [
         p.relative_to(EXAMPLES).as_posix() for folder in ("flux", "sagas") for p in (EXAMPLES / folder).glob("*.py")
     ]
-    return [*sorted(found), "demo.py", "messages.py", "schedules.py", "start_and_handles.py"]
+    return [*sorted(found), "child_workflows.py", "demo.py", "messages.py", "schedules.py", "start_and_handles.py"]
 
 
 def test_every_example_has_an_expected_line() -> None:

@@ -64,6 +64,9 @@ def test_a_childs_output_is_the_steps_value_and_names_its_parent() -> None:
         (child_id_for(ctx.execution_id, "2"), "child_doubles", "completed"),
     ]
     assert child_doubles.status(children[0].id).parent_id == ctx.execution_id
+    assert [c.parent_id for c in children] == [ctx.execution_id, ctx.execution_id]
+    top = default_store().get_execution(ctx.execution_id)
+    assert top is not None and top.parent_id is None
     steps = [(e.type, e.step_id, e.name) for e in ctx.events if e.step_id is not None]
     assert steps == [
         (EventType.STEP_STARTED, "1", "workflow:child_doubles"),

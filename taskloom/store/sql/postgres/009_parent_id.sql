@@ -1,0 +1,5 @@
+-- taskloom schema, version 9 (PostgreSQL): the parent of a child execution (`await other(input)` inside a
+-- workflow, taskloom.children), NULL for a top-level one: shown by `taskloom list` and the HTTP API, and
+-- indexed for finding the children of an execution.
+ALTER TABLE executions ADD COLUMN IF NOT EXISTS parent_id TEXT;
+CREATE INDEX IF NOT EXISTS executions_by_parent ON executions (parent_id) WHERE parent_id IS NOT NULL;
