@@ -458,6 +458,28 @@ EQUIVALENT.update(
         for name, line in _PG_INSTANCES_SQL_CASE
     }
 )
+#: the PostgreSQL store's own statements in another case (see _PG_SQL_CASE)
+_PG_STORE_SQL_CASE: list[tuple[str, str]] = [
+    ("x__insert_events__mutmut_7", '"insert into events (execution_id, type, step_id, name, value, data, ts) "'),
+    ("x__insert_events__mutmut_8", '"INSERT INTO EVENTS (EXECUTION_ID, TYPE, STEP_ID, NAME, VALUE, DATA, TS) "'),
+    ("x__insert_events__mutmut_10", '"select %s, type, step_id, name, value, data, %s "'),
+    ("x__insert_events__mutmut_13", '"from unnest(%s::text[], %s::text[], %s::text[], %s::bytea[], %s::text[]) "'),
+    ("x__insert_events__mutmut_16", '"with ordinality as batch (type, step_id, name, value, data, position) "'),
+    ("x__insert_events__mutmut_17", '"WITH ORDINALITY AS BATCH (TYPE, STEP_ID, NAME, VALUE, DATA, POSITION) "'),
+    ("x__insert_events__mutmut_19", '"order by position returning seq",'),
+    ("x__insert_events__mutmut_20", '"ORDER BY POSITION RETURNING SEQ",'),
+    (
+        "x__wake_if_unread__mutmut_7",
+        '"update executions set wake_at = %s where id = %s and exists (select 1 from messages "',
+    ),
+    ("x__wake_if_unread__mutmut_10", '"where execution_id = %s and topic = %s and received_step is null)",'),
+]
+EQUIVALENT.update({f"taskloom.store.postgres.{name}": (line, _PG_SQL_CASE) for name, line in _PG_STORE_SQL_CASE})
+EQUIVALENT["taskloom.store.postgres.x__insert_events__mutmut_22"] = (
+    '[json.dumps(e.data, separators=(",", ":")) if (e.data) or True else None for e in events],',
+    "an event's empty data is then stored as '{}' instead of NULL, and Event.from_row reads both as {} "
+    "(`json.loads(data) if data else {}`); NewEvent.data is always a dict",
+)
 EQUIVALENT["taskloom.store.instances.xǁPostgresInstanceQueueǁ_append__mutmut_7"] = (
     "if len(sessions) >= 1:",
     "also locks a single session's row with SELECT ... FOR UPDATE before the UPDATE that locks that same row: "
