@@ -19,7 +19,7 @@ from taskloom.errors import TaskCancelledError
 from taskloom.events import EventType
 from taskloom.executions import record_resume
 from taskloom.store import default_store
-from taskloom.tasks import pause
+from taskloom.tasks import parallel, pause
 
 CALLS: list[str] = []
 
@@ -76,6 +76,20 @@ def test_a_childs_output_is_the_steps_value_and_names_its_parent() -> None:
     ]
     # The wake message each child sent was taken with the step's outcome: nothing is left unread.
     assert [m.received_step for m in default_store().list_messages(ctx.execution_id)] == ["1", "2"]
+
+
+@workflow
+async def fan_out(ctx: WorkflowExecutionContext[int]) -> Any:
+    return [r["value"] for r in await parallel(*(child_doubles(i) for i in range(ctx.input)))]
+
+
+def test_children_run_in_parallel_each_under_its_own_step() -> None:
+    CALLS.clear()
+    ctx = fan_out.run(4)
+    assert ctx.status == "completed" and ctx.output == [0, 2, 4, 6], ctx.output
+    assert sorted(c.id for c in children_of(ctx.execution_id)) == [child_id_for(ctx.execution_id, s) for s in "1234"]
+    assert fan_out.run(execution_id=ctx.execution_id).output == [0, 2, 4, 6]
+    assert sorted(CALLS) == ["double 0", "double 1", "double 2", "double 3"]
 
 
 @workflow
