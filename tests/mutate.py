@@ -149,7 +149,7 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "lambda: _timeout_error(task, turn.number, timeout or 1),",
         "the message is built only when a timeout is set, and then `timeout or 1` is the timeout",
     ),
-    "taskloom.policy.x__turns__mutmut_22": (
+    "taskloom.policy.x__turns__mutmut_25": (
         "if delay >= 0:",
         "adds a zero-second Wait when retry_delay is 0: asyncio.sleep(0) and time.sleep(0) only yield",
     ),
