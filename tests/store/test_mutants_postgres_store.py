@@ -20,6 +20,7 @@ from pgserver import PostgresServer
 from processes import wait_for
 
 from taskloom.errors import StoreError
+from taskloom.events import EventType, NewEvent
 from taskloom.store import ExecutionStatus, postgres
 from taskloom.store.postgres import RELISTEN_DELAY, ChannelListener, PostgresStore, redacted
 
@@ -47,6 +48,19 @@ def backends(pg_server: PostgresServer, url: str) -> int:
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (application,)
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+@pytest.mark.postgres
+def test_event_data_is_stored_as_compact_json(pg_fresh_url: str) -> None:
+    store = PostgresStore(pg_fresh_url)
+    try:
+        store.create_execution("exec-1", "flow", None, ExecutionStatus.RUNNING)
+        store.append_events("exec-1", [NewEvent(EventType.STEP_LOG, step_id="s1", data={"message": "hi", "n": [1, 2]})])
+        with psycopg.connect(pg_fresh_url) as conn:
+            rows = conn.execute("SELECT data FROM events WHERE execution_id = 'exec-1' AND data IS NOT NULL").fetchall()
+        assert rows == [('{"message":"hi","n":[1,2]}',)]  # no spaces: every event row is read back by replays
+    finally:
+        store.close()
 
 
 # -- waiting for work --------------------------------------------------------------------------------------
