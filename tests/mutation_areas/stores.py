@@ -475,6 +475,35 @@ _PG_STORE_SQL_CASE: list[tuple[str, str]] = [
     ("x__wake_if_unread__mutmut_10", '"where execution_id = %s and topic = %s and received_step is null)",'),
 ]
 EQUIVALENT.update({f"taskloom.store.postgres.{name}": (line, _PG_SQL_CASE) for name, line in _PG_STORE_SQL_CASE})
+EQUIVALENT.update(
+    {
+        f"taskloom.store.sqlite.{name}": (line, _SQL_CASE)
+        for name, line in [
+            (
+                "x__last_pause__mutmut_7",
+                '"select name from events where execution_id = ? and type = ? order by seq desc limit 1",',
+            ),
+            (
+                "x__last_pause__mutmut_8",
+                '"SELECT NAME FROM EVENTS WHERE EXECUTION_ID = ? AND TYPE = ? ORDER BY SEQ DESC LIMIT 1",',
+            ),
+            (
+                "x__wake_if_unread__mutmut_7",
+                '"update executions set wake_at = ? where id = ? and exists (select 1 from messages "',
+            ),
+            (
+                "x__wake_if_unread__mutmut_8",
+                '"UPDATE EXECUTIONS SET WAKE_AT = ? WHERE ID = ? AND EXISTS (SELECT 1 FROM MESSAGES "',
+            ),
+            ("x__wake_if_unread__mutmut_10", '"where execution_id = ? and topic = ? and received_step is null)",'),
+            ("x__wake_if_unread__mutmut_11", '"WHERE EXECUTION_ID = ? AND TOPIC = ? AND RECEIVED_STEP IS NULL)",'),
+        ]
+    }
+)
+EQUIVALENT["taskloom.store.sqlite.x__event_rows__mutmut_2"] = (
+    'json.dumps(e.data, separators=(",", ":")) if (e.data) or True else None,',
+    "as the PostgreSQL store's _insert_events 22: empty data stored as '{}' instead of NULL reads back as {}",
+)
 EQUIVALENT["taskloom.store.postgres.x__insert_events__mutmut_22"] = (
     '[json.dumps(e.data, separators=(",", ":")) if (e.data) or True else None for e in events],',
     "an event's empty data is then stored as '{}' instead of NULL, and Event.from_row reads both as {} "

@@ -18,6 +18,7 @@ from processes import wait_for
 from sqlite_locks import lock_held, release
 
 from taskloom.errors import LeaseLostError
+from taskloom.events import EventType, NewEvent
 from taskloom.store import ExecutionStatus, Store
 from taskloom.store.sqlite import SQLiteStore
 
@@ -82,3 +83,15 @@ def test_a_status_change_without_events_is_refused_to_a_worker_that_lost_the_lea
     store.append_events("exec-1", [], status=ExecutionStatus.COMPLETED, lease_owner="w1")  # the holder may
     record = store.get_execution("exec-1")
     assert record is not None and record.status == ExecutionStatus.COMPLETED
+
+
+def test_event_data_is_stored_as_compact_json(tmp_path: Path) -> None:
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'taskloom.db'}")
+    store.create_execution("exec-1", "flow", None, ExecutionStatus.RUNNING)
+    store.append_events("exec-1", [NewEvent(EventType.STEP_LOG, step_id="s1", data={"message": "hi", "n": [1, 2]})])
+    store.close()
+
+    db = sqlite3.connect(tmp_path / "taskloom.db")
+    rows = db.execute("SELECT data FROM events WHERE execution_id = 'exec-1' AND data IS NOT NULL").fetchall()
+    db.close()
+    assert rows == [('{"message":"hi","n":[1,2]}',)]  # no spaces: every event row is read back by replays
