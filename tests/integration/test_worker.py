@@ -173,12 +173,15 @@ def first_step_written_after(store: Store, execution: str, seq: int) -> Event:
 
 def test_an_idle_worker_takes_over_as_soon_as_a_dead_workers_lease_runs_out(env: dict[str, str]) -> None:
     store = open_store(env["TASKLOOM_DATABASE_URL"])
-    execution = queue_execution(store, "counted", f"{TARGET}:counted", {"steps": 40, "pause": 0.05})
+    # 30 steps of 0.2 s: still running when the idle worker is ready, however slowly it starts on a busy
+    # machine (with 2 s of work the first worker once finished before the kill, and nothing was taken over)
+    execution = queue_execution(store, "counted", f"{TARGET}:counted", {"steps": 30, "pause": 0.2})
     first = start_worker(env, "--lease", "1", poll="10")
     wait_for(lambda: len(lines(env)) >= 2, what="two steps on the first worker")
     idle = start_worker(env, "--lease", "1", poll="10")  # polls rarely: only the lease's expiry wakes it
     try:
         wait_until_ready(env, idle)
+        assert store.get_execution(execution).status == "running", "finished before the kill: make it longer"
         last_seq = store.load_events(execution)[-1].seq
         os.kill(first.pid, signal.SIGKILL)
         killed_at = time.time()
