@@ -14,9 +14,8 @@ import json
 import math
 import sys
 import threading
-from collections.abc import Callable, Collection, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from fastapi.routing import APIRoute
@@ -26,9 +25,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from taskloom import serde
 from taskloom.secret_store import SecretStore, load_key
-from taskloom.store.base import ExecutionRecord, Store
+from taskloom.store.base import Store
 from taskloom.workflow import Workflow
 
 T = TypeVar("T")
@@ -211,32 +209,3 @@ def error_body(message: str, kind: str | None = None) -> dict[str, Any]:
     if kind:
         body["type"] = kind
     return body
-
-
-def timestamp(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat()
-
-
-def value_view(blob: bytes | None) -> Any:
-    """The JSON view of a stored value; one this process cannot decode is described, not raised."""
-    try:
-        return serde.json_view(serde.loads(blob))
-    except Exception as error:  # a class that no longer exists here, or a value too deep to render
-        return f"<undecodable: {type(error).__name__}: {error}>"
-
-
-def execution_view(record: ExecutionRecord, *, values: Collection[str] = ("input", "output")) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "execution_id": record.id,
-        "workflow": record.workflow,
-        "target": record.target,
-        "status": record.status,
-        "parent_id": record.parent_id,
-        "created_at": timestamp(record.created_at),
-        "updated_at": timestamp(record.updated_at),
-    }
-    if "input" in values:
-        view["input"] = value_view(record.input)
-    if "output" in values:
-        view["output"] = value_view(record.output)
-    return view

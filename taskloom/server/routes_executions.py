@@ -23,7 +23,7 @@ from taskloom.errors import ExecutionIdError
 from taskloom.executions import check_execution_id, create_or_find, queue_execution, record_cancel, record_resume
 from taskloom.messages import send
 from taskloom.server import sse
-from taskloom.server.http import ApiError, ServerState, StrictJSONRoute, execution_view, in_thread, state
+from taskloom.server.http import ApiError, ServerState, StrictJSONRoute, in_thread, state
 from taskloom.server.models import (
     MAX_LIST_LIMIT,
     MAX_SEQ,
@@ -44,6 +44,7 @@ from taskloom.server.models import (
     errors,
 )
 from taskloom.store.base import ExecutionRecord, ExecutionStatus
+from taskloom.views import execution_view
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["executions"])
 

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from taskloom.server import sse
-from taskloom.server.http import ApiError, ServerState, StrictJSONRoute, in_thread, state, timestamp
+from taskloom.server.http import ApiError, ServerState, StrictJSONRoute, in_thread, state
 from taskloom.server.models import (
     MAX_NAME_LENGTH,
     MAX_SEQ,
@@ -41,6 +41,7 @@ from taskloom.store.instances import (
     NewInstance,
     instance_queue_for,
 )
+from taskloom.views import timestamp
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["task instances"])
 

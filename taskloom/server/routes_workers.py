@@ -13,9 +13,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from taskloom.presence import live_workers
-from taskloom.server.http import ServerState, StrictJSONRoute, in_thread, state, timestamp
+from taskloom.server.http import ServerState, StrictJSONRoute, in_thread, state
 from taskloom.server.models import WorkerList, errors
 from taskloom.store.instances import WORKER_SEEN_SECONDS
+from taskloom.views import timestamp
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["workers"])
 
