@@ -31,8 +31,8 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -307,16 +307,10 @@ class SQLiteInstanceQueue:
         self._store = store
         self._queued = threading.Event()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._store._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        """The store's write transaction, whose rollback never hides the error that caused it (a ROLLBACK
+        after a failed COMMIT on a full disk would raise "no transaction is active" instead)."""
+        return self._store._write()
 
     @staticmethod
     def _append(conn: sqlite3.Connection, updates: Sequence[tuple[str, str, str, str]], now: float) -> None:

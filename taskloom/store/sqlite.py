@@ -22,7 +22,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,20 @@ class SQLiteStore:
         fault = self._faults.classify(error)
         message = f"{self._faults.where}: {fault.message}"
         return TransientStoreError(message) if fault.transient else StoreError(message)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on this thread's connection: ``BEGIN IMMEDIATE`` (the database's write
+        lock, waited for up to the busy timeout), committed on exit, rolled back by :meth:`_rollback` on
+        any exception, which never hides the error that caused it."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback(conn)
+            raise
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         """Roll back after a failed statement, never raising: a ROLLBACK with no transaction open (BEGIN
@@ -487,17 +502,11 @@ class SQLiteStore:
 
     @retrying
     def renew_lease(self, execution_id: str, owner: str, lease_seconds: float) -> str | None:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as conn:
             row = conn.execute(
                 "UPDATE executions SET lease_expires_at = ? WHERE id = ? AND lease_owner = ? RETURNING status",
                 (time.time() + lease_seconds, execution_id, owner),
             ).fetchone()
-            conn.execute("COMMIT")
-        except BaseException:
-            self._rollback(conn)
-            raise
         return None if row is None else str(row[0])
 
     @retrying
@@ -623,19 +632,13 @@ class SQLiteStore:
     # -- secrets -----------------------------------------------------------------------------------
     @retrying
     def put_secret(self, name: str, ciphertext: bytes) -> None:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as conn:
             conn.execute(
                 "INSERT INTO secrets (name, ciphertext, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET ciphertext = excluded.ciphertext, "
                 "updated_at = excluded.updated_at",
                 (name, ciphertext, time.time()),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            self._rollback(conn)
-            raise
 
     @retrying
     def get_secret(self, name: str) -> bytes | None:
@@ -648,14 +651,8 @@ class SQLiteStore:
 
     @retrying
     def delete_secret(self, name: str) -> bool:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as conn:
             deleted = conn.execute("DELETE FROM secrets WHERE name = ?", (name,)).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            self._rollback(conn)
-            raise
         return bool(deleted)
 
     # -- the task cache ----------------------------------------------------------------------------
@@ -673,19 +670,13 @@ class SQLiteStore:
 
     @retrying
     def put_cached_result(self, task: str, key: str, value: bytes, expires_at: float | None) -> None:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as conn:
             conn.execute(
                 "INSERT INTO task_cache (task, key, value, created_at, expires_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (task, key) DO UPDATE SET value = excluded.value, created_at = excluded.created_at, "
                 "expires_at = excluded.expires_at",
                 (task, key, value, time.time(), expires_at),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            self._rollback(conn)
-            raise
 
     @retrying
     def clear_cached_results(self, task: str | None = None, *, expired_at: float | None = None) -> int:
@@ -697,15 +688,9 @@ class SQLiteStore:
         if expired_at is not None:
             clauses.append("expires_at IS NOT NULL AND expires_at <= ?")
             params.append(expired_at)
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as conn:
             where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
             deleted = conn.execute(f"DELETE FROM task_cache {where}", params).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            self._rollback(conn)
-            raise
         return int(deleted)
 
     # -- schedules ---------------------------------------------------------------------------------
@@ -722,9 +707,7 @@ class SQLiteStore:
         *,
         now: float,
     ) -> ScheduleRecord | None:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as conn:
             row = conn.execute(
                 f"INSERT INTO schedules ({SCHEDULE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET target = excluded.target, cron = excluded.cron, "
@@ -733,10 +716,6 @@ class SQLiteStore:
                 f"RETURNING {SCHEDULE_COLUMNS}",
                 (name, workflow, target, cron, timezone, input, catchup, now, now, now),
             ).fetchone()
-            conn.execute("COMMIT")
-        except BaseException:
-            self._rollback(conn)
-            raise
         return None if row is None else ScheduleRecord.from_row(row)
 
     @retrying
@@ -762,46 +741,28 @@ class SQLiteStore:
 
     @retrying
     def advance_schedule(self, name: str, expected_tick: float, new_tick: float) -> bool:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as conn:
             moved = conn.execute(
                 "UPDATE schedules SET last_tick = ? WHERE name = ? AND last_tick = ?",
                 (float(new_tick), name, float(expected_tick)),
             ).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            self._rollback(conn)
-            raise
         return bool(moved)
 
     @retrying
     def set_schedule_paused(self, name: str, paused: bool, *, now: float) -> ScheduleRecord | None:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as conn:
             row = conn.execute(
                 "UPDATE schedules SET paused = ?, updated_at = ?, "
                 "last_tick = CASE WHEN ? AND last_tick < ? THEN ? ELSE last_tick END "
                 f"WHERE name = ? RETURNING {SCHEDULE_COLUMNS}",
                 (1 if paused else 0, now, 0 if paused else 1, now, now, name),
             ).fetchone()
-            conn.execute("COMMIT")
-        except BaseException:
-            self._rollback(conn)
-            raise
         return None if row is None else ScheduleRecord.from_row(row)
 
     @retrying
     def delete_schedule(self, name: str) -> bool:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as conn:
             deleted = conn.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            self._rollback(conn)
-            raise
         return bool(deleted)
 
 

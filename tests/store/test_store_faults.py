@@ -509,3 +509,21 @@ def test_a_postgres_store_never_reached_is_a_store_error_at_once_naming_the_reda
     assert not isinstance(raised.value, StoreUnavailableError)
     assert "s3cret" not in message and "taskloom:***@127.0.0.1" in message
     assert "refused" in message.lower()
+
+
+def test_a_full_disk_under_the_instance_queue_reports_the_full_disk_not_a_failed_rollback(
+    small_disk: Path,
+) -> None:
+    from taskloom.store.instances import instance_queue_for
+
+    store = sqlite_store(small_disk / "taskloom.db")
+    queue = instance_queue_for(store)
+    queue.register_worker("w-0", ["app:small"])
+    filler = fill(small_disk)
+    with pytest.raises(Exception) as raised:
+        queue.register_worker("w-1", [f"app:task_{n}_{'x' * 1000}" for n in range(5000)])
+    assert "full" in str(raised.value) and "rollback" not in str(raised.value), repr(raised.value)
+    filler.unlink()
+    queue.register_worker("w-1", ["app:after"])  # the store works again once space is freed
+    assert {worker for worker, _, _ in queue.seen_workers(60.0)} == {"w-0", "w-1"}
+    store.close()
