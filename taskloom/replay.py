@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from taskloom import masking, policy, serde
 from taskloom.context import current_scope
@@ -233,17 +233,21 @@ class ExecutionRun:
                 self.execution_id, events, lease_owner=self.lease_owner, expected_status="running", **outcome
             )
         except ExecutionStateError as changed:
-            # Only a cancel (or another owner's write, fenced by the lease) changes a running execution.
-            self.cancelled.set()
-            try:
-                record = self.store.get_execution(self.execution_id)
-            except StoreError as error:
-                raise StoreInterrupted(error) from error
-            if record is not None and record.status == "cancelled":
-                raise WorkflowCancelled(self.execution_id) from None
-            raise LeaseLostError(f"execution {self.execution_id}: {changed}") from None
+            self._refused(changed)
         except StoreError as error:
             raise StoreInterrupted(error) from error
+
+    def _refused(self, changed: ExecutionStateError) -> NoReturn:
+        """A fenced write was refused. Only a cancel (or another owner's write, fenced by the lease)
+        changes a running execution: say which, as WorkflowCancelled or LeaseLostError."""
+        self.cancelled.set()
+        try:
+            record = self.store.get_execution(self.execution_id)
+        except StoreError as error:
+            raise StoreInterrupted(error) from error
+        if record is not None and record.status == "cancelled":
+            raise WorkflowCancelled(self.execution_id) from None
+        raise LeaseLostError(f"execution {self.execution_id}: {changed}") from None
 
     def take_message(
         self, topic: str, step_id: str, receipt: Callable[[int, bytes | None], Sequence[NewEvent]]
@@ -262,15 +266,8 @@ class ExecutionRun:
         taken: tuple[int, bytes | None] | None = None
         try:
             taken = self.store.receive_message(self.execution_id, topic, step_id, events, lease_owner=self.lease_owner)
-        except ExecutionStateError as changed:  # cancelled meanwhile (or taken over): as in _append_fenced
-            self.cancelled.set()
-            try:
-                record = self.store.get_execution(self.execution_id)
-            except StoreError as error:
-                raise StoreInterrupted(error) from error
-            if record is not None and record.status == "cancelled":
-                raise WorkflowCancelled(self.execution_id) from None
-            raise LeaseLostError(f"execution {self.execution_id}: {changed}") from None
+        except ExecutionStateError as changed:  # cancelled meanwhile (or taken over)
+            self._refused(changed)
         except StoreError as error:
             raise StoreInterrupted(error) from error
         finally:
