@@ -31,6 +31,8 @@ from taskloom.events import Event, EventType
 from taskloom.settings import Settings
 
 if TYPE_CHECKING:
+    import ssl
+
     from httpx_sse import ServerSentEvent
 
 __all__ = ["Reconnect", "TaskloomClient", "event_from_json"]
@@ -64,13 +66,32 @@ class Reconnect:
             step = min(step * 2, self.cap)
 
 
+def _tls_context(ca_bundle: str | None) -> ssl.SSLContext | bool:
+    """What httpx verifies a server's certificate with: the system's authorities, or those of ``ca_bundle``.
+
+    A missing or unreadable bundle is named here, at once, rather than as a TLS failure on the first call.
+    """
+    if ca_bundle is None:
+        return True
+    import ssl
+
+    try:
+        return ssl.create_default_context(cafile=ca_bundle)
+    except (OSError, ssl.SSLError) as error:
+        raise TaskloomError(
+            f"TASKLOOM_CA_BUNDLE / ca_bundle={ca_bundle!r} is not a readable PEM file of certificates: {error}"
+        ) from None
+
+
 class TaskloomClient:
     """Talks to ``taskloom server`` at ``url`` with ``token``.
 
     ``url`` defaults to ``TASKLOOM_SERVER_URL``; ``token`` to ``TASKLOOM_API_TOKEN`` or the token file in
     the taskloom home folder. ``transport`` is a synchronous ``httpx`` transport (``httpx.MockTransport``
     in tests); by default the client talks HTTP to ``url``. ``reconnect`` says how live streams come back
-    after a drop.
+    after a drop. ``ca_bundle`` (default ``TASKLOOM_CA_BUNDLE``) is a PEM file of the certificate
+    authorities trusted for an ``https://`` server; certificates are always verified, against the
+    system's authorities when it is not given.
     """
 
     def __init__(
@@ -81,11 +102,13 @@ class TaskloomClient:
         timeout: float = 30.0,
         transport: Any = None,
         reconnect: Reconnect = Reconnect(),
+        ca_bundle: str | None = None,
     ) -> None:
         settings = Settings.from_env()
         url = url or settings.server_url
         if not url:
             raise TaskloomError("no server URL: pass --server URL or set TASKLOOM_SERVER_URL")
+        verify = _tls_context(ca_bundle or settings.ca_bundle)
         if token is None:
             from taskloom.server.auth import load_api_token
 
@@ -104,6 +127,7 @@ class TaskloomClient:
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             timeout=timeout,
             transport=transport,
+            verify=verify,
         )
 
     def __repr__(self) -> str:
@@ -311,6 +335,11 @@ class TaskloomClient:
         return response.json()
 
     def _unreachable(self, error: Exception) -> TaskloomError:
+        if "CERTIFICATE_VERIFY_FAILED" in str(error):
+            return TaskloomError(
+                f"the taskloom server at {self.url} sent a certificate this client does not trust ({error}); "
+                "if a private CA signed it, set TASKLOOM_CA_BUNDLE to that CA's PEM file"
+            )
         return TaskloomError(f"cannot reach the taskloom server at {self.url} ({error}); is `taskloom server` running?")
 
     def _raise(self, response: Any) -> None:

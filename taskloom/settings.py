@@ -35,6 +35,9 @@ class Settings:
     sqlite_busy_timeout: float = 30.0
     #: where ``wf.start()`` runs executions: one of :data:`START_MODES`
     start: str = "auto"
+    #: a PEM file of the certificate authorities the client trusts for a ``https://`` server
+    #: (TASKLOOM_CA_BUNDLE), for a server whose certificate a private CA signed; unset: the system's
+    ca_bundle: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -52,6 +55,7 @@ class Settings:
             store_retry_seconds=_positive(env, "TASKLOOM_STORE_RETRY_SECONDS", 30.0, allow_zero=True),
             sqlite_busy_timeout=_positive(env, "TASKLOOM_SQLITE_BUSY_TIMEOUT", 30.0, allow_zero=True),
             start=_start_mode(env),
+            ca_bundle=env.get("TASKLOOM_CA_BUNDLE") or None,
         )
 
 

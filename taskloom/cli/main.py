@@ -452,7 +452,14 @@ def cmd_server(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise CommandError(f"--port must be between 0 and 65535, got {args.port}")
-    serve(args.modules, host=args.host, port=args.port, log_level=args.log_level)
+    serve(
+        args.modules,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+    )
     return 0
 
 
@@ -705,6 +712,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain) file")
+    p.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
     p.set_defaults(func=cmd_server)
 
     p = command("workers", "list the live workers: what each serves, what it holds, when it was last seen")

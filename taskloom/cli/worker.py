@@ -16,6 +16,7 @@ from typing import Any
 
 from taskloom.discovery import find_workflows, import_modules
 from taskloom.errors import WorkflowError
+from taskloom.exposure import database_url_warning, server_url_warning
 from taskloom.instance_worker import InstanceWorker, find_tasks
 from taskloom.leases import new_owner
 from taskloom.presence import Presence, workflow_target
@@ -35,7 +36,11 @@ def run_worker(module_names: Sequence[str], settings: WorkerSettings) -> None:
     A :class:`~taskloom.schedules.Ticker` starts the ticks of its workflows' schedules (every worker runs
     one: each tick still starts once).
     """
-    log.info("worker: %s", describe_store(Settings.from_env().database_url))
+    env = Settings.from_env()
+    log.info("worker: %s", describe_store(env.database_url))
+    for warning in (database_url_warning(env.database_url), env.server_url and server_url_warning(env.server_url)):
+        if warning:
+            log.warning("worker: %s", warning)
     modules = import_modules(module_names)
     workflows, tasks = find_workflows(modules), find_tasks(modules)
     if not workflows and not tasks:

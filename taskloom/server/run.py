@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from taskloom.errors import TaskloomError
+from taskloom.exposure import database_url_warning, server_bind_warning
 from taskloom.secret_store import load_key
 from taskloom.server.auth import load_api_token
 from taskloom.settings import Settings
@@ -19,8 +20,21 @@ from taskloom.store import describe_store
 GRACEFUL_SHUTDOWN_SECONDS = 5
 
 
-def serve(modules: Sequence[str], *, host: str = "127.0.0.1", port: int = 8080, log_level: str = "info") -> None:
-    """Serve the API until SIGINT/SIGTERM. On the first start, create the token file and print the token."""
+def serve(
+    modules: Sequence[str],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    log_level: str = "info",
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+) -> None:
+    """Serve the API until SIGINT/SIGTERM. On the first start, create the token file and print the token.
+
+    With ``tls_cert`` and ``tls_key`` (PEM files) it serves HTTPS; without them, bound beyond loopback,
+    it warns that the token crosses the network in clear.
+    """
+    tls = _check_tls_files(tls_cert, tls_key)
     try:
         import uvicorn
     except ImportError as error:
@@ -50,7 +64,11 @@ def serve(modules: Sequence[str], *, host: str = "127.0.0.1", port: int = 8080, 
     print(f"taskloom server: {store}")
     names = ", ".join(sorted(workflows)) or "none (give MODULE... to start workflows over HTTP)"
     print(f"taskloom server: workflows: {names}")
-    print(f"taskloom server: http://{host}:{port}  (dashboard: /, API description: /openapi.json, /docs)")
+    scheme = "https" if tls else "http"
+    print(f"taskloom server: {scheme}://{host}:{port}  (dashboard: /, API description: /openapi.json, /docs)")
+    for warning in (server_bind_warning(host, tls=tls), database_url_warning(settings.database_url)):
+        if warning is not None:
+            print(warning if warning.startswith("taskloom server") else f"taskloom server: {warning}")
     sys.stdout.flush()
     uvicorn.run(
         app,
@@ -59,4 +77,25 @@ def serve(modules: Sequence[str], *, host: str = "127.0.0.1", port: int = 8080, 
         log_level=log_level,
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
     )
+
+
+def _check_tls_files(cert: str | None, key: str | None) -> bool:
+    """True when both TLS files are given and load together; a clear error for one without the other or a
+    bad pair, before the server prints that it listens (uvicorn would fail later with a bare SSL error)."""
+    if cert is None and key is None:
+        return False
+    if cert is None or key is None:
+        given, missing = ("--tls-cert", "--tls-key") if key is None else ("--tls-key", "--tls-cert")
+        raise TaskloomError(f"{given} needs {missing} too: HTTPS takes a certificate and its private key")
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as error:
+        raise TaskloomError(
+            f"--tls-cert {cert!r} and --tls-key {key!r} do not load as a PEM certificate and its key: {error}"
+        ) from None
+    return True
