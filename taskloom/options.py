@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -46,6 +47,13 @@ class TaskOptions:
     cache: bool = False
     #: seconds a cached result stays usable; None keeps it until the cache is cleared
     cache_ttl: float | None = None
+    #: the exception types that are retried (dramatiq's ``throws`` inverted, DBOS's ``should_retry``); any
+    #: other error skips the remaining retries and goes straight to the fallback/rollback
+    retry_on: tuple[type[Exception], ...] = (Exception,)
+    #: fraction (0..1) of each delay taken off at random, so retries of many failed calls spread out
+    retry_jitter: float = 0.0
+    #: cap in seconds on each delay after backoff (before jitter); None for no cap
+    retry_max_delay: float | None = None
 
     @classmethod
     def build(cls, owner: str = "task", **options: Any) -> TaskOptions:
@@ -67,13 +75,40 @@ class TaskOptions:
         values.update(options)
         return _validated(owner, values)
 
-    def retry_delays(self) -> list[float]:
-        """The delay before each retry: ``retry_delay * retry_backoff**k`` for k = 0, 1, ..."""
-        return [self.retry_delay * self.retry_backoff**k for k in range(self.retry_max_attempts)]
+    def retry_delays(self, rng: random.Random | None = None) -> list[float]:
+        """The delay before each retry, k = 0, 1, ...: ``d = min(retry_delay * retry_backoff**k,
+        retry_max_delay)``, then with jitter ``j`` a random ``d * (1 - j * U(0, 1))``.
+
+        This is dramatiq's ``compute_backoff`` (cap, then jitter downwards; dramatiq's fixed half is
+        ``j = 0.5``) with the fraction as an option: the jitter only shortens a delay, so the cap and
+        ``retry_delay * retry_backoff**k`` stay upper bounds, and a delay never drops below ``(1 - j) * d``.
+        ``rng`` is for tests (a seeded ``random.Random``); by default the module's generator is used.
+        """
+        draw = (rng or _jitter_rng).random
+        delays = []
+        for k in range(self.retry_max_attempts):
+            try:
+                delay = self.retry_delay * self.retry_backoff**k
+            except OverflowError:  # a large backoff to a large power: the cap (if any) decides
+                delay = math.inf
+            if self.retry_max_delay is not None:
+                delay = min(delay, self.retry_max_delay)
+            if self.retry_jitter:
+                delay -= delay * self.retry_jitter * draw()
+            delays.append(delay)
+        return delays
+
+    def retries(self, error: BaseException) -> bool:
+        """Whether ``error`` is one the task retries (``retry_on``)."""
+        return isinstance(error, self.retry_on)
 
     @property
     def effective_timeout(self) -> float | None:
         return self.timeout if self.timeout else None
+
+
+#: jitter's source of randomness: not the ``random`` module's global one, which user code may seed
+_jitter_rng = random.Random()
 
 
 def _fail(owner: str, option: str, value: Any, expected: str) -> TaskDefinitionError:
@@ -125,4 +160,22 @@ def _validated(owner: str, v: dict[str, Any]) -> TaskOptions:
         if not v["cache"]:
             # A TTL without the cache would be silently ignored: almost surely a forgotten cache=True.
             raise TaskDefinitionError(f"{owner}: option 'cache_ttl' needs cache=True, got cache_ttl={ttl!r}")
+    _validate_retry_control(owner, v)
     return TaskOptions(**v)
+
+
+def _validate_retry_control(owner: str, v: dict[str, Any]) -> None:
+    """``retry_on``, ``retry_jitter`` and ``retry_max_delay``; ``retry_on`` is normalised to a tuple."""
+    retry_on = v["retry_on"]
+    types = tuple(retry_on) if isinstance(retry_on, list | tuple) else (retry_on,)
+    if not types or not all(isinstance(t, type) and issubclass(t, Exception) for t in types):
+        raise _fail(
+            owner, "retry_on", retry_on, "an exception class or a non-empty tuple of them (subclasses of Exception)"
+        )
+    v["retry_on"] = types
+    jitter = v["retry_jitter"]
+    if not _is_number(jitter) or not 0 <= jitter <= 1:
+        raise _fail(owner, "retry_jitter", jitter, "a fraction of each delay from 0 to 1")
+    cap = v["retry_max_delay"]
+    if cap is not None and (not _is_number(cap) or cap < 0):
+        raise _fail(owner, "retry_max_delay", cap, "a number of seconds >= 0, or None for no cap")

@@ -1,6 +1,8 @@
 """Retry, timeout, fallback and rollback around a task's attempts; used by every mode.
 
-The order is the SPEC's: attempt, then retries after ``retry_delay * retry_backoff**k``; when all fail,
+The order is the SPEC's: attempt, then retries after ``retry_delay * retry_backoff**k`` (capped by
+``retry_max_delay``, shortened by ``retry_jitter``: :meth:`TaskOptions.retry_delays`) for errors in
+``retry_on`` (any other error skips the retries); when all fail,
 the fallback (same arguments) gives the result; without a fallback, or when it fails too, the rollback
 (same arguments) runs and the task fails with the last error. A timeout counts as a failed attempt.
 
@@ -113,8 +115,8 @@ def _turns(
             if cached is not None:
                 cached.put(value)
             return value
-        if attempt > len(delays) or not _should_retry(control):
-            break
+        if attempt > len(delays) or not _should_retry(control) or not task.options.retries(error):
+            break  # out of retries, asked to stop, or an error outside ``retry_on``: fails at once
         delay = delays[attempt - 1]
         if observer is not None:
             observer.on_retry(attempt, error, delay)

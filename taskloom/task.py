@@ -140,6 +140,19 @@ class Task(Generic[P, R]):
         return self.options.retry_backoff
 
     @property
+    def retry_on(self) -> tuple[type[Exception], ...]:
+        """The exception types that are retried; any other error fails the task without retries."""
+        return self.options.retry_on
+
+    @property
+    def retry_jitter(self) -> float:
+        return self.options.retry_jitter
+
+    @property
+    def retry_max_delay(self) -> float | None:
+        return self.options.retry_max_delay
+
+    @property
     def timeout(self) -> float | None:
         """Seconds per attempt; None (or 0) for none."""
         return self.options.timeout
