@@ -32,6 +32,12 @@ class EventType(enum.StrEnum):
     STEP_FAILED = "step_failed"
     STEP_PROGRESS = "step_progress"
     STEP_LOG = "step_log"
+    #: A Graph's shape (data: graph_id, graph, nodes, edges, start, ends), written with its first wave.
+    #: Informational, as GRAPH_WAVE is: replay never reads them, so logs without them replay the same.
+    GRAPH_STARTED = "graph_started"
+    #: One wave of a Graph run (data: graph_id, nodes {node: step id or None}, skipped [node, ...]),
+    #: written in the transaction of the wave's first step, so the dashboard knows which step is which node.
+    GRAPH_WAVE = "graph_wave"
 
 
 #: Events that settle a step: on replay, a step with one of these is never run again.

@@ -205,6 +205,12 @@ class ExecutionRun:
         if self.cancelled.is_set():
             raise WorkflowCancelled(self.execution_id)
 
+    def write_with_next(self, *events: NewEvent) -> None:
+        """Informational events (a Graph's shape and waves) written in this run's next write: no
+        transaction of their own, and nothing at all if the run writes nothing more."""
+        with self._pending_lock:
+            self.pending.extend(events)
+
     def append(self, *events: NewEvent, **outcome: Any) -> None:
         """Write ``events`` (and, through ``outcome``, the execution's new status) under this run's lease.
 

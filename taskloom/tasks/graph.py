@@ -5,6 +5,11 @@ a node runs once every upstream node has either run or been skipped and at least
 *taken* (its source ran and its condition held). A node none of whose incoming edges is taken is skipped,
 and so is everything that only it leads to. Each node runs at most once per graph run; a join node
 receives ``{upstream_name: result}`` of the edges taken into it.
+
+Inside a workflow a graph run also records what the dashboard draws (:class:`_GraphLog`): its shape
+(``graph_started``: nodes and edges) and, per wave, which step runs which node and which nodes were
+skipped (``graph_wave``). Neither is a step: they take no step id, replay never reads them, and they go
+into the store in the transaction of the wave's first step write, so they cost no write of their own.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from taskloom.context import current_scope
 from taskloom.errors import GraphError
+from taskloom.events import EventType, NewEvent
+from taskloom.replay import StepScope
 from taskloom.tasks.compose import gather_steps
 
 _NO_INPUT: Any = object()  # `await graph()`: the start node gets no argument
@@ -146,6 +154,7 @@ class Graph:
         skipped: set[str] = set()
         taken: dict[str, list[str]] = {n: [] for n in reachable}
         pending = [n for n in self._nodes if n in reachable]
+        log = _GraphLog.open(self, [n for n in self._nodes if n not in reachable])
         first = True
         while pending:
             wave: list[tuple[str, Any]] = []
@@ -161,6 +170,8 @@ class Graph:
                 pending.remove(node)
                 if not taken[node]:
                     skipped.add(node)
+                    if log is not None:
+                        log.skipped.append(node)
                     continue
                 sources = taken[node]
                 arg = results[sources[0]] if len(sources) == 1 else {s: results[s] for s in sources}
@@ -170,12 +181,17 @@ class Graph:
                 if len(pending) < before:  # nodes were skipped; their successors resolve next round
                     continue
                 raise GraphError(f"graph {self.name!r}: nodes {pending} can never run")  # pragma: no cover
-            values = await gather_steps(self._nodes[node](*args) for node, args in wave)
+            calls = [self._nodes[node](*args) for node, args in wave]
+            if log is not None:
+                log.wave([node for node, _ in wave], calls)
+            values = await gather_steps(calls)
             for (node, _), value in zip(wave, values, strict=True):
                 results[node] = value
                 for edge in self._edges:
                     if edge.source == node and edge.target in taken and await self._edge_taken(edge, value):
                         taken[edge.target].append(node)
+        if log is not None and log.skipped:  # skipped after the last wave
+            log.wave([], [])
         ended = {e: results[e] for e in self._ends if e in results}
         if len(ended) == 1:
             return next(iter(ended.values()))
@@ -204,3 +220,61 @@ class Graph:
 
     def __repr__(self) -> str:
         return f"Graph({self.name!r}, nodes={list(self._nodes)}, start={self._start!r}, ends={self._ends})"
+
+
+class _GraphLog:
+    """What a graph run records for the dashboard: its shape once, then one ``graph_wave`` per wave.
+
+    A wave is recorded only when it runs for the first time: when the first step it calls (or, for a wave
+    of plain functions, the scope's next step) is not in the log yet. A replayed wave was recorded with
+    its first step's write, so nothing is written twice; and since the events wait for the run's next
+    write (:meth:`ExecutionRun.write_with_next`), a wave whose steps were never written leaves no trace
+    either. The graph's id (``graph_id``: its name and the first step id it may take) tells two runs of
+    one graph apart. A log written before these events existed replays as before; its graph is not drawn.
+    """
+
+    def __init__(self, graph: Graph, scope: StepScope, unreachable: list[str]) -> None:
+        self.scope = scope
+        self.name = graph.name
+        self.graph_id = f"{graph.name}@{self._next_step_id()}"
+        edges = [
+            {
+                "source": e.source,
+                "target": e.target,
+                "condition": None if e.condition is None else getattr(e.condition, "__name__", "condition"),
+            }
+            for e in graph._edges
+        ]
+        shape = {"graph_id": self.graph_id, "nodes": list(graph._nodes), "edges": edges}
+        self.shape: NewEvent | None = NewEvent(
+            EventType.GRAPH_STARTED, None, graph.name, data={**shape, "start": graph._start, "ends": graph._ends}
+        )
+        #: nodes skipped since the last recorded wave (first: those the start node cannot reach)
+        self.skipped: list[str] = list(unreachable)
+
+    @classmethod
+    def open(cls, graph: Graph, unreachable: list[str]) -> _GraphLog | None:
+        """The log of this graph run inside a workflow; None outside one (nothing to record to)."""
+        scope = current_scope.get()
+        return cls(graph, scope, unreachable) if isinstance(scope, StepScope) else None
+
+    def _next_step_id(self) -> str:
+        return f"{self.scope.prefix}{self.scope.counter + 1}"
+
+    def wave(self, nodes: list[str], calls: list[Any]) -> None:
+        """Record a wave about to run: ``calls`` are what its nodes returned (a task's step call has its
+        step id already: ids are fixed when a task is called)."""
+        steps = {node: _step_id(call) for node, call in zip(nodes, calls, strict=True)}
+        first = next((step for step in steps.values() if step is not None), None) or self._next_step_id()
+        if first not in self.scope.run.steps:
+            data = {"graph_id": self.graph_id, "nodes": steps, "skipped": self.skipped}
+            wave = NewEvent(EventType.GRAPH_WAVE, None, self.name, data=data)
+            self.scope.run.write_with_next(*([self.shape] if self.shape else []), wave)
+        self.shape = None
+        self.skipped = []
+
+
+def _step_id(call: Any) -> str | None:
+    """The step id a node's call took (a task's or a child workflow's), None for a plain function's."""
+    step_id = getattr(call, "step_id", None)
+    return step_id if isinstance(step_id, str) else None
