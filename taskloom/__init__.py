@@ -27,6 +27,7 @@ from taskloom.errors import (
     WorkflowError,
 )
 from taskloom.handles import ExecutionHandle
+from taskloom.logs import logger
 from taskloom.messages import send
 from taskloom.options import TaskOptions
 from taskloom.runtime.control import TaskControl, TaskControlHandler, set_task_control_handler
@@ -74,6 +75,7 @@ __all__ = [
     "Workflow",
     "WorkflowError",
     "WorkflowExecutionContext",
+    "logger",
     "run_schedules",
     "send",
     "set_task_control_handler",

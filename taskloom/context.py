@@ -7,9 +7,11 @@ scope is set becomes a durable step of that scope; with no scope it is a plain c
 from __future__ import annotations
 
 import contextvars
+import logging
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from taskloom.logs import workflow_logger
 from taskloom.store.base import ExecutionStatus
 
 if TYPE_CHECKING:
@@ -45,6 +47,13 @@ class WorkflowExecutionContext(Generic[T]):
         #: values of the workflow's ``secret_requests`` (never stored)
         self.secrets: dict[str, str] = {}
         self._store = store
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The standard logger ``taskloom.user.<workflow>``: what it logs carries ``execution_id``,
+        ``workflow``, ``step_id`` and ``task`` (as every record made during the execution does; see
+        :mod:`taskloom.logs`), so ``%(execution_id)s`` in a handler's format says which run wrote it."""
+        return workflow_logger(self.workflow_name)
 
     @property
     def events(self) -> list[Event]:

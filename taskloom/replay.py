@@ -17,7 +17,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from taskloom import masking, policy, serde
+from taskloom import masking, policy, serde, tracing
 from taskloom.context import current_scope
 from taskloom.errors import (
     ExecutionStateError,
@@ -349,7 +349,8 @@ class ExecutionRun:
             else None
         )
         observer = StepObserver(self, step_id, task.name, start)
-        return await self._run_body(step_id, task, args, kwargs, start, control, observer, inline)
+        with tracing.step(self.execution_id, step_id, task.name):  # its logs' origin, and its span
+            return await self._run_body(step_id, task, args, kwargs, start, control, observer, inline)
 
     async def _run_body(
         self,
@@ -600,6 +601,7 @@ class StepObserver:
 
     def on_retry(self, attempt: int, error: BaseException, delay: float) -> None:
         self._event(EventType.STEP_RETRYING, error, attempt=attempt, delay=delay)
+        tracing.step_retried(attempt, error, delay)
 
     def on_fallback(self, error: BaseException) -> None:
         self._event(EventType.STEP_FALLBACK, error)

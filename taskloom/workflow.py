@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from taskloom import masking, serde
+from taskloom import masking, serde, tracing
 from taskloom.children import not_resumable as child_not_resumable
 from taskloom.children import parent_of, waiting_child, wake_parent
 from taskloom.context import WorkflowExecutionContext, current_scope
@@ -455,6 +455,7 @@ class Workflow(Generic[T]):
         masked = contextlib.ExitStack()  # the workflow's own secrets are masked in all it writes
         if self.secret_requests:
             masked.enter_context(masking.secret_scope())
+        watch = tracing.execution(execution_id, self.name)  # its logs' origin, and its span
         try:
             if crashes > self.max_recovery_attempts:
                 return self._give_up(run, ctx, crashes)
@@ -507,6 +508,7 @@ class Workflow(Generic[T]):
             requeue, crashed = True, run.exited is not None
             raise
         finally:
+            watch.end(ctx.status, ctx.output)
             masked.close()
             current_scope.reset(token)
             keeper.drop(kept)

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, cast
 from taskloom import policy
 from taskloom.backends.pool import shared_thread_pool
 from taskloom.errors import SerializationError, TaskCancelledError, TaskError, TaskTimeoutError
+from taskloom.logs import current_origin, origin
 from taskloom.runtime.control import TaskControl, TaskControlHandler, set_task_control_handler
 from taskloom.runtime.instance import InstanceRun
 
@@ -406,6 +407,7 @@ def _run_attempt(
     task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], instance_id: str, stop: Event
 ) -> tuple[str, Any]:
     """Call the task's function once, as the parent's policy asked; the outcome, not raised."""
+    origin_token = current_origin.set(origin(task=task.name, instance_id=instance_id))  # on its log records
     try:
         if task.wants_control:
             args = (TaskControl(task.name, instance_id, stop_event=stop), *args)
@@ -416,6 +418,8 @@ def _run_attempt(
         where = traceback.format_exc().rstrip()
         error.add_note(f"(raised in taskloom worker process {os.getpid()}:\n{where})")
         return "error", error
+    finally:
+        current_origin.reset(origin_token)
     return "ok", value
 
 

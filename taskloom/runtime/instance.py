@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from taskloom.errors import SessionNotFoundError, TaskError
+from taskloom.logs import current_origin, origin
 from taskloom.runtime.control import TaskControl
 from taskloom.runtime.future import Future, FutureReporter, TaskStatus
 from taskloom.runtime.session import Session, current_session, enter_session_context
@@ -287,6 +288,7 @@ class InstanceRun:
 
     def _enter_and_call(self, fn: Callable[[], T]) -> T:
         enter_session_context(self._instance.session)
+        current_origin.set(origin(task=self.task.name, instance_id=self.instance_id))  # on its log records
         return fn()
 
     def _report(self, value: Any, error: BaseException | None) -> None:
