@@ -185,6 +185,8 @@ class ProcessBackend:
             return
         run.on_stop(workers.stop_all)
         attempts = _Attempts(run.task, lambda *a, **k: self._attempt(run, workers, a, k))
+        # Records made here (the worker's TaskControl logs replayed on the instance's control) say whose.
+        origin_token = current_origin.set(origin(task=run.task.name, instance_id=run.instance_id))
         try:
             policy_task = cast("Task[Any, Any]", attempts)
             value = policy.call_sync(policy_task, run.args, run.kwargs, control=run.control)
@@ -193,6 +195,7 @@ class ProcessBackend:
         else:
             run.succeed(value)
         finally:
+            current_origin.reset(origin_token)
             unused = workers.take_spare()  # the arguments were bad: no attempt was made
             if unused is not None:
                 self._release(unused, True)
