@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskloom import serde
 from taskloom.cli.loading import CommandError, import_target, load_workflow, parse_input
@@ -37,6 +37,9 @@ from taskloom.store import default_store
 from taskloom.store.base import ExecutionRecord, ExecutionStatus
 from taskloom.views import execution_view, timestamp
 from taskloom.workflow import Workflow
+
+if TYPE_CHECKING:
+    from taskloom.backup import BackupResult
 
 POLL_SECONDS = 0.1
 #: how long the command waits for the event display to print the last events
@@ -344,6 +347,33 @@ def cmd_recover(args: argparse.Namespace) -> int:
             else "nothing to recover"
         )
     return EXIT_FAILED if report.failed_to_run else EXIT_OK
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """A consistent copy of the whole store (SQLite's online backup, or pg_dump) while workers keep going."""
+    from taskloom.backup import backup
+    from taskloom.settings import Settings
+
+    done = backup(Settings.from_env().database_url, args.path)
+    return _print_backup(args, "backed up", done)
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Replace the store with a backup; paused executions then wait for input, running ones are taken over."""
+    from taskloom.backup import restore
+    from taskloom.settings import Settings
+
+    done = restore(Settings.from_env().database_url, args.path, force=args.force)
+    return _print_backup(args, "restored", done)
+
+
+def _print_backup(args: argparse.Namespace, verb: str, done: BackupResult) -> int:
+    count = "?" if done.executions is None else done.executions
+    if args.json:
+        _print_json({"path": str(done.path), "size_bytes": done.size_bytes, "executions": done.executions})
+    else:
+        print(f"{verb} {count} execution(s): {done.path} ({done.size_bytes:,} bytes)")
+    return EXIT_OK
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -693,6 +723,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("modules", nargs="*", metavar="MODULE")
     p.set_defaults(func=cmd_recover)
+
+    p = command("backup", "write a consistent copy of the whole store to PATH while it runs (PostgreSQL: pg_dump)")
+    p.add_argument("path", metavar="PATH")
+    p.set_defaults(func=cmd_backup)
+
+    p = command("restore", "replace the store with the backup at PATH (stop the workers first)")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--force", action="store_true", help="restore even while workers were seen on the store")
+    p.set_defaults(func=cmd_restore)
 
     p = command("worker", "claim and run queued executions of the workflows in MODULE...")
     p.add_argument("modules", nargs="+", metavar="MODULE")
