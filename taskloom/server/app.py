@@ -48,7 +48,7 @@ from taskloom.errors import (
     TaskloomError,
     WorkflowError,
 )
-from taskloom.server import routes_executions, routes_instances, routes_secrets, routes_workers
+from taskloom.server import routes_executions, routes_instances, routes_queues, routes_secrets, routes_workers
 from taskloom.server.auth import DOCS_ASSETS, DOCS_PATH, PUBLIC_PATHS, BearerAuth
 from taskloom.server.http import ApiError, JSONResponse, ServerState, error_body
 from taskloom.server.models import Health
@@ -72,6 +72,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     routes_secrets.router,
     routes_instances.router,
     routes_workers.router,
+    routes_queues.router,
 )
 
 #: Documents the bearer scheme on every protected operation; BearerAuth does the checking.

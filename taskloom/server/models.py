@@ -244,6 +244,27 @@ class WorkerList(BaseModel):
     seen_within_seconds: float = Field(description="a worker not seen for this long is left out (gone)")
 
 
+# -- queues -----------------------------------------------------------------------------------------------
+class RateLimit(BaseModel):
+    count: int = Field(ge=1, description="at most this many starts...")
+    seconds: float = Field(gt=0, description="...in any window of this many seconds")
+
+
+class Queue(BaseModel):
+    """A queue (``taskloom.Queue``): its limits (null: none) and its executions now."""
+
+    name: str
+    concurrency: int | None = Field(description="most executions of it running at once, across all workers")
+    worker_concurrency: int | None = Field(description="most executions of it running at once on one worker")
+    rate_limit: RateLimit | None
+    queued: int = Field(ge=0, description="executions waiting for a worker (the queue's depth)")
+    running: int = Field(ge=0, description="executions running now")
+
+
+class QueueList(BaseModel):
+    queues: list[Queue]
+
+
 # -- secrets, health, errors ----------------------------------------------------------------------------
 class SecretValue(_Request):
     value: str = Field(description="the secret; never returned")

@@ -19,6 +19,9 @@ from typing import Any, Protocol
 from taskloom.errors import ExecutionStateError, StoreError, TaskloomError
 from taskloom.events import Event, NewEvent
 
+#: the queue of every execution started without ``queue=`` (see :mod:`taskloom.queues`)
+DEFAULT_QUEUE = "default"
+
 
 class ExecutionStatus:
     RUNNING = "running"
@@ -118,6 +121,117 @@ class ScheduleRecord:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class QueueRecord:
+    """One queue as the store knows it (:mod:`taskloom.queues`): its limits (None: none) and, when listed,
+    how many of its executions are ``queued`` (its depth) and ``running`` now.
+
+    A queue is listed when it was declared (a row of the queues table) or has unfinished executions.
+    """
+
+    name: str
+    concurrency: int | None = None
+    worker_concurrency: int | None = None
+    rate_count: int | None = None
+    rate_seconds: float | None = None
+    queued: int = 0
+    running: int = 0
+
+    @property
+    def limited(self) -> bool:
+        return any(limit is not None for limit in (self.concurrency, self.worker_concurrency, self.rate_count))
+
+
+#: the columns of the queues table in :class:`QueueRecord`'s order (the limits)
+QUEUE_COLUMNS = "name, concurrency, worker_concurrency, rate_count, rate_seconds"
+
+
+#: every declared queue and every queue with unfinished executions, by name: its limits, then how many of
+#: its executions are queued and running (the same SQL in both dialects)
+LIST_QUEUES = (
+    "SELECT names.name, q.concurrency, q.worker_concurrency, q.rate_count, q.rate_seconds, "
+    "COALESCE(c.queued, 0), COALESCE(c.running, 0) FROM "
+    "(SELECT name FROM queues UNION "
+    " SELECT DISTINCT queue FROM executions WHERE status IN ('queued', 'running', 'paused')) AS names "
+    "LEFT JOIN queues AS q ON q.name = names.name "
+    "LEFT JOIN (SELECT queue, SUM(CASE WHEN status = 'queued' THEN 1 ELSE 0 END) AS queued, "
+    "  SUM(CASE WHEN status = 'running' THEN 1 ELSE 0 END) AS running "
+    "  FROM executions WHERE status IN ('queued', 'running') GROUP BY queue) AS c ON c.queue = names.name "
+    "ORDER BY names.name"
+)
+
+
+#: create or change a queue's limits (``%s`` placeholders: SQLite's store swaps them for ``?``)
+UPSERT_QUEUE = (
+    f"INSERT INTO queues ({QUEUE_COLUMNS}, updated_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO "
+    "UPDATE SET concurrency = excluded.concurrency, worker_concurrency = excluded.worker_concurrency, "
+    "rate_count = excluded.rate_count, rate_seconds = excluded.rate_seconds, updated_at = excluded.updated_at"
+)
+
+
+def queue_limits(queue: QueueRecord) -> tuple[str, int | None, int | None, int | None, float | None]:
+    """``queue``'s values in :data:`QUEUE_COLUMNS` order, for an upsert."""
+    return (queue.name, queue.concurrency, queue.worker_concurrency, queue.rate_count, queue.rate_seconds)
+
+
+def queue_listing(rows: Iterable[Sequence[Any]]) -> list[QueueRecord]:
+    """:data:`LIST_QUEUES`' rows as records (PostgreSQL answers its sums as decimals)."""
+    return [
+        QueueRecord(
+            name, concurrency, workers, count, None if seconds is None else float(seconds), int(queued), int(running)
+        )
+        for name, concurrency, workers, count, seconds, queued, running in rows
+    ]
+
+
+def open_queues(
+    limits: Sequence[QueueRecord], counts: Callable[[QueueRecord], tuple[int, int, int]]
+) -> tuple[list[str], list[str]]:
+    """Of the limited queues ``limits``, those a claim may take a new execution from, and those it may
+    only take over a dead worker's running execution from (at their global ``concurrency``, which a
+    takeover does not change); the rest are closed for this claim.
+
+    ``counts(queue)`` is ``(running, running for this worker, claims within the rate window)``, read
+    inside the claim's transaction (see :mod:`taskloom.queues` for what counts).
+    """
+    fresh, takeover = [], []
+    for queue in limits:
+        running, mine, started = counts(queue)
+        if queue.worker_concurrency is not None and mine >= queue.worker_concurrency:
+            continue
+        if queue.rate_count is not None and started >= queue.rate_count:
+            continue
+        if queue.concurrency is not None and running >= queue.concurrency:
+            takeover.append(queue.name)
+        else:
+            fresh.append(queue.name)
+    return fresh, takeover
+
+
+def queue_filter(
+    queues: Sequence[str] | None,
+    limits: Sequence[QueueRecord],
+    fresh: Sequence[str],
+    takeover: Sequence[str],
+    mark: str,
+) -> tuple[str, list[Any]]:
+    """The claim's ``AND ...`` condition on the executions' queue, and its parameters (``mark`` is the
+    dialect's placeholder): on ``queues`` (None: any), not on a closed limited queue, and only a takeover
+    (status ``running``) on one of ``takeover`` (see :func:`open_queues`)."""
+    sql, params = "", []
+    if queues is not None:
+        sql += f" AND queue IN ({', '.join(mark for _ in queues)})"
+        params += list(queues)
+    closed = [queue.name for queue in limits if queue.name not in fresh and queue.name not in takeover]
+    if closed:
+        sql += f" AND queue NOT IN ({', '.join(mark for _ in closed)})"
+        params += closed
+    if takeover:
+        sql += f" AND (status = 'running' OR queue NOT IN ({', '.join(mark for _ in takeover)}))"
+        params += list(takeover)
+    return sql, params
+
+
 #: the columns of the schedules table in :class:`ScheduleRecord`'s order
 SCHEDULE_COLUMNS = "name, workflow, target, cron, timezone, input, catchup, paused, last_tick, created_at, updated_at"
 
@@ -137,6 +251,8 @@ class Store(Protocol):
         lease_seconds: float | None = None,
         started_data: Mapping[str, Any] | None = None,
         wake_at: float | None = None,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = 0,
     ) -> None:
         """Insert a new execution together with its ``execution_started`` event.
 
@@ -148,7 +264,8 @@ class Store(Protocol):
         With ``lease_seconds`` the execution starts leased (to ``lease_owner``, which may be None) until
         ``now + lease_seconds``: no worker claims a just-created running execution before its creator
         starts driving it. ``wake_at`` (a queued execution) is the time before which no worker claims it
-        (``wf.start(delay=...)``). An id that already exists raises
+        (``wf.start(delay=...)``). ``queue`` and ``priority`` place a queued one for the claim
+        (:mod:`taskloom.queues`: lower ``priority`` first). An id that already exists raises
         :class:`~taskloom.errors.ExecutionStateError` and writes nothing: the primary key decides, so of
         two callers creating one new id at the same time exactly one succeeds.
         """
@@ -218,14 +335,24 @@ class Store(Protocol):
         """
 
     def claim_next_execution(
-        self, worker_id: str, lease_seconds: float, workflows: Sequence[str]
+        self,
+        worker_id: str,
+        lease_seconds: float,
+        workflows: Sequence[str],
+        *,
+        queues: Sequence[str] | None = None,
     ) -> ExecutionRecord | None:
         """Atomically claim the oldest execution of one of ``workflows`` that is queued (and its not-before
         ``wake_at``, if any, has passed), running under a
         lease that expired (its holder died: ``crashes`` + 1) or with no lease at all (released unfinished,
         or written by an older taskloom), or paused with a deadline (``wake_at``) that has passed.
         The claim sets status ``running`` and a lease and clears ``wake_at``; the record returned is the row
-        after the claim."""
+        after the claim.
+
+        Only executions on ``queues`` (None: any queue) are claimed, the lowest ``priority`` first, then the
+        oldest; a queue whose limits (:meth:`upsert_queue`) would be exceeded is skipped, checked inside
+        the claim's transaction so that the limits hold across workers (:mod:`taskloom.queues`). The claim
+        records its time (``claimed_at``) and, for a rate-limited queue, counts as one start."""
 
     def renew_lease(self, execution_id: str, owner: str, lease_seconds: float) -> str | None:
         """Extend ``owner``'s lease on one execution to ``now + lease_seconds`` and return its status.
@@ -356,6 +483,14 @@ class Store(Protocol):
 
     def delete_schedule(self, name: str) -> bool:
         """Remove ``name``; False if there was none. The executions it started stay."""
+
+    # -- queues --------------------------------------------------------------------------------------
+    def upsert_queue(self, queue: QueueRecord) -> None:
+        """Create or change the queue ``queue.name`` with ``queue``'s limits (its counts are ignored)."""
+
+    def list_queues(self) -> list[QueueRecord]:
+        """Every declared queue and every queue with unfinished executions, by name, with how many of its
+        executions are queued and running now."""
 
     def close(self) -> None: ...
 

@@ -40,11 +40,16 @@ from psycopg.rows import TupleRow
 from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLostError, StoreError
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.store.base import (
+    DEFAULT_QUEUE,
+    LIST_QUEUES,
+    QUEUE_COLUMNS,
     SCHEDULE_COLUMNS,
+    UPSERT_QUEUE,
     Acquired,
     ExecutionRecord,
     ExecutionStatus,
     MessageRecord,
+    QueueRecord,
     ReceiptEvents,
     ScheduleRecord,
     check_limit,
@@ -55,6 +60,10 @@ from taskloom.store.base import (
     holder_died,
     listing_where,
     not_yet_due,
+    open_queues,
+    queue_filter,
+    queue_limits,
+    queue_listing,
     started_parent,
 )
 from taskloom.store.faults import Fault, Outage, TransientStoreError, classify_postgres, first_contact, retrying
@@ -334,6 +343,8 @@ class PostgresStore:
         lease_seconds: float | None = None,
         started_data: Mapping[str, Any] | None = None,
         wake_at: float | None = None,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = 0,
     ) -> None:
         now = time.time()
         expires_at = None if lease_seconds is None else now + lease_seconds
@@ -341,8 +352,8 @@ class PostgresStore:
             # ON CONFLICT DO NOTHING: a duplicate id is answered without aborting the transaction.
             inserted = conn.execute(
                 "INSERT INTO executions (id, workflow, target, status, input, created_at, updated_at, "
-                "lease_owner, lease_expires_at, wake_at, parent_id) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+                "lease_owner, lease_expires_at, wake_at, parent_id, queue, priority) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
                 (
                     execution_id,
                     workflow,
@@ -355,6 +366,8 @@ class PostgresStore:
                     expires_at,
                     wake_at,
                     started_parent(started_data),
+                    queue,
+                    priority,
                 ),
             ).rowcount
             if not inserted:
@@ -469,30 +482,43 @@ class PostgresStore:
     # -- the work queue ----------------------------------------------------------------------------
     @retrying
     def claim_next_execution(
-        self, worker_id: str, lease_seconds: float, workflows: Sequence[str]
+        self,
+        worker_id: str,
+        lease_seconds: float,
+        workflows: Sequence[str],
+        *,
+        queues: Sequence[str] | None = None,
     ) -> ExecutionRecord | None:
-        if not workflows:
+        if not workflows or queues == []:
             return None
-        now = time.time()
         # SKIP LOCKED: workers polling together each take a different execution instead of queueing
         # behind one row lock; the claim and the lease are one statement.
         # The SET expressions read the row as it was, so crashes counts a holder that died (running, leased
         # to someone) before status and lease_owner are overwritten.
         with self._transaction() as conn:
+            # A limited queue's row is locked first (FOR UPDATE, in name order): claims that may take from
+            # it take turns, so each one's counts include every claim committed before it. The clock is
+            # read once the locks are held, so claimed_at and the rate window follow that order.
+            limits = _queue_limits(conn, queues)
+            now = time.time()
+            fresh, takeover = open_queues(limits, lambda queue: _queue_counts(conn, queue, worker_id, now))
+            on_queues, queue_params = queue_filter(queues, limits, fresh, takeover, "%s")
             row = conn.execute(
                 "UPDATE executions SET status = 'running', lease_owner = %s, lease_expires_at = %s, "
-                "updated_at = %s, wake_at = NULL, crashes = crashes + "
+                "updated_at = %s, wake_at = NULL, claimed_at = %s, crashes = crashes + "
                 "  CASE WHEN status = 'running' AND lease_owner IS NOT NULL AND lease_owner <> %s THEN 1 ELSE 0 END "
                 "WHERE id = ("
                 "  SELECT id FROM executions WHERE workflow = ANY(%s) AND "
                 "  ((status = 'queued' AND (wake_at IS NULL OR wake_at <= %s)) "
                 "   OR (status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < %s)) "
-                "   OR (status = 'paused' AND wake_at <= %s)) "
-                "  ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED"
-                f") RETURNING {_EXECUTION_COLUMNS}",
-                (worker_id, now + lease_seconds, now, worker_id, list(workflows), now, now, now),
+                f"   OR (status = 'paused' AND wake_at <= %s)){on_queues} "
+                "  ORDER BY priority, created_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+                f") RETURNING {_EXECUTION_COLUMNS}, queue",
+                (worker_id, now + lease_seconds, now, now, worker_id, list(workflows), now, now, now, *queue_params),
             ).fetchone()
-        return ExecutionRecord(*row) if row else None
+            if row is not None:
+                _count_start(conn, limits, row[-1], now)
+        return ExecutionRecord(*row[:-1]) if row else None
 
     @retrying
     def acquire_execution(
@@ -566,6 +592,17 @@ class PostgresStore:
         if self._pid != os.getpid():
             self._after_fork()
         return self._work_listener.wait(timeout)
+
+    # -- queues ------------------------------------------------------------------------------------
+    @retrying
+    def upsert_queue(self, queue: QueueRecord) -> None:
+        with self._transaction() as conn:
+            conn.execute(UPSERT_QUEUE, (*queue_limits(queue), time.time()))
+
+    @retrying
+    def list_queues(self) -> list[QueueRecord]:
+        with self._transaction() as conn:
+            return queue_listing(conn.execute(LIST_QUEUES).fetchall())
 
     # -- messages ----------------------------------------------------------------------------------
     @retrying
@@ -765,6 +802,44 @@ class PostgresStore:
         with self._transaction() as conn:
             deleted = conn.execute("DELETE FROM schedules WHERE name = %s", (name,)).rowcount
         return bool(deleted)
+
+
+def _queue_limits(conn: Connection, queues: Sequence[str] | None) -> list[QueueRecord]:
+    """The limited queues among ``queues`` (None: all), as declared, their rows locked for the claim."""
+    rows = conn.execute(
+        f"SELECT {QUEUE_COLUMNS} FROM queues WHERE (concurrency IS NOT NULL OR worker_concurrency IS NOT NULL "
+        "OR rate_count IS NOT NULL) AND (%s::text[] IS NULL OR name = ANY(%s)) ORDER BY name FOR UPDATE",
+        (None if queues is None else list(queues), None if queues is None else list(queues)),
+    ).fetchall()
+    return [QueueRecord(*row) for row in rows]
+
+
+def _queue_counts(conn: Connection, queue: QueueRecord, worker_id: str, now: float) -> tuple[int, int, int]:
+    """``(running, running for worker_id, starts within the rate window)`` of ``queue``, read in the claim."""
+    row = conn.execute(
+        "SELECT COUNT(*), COUNT(*) FILTER (WHERE lease_owner = %s) FROM executions "
+        "WHERE queue = %s AND status = 'running'",
+        (worker_id, queue.name),
+    ).fetchone()
+    running, mine = row if row else (0, 0)
+    started = 0
+    if queue.rate_count is not None and queue.rate_seconds is not None:
+        found = conn.execute(
+            "SELECT COUNT(*) FROM queue_starts WHERE queue = %s AND started_at > %s",
+            (queue.name, now - queue.rate_seconds),
+        ).fetchone()
+        started = found[0] if found else 0
+    return int(running), int(mine), int(started)
+
+
+def _count_start(conn: Connection, limits: Sequence[QueueRecord], queue: str, now: float) -> None:
+    """Record a claim on a rate-limited ``queue`` and forget the ones its window has left behind."""
+    for limit in limits:
+        if limit.name == queue and limit.rate_seconds is not None:
+            conn.execute(
+                "DELETE FROM queue_starts WHERE queue = %s AND started_at <= %s", (queue, now - limit.rate_seconds)
+            )
+            conn.execute("INSERT INTO queue_starts (queue, started_at) VALUES (%s, %s)", (queue, now))
 
 
 def _insert_events(conn: Connection, execution_id: str, events: Sequence[NewEvent], now: float) -> list[int]:

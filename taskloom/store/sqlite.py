@@ -30,11 +30,16 @@ from typing import Any
 from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLostError, StoreError
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.store.base import (
+    DEFAULT_QUEUE,
+    LIST_QUEUES,
+    QUEUE_COLUMNS,
     SCHEDULE_COLUMNS,
+    UPSERT_QUEUE,
     Acquired,
     ExecutionRecord,
     ExecutionStatus,
     MessageRecord,
+    QueueRecord,
     ReceiptEvents,
     ScheduleRecord,
     check_limit,
@@ -45,6 +50,10 @@ from taskloom.store.base import (
     holder_died,
     listing_where,
     not_yet_due,
+    open_queues,
+    queue_filter,
+    queue_limits,
+    queue_listing,
     started_parent,
 )
 from taskloom.store.faults import Fault, Outage, TransientStoreError, classify_sqlite, retrying
@@ -267,6 +276,8 @@ class SQLiteStore:
         lease_seconds: float | None = None,
         started_data: Mapping[str, Any] | None = None,
         wake_at: float | None = None,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = 0,
     ) -> None:
         conn = self._conn()
         now = time.time()
@@ -277,7 +288,8 @@ class SQLiteStore:
                 raise _exists(execution_id)
             conn.execute(
                 "INSERT INTO executions (id, workflow, target, status, input, created_at, updated_at, "
-                "lease_owner, lease_expires_at, wake_at, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "lease_owner, lease_expires_at, wake_at, parent_id, queue, priority) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     execution_id,
                     workflow,
@@ -290,6 +302,8 @@ class SQLiteStore:
                     expires_at,
                     wake_at,
                     started_parent(started_data),
+                    queue,
+                    priority,
                 ),
             )
             conn.execute(
@@ -430,31 +444,42 @@ class SQLiteStore:
     # -- the work queue ----------------------------------------------------------------------------
     @retrying
     def claim_next_execution(
-        self, worker_id: str, lease_seconds: float, workflows: Sequence[str]
+        self,
+        worker_id: str,
+        lease_seconds: float,
+        workflows: Sequence[str],
+        *,
+        queues: Sequence[str] | None = None,
     ) -> ExecutionRecord | None:
-        if not workflows:
+        if not workflows or queues == []:
             return None
         conn = self._conn()
-        now = time.time()
         marks = ", ".join("?" for _ in workflows)
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # The clock is read under the write lock, so claimed_at and the rate window's counts follow
+            # the order in which claims really happen.
+            now = time.time()
+            limits = _queue_limits(conn, queues)
+            fresh, takeover = open_queues(limits, lambda queue: _queue_counts(conn, queue, worker_id, now))
+            on_queues, queue_params = queue_filter(queues, limits, fresh, takeover, "?")
             row = conn.execute(
-                f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE workflow IN ({marks}) AND "
+                f"SELECT {_EXECUTION_COLUMNS}, queue FROM executions WHERE workflow IN ({marks}) AND "
                 "((status = 'queued' AND (wake_at IS NULL OR wake_at <= ?)) "
                 "   OR (status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < ?)) "
-                " OR (status = 'paused' AND wake_at <= ?)) "
-                "ORDER BY created_at LIMIT 1",
-                (*workflows, now, now, now),
+                f" OR (status = 'paused' AND wake_at <= ?)){on_queues} "
+                "ORDER BY priority, created_at LIMIT 1",
+                (*workflows, now, now, now, *queue_params),
             ).fetchone()
             if row is not None:
-                record = ExecutionRecord(*row)
+                record = ExecutionRecord(*row[:-1])
                 crashes = record.crashes + (1 if holder_died(record, worker_id) else 0)
                 conn.execute(
                     "UPDATE executions SET status = 'running', lease_owner = ?, lease_expires_at = ?, updated_at = ?, "
-                    "crashes = ?, wake_at = NULL WHERE id = ?",
-                    (worker_id, now + lease_seconds, now, crashes, record.id),
+                    "crashes = ?, wake_at = NULL, claimed_at = ? WHERE id = ?",
+                    (worker_id, now + lease_seconds, now, crashes, now, record.id),
                 )
+                _count_start(conn, limits, row[-1], now)
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(conn)
@@ -562,6 +587,16 @@ class SQLiteStore:
         woke = self._work_queued.wait(max(0.0, timeout))
         self._work_queued.clear()
         return woke
+
+    # -- queues ------------------------------------------------------------------------------------
+    @retrying
+    def upsert_queue(self, queue: QueueRecord) -> None:
+        with self._write() as conn:
+            conn.execute(UPSERT_QUEUE.replace("%s", "?"), (*queue_limits(queue), time.time()))
+
+    @retrying
+    def list_queues(self) -> list[QueueRecord]:
+        return queue_listing(self._conn().execute(LIST_QUEUES).fetchall())
 
     # -- messages ----------------------------------------------------------------------------------
     @retrying
@@ -764,6 +799,44 @@ class SQLiteStore:
         with self._write() as conn:
             deleted = conn.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount
         return bool(deleted)
+
+
+def _queue_limits(conn: sqlite3.Connection, queues: Sequence[str] | None) -> list[QueueRecord]:
+    """The limited queues among ``queues`` (None: all), as declared."""
+    where, params = "", list(queues or ())
+    if queues is not None:
+        where = f" AND name IN ({', '.join('?' for _ in queues)})"
+    rows = conn.execute(
+        f"SELECT {QUEUE_COLUMNS} FROM queues WHERE (concurrency IS NOT NULL OR worker_concurrency IS NOT NULL "
+        f"OR rate_count IS NOT NULL){where} ORDER BY name",
+        params,
+    ).fetchall()
+    return [QueueRecord(*row) for row in rows]
+
+
+def _queue_counts(conn: sqlite3.Connection, queue: QueueRecord, worker_id: str, now: float) -> tuple[int, int, int]:
+    """``(running, running for worker_id, starts within the rate window)`` of ``queue``, read in the claim."""
+    running, mine = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(lease_owner = ?), 0) FROM executions WHERE queue = ? AND status = 'running'",
+        (worker_id, queue.name),
+    ).fetchone()
+    started = 0
+    if queue.rate_count is not None and queue.rate_seconds is not None:
+        started = conn.execute(
+            "SELECT COUNT(*) FROM queue_starts WHERE queue = ? AND started_at > ?",
+            (queue.name, now - queue.rate_seconds),
+        ).fetchone()[0]
+    return int(running), int(mine), int(started)
+
+
+def _count_start(conn: sqlite3.Connection, limits: Sequence[QueueRecord], queue: str, now: float) -> None:
+    """Record a claim on a rate-limited ``queue`` and forget the ones its window has left behind."""
+    for limit in limits:
+        if limit.name == queue and limit.rate_seconds is not None:
+            conn.execute(
+                "DELETE FROM queue_starts WHERE queue = ? AND started_at <= ?", (queue, now - limit.rate_seconds)
+            )
+            conn.execute("INSERT INTO queue_starts (queue, started_at) VALUES (?, ?)", (queue, now))
 
 
 def _event_rows(execution_id: str, events: Sequence[NewEvent], now: float) -> list[tuple[object, ...]]:
