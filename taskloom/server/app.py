@@ -48,7 +48,15 @@ from taskloom.errors import (
     TaskloomError,
     WorkflowError,
 )
-from taskloom.server import routes_executions, routes_instances, routes_queues, routes_secrets, routes_workers
+from taskloom.server import (
+    routes_executions,
+    routes_instances,
+    routes_queues,
+    routes_relations,
+    routes_schedules,
+    routes_secrets,
+    routes_workers,
+)
 from taskloom.server.auth import DOCS_ASSETS, DOCS_PATH, PUBLIC_PATHS, BearerAuth
 from taskloom.server.http import ApiError, JSONResponse, ServerState, error_body
 from taskloom.server.models import Health
@@ -69,6 +77,8 @@ DESCRIPTION = (
 #: Every router of API routes, in the order they are documented.
 ROUTERS: tuple[APIRouter, ...] = (
     routes_executions.router,
+    routes_relations.router,
+    routes_schedules.router,
     routes_secrets.router,
     routes_instances.router,
     routes_workers.router,

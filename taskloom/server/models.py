@@ -244,6 +244,46 @@ class WorkerList(BaseModel):
     seen_within_seconds: float = Field(description="a worker not seen for this long is left out (gone)")
 
 
+# -- schedules, messages, children ---------------------------------------------------------------------
+class Schedule(BaseModel):
+    """A schedule (``@workflow(schedule=...)``, ``wf.schedule(...)``): times in the schedule's time zone."""
+
+    name: str
+    workflow: str
+    cron: str
+    timezone: str
+    catchup: Literal["latest", "all", "none"]
+    paused: bool
+    input: Any = Field(description="the input each tick's execution gets, as a JSON view")
+    last_tick: DateTime = Field(description="every tick up to this one was started or skipped")
+    next_tick: DateTime | None = Field(description="the next tick to start; null while paused or if none is left")
+
+
+class ScheduleList(BaseModel):
+    schedules: list[Schedule]
+
+
+class Message(BaseModel):
+    """A message sent to an execution, read or not."""
+
+    seq: int
+    topic: str
+    value: Any = Field(description="the message, as a JSON view")
+    sent_at: DateTime
+    received_step: str | None = Field(description="the receive step that took it; null while unread")
+    received_at: DateTime | None
+
+
+class MessageList(BaseModel):
+    execution_id: str
+    messages: list[Message]
+
+
+class ChildList(BaseModel):
+    execution_id: str
+    children: list[ExecutionSummary] = Field(description="the child workflows it started, in step order")
+
+
 # -- queues -----------------------------------------------------------------------------------------------
 class RateLimit(BaseModel):
     count: int = Field(ge=1, description="at most this many starts...")
@@ -288,7 +328,7 @@ class Error(BaseModel):
 _ERROR_TEXT = {
     400: "a header is malformed (a Last-Event-ID that is not an ASCII seq); the message names it",
     401: "no API token, or a wrong one (see the WWW-Authenticate header)",
-    404: "no such execution, workflow, instance, secret or route",
+    404: "no such execution, workflow, instance, secret, schedule or route",
     409: (
         "the execution or instance is not in a state that allows this (not paused, already finished), or no "
         "worker serves a task target that POST /instances was asked to queue"
