@@ -37,6 +37,7 @@ from taskloom.runtime.session import Session
 from taskloom.schedule_ticks import ScheduleError
 from taskloom.schedules import Schedule, run_schedules
 from taskloom.task import Task, TaskConfig, task
+from taskloom.versioning import deprecate_patch, patched
 from taskloom.workflow import Workflow, workflow
 
 __all__ = [
@@ -75,7 +76,9 @@ __all__ = [
     "Workflow",
     "WorkflowError",
     "WorkflowExecutionContext",
+    "deprecate_patch",
     "logger",
+    "patched",
     "run_schedules",
     "send",
     "set_task_control_handler",

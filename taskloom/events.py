@@ -32,6 +32,8 @@ class EventType(enum.StrEnum):
     STEP_FAILED = "step_failed"
     STEP_PROGRESS = "step_progress"
     STEP_LOG = "step_log"
+    #: ``patched(change_id)`` met live (taskloom.versioning): the name is the change id; no step position
+    PATCHED = "patched"
     #: A Graph's shape (data: graph_id, graph, nodes, edges, start, ends), written with its first wave.
     #: Informational, as GRAPH_WAVE is: replay never reads them, so logs without them replay the same.
     GRAPH_STARTED = "graph_started"

@@ -33,6 +33,7 @@ from taskloom.errors import (
 )
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.runtime.control import LogRecord, TaskControl
+from taskloom.versioning import PatchLog
 
 if TYPE_CHECKING:
     from taskloom.store.base import Store
@@ -199,6 +200,8 @@ class ExecutionRun:
         self.writes = 0
         #: the stored ``output=`` of each pause met, by step id: the value of its EXECUTION_PAUSED event
         self.pause_outputs: dict[str, bytes] = {}
+        #: what ``patched()`` answers in this run (taskloom.versioning); reads the log only if it is called
+        self.patches = PatchLog(events)
 
     def check_cancelled(self) -> None:
         """Stop before a new step once the execution was cancelled from outside (an in-memory flag)."""

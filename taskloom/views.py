@@ -13,6 +13,7 @@ from typing import Any
 
 from taskloom import serde
 from taskloom.store.base import ExecutionRecord
+from taskloom.versioning import shown
 
 
 def timestamp(seconds: float) -> str:
@@ -36,6 +37,7 @@ def execution_view(record: ExecutionRecord, *, values: Collection[str] = ("input
         "target": record.target,
         "status": record.status,
         "parent_id": record.parent_id,
+        "version": shown(record.version),
         "created_at": timestamp(record.created_at),
         "updated_at": timestamp(record.updated_at),
     }

@@ -30,6 +30,7 @@ from taskloom.leases import new_owner
 from taskloom.settings import WorkerSettings
 from taskloom.store import default_store
 from taskloom.store.base import ExecutionRecord, ExecutionStatus, Store
+from taskloom.versioning import NO_VERSION
 from taskloom.workflow import Workflow
 
 log = logging.getLogger("taskloom.worker")
@@ -59,6 +60,8 @@ class Worker:
         if not workflows:
             raise WorkflowError("the worker found no @workflow in its modules; nothing to run")
         self.workflows = workflows
+        #: the version of each workflow this worker's code has: it claims only executions of those
+        self.versions = {name: wf.version or NO_VERSION for name, wf in workflows.items()}
         self.settings = settings or WorkerSettings()
         self.store = store or default_store()
         self.worker_id = worker_id or new_owner()
@@ -132,7 +135,9 @@ class Worker:
 
     def _claim(self, names: list[str]) -> ExecutionRecord | None:
         try:
-            return self.store.claim_next_execution(self.worker_id, self.settings.lease_seconds, names)
+            return self.store.claim_next_execution(
+                self.worker_id, self.settings.lease_seconds, names, versions=self.versions
+            )
         except Exception:
             log.exception("worker %s: claiming failed; retrying", self.worker_id)
             return None
@@ -156,7 +161,7 @@ class Worker:
     def _time_to_next_look(self, names: list[str]) -> float:
         wait = self.settings.poll_seconds
         try:
-            expiry = self.store.next_lease_expiry(names)
+            expiry = self.store.next_lease_expiry(names, versions=self.versions)
         except Exception:
             log.exception("worker %s: reading lease expiries failed", self.worker_id)
             return wait

@@ -55,6 +55,7 @@ from taskloom.schedules import Schedule, check_schedule, upsert_schedule
 from taskloom.settings import Settings
 from taskloom.store import default_store
 from taskloom.store.base import Acquired, ExecutionRecord, ExecutionStatus, Store, holder_died, not_yet_due
+from taskloom.versioning import NO_VERSION, check_version, claim_version
 
 T = TypeVar("T")
 WorkflowFn = Callable[[WorkflowExecutionContext[Any]], Awaitable[Any]]
@@ -81,6 +82,7 @@ class Workflow(Generic[T]):
         output_storage: OutputStorage | None = None,
         max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
         schedule: str | None = None,
+        version: str | None = None,
     ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise TaskDefinitionError(
@@ -94,6 +96,8 @@ class Workflow(Generic[T]):
         #: ``@workflow(schedule=...)``: registered in the store by every worker that imports the workflow
         self.declared_schedule = None if schedule is None else check_schedule(schedule, owner=f"workflow {self.name!r}")
         self.target = f"{fn.__module__}:{fn.__qualname__}"
+        #: ``@workflow(version=...)``: stored with each execution; only code with it runs them (versioning.py)
+        self.version = check_version(version, f"workflow {self.name!r}")
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
         self.__qualname__ = fn.__qualname__
@@ -246,6 +250,7 @@ class Workflow(Generic[T]):
                 lease_owner=owner,
                 lease_seconds=lease,
             )
+            store.pin_version(execution_id, self.version or NO_VERSION)
             return await self._drive(store, execution_id, input, owner, lease, before=None)
         found = store.get_execution(check_execution_id(execution_id))
         if found is None and lease_owner is None:
@@ -263,8 +268,10 @@ class Workflow(Generic[T]):
                 lease_seconds=lease,
             )
             if found is None:
+                store.pin_version(execution_id, self.version or NO_VERSION)
                 return await self._drive(store, execution_id, input, owner, lease, before=None)
-        record = self._checked(store, execution_id, found)
+        # Only code of the execution's version runs it (an execution no code ran yet is pinned to this one).
+        record = claim_version(store, self._checked(store, execution_id, found), self.version)
         input = self._decode_input(record)
         if lease_owner is not None:  # a worker's claim: the lease is already held, its crashes counted
             return await self._drive(
@@ -353,7 +360,7 @@ class Workflow(Generic[T]):
         fails (the code changed) leaves the execution paused, its events and the resume unconsumed.
         """
         store = store or default_store()
-        record = self._load(store, execution_id)
+        record = claim_version(store, self._load(store, execution_id), self.version)
         stored_input = self._decode_input(record)
         if record.status != ExecutionStatus.PAUSED:
             raise not_paused(record)
@@ -708,7 +715,7 @@ def _refuse_inside_loop(call: str, instead: str) -> None:
 
 class _WorkflowDecorator:
     """``@workflow`` and ``@workflow.with_options(name=..., secret_requests=..., output_storage=...,
-    max_recovery_attempts=..., schedule=...)``."""
+    max_recovery_attempts=..., schedule=..., version=...)``."""
 
     def __call__(self, fn: WorkflowFn | None = None, /, **options: Any) -> Any:
         if fn is None:
@@ -723,6 +730,7 @@ class _WorkflowDecorator:
         output_storage: OutputStorage | None = None,
         max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
         schedule: str | None = None,
+        version: str | None = None,
     ) -> Callable[[WorkflowFn], Workflow[Any]]:
         # Reuse the task option validation so the messages read the same.
         checked = TaskOptions.build(
@@ -734,6 +742,7 @@ class _WorkflowDecorator:
         _check_recovery_attempts(max_recovery_attempts, name or "workflow")
         if schedule is not None:
             check_schedule(schedule, owner=f"workflow {name!r}" if name else "workflow")
+        check_version(version, f"workflow {name!r}" if name else "workflow")
 
         def decorate(fn: WorkflowFn) -> Workflow[Any]:
             return Workflow(
@@ -743,6 +752,7 @@ class _WorkflowDecorator:
                 output_storage=checked.output_storage,
                 max_recovery_attempts=max_recovery_attempts,
                 schedule=schedule,
+                version=version,
             )
 
         return decorate

@@ -109,6 +109,10 @@ class ExecutionSummary(BaseModel):
     parent_id: str | None = Field(
         None, description="the execution that started this one as a child workflow; null for a top-level one"
     )
+    version: str | None = Field(
+        None,
+        description="the workflow version it runs on (@workflow(version=...)); null for none, or while no code ran it",
+    )
     created_at: DateTime
     updated_at: DateTime
     output: Any = Field(description="result (completed) or {type, message} (failed), as a JSON view")

@@ -56,6 +56,8 @@ class ExecutionRecord:
     wake_at: float | None = None
     #: the execution that started this one as a child (``started_data["parent_id"]``); None for a top-level one
     parent_id: str | None = None
+    #: the workflow version it runs on (taskloom.versioning): ``""`` none, None not pinned yet (no code ran it)
+    version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +343,7 @@ class Store(Protocol):
         workflows: Sequence[str],
         *,
         queues: Sequence[str] | None = None,
+        versions: Mapping[str, str] | None = None,
     ) -> ExecutionRecord | None:
         """Atomically claim the oldest execution of one of ``workflows`` that is queued (and its not-before
         ``wake_at``, if any, has passed), running under a
@@ -352,7 +355,10 @@ class Store(Protocol):
         Only executions on ``queues`` (None: any queue) are claimed, the lowest ``priority`` first, then the
         oldest; a queue whose limits (:meth:`upsert_queue`) would be exceeded is skipped, checked inside
         the claim's transaction so that the limits hold across workers (:mod:`taskloom.queues`). The claim
-        records its time (``claimed_at``) and, for a rate-limited queue, counts as one start."""
+        records its time (``claimed_at``) and, for a rate-limited queue, counts as one start.
+
+        ``versions`` (workflow name -> the version the caller's code has, ``""`` for none) claims only
+        executions of those versions, or not pinned to one yet (:mod:`taskloom.versioning`)."""
 
     def renew_lease(self, execution_id: str, owner: str, lease_seconds: float) -> str | None:
         """Extend ``owner``'s lease on one execution to ``now + lease_seconds`` and return its status.
@@ -379,11 +385,16 @@ class Store(Protocol):
         then, with no owner and no crash counted: how a worker sets aside an execution its code cannot
         replay (a changed workflow), for a worker with the right code, without claiming it in a loop."""
 
-    def next_lease_expiry(self, workflows: Sequence[str]) -> float | None:
+    def next_lease_expiry(self, workflows: Sequence[str], *, versions: Mapping[str, str] | None = None) -> float | None:
         """The earliest time (Unix seconds) a lease on a running execution of ``workflows`` expires, a
         paused one's deadline passes or a delayed queued one may start, or None: an idle worker waits until
         then to take the work over.
-        A running execution with no lease counts as expiring now."""
+        A running execution with no lease counts as expiring now. ``versions`` as in
+        :meth:`claim_next_execution`: another version's executions are not this worker's to wait for."""
+
+    def pin_version(self, execution_id: str, version: str) -> str:
+        """Set the execution's version to ``version`` unless it has one, in one statement; return the version
+        it has now (``version``, or the one another process pinned first). See :mod:`taskloom.versioning`."""
 
     def wait_for_work(self, timeout: float) -> bool:
         """Block until work may have been queued (an execution created or put back as ``queued``) or
@@ -587,6 +598,18 @@ def holder_died(record: ExecutionRecord, new_owner: str | None = None) -> bool:
     return (
         record.status == ExecutionStatus.RUNNING and record.lease_owner is not None and record.lease_owner != new_owner
     )
+
+
+def version_filter(versions: Mapping[str, str] | None, mark: str) -> tuple[str, list[Any]]:
+    """The claim's ``AND ...`` condition on the executions' version, and its parameters (``mark`` is the
+    dialect's placeholder): not pinned yet, or pinned to the version its workflow has in ``versions``."""
+    if versions is None:
+        return "", []
+    if not versions:
+        return " AND version IS NULL", []
+    pairs = ", ".join(f"({mark}, {mark})" for _ in versions)
+    params = [value for pair in sorted(versions.items()) for value in pair]
+    return f" AND (version IS NULL OR (workflow, version) IN (VALUES {pairs}))", params
 
 
 def started_parent(started_data: Mapping[str, Any] | None) -> str | None:

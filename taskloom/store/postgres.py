@@ -65,6 +65,7 @@ from taskloom.store.base import (
     queue_limits,
     queue_listing,
     started_parent,
+    version_filter,
 )
 from taskloom.store.faults import Fault, Outage, TransientStoreError, classify_postgres, first_contact, retrying
 from taskloom.store.migrations import load_migrations
@@ -85,7 +86,7 @@ WORK_CHANNEL = "taskloom_work"
 
 _EXECUTION_COLUMNS = (
     "id, workflow, status, input, output, created_at, updated_at, target, lease_owner, lease_expires_at, crashes, "
-    "wake_at, parent_id"
+    "wake_at, parent_id, version"
 )
 _INSERT_STARTED = "INSERT INTO events (execution_id, type, name, value, data, ts) VALUES (%s, %s, %s, %s, %s, %s)"
 _NOTIFY_WORK = f"SELECT pg_notify('{WORK_CHANNEL}', %s)"
@@ -488,6 +489,7 @@ class PostgresStore:
         workflows: Sequence[str],
         *,
         queues: Sequence[str] | None = None,
+        versions: Mapping[str, str] | None = None,
     ) -> ExecutionRecord | None:
         if not workflows or queues == []:
             return None
@@ -503,6 +505,7 @@ class PostgresStore:
             now = time.time()
             fresh, takeover = open_queues(limits, lambda queue: _queue_counts(conn, queue, worker_id, now))
             on_queues, queue_params = queue_filter(queues, limits, fresh, takeover, "%s")
+            on_versions, version_params = version_filter(versions, "%s")
             row = conn.execute(
                 "UPDATE executions SET status = 'running', lease_owner = %s, lease_expires_at = %s, "
                 "updated_at = %s, wake_at = NULL, claimed_at = %s, crashes = crashes + "
@@ -511,10 +514,14 @@ class PostgresStore:
                 "  SELECT id FROM executions WHERE workflow = ANY(%s) AND "
                 "  ((status = 'queued' AND (wake_at IS NULL OR wake_at <= %s)) "
                 "   OR (status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < %s)) "
-                f"   OR (status = 'paused' AND wake_at <= %s)){on_queues} "
+                f"   OR (status = 'paused' AND wake_at <= %s)){on_queues}{on_versions} "
                 "  ORDER BY priority, created_at LIMIT 1 FOR UPDATE SKIP LOCKED"
                 f") RETURNING {_EXECUTION_COLUMNS}, queue",
-                (worker_id, now + lease_seconds, now, now, worker_id, list(workflows), now, now, now, *queue_params),
+                (
+                    *(worker_id, now + lease_seconds, now, now, worker_id, list(workflows), now, now, now),
+                    *queue_params,
+                    *version_params,
+                ),
             ).fetchone()
             if row is not None:
                 _count_start(conn, limits, row[-1], now)
@@ -577,16 +584,28 @@ class PostgresStore:
                 conn.execute(_NOTIFY_WORK, (row[1],))
 
     @retrying
-    def next_lease_expiry(self, workflows: Sequence[str]) -> float | None:
+    def next_lease_expiry(self, workflows: Sequence[str], *, versions: Mapping[str, str] | None = None) -> float | None:
         if not workflows:
             return None
+        on_versions, version_params = version_filter(versions, "%s")
         with self._transaction() as conn:
             row = conn.execute(
                 "SELECT MIN(CASE WHEN status = 'running' THEN COALESCE(lease_expires_at, %s) ELSE wake_at END) "
-                "FROM executions WHERE workflow = ANY(%s) AND status IN ('running', 'paused', 'queued')",
-                (time.time(), list(workflows)),
+                f"FROM executions WHERE workflow = ANY(%s) AND status IN ('running', 'paused', 'queued'){on_versions}",
+                (time.time(), list(workflows), *version_params),
             ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
+
+    @retrying
+    def pin_version(self, execution_id: str, version: str) -> str:
+        with self._transaction() as conn:
+            row = conn.execute(
+                "UPDATE executions SET version = COALESCE(version, %s) WHERE id = %s RETURNING version",
+                (version, execution_id),
+            ).fetchone()
+        if row is None:
+            raise ExecutionNotFoundError(f"no execution {execution_id!r} in the store {redacted(self.url)}")
+        return str(row[0])
 
     def wait_for_work(self, timeout: float) -> bool:
         if self._pid != os.getpid():

@@ -55,6 +55,7 @@ from taskloom.store.base import (
     queue_limits,
     queue_listing,
     started_parent,
+    version_filter,
 )
 from taskloom.store.faults import Fault, Outage, TransientStoreError, classify_sqlite, retrying
 from taskloom.store.migrations import load_migrations, split_statements
@@ -66,7 +67,7 @@ _INSERT_EVENT = "INSERT INTO events (execution_id, type, step_id, name, value, d
 _LAST_SEQ_AND_FENCE = "SELECT last_insert_rowid(), status, lease_owner FROM executions WHERE id = ?"
 _EXECUTION_COLUMNS = (
     "id, workflow, status, input, output, created_at, updated_at, target, lease_owner, lease_expires_at, crashes, "
-    "wake_at, parent_id"
+    "wake_at, parent_id, version"
 )
 
 
@@ -450,6 +451,7 @@ class SQLiteStore:
         workflows: Sequence[str],
         *,
         queues: Sequence[str] | None = None,
+        versions: Mapping[str, str] | None = None,
     ) -> ExecutionRecord | None:
         if not workflows or queues == []:
             return None
@@ -463,13 +465,14 @@ class SQLiteStore:
             limits = _queue_limits(conn, queues)
             fresh, takeover = open_queues(limits, lambda queue: _queue_counts(conn, queue, worker_id, now))
             on_queues, queue_params = queue_filter(queues, limits, fresh, takeover, "?")
+            on_versions, version_params = version_filter(versions, "?")
             row = conn.execute(
                 f"SELECT {_EXECUTION_COLUMNS}, queue FROM executions WHERE workflow IN ({marks}) AND "
                 "((status = 'queued' AND (wake_at IS NULL OR wake_at <= ?)) "
                 "   OR (status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < ?)) "
-                f" OR (status = 'paused' AND wake_at <= ?)){on_queues} "
+                f" OR (status = 'paused' AND wake_at <= ?)){on_queues}{on_versions} "
                 "ORDER BY priority, created_at LIMIT 1",
-                (*workflows, now, now, now, *queue_params),
+                (*workflows, now, now, now, *queue_params, *version_params),
             ).fetchone()
             if row is not None:
                 record = ExecutionRecord(*row[:-1])
@@ -568,20 +571,33 @@ class SQLiteStore:
             self._work_queued.set()
 
     @retrying
-    def next_lease_expiry(self, workflows: Sequence[str]) -> float | None:
+    def next_lease_expiry(self, workflows: Sequence[str], *, versions: Mapping[str, str] | None = None) -> float | None:
         if not workflows:
             return None
         marks = ", ".join("?" for _ in workflows)
+        on_versions, version_params = version_filter(versions, "?")
         row = (
             self._conn()
             .execute(
                 "SELECT MIN(CASE WHEN status = 'running' THEN COALESCE(lease_expires_at, ?) ELSE wake_at END) "
-                f"FROM executions WHERE workflow IN ({marks}) AND status IN ('running', 'paused', 'queued')",
-                (time.time(), *workflows),
+                f"FROM executions WHERE workflow IN ({marks}) AND status IN ('running', 'paused', 'queued')"
+                f"{on_versions}",
+                (time.time(), *workflows, *version_params),
             )
             .fetchone()
         )
         return float(row[0]) if row and row[0] is not None else None
+
+    @retrying
+    def pin_version(self, execution_id: str, version: str) -> str:
+        with self._write() as conn:
+            row = conn.execute(
+                "UPDATE executions SET version = COALESCE(version, ?) WHERE id = ? RETURNING version",
+                (version, execution_id),
+            ).fetchone()
+        if row is None:
+            raise self._not_found(execution_id)
+        return str(row[0])
 
     def wait_for_work(self, timeout: float) -> bool:
         woke = self._work_queued.wait(max(0.0, timeout))

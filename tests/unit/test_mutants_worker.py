@@ -55,8 +55,10 @@ class WatchedStore(SQLiteStore):
         self.claimed_at: dict[str, float] = {}
         self.waiting = threading.Event()
 
-    def claim_next_execution(self, worker_id: str, lease_seconds: float, workflows: Any) -> ExecutionRecord | None:
-        record = super().claim_next_execution(worker_id, lease_seconds, workflows)
+    def claim_next_execution(
+        self, worker_id: str, lease_seconds: float, workflows: Any, **options: Any
+    ) -> ExecutionRecord | None:
+        record = super().claim_next_execution(worker_id, lease_seconds, workflows, **options)
         self.claims.append(record)
         if record is not None:
             self.claimed_at[record.id] = time.monotonic()

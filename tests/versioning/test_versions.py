@@ -1,0 +1,104 @@
+"""The workflow ``version`` option: validated at decoration, stored with each execution, shown, and only
+code of an execution's version runs it (in this process here; workers in test_versions_workers.py).
+
+Each test runs on SQLite and PostgreSQL (the ``default`` fixture).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from taskloom import TaskDefinitionError, WorkflowError, WorkflowExecutionContext, workflow
+from taskloom.executions import queue_execution
+from taskloom.store import Store
+from taskloom.tasks import pause
+from taskloom.views import execution_view
+from taskloom.workflow import Workflow
+
+pytestmark = pytest.mark.usefixtures("default")
+
+
+def billing(version: str | None) -> Workflow[Any]:
+    """The workflow ``billing`` as the code of ``version`` has it."""
+
+    async def body(ctx: WorkflowExecutionContext[int]) -> str:
+        answer = await pause("approve")
+        return f"{version}:{ctx.input}:{answer}"
+
+    return workflow.with_options(name="billing", version=version)(body)
+
+
+@pytest.mark.parametrize("bad", [2, "", "  ", "x" * 101, "a\x00b", ["2"]])
+def test_a_bad_version_fails_at_decoration_naming_the_option(bad: Any) -> None:
+    with pytest.raises(TaskDefinitionError, match=r"workflow 'billing': option 'version' must be a non-empty string"):
+        workflow.with_options(name="billing", version=bad)
+    with pytest.raises(TaskDefinitionError, match=r"option 'version'"):
+        Workflow(billing(None).fn, name="billing", version=bad)
+
+
+def test_each_execution_stores_its_version_and_shows_it(default: Store) -> None:
+    versioned = billing("2").run(1)
+    plain = billing(None).run(1)
+
+    record = default.get_execution(versioned.execution_id)
+    assert record is not None and record.version == "2"
+    assert execution_view(record)["version"] == "2"
+    unversioned = default.get_execution(plain.execution_id)
+    assert unversioned is not None and unversioned.version == ""
+    assert execution_view(unversioned)["version"] is None
+
+
+def test_code_of_another_version_refuses_to_continue_or_resume_an_execution_and_leaves_it(default: Store) -> None:
+    paused = billing("1").run(7)
+    before = default.load_events(paused.execution_id)
+
+    for attempt in (
+        lambda: billing("2").run(execution_id=paused.execution_id),
+        lambda: billing("2").resume(paused.execution_id, "yes"),
+        lambda: billing(None).resume(paused.execution_id, "yes"),
+    ):
+        mismatch = r"started with version '1', but this code has (version '2'|no version)"
+        with pytest.raises(WorkflowError, match=mismatch):
+            attempt()
+    assert default.load_events(paused.execution_id) == before
+    assert billing("1").status(paused.execution_id).status == "paused"
+
+    assert billing("1").resume(paused.execution_id, "yes").output == "1:7:yes"
+    assert billing("2").run(execution_id=paused.execution_id).output == "1:7:yes", "a finished one is shown as is"
+
+
+def test_an_execution_no_code_ran_yet_is_pinned_to_the_first_version_that_runs_it(default: Store) -> None:
+    queued = queue_execution(default, "billing", "somewhere:billing", 3)
+    assert (record := default.get_execution(queued)) is not None and record.version is None
+
+    assert billing("2").run(execution_id=queued).is_paused
+    assert (record := default.get_execution(queued)) is not None and record.version == "2"
+    with pytest.raises(WorkflowError, match=r"started with version '2', but this code has version '1'"):
+        billing("1").resume(queued, "yes")
+
+
+def test_a_claim_takes_only_executions_of_the_versions_given_or_not_pinned_yet(default: Store) -> None:
+    for execution_id, version in (("old", "1"), ("plain", ""), ("fresh", None)):
+        default.create_execution(execution_id, "billing", None, "queued", "somewhere:billing")
+        if version is not None:
+            assert default.pin_version(execution_id, version) == version
+    assert default.pin_version("old", "2") == "1", "a pinned version never changes"
+
+    def claim(version: str) -> str | None:
+        record = default.claim_next_execution("worker", 30.0, ["billing"], versions={"billing": version})
+        return None if record is None else record.id
+
+    assert claim("2") == "fresh"
+    assert claim("2") is None, "a version-2 worker claimed another version's execution"
+    assert claim("") == "plain"
+    assert claim("1") == "old"
+
+
+def test_a_worker_waits_only_for_expiries_of_its_own_version(default: Store) -> None:
+    default.create_execution("old", "billing", None, "running", "somewhere:billing", lease_seconds=-1.0)
+    default.pin_version("old", "1")
+
+    assert default.next_lease_expiry(["billing"], versions={"billing": "2"}) is None
+    assert default.next_lease_expiry(["billing"], versions={"billing": "1"}) is not None
