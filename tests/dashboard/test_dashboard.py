@@ -6,200 +6,22 @@ shows, and, where the page changed something, what the API says afterwards. Wait
 ``expect`` (which retries until its deadline) or ``wait_for`` with a deadline; a task that must be seen
 in one state before the next waits for a gate file the test creates.
 
-Screenshots of the main pages are written to ``docs/`` when ``TASKLOOM_DASHBOARD_SCREENSHOTS=1`` (for the
-README), never otherwise.
+The server, the worker, the browser and the tab are ``conftest.py``'s fixtures (see ``harness.py``).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
-import subprocess
-import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from processes import free_port, stop, wait_for
+from harness import ASSET_PATHS, MODULE, SCREENSHOTS, Server, Tab, expect_, start, wait_status
 
 from taskloom.store import open_store
 
 pytestmark = pytest.mark.integration
-
-HERE = Path(__file__).resolve().parent
-DOCS = HERE.parents[1] / "docs"
-MODULE = "dashapp.flows"
-CHROMIUM = Path("/usr/bin/chromium")
-#: this machine's network is closed: these flags keep Chromium from reaching out (and hanging on it)
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SCREENSHOTS = os.environ.get("TASKLOOM_DASHBOARD_SCREENSHOTS") == "1"
-#: how long an expectation on the page may take (a worker claims within its poll, the page polls every 2 s)
-EXPECT_MS = 15_000
-
-
-# -- processes ----------------------------------------------------------------------------------------
-@dataclass
-class Server:
-    url: str
-    token: str
-    folder: Path
-    process: subprocess.Popen[bytes]
-    env: dict[str, str] = field(repr=False)
-
-    def api(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
-
-
-def start_server(env: dict[str, str], folder: Path) -> Server:
-    """``taskloom server`` on a free loopback port, returned once /health answers."""
-    for _attempt in range(3):
-        port = free_port()
-        log = folder / f"server-{port}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "taskloom", "server", MODULE, "--port", str(port)],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        url = f"http://127.0.0.1:{port}"
-
-        def healthy(url: str = url, process: subprocess.Popen[bytes] = process) -> bool:
-            if process.poll() is not None:
-                return True  # exited: stop waiting, and find out why below
-            try:
-                return httpx.get(f"{url}/health", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(healthy, 30, "the server to answer /health")
-        if process.poll() is None:
-            return Server(url, env["TASKLOOM_API_TOKEN"], folder, process, env)
-        if "address already in use" not in log.read_text().lower():
-            raise AssertionError(f"the server did not start:\n{log.read_text()}")
-    raise AssertionError("no free port for the server after 3 tries")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder = tmp_path_factory.mktemp("dashboard")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")},
-        "TASKLOOM_DATABASE_URL": f"sqlite:///{folder / 'taskloom.db'}",
-        "TASKLOOM_HOME": str(folder / "home"),
-        "TASKLOOM_API_TOKEN": secrets.token_urlsafe(24),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
-    }
-    running = start_server(env, folder)
-    with (folder / "worker.log").open("wb") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "taskloom", "worker", MODULE, "--poll", "0.05", "--lease", "5"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        with running.api() as api:
-            wait_for(lambda: api.get("/workers").json()["workers"], 30, "the worker to register")
-        yield running
-    finally:
-        stop(worker, running.process)
-
-
-@pytest.fixture
-def api(server: Server) -> Iterator[httpx.Client]:
-    with server.api() as client:
-        yield client
-
-
-def start(api: httpx.Client, workflow: str, input: Any = None) -> str:
-    response = api.post("/executions", json={"workflow": workflow, "input": input})
-    assert response.status_code == 201, response.text
-    execution_id: str = response.json()["execution_id"]
-    return execution_id
-
-
-def wait_status(api: httpx.Client, execution_id: str, *statuses: str) -> dict[str, Any]:
-    def current() -> dict[str, Any] | None:
-        view: dict[str, Any] = api.get(f"/executions/{execution_id}").json()
-        return view if view["status"] in statuses else None
-
-    return wait_for(current, 30, f"execution {execution_id} to be {' or '.join(statuses)}")
-
-
-# -- the browser ----------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        reason = f"no Chromium at {CHROMIUM}: install Debian's chromium package (.ci/run does) to run these"
-        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
-            pytest.fail(f"CI must run the dashboard's browser tests: {reason}", pytrace=False)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@dataclass
-class Tab:
-    """A logged-in page, with every request it made and every script error it met."""
-
-    page: Any
-    server: Server
-    requests: list[Any] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def open(self, fragment: str) -> None:
-        self.page.goto(f"{self.server.url}/#{fragment}")
-
-    def shoot(self, name: str, *, full_page: bool = True) -> None:
-        """Save a screenshot as docs/dashboard-NAME.png, when screenshots were asked for."""
-        if SCREENSHOTS:
-            DOCS.mkdir(exist_ok=True)
-            self.page.screenshot(path=str(DOCS / f"dashboard-{name}.png"), full_page=full_page)
-
-
-@pytest.fixture
-def tab(browser: Any, server: Server) -> Iterator[Tab]:
-    from playwright.sync_api import expect
-
-    expect.set_options(timeout=EXPECT_MS)
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    page = context.new_page()
-    opened = Tab(page, server)
-    page.on("request", lambda request: opened.requests.append(request))
-    page.on("pageerror", lambda error: opened.errors.append(str(error)))
-    page.goto(server.url + "/")
-    page.fill("#token", server.token)
-    page.click("#login button[type=submit]")
-    expect(page.locator("#nav")).to_be_visible()
-    try:
-        yield opened
-    finally:
-        context.close()
-    assert opened.errors == [], f"the page raised: {opened.errors}"
-
-
-def expect_(locator: Any) -> Any:
-    from playwright.sync_api import expect
-
-    return expect(locator)
 
 
 # -- logging in -----------------------------------------------------------------------------------------
@@ -216,7 +38,7 @@ def test_the_token_stays_in_session_storage_and_goes_out_only_as_a_bearer_header
         assert request.url.startswith(tab.server.url), f"the page reached outside its server: {request.url}"
         assert tab.server.token not in request.url
         path = request.url.removeprefix(tab.server.url).split("?")[0].split("#")[0]
-        if path not in {"/", "/dashboard/app.js", "/dashboard/app.css"}:
+        if path not in ASSET_PATHS:
             assert request.headers.get("authorization") == f"Bearer {tab.server.token}", path
 
 
@@ -234,7 +56,7 @@ def test_a_wrong_token_is_refused_and_kept_nowhere(browser: Any, server: Server)
 
 
 def test_the_dashboards_files_are_public_but_its_data_needs_the_token(server: Server) -> None:
-    for path in ("/", "/dashboard/app.js", "/dashboard/app.css"):
+    for path in sorted(ASSET_PATHS):
         response = httpx.get(server.url + path)
         assert response.status_code == 200, path
         assert "script-src 'self'" in response.headers["content-security-policy"]
@@ -409,7 +231,7 @@ def test_the_workers_page_shows_the_live_worker_and_what_it_holds(tab: Tab, api:
     try:
         tab.open("/workers")
         row = tab.page.locator("#workers tr").first
-        expect_(row).to_contain_text("approval, broken, endless, gated")
+        expect_(row).to_contain_text("approval, broken, endless, gated, inbox, ordering, packing, shipping, yearly")
         expect_(row).to_contain_text(f"{MODULE}:ticker")
         expect_(row.get_by_role("link", name=execution_id)).to_be_visible()
         expect_(row.locator("td").nth(1)).to_have_text(re.compile(r"just now|\d+ s ago"))

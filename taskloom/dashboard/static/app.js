@@ -2,7 +2,7 @@
 //
 // The token the user types is kept in this tab's sessionStorage and sent as `Authorization: Bearer` on
 // every call; it never goes into a URL, a cookie or localStorage. Pages are chosen by the URL's hash
-// (#/executions, #/executions/ID, #/sessions, #/sessions/ID, #/workers, #/secrets), which the browser
+// (#/executions, #/executions/ID, #/sessions, #/sessions/ID, #/schedules, #/workers, #/secrets), which the browser
 // never sends to the server. Text from the server is always set as text (textContent), never as HTML.
 "use strict";
 
@@ -208,7 +208,13 @@ function route() {
   }
   const root = h("div", { class: "page", "data-page": page });
   main().replaceChildren(root);
-  const pages = { executions: parts[1] ? executionPage : executionsPage, sessions: parts[1] ? sessionPage : sessionsPage, workers: workersPage, secrets: secretsPage };
+  const pages = {
+    executions: parts[1] ? executionPage : executionsPage,
+    sessions: parts[1] ? sessionPage : sessionsPage,
+    schedules: schedulesPage,
+    workers: workersPage,
+    secrets: secretsPage,
+  };
   const render = pages[page];
   if (!render) {
     root.append(h("p", { class: "error" }, `No page ${hash}.`));
@@ -335,6 +341,7 @@ class ExecutionModel {
     this.first = null;
     this.last = null;
     this.lastSeq = 0;
+    this.graphs = new GraphModel(); // graph.js
   }
 
   add(event) {
@@ -344,6 +351,7 @@ class ExecutionModel {
     this.first = this.first === null ? at : Math.min(this.first, at);
     this.last = this.last === null ? at : Math.max(this.last, at);
     if (event.type === "execution_started" || event.type === "execution_resumed") this.runs.push(at);
+    if (event.type.startsWith("graph_")) this.graphs.add(event);
     if (!event.step_id || !event.type.startsWith("step_")) return;
     let step = this.steps.get(event.step_id);
     if (!step) {
@@ -355,6 +363,7 @@ class ExecutionModel {
       case "step_started":
         step.start = Math.min(step.start, at);
         if (event.name) step.name = event.name;
+        if (data.child) step.child = data.child; // a child workflow (taskloom/children.py)
         break;
       case "step_completed":
         step.end = at;
@@ -418,13 +427,18 @@ function executionPage(root, executionId) {
   const input = h("pre", { id: "input" });
   const output = h("pre", { id: "output" });
   const failure = h("div", { id: "failure" });
+  const graphs = section("Graph", h("div", { class: "graphs", id: "graphs" }));
+  graphs.hidden = true;
+  const links = new ExecutionLinks(executionId);
   root.append(
     h("p", {}, h("a", { href: "#/executions" }, "← Executions")),
     header, actions, notice,
+    graphs,
     section("Timeline", timeline),
     section("Progress", running),
     section("Logs", logs),
     h("div", { class: "columns" }, section("Input", input), section("Output", output)),
+    links.children, links.messages,
     failure,
   );
 
@@ -433,6 +447,7 @@ function executionPage(root, executionId) {
     drawn = true;
     requestAnimationFrame(() => {
       drawn = false;
+      drawGraphs(graphs, model, record);
       drawTimeline(timeline, model, record);
       drawRunning(running, model);
       drawLogs(logs, model);
@@ -448,6 +463,7 @@ function executionPage(root, executionId) {
         h("dt", {}, "code"), h("dd", {}, record.target || ""),
         h("dt", {}, "created"), h("dd", {}, when(record.created_at)),
         h("dt", {}, "updated"), h("dd", {}, when(record.updated_at)),
+        ...(record.parent_id ? [h("dt", {}, "parent"), h("dd", {}, h("a", { id: "parent-link", href: `#/executions/${encodeURIComponent(record.parent_id)}` }, record.parent_id))] : []),
       ),
     );
     input.textContent = json(record.input);
@@ -548,6 +564,7 @@ function executionPage(root, executionId) {
         drawFailure();
       }
       draw();
+      links.refresh(record, model);
       // Follow while it runs; and read what was written since the last look whenever the record moved,
       // even if it has finished meanwhile (a resume the worker finished before this look).
       if (!streaming && (changed || !QUIET.has(record.status))) stream();

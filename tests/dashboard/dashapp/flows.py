@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from taskloom import TaskControl, WorkflowExecutionContext, task, workflow
-from taskloom.tasks import pause
+from taskloom.tasks import Graph, pause, receive
 
 #: the longest any task here waits for its gate or runs
 DEADLINE_SECONDS = 60.0
@@ -109,3 +109,82 @@ def ticker(tc: TaskControl, ticks: int) -> str:
         tick += 1
         time.sleep(0.05)
     return "counted to the end"
+
+
+# -- a graph, messages, a child, a schedule -------------------------------------------------------------
+@task
+def measure(order: dict[str, Any]) -> dict[str, Any]:
+    return order
+
+
+@task
+def express(order: dict[str, Any]) -> str:
+    return f"express {order['n']}"
+
+
+@task
+def standard(order: dict[str, Any]) -> str:
+    """Waits for the test's gate: the page must show this node running before it completes."""
+    wait_for_gate(Path(order["gate"]))
+    return f"standard {order['n']}"
+
+
+@task
+def label(text: str) -> str:
+    return f"label: {text}"
+
+
+def is_large(order: dict[str, Any]) -> bool:
+    return bool(order["n"] > 10)
+
+
+def is_small(order: dict[str, Any]) -> bool:
+    return not is_large(order)
+
+
+@workflow
+async def shipping(ctx: WorkflowExecutionContext[dict[str, Any]]) -> str:
+    """A Graph with a branch: a small order goes through ``standard``, and ``express`` is skipped."""
+    graph = (
+        Graph("shipping")
+        .add_node("measure", measure)
+        .add_node("express", express)
+        .add_node("standard", standard)
+        .add_node("label", label)
+        .add_edge("measure", "express", condition=is_large)
+        .add_edge("measure", "standard", condition=is_small)
+        .add_edge("express", "label")
+        .add_edge("standard", "label")
+        .start_with("measure")
+        .end_with("label")
+    )
+    result: str = await graph(ctx.input)
+    return result
+
+
+@workflow
+async def inbox(ctx: WorkflowExecutionContext[None]) -> str:
+    """Waits for a message of topic ``greeting`` (sent from the dashboard) and answers it by a step."""
+    greeting = await receive("greeting")
+    answer: str = await shout(str(greeting))
+    return answer
+
+
+@workflow
+async def packing(ctx: WorkflowExecutionContext[str]) -> str:
+    """The child of ``ordering``."""
+    packed: str = await shout(ctx.input)
+    return packed
+
+
+@workflow
+async def ordering(ctx: WorkflowExecutionContext[str]) -> str:
+    """Runs ``packing`` as a child workflow."""
+    packed: str = await packing(ctx.input)
+    return f"ordered {packed}"
+
+
+@workflow(schedule="0 3 1 1 *")
+async def yearly(ctx: WorkflowExecutionContext[None]) -> str:
+    """Scheduled once a year (so never during a test): the worker stores its schedule when it starts."""
+    return "happy new year"
