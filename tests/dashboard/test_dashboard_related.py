@@ -1,4 +1,5 @@
-"""The dashboard's graph, schedules, messages and children, in a real browser and over the API on loopback.
+"""The dashboard's graph, schedules, queues, messages and children, in a real browser and over the API on
+loopback.
 
 Same harness as test_dashboard.py (``conftest.py``): a real server and worker, headless Chromium. The
 graph test holds a node on a gate file so that the page is seen drawing it running, then completed.
@@ -15,6 +16,7 @@ from harness import Server, Tab, expect_, start, wait_status
 
 from taskloom import serde
 from taskloom.store import open_store
+from taskloom.store.base import QueueRecord
 
 pytestmark = pytest.mark.integration
 
@@ -183,3 +185,28 @@ def test_an_executions_children_are_listed_with_their_status(api: httpx.Client) 
     )
     assert api.get(f"/executions/{child['execution_id']}/children").json()["children"] == []
     assert api.get("/executions/no-such-execution/children").status_code == 404
+
+
+# -- queues -------------------------------------------------------------------------------------------------
+def test_the_queues_page_shows_each_queues_limits_depth_and_running(tab: Tab, server: Server) -> None:
+    store = open_store(server.env["TASKLOOM_DATABASE_URL"])
+    try:  # a queue no worker here serves: its executions stay queued, and its depth is theirs
+        store.upsert_queue(QueueRecord("mail", concurrency=2, worker_concurrency=1, rate_count=10, rate_seconds=60))
+        store.upsert_queue(QueueRecord("digest"))
+        for n in range(3):
+            store.create_execution(f"mail-{secrets.token_hex(4)}-{n}", "send_mail", None, "queued", queue="mail")
+    finally:
+        store.close()
+    tab.page.click('#nav a[data-page="queues"]')
+    row = tab.page.locator('#queues tr[data-name="mail"]')
+
+    expect_(row.locator(".concurrency")).to_have_text("2")
+    expect_(row.locator(".worker-concurrency")).to_have_text("1")
+    expect_(row.locator(".rate-limit")).to_have_text("10 per 60 s")
+    expect_(row.locator(".queued")).to_have_text("3")
+    expect_(row.locator(".running")).to_have_text("0")
+    unlimited = tab.page.locator('#queues tr[data-name="digest"]')
+    expect_(unlimited.locator(".concurrency")).to_have_text("none")
+    expect_(unlimited.locator(".rate-limit")).to_have_text("none")
+    expect_(unlimited.locator(".queued")).to_have_text("0")
+    tab.shoot("queues", full_page=False)

@@ -2,8 +2,9 @@
 //
 // The token the user types is kept in this tab's sessionStorage and sent as `Authorization: Bearer` on
 // every call; it never goes into a URL, a cookie or localStorage. Pages are chosen by the URL's hash
-// (#/executions, #/executions/ID, #/sessions, #/sessions/ID, #/schedules, #/workers, #/secrets), which the browser
-// never sends to the server. Text from the server is always set as text (textContent), never as HTML.
+// (#/executions, #/executions/ID, #/sessions, #/sessions/ID, #/schedules, #/queues, #/workers,
+// #/secrets), which the browser never sends to the server. Text from the server is always set as text
+// (textContent), never as HTML. graph.js draws graphs; related.js has messages, children, schedules, queues.
 "use strict";
 
 const TOKEN_KEY = "taskloom.token";
@@ -212,6 +213,7 @@ function route() {
     executions: parts[1] ? executionPage : executionsPage,
     sessions: parts[1] ? sessionPage : sessionsPage,
     schedules: schedulesPage,
+    queues: queuesPage,
     workers: workersPage,
     secrets: secretsPage,
   };

@@ -1,4 +1,4 @@
-// What an execution is linked to (its messages, its child workflows) and the schedules page.
+// What an execution is linked to (its messages, its child workflows), and the schedules and queues pages.
 //
 // Loaded after app.js, whose helpers (h, api, section, badge, when, every, json) it uses. The execution
 // page calls ExecutionLinks.refresh with each look at the record; it reads the API only when something
@@ -150,4 +150,38 @@ function scheduleRow(schedule, reload, message) {
     h("td", { class: "state" }, schedule.paused ? badge("paused") : h("span", { class: "badge status-running" }, "active")),
     h("td", {}, button),
   );
+}
+
+// -- queues -------------------------------------------------------------------------------------------
+function queuesPage(root) {
+  const body = h("tbody", { id: "queues" });
+  const message = h("div");
+  const limit = (value) => (value === null || value === undefined ? h("span", { class: "muted" }, "none") : String(value));
+  root.append(
+    h("h1", {}, "Queues"),
+    h("p", { class: "muted" }, "Declared in code (Queue(name, concurrency=..., worker_concurrency=..., rate_limit=...)); the limits hold across every worker. Depth: executions waiting for a worker that serves the queue."),
+    message,
+    h("table", { class: "list" }, h("thead", {}, h("tr", {}, ["queue", "concurrency", "per worker", "rate limit", "depth (queued)", "running"].map((title) => h("th", {}, title)))), body),
+  );
+  return every(POLL_MS, async () => {
+    try {
+      const list = (await api("GET", "/queues")).queues;
+      message.replaceChildren();
+      body.replaceChildren(
+        ...list.map((queue) =>
+          h("tr", { "data-name": queue.name },
+            h("td", {}, queue.name),
+            h("td", { class: "concurrency" }, limit(queue.concurrency)),
+            h("td", { class: "worker-concurrency" }, limit(queue.worker_concurrency)),
+            h("td", { class: "rate-limit" }, queue.rate_limit ? `${queue.rate_limit.count} per ${queue.rate_limit.seconds} s` : limit(null)),
+            h("td", { class: "queued" }, String(queue.queued)),
+            h("td", { class: "running" }, String(queue.running)),
+          ),
+        ),
+      );
+      if (!list.length) body.append(h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No queues yet.")));
+    } catch (error) {
+      if (!(error instanceof Unauthorized)) showError(message, error);
+    }
+  });
 }
