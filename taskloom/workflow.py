@@ -249,8 +249,8 @@ class Workflow(Generic[T]):
                 self.target,
                 lease_owner=owner,
                 lease_seconds=lease,
+                version=self.version or NO_VERSION,
             )
-            store.pin_version(execution_id, self.version or NO_VERSION)
             return await self._drive(store, execution_id, input, owner, lease, before=None)
         found = store.get_execution(check_execution_id(execution_id))
         if found is None and lease_owner is None:

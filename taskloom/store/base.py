@@ -255,6 +255,7 @@ class Store(Protocol):
         wake_at: float | None = None,
         queue: str = DEFAULT_QUEUE,
         priority: int = 0,
+        version: str | None = None,
     ) -> None:
         """Insert a new execution together with its ``execution_started`` event.
 
@@ -267,7 +268,9 @@ class Store(Protocol):
         ``now + lease_seconds``: no worker claims a just-created running execution before its creator
         starts driving it. ``wake_at`` (a queued execution) is the time before which no worker claims it
         (``wf.start(delay=...)``). ``queue`` and ``priority`` place a queued one for the claim
-        (:mod:`taskloom.queues`: lower ``priority`` first). An id that already exists raises
+        (:mod:`taskloom.queues`: lower ``priority`` first). ``version`` pins it to its workflow's version
+        (``""`` none) at once, for a creator that runs it; None leaves that to the first code that runs it
+        (:meth:`pin_version`, :mod:`taskloom.versioning`). An id that already exists raises
         :class:`~taskloom.errors.ExecutionStateError` and writes nothing: the primary key decides, so of
         two callers creating one new id at the same time exactly one succeeds.
         """

@@ -346,6 +346,7 @@ class PostgresStore:
         wake_at: float | None = None,
         queue: str = DEFAULT_QUEUE,
         priority: int = 0,
+        version: str | None = None,
     ) -> None:
         now = time.time()
         expires_at = None if lease_seconds is None else now + lease_seconds
@@ -353,8 +354,8 @@ class PostgresStore:
             # ON CONFLICT DO NOTHING: a duplicate id is answered without aborting the transaction.
             inserted = conn.execute(
                 "INSERT INTO executions (id, workflow, target, status, input, created_at, updated_at, "
-                "lease_owner, lease_expires_at, wake_at, parent_id, queue, priority) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+                "lease_owner, lease_expires_at, wake_at, parent_id, queue, priority, version) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
                 (
                     execution_id,
                     workflow,
@@ -369,6 +370,7 @@ class PostgresStore:
                     started_parent(started_data),
                     queue,
                     priority,
+                    version,
                 ),
             ).rowcount
             if not inserted:

@@ -279,6 +279,7 @@ class SQLiteStore:
         wake_at: float | None = None,
         queue: str = DEFAULT_QUEUE,
         priority: int = 0,
+        version: str | None = None,
     ) -> None:
         conn = self._conn()
         now = time.time()
@@ -289,8 +290,8 @@ class SQLiteStore:
                 raise _exists(execution_id)
             conn.execute(
                 "INSERT INTO executions (id, workflow, target, status, input, created_at, updated_at, "
-                "lease_owner, lease_expires_at, wake_at, parent_id, queue, priority) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "lease_owner, lease_expires_at, wake_at, parent_id, queue, priority, version) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     execution_id,
                     workflow,
@@ -305,6 +306,7 @@ class SQLiteStore:
                     started_parent(started_data),
                     queue,
                     priority,
+                    version,
                 ),
             )
             conn.execute(
