@@ -55,12 +55,14 @@ from taskloom.server import (
     routes_relations,
     routes_schedules,
     routes_secrets,
+    routes_tokens,
     routes_workers,
 )
 from taskloom.server.auth import DOCS_ASSETS, DOCS_PATH, PUBLIC_PATHS, BearerAuth
 from taskloom.server.http import ApiError, JSONResponse, ServerState, error_body
 from taskloom.server.models import Health
 from taskloom.store import Store, default_store
+from taskloom.tokens import TokenTable
 from taskloom.workflow import Workflow
 
 log = logging.getLogger("taskloom.server")
@@ -80,6 +82,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     routes_relations.router,
     routes_schedules.router,
     routes_secrets.router,
+    routes_tokens.router,
     routes_instances.router,
     routes_workers.router,
     routes_queues.router,
@@ -124,7 +127,7 @@ def create_app(
         swagger_ui_oauth2_redirect_url=None,
         default_response_class=JSONResponse,
         strict_content_type=False,  # a body sent without Content-Type is read as JSON, as before
-        middleware=[Middleware(BearerAuth, token=token)],
+        middleware=[Middleware(BearerAuth, token=token, lookup=TokenTable(server.store).role_of)],
         exception_handlers={
             RequestValidationError: _invalid_request,
             ApiError: _api_error,

@@ -12,6 +12,10 @@ script and style), which hold no data either: the page asks for the token and se
 A request without the right token gets 401 with ``WWW-Authenticate: Bearer`` before any route runs, so
 it cannot change anything. Tokens are compared with ``hmac.compare_digest``.
 
+That token is ``admin``. Named tokens with a role each (:mod:`taskloom.tokens`: ``read``, ``operate``,
+``admin``) are looked up in the store by digest; a token whose role does not reach the route's gets 403
+naming both roles, again before any route runs.
+
 This module imports no web framework, so :mod:`taskloom.client` can use :func:`load_api_token`.
 """
 
@@ -133,26 +137,75 @@ def token_matches(authorization: bytes | str | None, token: str) -> bool:
     return hmac.compare_digest(presented.strip(), token.encode("utf-8"))
 
 
-class BearerAuth:
-    """ASGI middleware: 401 for any HTTP request outside :data:`PUBLIC_PATHS` without the right token."""
+#: looks a presented token up among the named tokens: ``(name, role)``, or None if unknown or revoked
+TokenLookup = Callable[[str], "tuple[str, str] | None"]
+#: the name the server's single token (TASKLOOM_API_TOKEN or api.token) goes by in messages
+SERVER_TOKEN_NAME = "server token"
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+
+def _presented(authorization: bytes | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    if not authorization:
+        return None
+    scheme, _, presented = authorization.partition(b" ")
+    if scheme.lower() != b"bearer" or not presented.strip():
+        return None
+    try:
+        return presented.strip().decode("ascii")
+    except UnicodeDecodeError:
+        return None
+
+
+class BearerAuth:
+    """ASGI middleware: 401 for any HTTP request outside :data:`PUBLIC_PATHS` without a known token, and
+    403 for a token whose role (:mod:`taskloom.tokens`) does not reach the route's.
+
+    The server's single ``token`` is ``admin``; ``lookup`` finds the named tokens (in the store, so a
+    revoked one is refused on its next request). The token's name and role are left in the request's
+    ``state`` (``token_name``, ``token_role``) for the routes.
+    """
+
+    def __init__(self, app: ASGIApp, token: str, lookup: TokenLookup | None = None) -> None:
         if not token:
             raise ValueError("the API token must not be empty")
         self.app = app
         self.token = token
+        self.lookup = lookup
+
+    async def _identify(self, authorization: bytes | None) -> tuple[str, str] | None:
+        if token_matches(authorization, self.token):
+            return SERVER_TOKEN_NAME, "admin"
+        presented = _presented(authorization)
+        if presented is None or self.lookup is None:
+            return None
+        import anyio.to_thread  # starlette's own dependency; the lookup reads the store
+
+        return await anyio.to_thread.run_sync(self.lookup, presented)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
+        from taskloom.tokens import required_role, role_allows
+
         authorization: bytes | None = None
         for name, value in scope.get("headers", ()):
             if name == b"authorization":
                 authorization = value
                 break
-        if token_matches(authorization, self.token):
-            await self.app(scope, receive, send)
+        identity = await self._identify(authorization)
+        if identity is not None:
+            token_name, role = identity
+            needed = required_role(scope.get("method", "GET"), scope.get("path", ""))
+            if role_allows(role, needed):
+                scope.setdefault("state", {}).update(token_name=token_name, token_role=role)
+                await self.app(scope, receive, send)
+                return
+            message = (
+                f"the token {token_name!r} has the role {role!r}; {scope.get('method')} {scope.get('path')} "
+                f"needs {needed!r} (taskloom tokens create NAME --role {needed})"
+            )
+            await _refuse(send, 403, message, "Forbidden", None)
             return
         if authorization:
             message, challenge = "the API token is wrong", 'Bearer realm="taskloom", error="invalid_token"'
@@ -162,16 +215,13 @@ class BearerAuth:
                 "(the token is TASKLOOM_API_TOKEN or the server's api.token file)",
                 'Bearer realm="taskloom"',
             )
-        body = json.dumps({"error": message, "type": "Unauthorized"}).encode("ascii")
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode("ascii")),
-                    (b"www-authenticate", challenge.encode("ascii")),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _refuse(send, 401, message, "Unauthorized", challenge)
+
+
+async def _refuse(send: Send, status: int, message: str, kind: str, challenge: str | None) -> None:
+    body = json.dumps({"error": message, "type": kind}).encode("utf-8")
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode("ascii"))]
+    if challenge is not None:
+        headers.append((b"www-authenticate", challenge.encode("ascii")))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -318,6 +318,40 @@ class SecretNames(BaseModel):
     names: list[str]
 
 
+class TokenRequest(BaseModel):
+    """A named token to make (``POST /tokens``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="1-100 letters, digits, '.', '_' or '-'", min_length=1, max_length=100)
+    role: Literal["read", "operate", "admin"] = Field(description="what the token may do")
+
+
+class TokenView(BaseModel):
+    """A named token without its value (only a digest is stored)."""
+
+    name: str
+    role: Literal["read", "operate", "admin"]
+    created_at: str = Field(description="ISO 8601 with offset")
+    revoked_at: str | None
+    last_used_at: str | None = Field(description="to the minute: uses are noted at most once a minute")
+
+
+class NewToken(TokenView):
+    token: str = Field(description="the token itself, shown this once only")
+
+
+class TokenList(BaseModel):
+    tokens: list[TokenView]
+
+
+class Identity(BaseModel):
+    """Who the request's token is: the dashboard hides what its role may not do."""
+
+    name: str
+    role: Literal["read", "operate", "admin"]
+
+
 class Health(BaseModel):
     status: Literal["ok"]
 
@@ -332,6 +366,7 @@ class Error(BaseModel):
 _ERROR_TEXT = {
     400: "a header is malformed (a Last-Event-ID that is not an ASCII seq); the message names it",
     401: "no API token, or a wrong one (see the WWW-Authenticate header)",
+    403: "the token's role does not allow this route (read < operate < admin); the message names both roles",
     404: "no such execution, workflow, instance, secret, schedule or route",
     409: (
         "the execution or instance is not in a state that allows this (not paused, already finished), or no "
@@ -351,7 +386,9 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """
     content = {"application/json": {"schema": Error.model_json_schema()}}
     described: dict[int | str, dict[str, Any]] = {}
-    for code in codes:
+    if 401 in codes and 403 not in codes:  # every route behind a token may refuse a token's role
+        codes = (*codes, 403)
+    for code in sorted(codes):
         described[code] = {"description": _ERROR_TEXT[code], "content": content}
         if code == 401:
             described[code]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
