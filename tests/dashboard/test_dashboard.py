@@ -231,7 +231,8 @@ def test_the_workers_page_shows_the_live_worker_and_what_it_holds(tab: Tab, api:
     try:
         tab.open("/workers")
         row = tab.page.locator("#workers tr").first
-        expect_(row).to_contain_text("approval, broken, endless, gated, inbox, ordering, packing, shipping, yearly")
+        served = "approval, broken, endless, gated, inbox, ordering, packing, review, shipping, yearly"
+        expect_(row).to_contain_text(served)
         expect_(row).to_contain_text(f"{MODULE}:ticker")
         expect_(row.get_by_role("link", name=execution_id)).to_be_visible()
         expect_(row.locator("td").nth(1)).to_have_text(re.compile(r"just now|\d+ s ago"))

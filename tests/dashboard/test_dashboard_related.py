@@ -37,6 +37,7 @@ def test_a_graphs_nodes_are_drawn_with_their_states_as_they_change(tab: Tab, api
     expect_(graph.locator('path.edge.conditional[data-edge="measure->express"]')).to_have_count(1)
     expect_(graph.locator('path.edge:not(.conditional)[data-edge="standard->label"]')).to_have_count(1)
     expect_(node("standard")).to_contain_text("step 2")
+    tab.shoot("execution-graph")
     gate.touch()
 
     expect_(node("standard")).to_have_attribute("data-state", "completed")
@@ -44,7 +45,28 @@ def test_a_graphs_nodes_are_drawn_with_their_states_as_they_change(tab: Tab, api
     expect_(node("express")).to_have_attribute("data-state", "skipped")
     expect_(tab.page.locator("#execution-status")).to_have_text("completed")
     assert api.get(f"/executions/{execution_id}").json()["output"] == "label: standard 3"
-    tab.shoot("execution-graph")
+
+
+def test_a_graph_paused_in_a_node_shows_it_paused_and_after_the_resume_its_first_node_replayed(
+    tab: Tab, api: httpx.Client
+) -> None:
+    execution_id = start(api, "review", "draft one")
+    wait_status(api, execution_id, "paused")
+    tab.open(f"/executions/{execution_id}")
+    graph = tab.page.locator("#graphs svg")
+    node = lambda name: graph.locator(f'[data-node="{name}"]')  # noqa: E731
+
+    expect_(node("draft")).to_have_attribute("data-state", "completed")
+    expect_(node("approve")).to_have_attribute("data-state", "paused")
+    expect_(node("publish")).to_have_attribute("data-state", "pending")
+    tab.page.fill("#resume-input", '"yes"')
+    tab.page.click("#resume")
+
+    expect_(tab.page.locator("#execution-status")).to_have_text("completed")
+    expect_(node("draft")).to_have_attribute("data-state", "replayed")
+    expect_(node("approve")).to_have_attribute("data-state", "completed")
+    expect_(node("publish")).to_have_attribute("data-state", "completed")
+    assert api.get(f"/executions/{execution_id}").json()["output"] == "label: yes"
 
 
 def test_an_execution_without_a_graph_shows_no_graph_section(tab: Tab, api: httpx.Client) -> None:

@@ -162,6 +162,28 @@ async def shipping(ctx: WorkflowExecutionContext[dict[str, Any]]) -> str:
     return result
 
 
+async def approve(text: str) -> Any:
+    """A plain async function as a node: it pauses until someone resumes the execution."""
+    return await pause("approve")
+
+
+@workflow
+async def review(ctx: WorkflowExecutionContext[str]) -> str:
+    """A Graph that pauses in its middle node: after the resume, its first node is replayed."""
+    graph = (
+        Graph("review")
+        .add_node("draft", shout)
+        .add_node("approve", approve)
+        .add_node("publish", label)
+        .add_edge("draft", "approve")
+        .add_edge("approve", "publish")
+        .start_with("draft")
+        .end_with("publish")
+    )
+    result: str = await graph(ctx.input)
+    return result
+
+
 @workflow
 async def inbox(ctx: WorkflowExecutionContext[None]) -> str:
     """Waits for a message of topic ``greeting`` (sent from the dashboard) and answers it by a step."""
