@@ -21,8 +21,7 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -104,24 +103,12 @@ class TokenTable:
     """The ``api_tokens`` table of a store (migration 013), through the store's own transactions."""
 
     def __init__(self, store: Store) -> None:
-        self._store = store
-        self._postgres = type(store).__module__ == "taskloom.store.postgres"
+        from taskloom.store.statements import Statements
 
-    @contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        if self._postgres:
-            with self._store._transaction() as conn:  # type: ignore[attr-defined]
-                yield conn
-        else:
-            with self._store._write() as conn:  # type: ignore[attr-defined]
-                yield conn
+        self._statements = Statements(store)
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        if self._postgres:
-            sql = sql.replace("?", "%s")
-        with self._transaction() as conn:
-            cursor = conn.execute(sql, tuple(params))
-            return list(cursor.fetchall()) if cursor.description is not None else []
+        return self._statements.run(sql, params)
 
     def create(self, name: str, role: str) -> str:
         """Make a token named ``name`` with ``role`` and return it: the only time it is ever seen."""
