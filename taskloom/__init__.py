@@ -30,6 +30,7 @@ from taskloom.handles import ExecutionHandle
 from taskloom.logs import logger
 from taskloom.messages import send
 from taskloom.options import TaskOptions
+from taskloom.queues import Queue, QueueError
 from taskloom.runtime.control import TaskControl, TaskControlHandler, set_task_control_handler
 from taskloom.runtime.future import Future, TaskStatus
 from taskloom.runtime.instance import TaskInstance
@@ -51,6 +52,8 @@ __all__ = [
     "GraphError",
     "MaxInstancesReachedError",
     "NonDeterminismError",
+    "Queue",
+    "QueueError",
     "Schedule",
     "ScheduleError",
     "SecretNotFoundError",

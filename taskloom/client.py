@@ -150,17 +150,29 @@ class TaskloomClient:
         return result
 
     def start(
-        self, workflow: str, input: Any = None, *, execution_id: str | None = None, delay: float | None = None
+        self,
+        workflow: str,
+        input: Any = None,
+        *,
+        execution_id: str | None = None,
+        delay: float | None = None,
+        queue: str | None = None,
+        priority: int = 0,
     ) -> dict[str, Any]:
         """Queue an execution of ``workflow`` (a name or ``module:qualname`` the server knows).
 
         With ``execution_id`` an existing execution of that id is returned instead (``created`` False);
-        ``delay`` (seconds) keeps workers from starting it before then."""
+        ``delay`` (seconds) keeps workers from starting it before then; ``queue`` and ``priority`` place it
+        (:mod:`taskloom.queues`)."""
         body: dict[str, Any] = {"workflow": workflow, "input": input}
         if execution_id is not None:
             body["execution_id"] = execution_id
         if delay is not None:
             body["delay"] = delay
+        if queue is not None:
+            body["queue"] = queue
+        if priority:
+            body["priority"] = priority
         result: dict[str, Any] = self._call("POST", "/executions", json=body)
         return result
 
@@ -178,6 +190,11 @@ class TaskloomClient:
     def status(self, execution_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", _execution_path(execution_id))
         return result
+
+    def queues(self) -> list[dict[str, Any]]:
+        """Every queue's limits, depth (``queued``) and ``running`` count (``GET /queues``)."""
+        queues: list[dict[str, Any]] = self._call("GET", "/queues")["queues"]
+        return queues
 
     def workers(self) -> list[dict[str, Any]]:
         """The live workers: ``worker_id``, ``workflows``, ``tasks``, ``holds``, ``last_seen``, ..."""

@@ -15,7 +15,7 @@ from taskloom import serde
 from taskloom.errors import ExecutionIdError, ExecutionNotFoundError, ExecutionStateError, WorkflowError
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.messages import not_resumable, waiting_topic
-from taskloom.store.base import ExecutionRecord, ExecutionStatus, Store
+from taskloom.store.base import DEFAULT_QUEUE, ExecutionRecord, ExecutionStatus, Store
 
 
 def get_execution(store: Store, execution_id: str) -> ExecutionRecord:
@@ -64,6 +64,8 @@ def create_or_find(
     lease_owner: str | None = None,
     lease_seconds: float | None = None,
     wake_at: float | None = None,
+    queue: str = DEFAULT_QUEUE,
+    priority: int = 0,
 ) -> ExecutionRecord | None:
     """Create the execution ``execution_id`` if no execution has that id: None when this call created it,
     else the execution that already exists (which must be of ``workflow``: :class:`WorkflowError` else).
@@ -83,6 +85,8 @@ def create_or_find(
             lease_owner=lease_owner,
             lease_seconds=lease_seconds,
             wake_at=wake_at,
+            queue=queue,
+            priority=priority,
         )
         return None
     except ExecutionStateError:
@@ -103,6 +107,8 @@ def queue_execution(
     *,
     execution_id: str | None = None,
     wake_at: float | None = None,
+    queue: str = DEFAULT_QUEUE,
+    priority: int = 0,
 ) -> str:
     """Record a new execution for a worker to claim (not before ``wake_at`` when given); returns its id.
 
@@ -111,7 +117,9 @@ def queue_execution(
     """
     execution_id = uuid.uuid4().hex if execution_id is None else check_execution_id(execution_id)
     blob = serde.dumps(input, what=f"workflow {workflow!r} input")
-    store.create_execution(execution_id, workflow, blob, ExecutionStatus.QUEUED, target, wake_at=wake_at)
+    store.create_execution(
+        execution_id, workflow, blob, ExecutionStatus.QUEUED, target, wake_at=wake_at, queue=queue, priority=priority
+    )
     return execution_id
 
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from taskloom.errors import TaskCancelledError, WorkflowError
 from taskloom.executions import check_execution_id, create_or_find, get_execution, record_cancel
 from taskloom.leases import new_owner
+from taskloom.queues import Queue, check_priority, named_declaration, queue_name, register_queues
 from taskloom.runner import runner
 from taskloom.settings import Settings
 from taskloom.store import default_store
@@ -197,15 +198,15 @@ def start_execution(
     *,
     execution_id: str | None,
     delay: float | timedelta | None,
-    queue: str | None,
+    queue: str | Queue | None,
     priority: int,
 ) -> ExecutionHandle[T]:
-    """``wf.start()``: create the execution (or find the one with that id) and see that it runs."""
-    if queue is not None or priority != 0:
-        raise WorkflowError(
-            f"{workflow.name}.start(): queue= and priority= need queues, which taskloom does not have yet "
-            f"(got queue={queue!r}, priority={priority!r}); leave them out"
-        )
+    """``wf.start()``: create the execution (or find the one with that id) and see that it runs.
+
+    With ``queue=`` or ``priority=`` it is always queued for workers (:mod:`taskloom.queues`): the limits
+    are kept by the workers' claims, which a run in this process would bypass."""
+    on_queue, priority = queue_name(queue), check_priority(priority)
+    queued = queue is not None or priority != 0
     seconds = delay_seconds(delay)
     execution_id = uuid.uuid4().hex if execution_id is None else check_execution_id(execution_id)
     settings = Settings.from_env()
@@ -213,14 +214,27 @@ def start_execution(
         from taskloom.client import TaskloomClient
 
         with TaskloomClient() as client:
-            client.start(workflow.target, input, execution_id=execution_id, delay=seconds)
+            client.start(
+                workflow.target, input, execution_id=execution_id, delay=seconds, queue=on_queue, priority=priority
+            )
         return ExecutionHandle(workflow, execution_id, ServerSource())
     store = default_store()
     wake_at = time.time() + seconds if seconds else None
     handle = ExecutionHandle(workflow, execution_id, StoreSource(workflow, store))
-    if settings.start == "queue":
+    if settings.start == "queue" or queued:
+        declared = queue if isinstance(queue, Queue) else named_declaration(on_queue)
+        if declared is not None:  # its limits reach the store before any worker of it starts
+            register_queues(store, [declared])
         create_or_find(
-            store, execution_id, workflow.name, workflow.target, input, ExecutionStatus.QUEUED, wake_at=wake_at
+            store,
+            execution_id,
+            workflow.name,
+            workflow.target,
+            input,
+            ExecutionStatus.QUEUED,
+            wake_at=wake_at,
+            queue=on_queue,
+            priority=priority,
         )
         return handle
     if wake_at is not None:

@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from taskloom.errors import TaskloomError
 from taskloom.store.base import DEFAULT_QUEUE, QueueRecord, Store
@@ -186,6 +187,33 @@ def named_declaration(name: str) -> Queue | None:
     return _registry.get(name)
 
 
+def queue_view(queue: QueueRecord) -> dict[str, Any]:
+    """One queue as the API, the CLI's ``--json`` and the dashboard show it."""
+    rate = None
+    if queue.rate_count is not None and queue.rate_seconds is not None:
+        rate = {"count": queue.rate_count, "seconds": queue.rate_seconds}
+    return {
+        "name": queue.name,
+        "concurrency": queue.concurrency,
+        "worker_concurrency": queue.worker_concurrency,
+        "rate_limit": rate,
+        "queued": queue.queued,
+        "running": queue.running,
+    }
+
+
+def queue_line(view: Mapping[str, Any]) -> str:
+    """One queue (:func:`queue_view`'s shape, local or from the API) on one line, for ``taskloom queues``."""
+    limits = []
+    if view["concurrency"] is not None:
+        limits.append(f"concurrency {view['concurrency']}")
+    if view["worker_concurrency"] is not None:
+        limits.append(f"per worker {view['worker_concurrency']}")
+    if view["rate_limit"] is not None:
+        limits.append(f"rate {view['rate_limit']['count']}/{view['rate_limit']['seconds']:g}s")
+    return f"{view['name']}  queued {view['queued']}  running {view['running']}  {', '.join(limits) or 'no limits'}"
+
+
 __all__ = [
     "DEFAULT_QUEUE",
     "Queue",
@@ -195,7 +223,9 @@ __all__ = [
     "check_queue_name",
     "declared_queues",
     "named_declaration",
+    "queue_line",
     "queue_name",
+    "queue_view",
     "register_queues",
     "served_queues",
 ]

@@ -22,11 +22,13 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from taskloom.errors import NonDeterminismError, StoreError, WorkflowError
 from taskloom.leases import new_owner
+from taskloom.queues import declared_queues, register_queues, served_queues
 from taskloom.settings import WorkerSettings
 from taskloom.store import default_store
 from taskloom.store.base import ExecutionRecord, ExecutionStatus, Store
@@ -56,6 +58,7 @@ class Worker:
         *,
         store: Store | None = None,
         worker_id: str | None = None,
+        queues: Sequence[str] = (),
     ) -> None:
         if not workflows:
             raise WorkflowError("the worker found no @workflow in its modules; nothing to run")
@@ -65,6 +68,8 @@ class Worker:
         self.settings = settings or WorkerSettings()
         self.store = store or default_store()
         self.worker_id = worker_id or new_owner()
+        #: the queues it claims from: ``queues`` (``--queue``), else the default one and those its code declares
+        self.queues = served_queues(queues)
         self._stopping = threading.Event()
         self._slots = threading.Semaphore(self.settings.concurrency)
         self._running: dict[str, Future[Any]] = {}
@@ -82,6 +87,8 @@ class Worker:
         (they were put back in the queue; the caller should exit the process to end their threads)."""
         names = sorted(self.workflows)
         log.info("worker %s: running workflows %s", self.worker_id, ", ".join(names))
+        register_queues(self.store, declared_queues())  # their limits, for every worker's claims
+        log.info("worker %s: claiming from queues %s", self.worker_id, ", ".join(self.queues))
         pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="taskloom-worker")
         while not self._stopping.is_set():
             if not self._slots.acquire(timeout=min(self.settings.poll_seconds, STOP_CHECK_SECONDS)):
@@ -136,7 +143,7 @@ class Worker:
     def _claim(self, names: list[str]) -> ExecutionRecord | None:
         try:
             return self.store.claim_next_execution(
-                self.worker_id, self.settings.lease_seconds, names, versions=self.versions
+                self.worker_id, self.settings.lease_seconds, names, versions=self.versions, queues=self.queues
             )
         except Exception:
             log.exception("worker %s: claiming failed; retrying", self.worker_id)

@@ -50,6 +50,7 @@ from taskloom.handles import ExecutionHandle, handle_for, start_execution
 from taskloom.leases import keeper, new_owner
 from taskloom.messages import ReceiveWaiting, not_resumable, waiting_topic
 from taskloom.options import OutputStorage, TaskOptions
+from taskloom.queues import Queue
 from taskloom.replay import ExecutionRun
 from taskloom.schedules import Schedule, check_schedule, upsert_schedule
 from taskloom.settings import Settings
@@ -161,7 +162,7 @@ class Workflow(Generic[T]):
         *,
         execution_id: str | None = None,
         delay: float | timedelta | None = None,
-        queue: str | None = None,
+        queue: str | Queue | None = None,
         priority: int = 0,
     ) -> ExecutionHandle[T]:
         """Start an execution without waiting for it and return its :class:`ExecutionHandle` at once.
@@ -171,7 +172,8 @@ class Workflow(Generic[T]):
         (``TASKLOOM_SERVER_URL``) or ``TASKLOOM_START=queue`` it is queued for workers instead.
         ``execution_id`` works as in :meth:`run` (an existing one is not started again: its handle comes
         back); ``delay`` (seconds or a timedelta) starts it no earlier than that from now.
-        ``queue`` and ``priority`` are reserved for queues, which taskloom does not have yet.
+        ``queue`` (a :class:`~taskloom.Queue` or its name) and ``priority`` (lower runs first) queue it for
+        the workers serving that queue, whose claims keep its limits (:mod:`taskloom.queues`).
         """
         return start_execution(self, input, execution_id=execution_id, delay=delay, queue=queue, priority=priority)
 
@@ -181,7 +183,7 @@ class Workflow(Generic[T]):
         *,
         execution_id: str | None = None,
         delay: float | timedelta | None = None,
-        queue: str | None = None,
+        queue: str | Queue | None = None,
         priority: int = 0,
     ) -> ExecutionHandle[T]:
         """:meth:`start` for async code: ``handle = await wf.astart(input)``, then ``await handle``."""

@@ -167,6 +167,11 @@ def _paused_line(pause: str | None, execution_id: str, command: str) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     if args.server:
         return _remote_run(args)
+    if args.queue is not None or args.priority:
+        raise CommandError(
+            "--queue and --priority queue the execution for workers: give --server URL (or use "
+            "wf.start(queue=..., priority=...) in code); without them `taskloom run` runs it here"
+        )
     wf = load_workflow(args.target)
     if args.execution_id is None:
         execution_id = wf.create(parse_input(args.input))
@@ -461,6 +466,25 @@ def _secrets_command(args: argparse.Namespace, secrets: Any) -> int:
     return 0
 
 
+def cmd_queues(args: argparse.Namespace) -> int:
+    """The queues (taskloom.queues): each one's depth (queued), running count and limits."""
+    from taskloom.queues import queue_line, queue_view
+
+    if args.server:
+        with _client(args) as client:
+            views = client.queues()
+    else:
+        views = [queue_view(queue) for queue in default_store().list_queues()]
+    if args.json:
+        _print_json(views)
+        return 0
+    if not views:
+        print("no queues: nothing is queued and no worker declared one")
+    for view in views:
+        print(queue_line(view))
+    return 0
+
+
 # -- worker -------------------------------------------------------------------------------------------
 def cmd_worker(args: argparse.Namespace) -> int:
     import logging
@@ -473,7 +497,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         settings = WorkerSettings(args.concurrency, args.lease, args.poll, args.grace)
     except ValueError as error:
         raise CommandError(str(error)) from None
-    run_worker(args.modules, settings)
+    run_worker(args.modules, settings, queues=args.queue)
     return 0
 
 
@@ -501,7 +525,13 @@ def _client(args: argparse.Namespace) -> TaskloomClient:
 
 def _remote_run(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        started = client.start(args.target, parse_input(args.input), execution_id=args.execution_id)
+        started = client.start(
+            args.target,
+            parse_input(args.input),
+            execution_id=args.execution_id,
+            queue=args.queue,
+            priority=args.priority,
+        )
         if not args.json:
             how = "queued" if started.get("created", True) else f"exists ({started['status']})"
             print(f"execution {started['execution_id']} of workflow {started['workflow']!r} {how} on {client.url}")
@@ -686,6 +716,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--execution-id",
         help="your own id for the execution: started under it if new, else continued (or shown, when finished)",
     )
+    p.add_argument("--queue", metavar="NAME", help="with --server: the queue it waits on (default: 'default')")
+    p.add_argument("--priority", type=int, default=0, help="with --server: lower runs first in its queue (default 0)")
     p.set_defaults(func=cmd_run)
 
     p = command("resume", "resume a paused execution with INPUT (JSON)", remote=True)
@@ -745,7 +777,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between looks at an empty queue (PostgreSQL wakes workers at once when work is queued)",
     )
     p.add_argument("--grace", type=float, default=30.0, help="seconds to finish running work on SIGTERM")
+    p.add_argument(
+        "--queue",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="claim only from queue NAME (repeatable); default: 'default' and every Queue the modules declare",
+    )
     p.set_defaults(func=cmd_worker)
+
+    p = command("queues", "list the queues: depth (queued), running, limits", remote=True)
+    p.set_defaults(func=cmd_queues)
 
     p = command("server", "serve the HTTP API; MODULE... name the workflows it may start")
     p.add_argument("modules", nargs="*", metavar="MODULE")

@@ -28,13 +28,14 @@ from taskloom.worker import Worker
 log = logging.getLogger("taskloom.worker")
 
 
-def run_worker(module_names: Sequence[str], settings: WorkerSettings) -> None:
+def run_worker(module_names: Sequence[str], settings: WorkerSettings, *, queues: Sequence[str] = ()) -> None:
     """Entry point of ``taskloom worker MODULE...``: runs the modules' workflows and task instances.
 
     Queued executions go to a :class:`Worker`, remote task instances (``TASKLOOM_BACKEND=remote``) to an
     :class:`~taskloom.instance_worker.InstanceWorker`; one process serves both, with the same settings.
     A :class:`~taskloom.schedules.Ticker` starts the ticks of its workflows' schedules (every worker runs
-    one: each tick still starts once).
+    one: each tick still starts once). The workflow worker claims from ``queues`` (``--queue``), else
+    from the default queue and every :class:`~taskloom.queues.Queue` the modules declare.
     """
     env = Settings.from_env()
     log.info("worker: %s", describe_store(env.database_url))
@@ -46,7 +47,7 @@ def run_worker(module_names: Sequence[str], settings: WorkerSettings) -> None:
     if not workflows and not tasks:
         raise WorkflowError(f"no @workflow or @task at the top level of {', '.join(module_names)}; nothing to run")
     worker_id = new_owner()  # one id per process: `taskloom workers` shows one worker serving both
-    executions = Worker(workflows, settings, worker_id=worker_id) if workflows else None
+    executions = Worker(workflows, settings, worker_id=worker_id, queues=queues) if workflows else None
     instances = InstanceWorker(tasks, settings, worker_id=worker_id) if tasks else None
     stopping = threading.Event()
     # Registers the @workflow(schedule=...) schedules first: a conflicting one fails the start, named.

@@ -72,6 +72,10 @@ class StartRequest(_Request):
     delay: float | None = Field(
         None, ge=0, allow_inf_nan=False, description="seconds from now before which no worker starts it"
     )
+    queue: Name | None = Field(
+        None, description="the queue it waits on (taskloom.Queue); workers serving it claim it. Default: 'default'"
+    )
+    priority: int = Field(0, ge=-(2**31), lt=2**31, description="lower runs first among its queue's executions")
 
 
 class ResumeRequest(_Request):

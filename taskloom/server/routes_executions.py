@@ -43,7 +43,7 @@ from taskloom.server.models import (
     StartRequest,
     errors,
 )
-from taskloom.store.base import ExecutionRecord, ExecutionStatus
+from taskloom.store.base import DEFAULT_QUEUE, ExecutionRecord, ExecutionStatus
 from taskloom.views import execution_view
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["executions"])
@@ -84,9 +84,14 @@ Record = Annotated[ExecutionRecord, Depends(existing_execution)]
 async def start_execution(body: StartRequest, server: Server, response: Response) -> dict[str, Any]:
     wf = server.resolve_workflow(body.workflow)
     wake_at = time.time() + body.delay if body.delay else None
+    on_queue = body.queue or DEFAULT_QUEUE
     if body.execution_id is None:
         execution_id = await in_thread(
-            functools.partial(queue_execution, wake_at=wake_at), server.store, wf.name, wf.target, body.input
+            functools.partial(queue_execution, wake_at=wake_at, queue=on_queue, priority=body.priority),
+            server.store,
+            wf.name,
+            wf.target,
+            body.input,
         )
         response.headers["Location"] = f"/executions/{execution_id}"
         return {"execution_id": execution_id, "workflow": wf.name, "status": ExecutionStatus.QUEUED, "created": True}
@@ -95,7 +100,7 @@ async def start_execution(body: StartRequest, server: Server, response: Response
     except ExecutionIdError as error:
         raise ApiError(422, str(error), kind="ExecutionIdError") from None
     existing = await in_thread(
-        functools.partial(create_or_find, wake_at=wake_at),
+        functools.partial(create_or_find, wake_at=wake_at, queue=on_queue, priority=body.priority),
         server.store,
         execution_id,
         wf.name,

@@ -11,28 +11,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
+from taskloom.queues import queue_view
 from taskloom.server.http import ServerState, StrictJSONRoute, in_thread, state
 from taskloom.server.models import QueueList, errors
-from taskloom.store.base import QueueRecord
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["queues"])
 
 Server = Annotated[ServerState, Depends(state)]
-
-
-def queue_view(queue: QueueRecord) -> dict[str, Any]:
-    """One queue as the API, the CLI's ``--json`` and the dashboard show it."""
-    rate = None
-    if queue.rate_count is not None and queue.rate_seconds is not None:
-        rate = {"count": queue.rate_count, "seconds": queue.rate_seconds}
-    return {
-        "name": queue.name,
-        "concurrency": queue.concurrency,
-        "worker_concurrency": queue.worker_concurrency,
-        "rate_limit": rate,
-        "queued": queue.queued,
-        "running": queue.running,
-    }
 
 
 @router.get(

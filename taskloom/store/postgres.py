@@ -502,10 +502,11 @@ class PostgresStore:
         with self._transaction() as conn:
             # A limited queue's row is locked first (FOR UPDATE, in name order): claims that may take from
             # it take turns, so each one's counts include every claim committed before it. The clock is
-            # read once the locks are held, so claimed_at and the rate window follow that order.
+            # read after the counts, so claimed_at follows every claim and end those counts saw (a later
+            # clock only makes the rate window count more, never less).
             limits = _queue_limits(conn, queues)
+            fresh, takeover = open_queues(limits, lambda queue: _queue_counts(conn, queue, worker_id, time.time()))
             now = time.time()
-            fresh, takeover = open_queues(limits, lambda queue: _queue_counts(conn, queue, worker_id, now))
             on_queues, queue_params = queue_filter(queues, limits, fresh, takeover, "%s")
             on_versions, version_params = version_filter(versions, "%s")
             row = conn.execute(

@@ -461,11 +461,11 @@ class SQLiteStore:
         marks = ", ".join("?" for _ in workflows)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            # The clock is read under the write lock, so claimed_at and the rate window's counts follow
-            # the order in which claims really happen.
-            now = time.time()
+            # The clock is read under the write lock, after the counts, so claimed_at follows every claim
+            # and end those counts saw (a later clock only makes the rate window count more, never less).
             limits = _queue_limits(conn, queues)
-            fresh, takeover = open_queues(limits, lambda queue: _queue_counts(conn, queue, worker_id, now))
+            fresh, takeover = open_queues(limits, lambda queue: _queue_counts(conn, queue, worker_id, time.time()))
+            now = time.time()
             on_queues, queue_params = queue_filter(queues, limits, fresh, takeover, "?")
             on_versions, version_params = version_filter(versions, "?")
             row = conn.execute(

@@ -258,11 +258,8 @@ def test_await_the_handle_and_astart_in_async_code() -> None:
     assert asyncio.run(main()) == (14, 14)
 
 
-def test_queue_and_priority_are_refused_until_queues_exist_and_unknown_options_too() -> None:
-    with pytest.raises(WorkflowError, match="queue= and priority="):
-        doubler.start({"label": "never", "value": 1}, queue="fast")
-    with pytest.raises(WorkflowError, match="queue= and priority="):
-        doubler.start({"label": "never", "value": 1}, priority=3)
+def test_unknown_start_options_are_refused() -> None:
+    # queue= and priority= are taskloom.queues' now: tests/queues
     with pytest.raises(TypeError, match="unknown_option"):
         doubler.start({"label": "never", "value": 1}, unknown_option=True)  # type: ignore[call-arg]
     assert default_store().list_executions() == []
