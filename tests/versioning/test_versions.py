@@ -6,12 +6,14 @@ Each test runs on SQLite and PostgreSQL (the ``default`` fixture).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from taskloom import TaskDefinitionError, WorkflowError, WorkflowExecutionContext, workflow
 from taskloom.executions import queue_execution
+from taskloom.recovery import recover
 from taskloom.store import Store
 from taskloom.tasks import pause
 from taskloom.views import execution_view
@@ -102,3 +104,27 @@ def test_a_worker_waits_only_for_expiries_of_its_own_version(default: Store) -> 
 
     assert default.next_lease_expiry(["billing"], versions={"billing": "2"}) is None
     assert default.next_lease_expiry(["billing"], versions={"billing": "1"}) is not None
+
+
+def test_recover_leaves_an_execution_of_another_version_as_it_was_and_says_why(
+    default: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "billing_two.py").write_text(
+        "from taskloom import workflow\n\n\n"
+        "@workflow.with_options(name='billing', version='2')\n"
+        "async def billing(ctx):\n"
+        "    return 'version 2 ran it'\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    default.create_execution("interrupted", "billing", None, "running", "billing_one:billing")  # no lease: due
+    default.pin_version("interrupted", "1")
+    before = default.load_events("interrupted")
+
+    report = recover(default, ["billing_two"])
+
+    assert report.finished == []
+    [(execution_id, reason)] = report.failed_to_run
+    assert execution_id == "interrupted"
+    assert "started with version '1', but this code has version '2'" in reason
+    assert (record := default.get_execution("interrupted")) is not None and record.status == "running"
+    assert default.load_events("interrupted") == before

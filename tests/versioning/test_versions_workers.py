@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from processes import stop, wait_for
 
 from taskloom.events import EventType
 from taskloom.executions import queue_execution, record_resume
-from taskloom.store import Store, open_store
+from taskloom.store import Store
 
 pytestmark = pytest.mark.integration
 
@@ -62,20 +61,14 @@ async def order(ctx: WorkflowExecutionContext[int]) -> str:
 
 @pytest.fixture
 def env(store_url: str, tmp_path: Path) -> dict[str, str]:
+    """The workers' environment: this test's store (``store`` is the same one, from tests/conftest.py)."""
     (tmp_path / "orders.py").write_text(MODULE)
     return {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")},
         "TASKLOOM_DATABASE_URL": store_url,
         "TASKLOOM_HOME": str(tmp_path),
         "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
     }
-
-
-@pytest.fixture
-def store(env: dict[str, str]) -> Iterator[Store]:
-    opened = open_store(env["TASKLOOM_DATABASE_URL"])
-    yield opened
-    opened.close()
 
 
 def start_worker(env: dict[str, str], code: str, version: str = "") -> subprocess.Popen[bytes]:
