@@ -86,7 +86,8 @@ class Worker:
         """Claim and run until stopped. True when executions were still running after the grace period
         (they were put back in the queue; the caller should exit the process to end their threads)."""
         names = sorted(self.workflows)
-        log.info("worker %s: running workflows %s", self.worker_id, ", ".join(names))
+        served = [f"{name} (version {self.versions[name]})" if self.versions[name] else name for name in names]
+        log.info("worker %s: running workflows %s", self.worker_id, ", ".join(served))
         register_queues(self.store, declared_queues())  # their limits, for every worker's claims
         log.info("worker %s: claiming from queues %s", self.worker_id, ", ".join(self.queues))
         pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="taskloom-worker")

@@ -17,6 +17,7 @@ from taskloom.recovery import recover
 from taskloom.store import Store
 from taskloom.tasks import pause
 from taskloom.views import execution_view
+from taskloom.worker import Worker
 from taskloom.workflow import Workflow
 
 pytestmark = pytest.mark.usefixtures("default")
@@ -128,3 +129,11 @@ def test_recover_leaves_an_execution_of_another_version_as_it_was_and_says_why(
     assert "started with version '1', but this code has version '2'" in reason
     assert (record := default.get_execution("interrupted")) is not None and record.status == "running"
     assert default.load_events("interrupted") == before
+
+
+def test_a_worker_says_which_version_of_each_workflow_it_runs(default: Store, caplog: pytest.LogCaptureFixture) -> None:
+    worker = Worker({"billing": billing("2"), "plain": workflow.with_options(name="plain")(billing(None).fn)})
+    worker.stop()  # run() returns at once, after logging what it serves
+    with caplog.at_level("INFO", logger="taskloom.worker"):
+        worker.run()
+    assert f"worker {worker.worker_id}: running workflows billing (version 2), plain" in caplog.messages
