@@ -108,7 +108,12 @@ class _Watch:
 class ExecutionWatch(_Watch):
     """Opened by the workflow driver for one run of an execution; :meth:`end` closes it."""
 
-    __slots__ = ()
+    __slots__ = ("handled_before",)
+
+    def __init__(self, where: Origin) -> None:
+        super().__init__(where)
+        #: an exception the caller was already handling when the run started (wf.run in an except block)
+        self.handled_before = sys.exc_info()[1]
 
     def end(self, status: str, output: Any) -> None:
         """The run is over with the execution in ``status``; ``output`` is its error when it failed.
@@ -117,6 +122,8 @@ class ExecutionWatch(_Watch):
         failure, Ctrl-C) is the run's error, whatever the status says.
         """
         error = sys.exc_info()[1]
+        if error is self.handled_before:
+            error = None
         if error is None and status == "failed" and isinstance(output, BaseException):
             error = output
         self._close(status, error)

@@ -208,3 +208,37 @@ def test_opentelemetry_is_imported_only_when_tracing_is_enabled() -> None:
         [sys.executable, "-X", "importtime", "-c", "import taskloom"], capture_output=True, text=True, check=True
     )
     assert "opentelemetry" not in importtime.stderr
+
+
+def test_an_exception_the_caller_was_handling_is_not_the_runs(isolated_store: str, spans: Any) -> None:
+    try:
+        raise KeyError("the caller's own")
+    except KeyError:
+        assert nested.run(1).has_succeeded
+    (execution,) = by_name(spans)["workflow nested"]
+    assert execution.status.status_code is StatusCode.UNSET
+    assert [e.name for e in execution.events] == []
+
+
+def test_a_replay_mismatch_leaving_the_driver_is_recorded_on_the_runs_span(isolated_store: str, spans: Any) -> None:
+    from taskloom import NonDeterminismError
+
+    @workflow.with_options(name="drifting")
+    async def first(ctx: WorkflowExecutionContext[int]) -> int:
+        await add_one(1)
+        await pause("wait")
+        return 0
+
+    @workflow.with_options(name="drifting")
+    async def second(ctx: WorkflowExecutionContext[int]) -> int:
+        await broken(1)  # step 1 was add_one
+        return 0
+
+    ctx = first.run(0)
+    spans.clear()
+    with pytest.raises(NonDeterminismError):
+        second.resume(ctx.execution_id, None)
+    (execution,) = by_name(spans)["workflow drifting"]
+    assert execution.status.status_code is StatusCode.ERROR
+    (event,) = execution.events
+    assert event.attributes["exception.type"].endswith("NonDeterminismError")
