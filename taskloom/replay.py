@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from taskloom import masking, policy, serde, tracing
 from taskloom.context import current_scope
+from taskloom.deadlines import Deadline
 from taskloom.errors import (
     ExecutionStateError,
     LeaseLostError,
@@ -200,13 +201,18 @@ class ExecutionRun:
         self.writes = 0
         #: the stored ``output=`` of each pause met, by step id: the value of its EXECUTION_PAUSED event
         self.pause_outputs: dict[str, bytes] = {}
+        #: ``@workflow(timeout=...)``: past this deadline no new step starts (taskloom.deadlines)
+        self.deadline: Deadline | None = None
         #: what ``patched()`` answers in this run (taskloom.versioning); reads the log only if it is called
         self.patches = PatchLog(events)
 
     def check_cancelled(self) -> None:
-        """Stop before a new step once the execution was cancelled from outside (an in-memory flag)."""
+        """Stop before a new step once the execution was cancelled from outside (an in-memory flag), or
+        with TaskTimeoutError once its deadline passed."""
         if self.cancelled.is_set():
             raise WorkflowCancelled(self.execution_id)
+        if self.deadline is not None and self.deadline.passed(time.time()):
+            raise self.deadline.error()
 
     def write_with_next(self, *events: NewEvent) -> None:
         """Informational events (a Graph's shape and waves) written in this run's next write: no
@@ -333,7 +339,13 @@ class ExecutionRun:
         self.check_cancelled()
         # A sync body runs on the loop's thread only when no other asyncio task exists to be blocked
         # (a sequential workflow driven by run()); otherwise, or with a timeout, it gets a thread.
-        inline = not task.is_async and not task.options.effective_timeout and _alone_on_loop(self.main_task)
+        # A deadline (``@workflow(timeout=...)``) must be able to interrupt the loop: no body runs on it then.
+        inline = (
+            not task.is_async
+            and not task.options.effective_timeout
+            and self.deadline is None
+            and _alone_on_loop(self.main_task)
+        )
         start_event: NewEvent | None = None
         if step is None and not start_recorded:
             try:

@@ -26,7 +26,10 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from taskloom.children import parent_of, wake_parent
+from taskloom.deadlines import Deadline
 from taskloom.errors import NonDeterminismError, StoreError, WorkflowError
+from taskloom.events import NewEvent
 from taskloom.leases import new_owner
 from taskloom.queues import declared_queues, register_queues, served_queues
 from taskloom.settings import WorkerSettings
@@ -46,6 +49,9 @@ MIN_WAIT_SECONDS = 0.01
 #: How long an execution that this worker's code cannot replay (or start) is set aside before any worker
 #: tries it again: long enough not to spin, short enough for a deploy of the right code to pick it up.
 MISMATCH_RETRY_SECONDS = 30.0
+#: How often a worker fails the executions past their deadline (``@workflow(timeout=...)``) that nobody
+#: runs; an idle worker also wakes at the next deadline it knows of (see taskloom.deadlines).
+DEADLINE_SWEEP_SECONDS = 1.0
 
 
 class Worker:
@@ -76,6 +82,10 @@ class Worker:
         #: the latest run of each execution this worker started (see _submit); finished ones are pruned
         self._latest: dict[str, Future[Any]] = {}
         self._lock = threading.Lock()
+        #: the workflows with a time limit, and when this worker sweeps their deadlines next
+        self._timeouts = {name: wf.timeout for name, wf in workflows.items() if wf.timeout is not None}
+        self._next_sweep = 0.0
+        self._next_deadline: float | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -92,6 +102,7 @@ class Worker:
         log.info("worker %s: claiming from queues %s", self.worker_id, ", ".join(self.queues))
         pool = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="taskloom-worker")
         while not self._stopping.is_set():
+            self._sweep_deadlines()
             if not self._slots.acquire(timeout=min(self.settings.poll_seconds, STOP_CHECK_SECONDS)):
                 continue
             record = self._claim(names)
@@ -173,9 +184,43 @@ class Worker:
         except Exception:
             log.exception("worker %s: reading lease expiries failed", self.worker_id)
             return wait
+        if self._next_deadline is not None:
+            expiry = self._next_deadline if expiry is None else min(expiry, self._next_deadline)
         if expiry is not None:
             wait = min(wait, max(MIN_WAIT_SECONDS, expiry - time.time() + LEASE_MARGIN_SECONDS))
         return wait
+
+    def _sweep_deadlines(self) -> None:
+        """Fail the executions past their deadline that nobody runs (queued, paused, or left running by a
+        dead process), every DEADLINE_SWEEP_SECONDS and when the next known deadline passes; the store
+        checks, in the same transaction, that no live owner holds them. A failed sweep is logged and
+        tried again: an execution it missed only ends later."""
+        if not self._timeouts:
+            return
+        due = self._next_deadline is not None and time.time() >= self._next_deadline
+        if not due and time.monotonic() < self._next_sweep:
+            return
+        self._next_sweep = time.monotonic() + DEADLINE_SWEEP_SECONDS
+        try:
+            expired = self.store.expire_executions(self._timeouts, time.time(), self._deadline_failure)
+        except Exception:
+            log.exception("worker %s: failing executions past their deadline failed; retrying", self.worker_id)
+            return
+        self._next_deadline = expired.next_deadline
+        for execution_id in expired.failed:
+            log.warning(
+                "worker %s: execution %s passed its deadline: failed (TaskTimeoutError)", self.worker_id, execution_id
+            )
+            try:  # a parent waiting for it learns it finished (else at its own pause deadline)
+                events = self.store.load_events(execution_id)
+                parent = parent_of(events)
+                if parent is not None:
+                    wake_parent(self.store, parent, execution_id, events)
+            except Exception as error:
+                log.warning("worker %s: could not wake the parent of %s: %s", self.worker_id, execution_id, error)
+
+    def _deadline_failure(self, execution_id: str, workflow: str, at: float) -> tuple[NewEvent, bytes]:
+        return Deadline(execution_id, workflow, self._timeouts[workflow], at).failure()
 
     def _execute(self, record: ExecutionRecord) -> None:
         """Run one claimed execution. Its outcome is recorded by the driver; what reaches here is not a

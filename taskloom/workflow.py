@@ -24,6 +24,7 @@ from taskloom import masking, serde, tracing
 from taskloom.children import not_resumable as child_not_resumable
 from taskloom.children import parent_of, waiting_child, wake_parent
 from taskloom.context import WorkflowExecutionContext, current_scope
+from taskloom.deadlines import Deadline, check_timeout
 from taskloom.errors import (
     ExecutionCrashedError,
     ExecutionNotFoundError,
@@ -79,6 +80,7 @@ class Workflow(Generic[T]):
         fn: WorkflowFn,
         *,
         name: str | None = None,
+        timeout: float | None = None,
         secret_requests: tuple[str, ...] = (),
         output_storage: OutputStorage | None = None,
         max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
@@ -94,6 +96,8 @@ class Workflow(Generic[T]):
         self.secret_requests = secret_requests
         self.output_storage = output_storage
         self.max_recovery_attempts = _check_recovery_attempts(max_recovery_attempts, name or fn.__name__)
+        #: ``@workflow(timeout=seconds)``: each execution fails with TaskTimeoutError past its deadline
+        self.timeout = check_timeout(timeout, f"workflow {self.name!r}")
         #: ``@workflow(schedule=...)``: registered in the store by every worker that imports the workflow
         self.declared_schedule = None if schedule is None else check_schedule(schedule, owner=f"workflow {self.name!r}")
         self.target = f"{fn.__module__}:{fn.__qualname__}"
@@ -468,14 +472,18 @@ class Workflow(Generic[T]):
         try:
             if crashes > self.max_recovery_attempts:
                 return self._give_up(run, ctx, crashes)
+            if self.timeout is not None:
+                run.deadline = self._deadline(store, execution_id, self.timeout)
+                run.check_cancelled()  # a run that starts past the deadline fails at once, running nothing
             if self.secret_requests:
                 from taskloom.secret_store import default_secret_store
 
                 ctx.secrets = default_secret_store().resolve(self.secret_requests, owner=f"workflow {self.name!r}")
                 masking.register_secrets(ctx.secrets.values())
-            output = await self.fn(ctx)
+            output = await self._body(run, ctx)
             if run.nondeterminism is not None:
                 raise run.nondeterminism
+            run.check_cancelled()  # past the deadline, also when the body swallowed what told it so
             blob = self._encode_output(execution_id, output)
             event = NewEvent(EventType.EXECUTION_COMPLETED, None, self.name, blob)
             if self._settle(run, ctx, event, ExecutionStatus.COMPLETED, blob):
@@ -506,10 +514,16 @@ class Workflow(Generic[T]):
                 self._restore(run, before)
                 release = not claimed  # a worker sets the execution aside under its lease (Worker._execute)
                 raise run.nondeterminism from run.nondeterminism.__cause__
-            error_blob = serde.dumps_error(error, what=f"workflow {self.name!r}")
-            event = NewEvent(EventType.EXECUTION_FAILED, None, self.name, error_blob)
+            failure: BaseException = error
+            if run.deadline is not None and run.deadline.passed(time.time()):
+                # whatever the body made of it, the execution timed out
+                failure = run.deadline.error()
+                event, error_blob = run.deadline.failure(failure)
+            else:
+                error_blob = serde.dumps_error(failure, what=f"workflow {self.name!r}")
+                event = NewEvent(EventType.EXECUTION_FAILED, None, self.name, error_blob)
             if self._settle(run, ctx, event, ExecutionStatus.FAILED, error_blob):
-                ctx.output = masking.mask_value(error)
+                ctx.output = masking.mask_value(failure)
             return ctx
         except BaseException:
             # Ctrl-C, a cancelled event loop, or a task that ended its process: back to the queue for the
@@ -527,6 +541,33 @@ class Workflow(Generic[T]):
                 _release(store, execution_id, owner, requeue=requeue, crashed=crashed)
             if parent is not None and ctx.status in ExecutionStatus.FINISHED:
                 wake_parent(store, parent, execution_id, events)
+
+    async def _body(self, run: ExecutionRun, ctx: WorkflowExecutionContext[T]) -> Any:
+        """The workflow body; with a deadline, cancelled when it passes, as a task's attempt is at its
+        timeout: the step in flight records no outcome (a sync body's thread is asked to stop) and the
+        body's ``finally`` blocks run, but no new step starts (see :mod:`taskloom.deadlines`)."""
+        deadline = run.deadline
+        if deadline is None:
+            return await self.fn(ctx)
+        loop = asyncio.get_running_loop()
+        limit = asyncio.timeout_at(loop.time() + deadline.at - time.time())
+        try:
+            async with limit:
+                return await self.fn(ctx)
+        except TimeoutError:
+            if limit.expired():
+                raise deadline.error() from None
+            raise
+
+    def _deadline(self, store: Store, execution_id: str, timeout: float) -> Deadline:
+        """The execution's deadline: fixed in the store by its first run (or a worker's sweep), then kept."""
+        try:
+            at = store.fix_deadline(execution_id, timeout)
+        except StoreError as error:
+            raise StoreInterrupted(error) from error
+        if at is None:
+            raise ExecutionNotFoundError(f"execution {execution_id} disappeared from the store {store.url}")
+        return Deadline(execution_id, self.name, timeout, at)
 
     def _settle(
         self,
@@ -728,6 +769,7 @@ class _WorkflowDecorator:
         self,
         *,
         name: str | None = None,
+        timeout: float | None = None,
         secret_requests: list[str] | tuple[str, ...] = (),
         output_storage: OutputStorage | None = None,
         max_recovery_attempts: int = DEFAULT_MAX_RECOVERY_ATTEMPTS,
@@ -741,6 +783,7 @@ class _WorkflowDecorator:
             secret_requests=secret_requests,
             output_storage=output_storage,
         )
+        check_timeout(timeout, f"workflow {name!r}" if name else "workflow")
         _check_recovery_attempts(max_recovery_attempts, name or "workflow")
         if schedule is not None:
             check_schedule(schedule, owner=f"workflow {name!r}" if name else "workflow")
@@ -750,6 +793,7 @@ class _WorkflowDecorator:
             return Workflow(
                 fn,
                 name=checked.name,
+                timeout=timeout,
                 secret_requests=checked.secret_requests,
                 output_storage=checked.output_storage,
                 max_recovery_attempts=max_recovery_attempts,

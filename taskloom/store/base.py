@@ -234,6 +234,69 @@ def queue_filter(
     return sql, params
 
 
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """What :meth:`Store.expire_executions` did: the executions it failed, and the earliest deadline still
+    ahead among the unfinished executions of those workflows (None: none), for an idle worker to wake at."""
+
+    failed: tuple[str, ...]
+    next_deadline: float | None
+
+
+#: Builds, inside the transaction that fails an execution past its deadline, what records the failure:
+#: from ``(execution_id, workflow, deadline)`` to its ``execution_failed`` event and the encoded error that
+#: becomes the execution's output (see :meth:`Store.expire_executions` and :mod:`taskloom.deadlines`).
+DeadlineFailure = Callable[[str, str, float], tuple[NewEvent, bytes]]
+
+_UNFINISHED = "status IN ('queued', 'running', 'paused')"
+#: ``%s`` placeholders below: SQLite's store swaps them for ``?``. ``{lock}`` is the dialect's row lock.
+FIX_DEADLINE = "UPDATE executions SET deadline = COALESCE(deadline, created_at + %s) WHERE id = %s RETURNING deadline"
+_STAMP_DEADLINES = (
+    "UPDATE executions SET deadline = created_at + %s WHERE id IN (SELECT id FROM executions "
+    f"WHERE workflow = %s AND deadline IS NULL AND {_UNFINISHED}{{lock}})"
+)
+#: past the deadline and nobody runs it: queued, paused, or running under no lease or an expired one
+_PAST_DEADLINE = (
+    f"SELECT id, deadline FROM executions WHERE workflow = %s AND deadline IS NOT NULL AND deadline <= %s "
+    f"AND {_UNFINISHED} AND (status <> 'running' OR lease_expires_at IS NULL OR lease_expires_at < %s){{lock}}"
+)
+_FAIL_PAST_DEADLINE = (
+    "UPDATE executions SET status = 'failed', output = %s, updated_at = %s, wake_at = NULL, lease_owner = NULL, "
+    "lease_expires_at = NULL WHERE id = %s"
+)
+_NEXT_DEADLINE = (
+    f"SELECT MIN(deadline) FROM executions WHERE workflow = %s AND deadline IS NOT NULL AND deadline > %s "
+    f"AND {_UNFINISHED}"
+)
+
+
+def expire_in_transaction(
+    execute: Callable[[str, Sequence[Any]], Any],
+    insert_events: Callable[[str, Sequence[NewEvent]], Any],
+    lock: str,
+    timeouts: Mapping[str, float],
+    now: float,
+    failure: DeadlineFailure,
+) -> Expired:
+    """:meth:`Store.expire_executions` inside one open transaction, for both dialects: ``execute(sql,
+    params)`` runs a statement (``%s`` placeholders) and returns its cursor, ``insert_events`` appends
+    events, and ``lock`` (``" FOR UPDATE SKIP LOCKED"`` on PostgreSQL, nothing under SQLite's database
+    lock) keeps the rows read until the commit, skipping those a live owner is writing."""
+    failed: list[str] = []
+    ahead: list[float] = []
+    for workflow, timeout in timeouts.items():
+        execute(_STAMP_DEADLINES.format(lock=lock), (timeout, workflow))
+        for execution_id, deadline in execute(_PAST_DEADLINE.format(lock=lock), (workflow, now, now)).fetchall():
+            event, output = failure(execution_id, workflow, float(deadline))
+            execute(_FAIL_PAST_DEADLINE, (output, now, execution_id))
+            insert_events(execution_id, [event])
+            failed.append(execution_id)
+        (earliest,) = execute(_NEXT_DEADLINE, (workflow, now)).fetchone()
+        if earliest is not None:
+            ahead.append(float(earliest))
+    return Expired(tuple(failed), min(ahead, default=None))
+
+
 #: the columns of the schedules table in :class:`ScheduleRecord`'s order
 SCHEDULE_COLUMNS = "name, workflow, target, cron, timezone, input, catchup, paused, last_tick, created_at, updated_at"
 
@@ -505,6 +568,20 @@ class Store(Protocol):
     def list_queues(self) -> list[QueueRecord]:
         """Every declared queue and every queue with unfinished executions, by name, with how many of its
         executions are queued and running now."""
+
+    # -- workflow deadlines (taskloom.deadlines) -----------------------------------------------------
+    def fix_deadline(self, execution_id: str, timeout: float) -> float | None:
+        """Fix the execution's deadline at ``created_at + timeout`` unless it has one already, and return
+        the deadline it has (None: no such execution). A later call, from another process or with
+        another timeout, never moves it."""
+
+    def expire_executions(self, timeouts: Mapping[str, float], now: float, failure: DeadlineFailure) -> Expired:
+        """A worker's sweep, in one transaction. For each workflow in ``timeouts`` (name: seconds), fix the
+        deadline of its unfinished executions that have none (as :meth:`fix_deadline`); then fail every
+        one whose deadline is at or before ``now`` and that nobody runs: queued, paused, or running under
+        no lease or an expired one. Failing sets status ``failed``, ``failure(...)``'s output, no lease
+        and no ``wake_at``, and appends its event. An execution a live owner holds is never touched: its
+        driver enforces the deadline itself."""
 
     def close(self) -> None: ...
 

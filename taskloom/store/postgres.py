@@ -41,13 +41,16 @@ from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLo
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.store.base import (
     DEFAULT_QUEUE,
+    FIX_DEADLINE,
     LIST_QUEUES,
     QUEUE_COLUMNS,
     SCHEDULE_COLUMNS,
     UPSERT_QUEUE,
     Acquired,
+    DeadlineFailure,
     ExecutionRecord,
     ExecutionStatus,
+    Expired,
     MessageRecord,
     QueueRecord,
     ReceiptEvents,
@@ -55,6 +58,7 @@ from taskloom.store.base import (
     check_limit,
     decode_events,
     event_data_json,
+    expire_in_transaction,
     finished_error,
     held_by_another,
     holder_died,
@@ -609,6 +613,27 @@ class PostgresStore:
         if row is None:
             raise ExecutionNotFoundError(f"no execution {execution_id!r} in the store {redacted(self.url)}")
         return str(row[0])
+
+    # -- workflow deadlines -------------------------------------------------------------------------
+    @retrying
+    def fix_deadline(self, execution_id: str, timeout: float) -> float | None:
+        with self._transaction() as conn:
+            row = conn.execute(FIX_DEADLINE, (timeout, execution_id)).fetchone()
+        return None if row is None else float(row[0])
+
+    @retrying
+    def expire_executions(self, timeouts: Mapping[str, float], now: float, failure: DeadlineFailure) -> Expired:
+        if not timeouts:
+            return Expired((), None)
+        with self._transaction() as conn:
+            return expire_in_transaction(
+                conn.execute,
+                lambda execution_id, events: _insert_events(conn, execution_id, events, now),
+                " FOR UPDATE SKIP LOCKED",
+                timeouts,
+                now,
+                failure,
+            )
 
     def wait_for_work(self, timeout: float) -> bool:
         if self._pid != os.getpid():

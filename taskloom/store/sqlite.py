@@ -31,13 +31,16 @@ from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLo
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.store.base import (
     DEFAULT_QUEUE,
+    FIX_DEADLINE,
     LIST_QUEUES,
     QUEUE_COLUMNS,
     SCHEDULE_COLUMNS,
     UPSERT_QUEUE,
     Acquired,
+    DeadlineFailure,
     ExecutionRecord,
     ExecutionStatus,
+    Expired,
     MessageRecord,
     QueueRecord,
     ReceiptEvents,
@@ -45,6 +48,7 @@ from taskloom.store.base import (
     check_limit,
     decode_events,
     event_data_json,
+    expire_in_transaction,
     finished_error,
     held_by_another,
     holder_died,
@@ -600,6 +604,27 @@ class SQLiteStore:
         if row is None:
             raise self._not_found(execution_id)
         return str(row[0])
+
+    # -- workflow deadlines -------------------------------------------------------------------------
+    @retrying
+    def fix_deadline(self, execution_id: str, timeout: float) -> float | None:
+        with self._write() as conn:
+            row = conn.execute(FIX_DEADLINE.replace("%s", "?"), (timeout, execution_id)).fetchone()
+        return None if row is None else float(row[0])
+
+    @retrying
+    def expire_executions(self, timeouts: Mapping[str, float], now: float, failure: DeadlineFailure) -> Expired:
+        if not timeouts:
+            return Expired((), None)
+        with self._write() as conn:
+
+            def execute(sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
+                return conn.execute(sql.replace("%s", "?"), params)
+
+            def insert(execution_id: str, events: Sequence[NewEvent]) -> None:
+                conn.executemany(_INSERT_EVENT, _event_rows(execution_id, events, now))
+
+            return expire_in_transaction(execute, insert, "", timeouts, now, failure)
 
     def wait_for_work(self, timeout: float) -> bool:
         woke = self._work_queued.wait(max(0.0, timeout))

@@ -1,0 +1,73 @@
+"""Workflow time limits, ``@workflow(timeout=seconds)``: one durable deadline per execution.
+
+The deadline is the execution's creation time plus the workflow's timeout. It is written to the
+execution's row (the ``deadline`` column, migration 012) by the first run of the execution or the first
+worker sweep that sees it, and never moved after: a deploy that changes the timeout leaves the deadlines
+already fixed as they are. Time spent queued, paused, sleeping or dead counts, as with Temporal's
+workflow execution timeout.
+
+Two things enforce it, so that it holds across crashes and restarts:
+
+- the run driving the execution (``Workflow._drive``) fails at once a run that starts past it, checks it
+  before each new step, and cancels the workflow body when it passes, interrupting the step in flight
+  as a task's ``timeout`` interrupts an attempt (a sync body already running in its thread cannot be
+  stopped: it is asked to stop through its TaskControl, and what it returns is dropped);
+- every worker sweeps (``Worker``, :meth:`Store.expire_executions`): the executions of its workflows past
+  their deadline that nobody runs (queued, paused, or running under no lease or an expired one, because
+  their process died) are failed without running them, in the store transaction that checks that nobody
+  runs them, so a live owner is never overtaken.
+
+Either way the execution ends ``failed`` with :class:`~taskloom.errors.TaskTimeoutError`, recorded like
+any failure of the workflow: an ``execution_failed`` event (its data has the deadline) and the error as
+the execution's output.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from taskloom import serde
+from taskloom.errors import TaskDefinitionError, TaskTimeoutError
+from taskloom.events import EventType, NewEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """The deadline ``at`` (Unix seconds) of one execution of ``workflow``, whose timeout is ``timeout``."""
+
+    execution_id: str
+    workflow: str
+    timeout: float
+    at: float
+
+    def passed(self, now: float) -> bool:
+        return now >= self.at
+
+    def error(self) -> TaskTimeoutError:
+        at = datetime.fromtimestamp(self.at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return TaskTimeoutError(
+            f"execution {self.execution_id} of workflow {self.workflow!r} passed its deadline ({at}, "
+            f"{self.timeout:g} s after it was created) and was failed; give the workflow a longer "
+            "timeout (@workflow(timeout=...)) if it needs more time"
+        )
+
+    def failure(self, error: TaskTimeoutError | None = None) -> tuple[NewEvent, bytes]:
+        """The ``execution_failed`` event that records it, and the error (``error``, else a new one) as the
+        execution's output."""
+        blob = serde.dumps_error(error or self.error(), what=f"workflow {self.workflow!r}")
+        data = {"deadline": self.at, "timeout": self.timeout}
+        return NewEvent(EventType.EXECUTION_FAILED, None, self.workflow, blob, data), blob
+
+
+def check_timeout(value: Any, owner: str) -> float | None:
+    """A workflow's ``timeout`` option: seconds > 0, or None for no limit (a configuration error else)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise TaskDefinitionError(
+            f"{owner}: option 'timeout' must be a number of seconds > 0, or None for no time limit, got {value!r}"
+        )
+    return float(value)

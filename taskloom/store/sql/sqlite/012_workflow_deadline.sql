@@ -1,0 +1,9 @@
+-- taskloom schema, version 12 (SQLite): the deadline of an execution of a workflow with a timeout
+-- (`@workflow(timeout=seconds)`, taskloom.deadlines): created_at + timeout, fixed once by the first run or
+-- worker that sees the execution and never moved after (a deploy with another timeout keeps it). NULL: none.
+-- (SQLite has no ADD COLUMN IF NOT EXISTS: a store whose version rows were removed by hand skips the
+-- column it has, see _migrate.)
+ALTER TABLE executions ADD COLUMN deadline REAL;
+-- the workers' sweep: unfinished executions past their deadline
+CREATE INDEX IF NOT EXISTS executions_by_deadline ON executions (deadline)
+    WHERE deadline IS NOT NULL AND status IN ('queued', 'running', 'paused');
