@@ -38,6 +38,9 @@ class Settings:
     #: a PEM file of the certificate authorities the client trusts for a ``https://`` server
     #: (TASKLOOM_CA_BUNDLE), for a server whose certificate a private CA signed; unset: the system's
     ca_bundle: str | None = None
+    #: TASKLOOM_RETENTION, e.g. ``30d``: workers prune finished executions older than this (taskloom.retention);
+    #: unset keeps everything
+    retention: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -56,6 +59,7 @@ class Settings:
             sqlite_busy_timeout=_positive(env, "TASKLOOM_SQLITE_BUSY_TIMEOUT", 30.0, allow_zero=True),
             start=_start_mode(env),
             ca_bundle=env.get("TASKLOOM_CA_BUNDLE") or None,
+            retention=env.get("TASKLOOM_RETENTION") or None,
         )
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from taskloom import serde
 from taskloom.cli.loading import CommandError, import_target, load_workflow, parse_input
 from taskloom.cli.progress import EventPrinter, render_value
+from taskloom.cli.prune import add_prune_command
 from taskloom.cli.tokens import add_tokens_command
 from taskloom.cli.tracebacks import user_traceback
 from taskloom.client import TaskloomClient, event_from_json
@@ -812,6 +813,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_secrets)
 
     add_tokens_command(command)
+    add_prune_command(command)
 
     p = command("cache", "manage the results of tasks declared with cache=True (in the local store)")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")

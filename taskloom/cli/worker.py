@@ -20,6 +20,7 @@ from taskloom.exposure import database_url_warning, server_url_warning
 from taskloom.instance_worker import InstanceWorker, find_tasks
 from taskloom.leases import new_owner
 from taskloom.presence import Presence, workflow_target
+from taskloom.retention import Pruner, output_dirs_of, parse_age
 from taskloom.schedules import start_ticker
 from taskloom.settings import Settings, WorkerSettings
 from taskloom.store import describe_store
@@ -52,6 +53,13 @@ def run_worker(module_names: Sequence[str], settings: WorkerSettings, *, queues:
     stopping = threading.Event()
     # Registers the @workflow(schedule=...) schedules first: a conflicting one fails the start, named.
     ticker = start_ticker(executions.store, workflows) if executions is not None else None
+    # TASKLOOM_RETENTION: prune finished executions older than it, about once an hour (taskloom.retention).
+    pruner = None
+    if env.retention and executions is not None:
+        retention = parse_age(env.retention, what="TASKLOOM_RETENTION")
+        folders = output_dirs_of(task for copies in tasks.values() for task in copies)
+        pruner = Pruner(executions.store, retention, folders).start()
+        log.info("worker: pruning finished executions older than %s", env.retention)
 
     def on_signal(signum: int, frame: Any) -> None:
         log.info("worker: signal %s, finishing what it holds", signum)
@@ -82,6 +90,8 @@ def run_worker(module_names: Sequence[str], settings: WorkerSettings, *, queues:
         abandoned = abandoned or instances.abandoned
     if ticker is not None:
         ticker.stop()
+    if pruner is not None:
+        pruner.stop()
     if presence is not None:
         presence.stop()
     if abandoned:
