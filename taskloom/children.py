@@ -34,7 +34,7 @@ import time
 from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from taskloom import serde
+from taskloom import serde, tracing
 from taskloom.errors import (
     ExecutionNotFoundError,
     ExecutionStateError,
@@ -172,10 +172,11 @@ async def run_child_step(run: ExecutionRun, step_id: str, child: Workflow[Any], 
         child_id = str(step.started["child"])
     if created:
         _cancel_if_parent_cancelled(store, run, child_id)
-    record = await _wait(run, child, child_id, queued, owner if created else None)
-    if record.status not in ExecutionStatus.FINISHED:
-        raise ChildWaiting(child_id, step_id, time.time() + RECHECK_SECONDS)
-    return _settle(run, step_id, name, child, record)
+    with tracing.step(run.execution_id, step_id, name):  # its span is the parent of the child's run here
+        record = await _wait(run, child, child_id, queued, owner if created else None)
+        if record.status not in ExecutionStatus.FINISHED:
+            raise ChildWaiting(child_id, step_id, time.time() + RECHECK_SECONDS)
+        return _settle(run, step_id, name, child, record)
 
 
 def _create(

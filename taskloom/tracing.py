@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-from taskloom.errors import TaskloomError
+from taskloom.errors import TaskloomError, WorkflowSignal
 from taskloom.logs import Origin, current_origin, origin
 
 #: the instrumentation scope named on every span
@@ -178,6 +178,8 @@ class step(_Watch):  # lower case: used as a context manager, like contextlib's
             self._close("failed", error)
         elif isinstance(error, asyncio.CancelledError):
             self._close("cancelled", None)
+        elif isinstance(error, WorkflowSignal):  # a child step waiting durably: the execution pauses
+            self._close("paused", None)
         else:
             self._close("interrupted", error)
 

@@ -169,12 +169,16 @@ async def parent(ctx: WorkflowExecutionContext[int]) -> int:
     return await child(ctx.input) * 2
 
 
-def test_a_child_workflow_run_here_is_in_its_parents_trace(isolated_store: str, spans: Any) -> None:
+def test_a_child_workflow_run_here_is_under_its_parents_step(isolated_store: str, spans: Any) -> None:
     assert parent.run(1).output == 4
     found = by_name(spans)
     (outer,) = found["workflow parent"]
+    (child_call,) = found["step workflow:child"]
     (inner,) = found["workflow child"]
-    assert parent_of(inner) == outer.context.span_id
+    assert parent_of(child_call) == outer.context.span_id
+    assert child_call.attributes["taskloom.step_id"] == "1"
+    assert child_call.attributes["taskloom.status"] == "completed"
+    assert parent_of(inner) == child_call.context.span_id
     assert inner.context.trace_id == outer.context.trace_id
     (child_step,) = found["step add_one"]
     assert parent_of(child_step) == inner.context.span_id
@@ -242,3 +246,14 @@ def test_a_replay_mismatch_leaving_the_driver_is_recorded_on_the_runs_span(isola
     assert execution.status.status_code is StatusCode.ERROR
     (event,) = execution.events
     assert event.attributes["exception.type"].endswith("NonDeterminismError")
+
+
+def test_a_child_step_waiting_durably_ends_its_span_as_paused(
+    isolated_store: str, spans: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TASKLOOM_START", "queue")  # the child is queued for a worker: the parent waits
+    assert parent.run(1).is_paused
+    (child_call,) = by_name(spans)["step workflow:child"]
+    assert child_call.attributes["taskloom.status"] == "paused"
+    assert child_call.status.status_code is StatusCode.UNSET and child_call.events == ()
+    assert "workflow child" not in by_name(spans)
