@@ -758,7 +758,7 @@ def _refuse_inside_loop(call: str, instead: str) -> None:
 
 class _WorkflowDecorator:
     """``@workflow`` and ``@workflow.with_options(name=..., secret_requests=..., output_storage=...,
-    max_recovery_attempts=..., schedule=..., version=...)``."""
+    max_recovery_attempts=..., schedule=..., version=..., timeout=...)``."""
 
     def __call__(self, fn: WorkflowFn | None = None, /, **options: Any) -> Any:
         if fn is None:
