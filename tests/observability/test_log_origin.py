@@ -13,7 +13,7 @@ import pytest
 from conftest import Collected
 
 import taskloom
-from taskloom import Session, WorkflowExecutionContext, task, workflow
+from taskloom import Session, TaskControl, WorkflowExecutionContext, task, workflow
 from taskloom.tasks import parallel
 
 FIELDS = ("execution_id", "workflow", "step_id", "task", "instance_id")
@@ -36,6 +36,19 @@ async def greet_async(name: str) -> str:
     return f"hi {name}"
 
 
+@task(timeout=30)
+def greet_in_its_own_thread(name: str) -> str:
+    """A timeout runs the body in a daemon thread of its own (policy.run_in_thread, isolated)."""
+    user_log.info("isolated greeting %s", name)
+    return name
+
+
+@task
+def greet_through_control(tc: TaskControl, name: str) -> str:
+    tc.log(f"controlled greeting {name}")  # the default handler logs it to the taskloom.task logger
+    return name
+
+
 @task
 async def fan_out(names: list[str]) -> list[str]:
     """An async step whose body fans out: its calls are steps "k.1", "k.2", ... under it."""
@@ -49,6 +62,8 @@ async def greetings(ctx: WorkflowExecutionContext[list[str]]) -> list[str]:
     second = await greet_async(ctx.input[1])
     mapped = await greet.map(ctx.input[2:4])
     fanned = await fan_out(ctx.input[4:6])
+    await greet_in_its_own_thread("g")
+    await greet_through_control("h")
     taskloom.logger.info("after the steps")
     return [first, second, *mapped, *fanned]
 
@@ -59,7 +74,8 @@ def test_records_in_the_body_and_each_step_carry_the_execution_its_step_and_task
     ctx = greetings.run(["a", "b", "c", "d", "e", "f"])
     assert ctx.has_succeeded
     run = ctx.execution_id
-    seen = {message: origin_of(record) for message, record in collected.by_message().items()}
+    records = collected.by_message()
+    seen = {message: origin_of(record) for message, record in records.items()}
     assert seen["workflow body"] == (run, "greetings", None, None, None)
     assert seen["greeting a"] == (run, "greetings", "1", "greet", None)
     assert seen["async greeting b"] == (run, "greetings", "2", "greet_async", None)
@@ -69,6 +85,14 @@ def test_records_in_the_body_and_each_step_carry_the_execution_its_step_and_task
     # parallel branches inside an async step's body: steps under that step
     assert seen["greeting e"] == (run, "greetings", "5.1", "greet", None)
     assert seen["greeting f"] == (run, "greetings", "5.2", "greet", None)
+    assert seen["isolated greeting g"] == (run, "greetings", "6", "greet_in_its_own_thread", None)
+    assert seen["greet_through_control: controlled greeting h"] == (
+        run,
+        "greetings",
+        "7",
+        "greet_through_control",
+        None,
+    )
     assert seen["after the steps"] == (run, "greetings", None, None, None)
 
 
