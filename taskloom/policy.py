@@ -96,16 +96,29 @@ Turns = Generator[Turn, Any, Any]
 
 
 def _turns(
-    task: Task[Any, Any], control: Any, observer: AttemptObserver | None, cached: CachedCall | None = None
+    task: Task[Any, Any],
+    control: Any,
+    observer: AttemptObserver | None,
+    cached: CachedCall | None = None,
+    retried: tuple[int, float] | None = None,
 ) -> Turns:
     """The SPEC's failure order. The driver sends each turn's value back, or throws its error in.
 
     With ``cached`` (``cache=True``), a successful attempt's result is cached before it is returned; a
     failure to cache it fails the call (it is not an attempt's failure: no retry, no fallback). What the
     fallback gives is not cached, so the next call tries the function again.
+
+    ``retried`` (a workflow step whose run died while it waited to retry: the attempt that failed and
+    when its recorded wait ends) goes on with the next attempt, after only what is left of that wait,
+    so a crash neither restarts the count of attempts nor sleeps a recorded delay again.
     """
     delays = task.options.retry_delays()
     attempt = 1
+    if retried is not None:
+        attempt = retried[0] + 1
+        left = retried[1] - time.time()
+        if left > 0:
+            yield Wait(left)
     while True:
         try:
             value = yield Attempt(attempt)
@@ -311,6 +324,7 @@ async def call_async(
     executor: Executor | None = None,
     plain: Callable[[Callable[[], Any]], Callable[[], Any]] | None = None,
     inline: bool = False,
+    retried: tuple[int, float] | None = None,
 ) -> Any:
     """Run any task (sync in a thread, async on the loop) under its policy, without blocking the loop.
 
@@ -323,6 +337,7 @@ async def call_async(
 
     A ``cache=True`` task whose result for these arguments is cached returns it without running; in a
     workflow the caller records it as the step's outcome like any result, so replay does not change.
+    ``retried`` is a re-run step's recorded retry, to go on from (see ``_turns``).
     """
     cached = CachedCall.open(task, args, kwargs) if task.options.cache else None
     if cached is not None:
@@ -332,11 +347,11 @@ async def call_async(
     token = _running.set(True)
     try:
         if not task.options.secret_requests and not masking.active_secrets():
-            return await _call_async(task, args, kwargs, control, observer, executor, plain, inline, cached)
+            return await _call_async(task, args, kwargs, control, observer, executor, plain, inline, cached, retried)
         with masking.secret_scope():
             try:
                 return masking.mask_value(
-                    await _call_async(task, args, kwargs, control, observer, executor, plain, inline, cached)
+                    await _call_async(task, args, kwargs, control, observer, executor, plain, inline, cached, retried)
                 )
             except BaseException as error:
                 masking.mask_value(error)
@@ -355,6 +370,7 @@ async def _call_async(
     plain: Callable[[Callable[[], Any]], Callable[[], Any]] | None,
     inline: bool,
     cached: CachedCall | None,
+    retried: tuple[int, float] | None = None,
 ) -> Any:
     call_args, call_kwargs = task.prepare_arguments(args, kwargs, control)
     timeout = task.options.effective_timeout
@@ -389,4 +405,4 @@ async def _call_async(
         result = await off_the_loop(lambda: handler(*args, **kwargs))
         return await result if inspect.isawaitable(result) else result
 
-    return await _adrive(_turns(task, control, observer, cached), perform)
+    return await _adrive(_turns(task, control, observer, cached, retried), perform)

@@ -55,6 +55,8 @@ class RecordedStep:
     outcome: EventType | None = None
     value: bytes | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    #: an unsettled step's last recorded retry: the attempt that failed, and when its wait ends
+    retried: tuple[int, float] | None = None
 
 
 def index_steps(events: Sequence[Event]) -> dict[str, RecordedStep]:
@@ -70,6 +72,9 @@ def index_steps(events: Sequence[Event]) -> dict[str, RecordedStep]:
         elif event.type in (_COMPLETED, _FAILED):
             step = steps.setdefault(event.step_id, RecordedStep(event.name))
             step.outcome, step.value, step.data = event.type, event.raw_value, event.data
+        elif event.type is EventType.STEP_RETRYING and event.step_id in steps:
+            ends = event.timestamp.timestamp() + float(event.data.get("delay", 0))
+            steps[event.step_id].retried = (int(event.data.get("attempt", 0)), ends)
     return steps
 
 
@@ -363,7 +368,7 @@ class ExecutionRun:
             if task.wants_control
             else None
         )
-        observer = StepObserver(self, step_id, task.name, start)
+        observer = StepObserver(self, step_id, task.name, start, None if step is None else step.retried)
         with tracing.step(self.execution_id, step_id, task.name):  # its logs' origin, and its span
             return await self._run_body(step_id, task, args, kwargs, start, control, observer, inline)
 
@@ -382,7 +387,9 @@ class ExecutionRun:
             if task.is_async:
                 token = current_scope.set(StepScope(self, f"{step_id}."))
                 try:
-                    value = await policy.call_async(task, args, kwargs, control=control, observer=observer)
+                    value = await policy.call_async(
+                        task, args, kwargs, control=control, observer=observer, retried=observer.retried
+                    )
                 finally:
                     current_scope.reset(token)
             else:
@@ -392,6 +399,7 @@ class ExecutionRun:
                     kwargs,
                     control=control,
                     observer=observer,
+                    retried=observer.retried,
                     executor=self.executor,
                     plain=_plain,
                     inline=inline,
@@ -602,10 +610,19 @@ class MapCall:
 class StepObserver:
     """Records retries, fallbacks and rollbacks of a step in the event log."""
 
-    __slots__ = ("name", "run", "start", "step_id")
+    __slots__ = ("name", "retried", "run", "start", "step_id")
 
-    def __init__(self, run: ExecutionRun, step_id: str, name: str, start: DeferredStart) -> None:
+    def __init__(
+        self,
+        run: ExecutionRun,
+        step_id: str,
+        name: str,
+        start: DeferredStart,
+        retried: tuple[int, float] | None = None,
+    ) -> None:
         self.run, self.step_id, self.name, self.start = run, step_id, name, start
+        #: the step's last recorded retry when a run that died left it waiting to retry (see policy._turns)
+        self.retried = retried
 
     def _event(self, kind: EventType, error: BaseException, **data: Any) -> None:
         if self.start.cancelled:
