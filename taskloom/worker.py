@@ -180,7 +180,7 @@ class Worker:
     def _time_to_next_look(self, names: list[str]) -> float:
         wait = self.settings.poll_seconds
         try:
-            expiry = self.store.next_lease_expiry(names, versions=self.versions)
+            expiry = self.store.next_lease_expiry(names, versions=self.versions, queues=self.queues)
         except Exception:
             log.exception("worker %s: reading lease expiries failed", self.worker_id)
             return wait

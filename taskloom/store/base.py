@@ -451,12 +451,19 @@ class Store(Protocol):
         then, with no owner and no crash counted: how a worker sets aside an execution its code cannot
         replay (a changed workflow), for a worker with the right code, without claiming it in a loop."""
 
-    def next_lease_expiry(self, workflows: Sequence[str], *, versions: Mapping[str, str] | None = None) -> float | None:
+    def next_lease_expiry(
+        self,
+        workflows: Sequence[str],
+        *,
+        versions: Mapping[str, str] | None = None,
+        queues: Sequence[str] | None = None,
+    ) -> float | None:
         """The earliest time (Unix seconds) a lease on a running execution of ``workflows`` expires, a
         paused one's deadline passes or a delayed queued one may start, or None: an idle worker waits until
         then to take the work over.
         A running execution with no lease counts as expiring now. ``versions`` as in
-        :meth:`claim_next_execution`: another version's executions are not this worker's to wait for."""
+        :meth:`claim_next_execution`: another version's executions are not this worker's to wait for, nor
+        are those on other ``queues`` (None: any queue)."""
 
     def pin_version(self, execution_id: str, version: str) -> str:
         """Set the execution's version to ``version`` unless it has one, in one statement; return the version

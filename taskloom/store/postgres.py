@@ -591,15 +591,23 @@ class PostgresStore:
                 conn.execute(_NOTIFY_WORK, (row[1],))
 
     @retrying
-    def next_lease_expiry(self, workflows: Sequence[str], *, versions: Mapping[str, str] | None = None) -> float | None:
+    def next_lease_expiry(
+        self,
+        workflows: Sequence[str],
+        *,
+        versions: Mapping[str, str] | None = None,
+        queues: Sequence[str] | None = None,
+    ) -> float | None:
         if not workflows:
             return None
         on_versions, version_params = version_filter(versions, "%s")
+        on_queues, queue_params = queue_filter(queues, (), (), (), "%s")
         with self._transaction() as conn:
             row = conn.execute(
                 "SELECT MIN(CASE WHEN status = 'running' THEN COALESCE(lease_expires_at, %s) ELSE wake_at END) "
-                f"FROM executions WHERE workflow = ANY(%s) AND status IN ('running', 'paused', 'queued'){on_versions}",
-                (time.time(), list(workflows), *version_params),
+                "FROM executions WHERE workflow = ANY(%s) AND status IN ('running', 'paused', 'queued')"
+                f"{on_versions}{on_queues}",
+                (time.time(), list(workflows), *version_params, *queue_params),
             ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
 

@@ -577,18 +577,25 @@ class SQLiteStore:
             self._work_queued.set()
 
     @retrying
-    def next_lease_expiry(self, workflows: Sequence[str], *, versions: Mapping[str, str] | None = None) -> float | None:
+    def next_lease_expiry(
+        self,
+        workflows: Sequence[str],
+        *,
+        versions: Mapping[str, str] | None = None,
+        queues: Sequence[str] | None = None,
+    ) -> float | None:
         if not workflows:
             return None
         marks = ", ".join("?" for _ in workflows)
         on_versions, version_params = version_filter(versions, "?")
+        on_queues, queue_params = queue_filter(queues, (), (), (), "?")
         row = (
             self._conn()
             .execute(
                 "SELECT MIN(CASE WHEN status = 'running' THEN COALESCE(lease_expires_at, ?) ELSE wake_at END) "
                 f"FROM executions WHERE workflow IN ({marks}) AND status IN ('running', 'paused', 'queued')"
-                f"{on_versions}",
-                (time.time(), *workflows, *version_params),
+                f"{on_versions}{on_queues}",
+                (time.time(), *workflows, *version_params, *queue_params),
             )
             .fetchone()
         )

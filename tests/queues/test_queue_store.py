@@ -123,3 +123,11 @@ def test_queues_list_declared_ones_and_those_with_work_with_their_depth(store: S
         QueueRecord("default", queued=1),
         QueueRecord("orphan", queued=2, running=1),
     ]
+
+
+def test_an_idle_worker_waits_only_for_the_expiries_of_its_own_queues(store: Store) -> None:
+    queue_up(store, "other", 1)
+    assert store.claim_next_execution("dead", -1.0, WF) is not None  # a lease already run out, on "other"
+    assert store.next_lease_expiry(WF, queues=["mine"]) is None  # not a takeover this worker could make
+    assert store.next_lease_expiry(WF, queues=["mine", "other"]) is not None
+    assert store.next_lease_expiry(WF) is not None

@@ -91,16 +91,22 @@ def all_finished(store: Store, ids: list[str]) -> bool:
     return all(record is not None and record.status == "completed" for record in map(store.get_execution, ids))
 
 
-def test_three_workers_keep_a_queue_to_two_at_once_and_ten_starts_a_second(env: dict[str, str]) -> None:
-    url = env["TASKLOOM_DATABASE_URL"]
-    store = open_store(url)
-    ids = [queue_execution(store, "job", TARGET, 0.15, queue="limited") for _ in range(100)]
-    workers = [start_worker(env, "--concurrency", "4") for _ in range(3)]
+def run_through(env: dict[str, str], queue: str, count: int, seconds: float, workers: int) -> tuple[Store, list[str]]:
+    """Queue ``count`` executions holding a worker ``seconds`` each on ``queue``, run them on ``workers``
+    worker processes (4 slots each) until all completed; the store and the executions' ids."""
+    store = open_store(env["TASKLOOM_DATABASE_URL"])
+    ids = [queue_execution(store, "job", TARGET, seconds, queue=queue) for _ in range(count)]
+    started = [start_worker(env, "--concurrency", "4") for _ in range(workers)]
     try:
-        wait_for(lambda: all_finished(store, ids), timeout=120, what="100 executions of the limited queue")
+        wait_for(lambda: all_finished(store, ids), timeout=120, what=f"{count} executions of queue {queue}")
     finally:
-        stop(*workers)
-    done = spans(url, "limited")
+        stop(*started)
+    return store, ids
+
+
+def test_three_workers_keep_a_queue_to_two_at_once_and_ten_starts_a_second(env: dict[str, str]) -> None:
+    store, ids = run_through(env, "limited", 100, 0.15, workers=3)
+    done = spans(env["TASKLOOM_DATABASE_URL"], "limited")
     assert sorted(i for i, *_ in done) == sorted(ids)
     assert {crashes for *_, crashes in done} == {0}
     assert most_at_once((claimed, completed) for _, claimed, completed, _ in done) <= 2
@@ -110,16 +116,9 @@ def test_three_workers_keep_a_queue_to_two_at_once_and_ten_starts_a_second(env: 
 
 
 def test_worker_concurrency_caps_each_worker(env: dict[str, str]) -> None:
-    url = env["TASKLOOM_DATABASE_URL"]
-    store = open_store(url)
-    ids = [queue_execution(store, "job", TARGET, 0.3, queue="one_each") for _ in range(8)]
-    workers = [start_worker(env, "--concurrency", "4") for _ in range(2)]
-    try:
-        wait_for(lambda: all_finished(store, ids), timeout=60, what="8 executions of the one_each queue")
-    finally:
-        stop(*workers)
+    store, _ = run_through(env, "one_each", 8, 0.3, workers=2)
     by_worker: dict[int, list[tuple[float, float]]] = defaultdict(list)
-    for execution_id, claimed, completed, crashes in spans(url, "one_each"):
+    for execution_id, claimed, completed, crashes in spans(env["TASKLOOM_DATABASE_URL"], "one_each"):
         assert crashes == 0
         by_worker[serde.loads(store.get_execution(execution_id).output)].append((claimed, completed))  # type: ignore[union-attr]
     assert [most_at_once(intervals) for intervals in by_worker.values()] == [1] * len(by_worker)
