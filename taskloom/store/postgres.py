@@ -290,6 +290,22 @@ class PostgresStore:
         conn.close()
 
     @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A pooled connection for one statement that only reads, run outside any transaction.
+
+        Through :meth:`_transaction` a read costs three round trips (BEGIN, the SELECT, COMMIT); in
+        autocommit it costs one. A single statement sees one consistent snapshot either way.
+        """
+        conn = self._checkout()
+        try:
+            conn.autocommit = True
+            yield conn
+        finally:
+            if not conn.closed:
+                conn.autocommit = False  # the pool's connections open their transactions implicitly
+            self._checkin(conn)
+
+    @contextmanager
     def _transaction(self) -> Iterator[Connection]:
         """One transaction on a pooled connection: committed on exit, rolled back on any exception."""
         conn = self._checkout()
@@ -388,7 +404,7 @@ class PostgresStore:
 
     @retrying
     def get_execution(self, execution_id: str) -> ExecutionRecord | None:
-        with self._transaction() as conn:
+        with self._read() as conn:
             query = f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE id = %s"
             row = conn.execute(query, (execution_id,)).fetchone()
         return ExecutionRecord(*row) if row else None
@@ -408,7 +424,7 @@ class PostgresStore:
             workflow=workflow, status=status, after=after, id_prefix=id_prefix, mark="%s", id_column='id COLLATE "C"'
         )
         # COLLATE "C": ties break by code point, as in SQLite, whatever the database's collation.
-        with self._transaction() as conn:
+        with self._read() as conn:
             rows = conn.execute(
                 f"SELECT {_EXECUTION_COLUMNS} FROM executions {where} "
                 'ORDER BY created_at DESC, id COLLATE "C" LIMIT %s',
@@ -419,7 +435,7 @@ class PostgresStore:
     # -- events ------------------------------------------------------------------------------------
     @retrying
     def load_events(self, execution_id: str, after_seq: int = 0) -> list[Event]:
-        with self._transaction() as conn:
+        with self._read() as conn:
             rows = conn.execute(
                 "SELECT seq, type, ts, step_id, name, value, data FROM events "
                 "WHERE execution_id = %s AND seq > %s ORDER BY seq",
@@ -656,7 +672,7 @@ class PostgresStore:
 
     @retrying
     def list_queues(self) -> list[QueueRecord]:
-        with self._transaction() as conn:
+        with self._read() as conn:
             return queue_listing(conn.execute(LIST_QUEUES).fetchall())
 
     # -- messages ----------------------------------------------------------------------------------
@@ -723,7 +739,7 @@ class PostgresStore:
 
     @retrying
     def list_messages(self, execution_id: str) -> list[MessageRecord]:
-        with self._transaction() as conn:
+        with self._read() as conn:
             rows = conn.execute(
                 "SELECT seq, execution_id, topic, value, sent_at, received_step, received_at FROM messages "
                 "WHERE execution_id = %s ORDER BY seq",
@@ -744,13 +760,13 @@ class PostgresStore:
 
     @retrying
     def get_secret(self, name: str) -> bytes | None:
-        with self._transaction() as conn:
+        with self._read() as conn:
             row = conn.execute("SELECT ciphertext FROM secrets WHERE name = %s", (name,)).fetchone()
         return bytes(row[0]) if row else None
 
     @retrying
     def list_secret_names(self) -> list[str]:
-        with self._transaction() as conn:
+        with self._read() as conn:
             rows = conn.execute('SELECT name FROM secrets ORDER BY name COLLATE "C"').fetchall()
         return [name for (name,) in rows]
 
@@ -763,7 +779,7 @@ class PostgresStore:
     # -- the task cache ----------------------------------------------------------------------------
     @retrying
     def get_cached_result(self, task: str, key: str, now: float) -> bytes | None:
-        with self._transaction() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 "SELECT value FROM task_cache WHERE task = %s AND key = %s AND (expires_at IS NULL OR expires_at > %s)",
                 (task, key, now),
@@ -817,14 +833,14 @@ class PostgresStore:
 
     @retrying
     def get_schedule(self, name: str) -> ScheduleRecord | None:
-        with self._transaction() as conn:
+        with self._read() as conn:
             row = conn.execute(f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE name = %s", (name,)).fetchone()
         return None if row is None else ScheduleRecord.from_row(row)
 
     @retrying
     def list_schedules(self, workflows: Sequence[str] | None = None) -> list[ScheduleRecord]:
         # COLLATE "C": by code point, as SQLite orders them, whatever the database's collation.
-        with self._transaction() as conn:
+        with self._read() as conn:
             rows = conn.execute(
                 f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE %s::text[] IS NULL OR workflow = ANY(%s) "
                 'ORDER BY name COLLATE "C"',
