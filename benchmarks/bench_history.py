@@ -46,8 +46,10 @@ COLUMNS = (
 ORDER = f"ORDER BY created_at DESC, id LIMIT {PAGE}"
 
 
-def rows(executions: int, events_per: int) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
-    """Executions and their events in chunks of 10,000 executions, oldest first."""
+def rows(
+    executions: int, events_per: int, statuses: tuple[str, ...] = STATUSES
+) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
+    """Executions and their events in chunks of 10,000 executions, oldest first (one a second, ending now)."""
     start = time.time() - executions
     output = serde.dumps({"charged": 12.5, "receipt": "R-000000"}, what="output")
     step_value = serde.dumps({"rows": 120, "file": "part-0001.parquet"}, what="output")
@@ -56,7 +58,7 @@ def rows(executions: int, events_per: int) -> Iterator[tuple[list[tuple[Any, ...
     events: list[tuple[Any, ...]] = []
     for n in range(executions):
         execution_id = f"{n:08d}-{secrets.token_hex(6)}"
-        status = STATUSES[n % len(STATUSES)]
+        status = statuses[n % len(statuses)]
         created = start + n
         workflow = WORKFLOWS[n % len(WORKFLOWS)]
         chunk.append(
@@ -83,11 +85,11 @@ def rows(executions: int, events_per: int) -> Iterator[tuple[list[tuple[Any, ...
         yield chunk, events
 
 
-def fill_sqlite(path: Path, executions: int, events_per: int) -> None:
+def fill_sqlite(path: Path, executions: int, events_per: int, statuses: tuple[str, ...] = STATUSES) -> None:
     open_store(f"sqlite:///{path}").close()
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA synchronous = OFF")
-        for chunk, events in rows(executions, events_per):
+        for chunk, events in rows(executions, events_per, statuses):
             db.executemany(
                 "INSERT INTO executions (id, workflow, target, status, input, output, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -100,12 +102,12 @@ def fill_sqlite(path: Path, executions: int, events_per: int) -> None:
         db.execute("ANALYZE")
 
 
-def fill_postgres(url: str, executions: int, events_per: int) -> None:
+def fill_postgres(url: str, executions: int, events_per: int, statuses: tuple[str, ...] = STATUSES) -> None:
     import psycopg
 
     open_store(url).close()
     with psycopg.connect(url) as db:
-        for chunk, events in rows(executions, events_per):
+        for chunk, events in rows(executions, events_per, statuses):
             with db.cursor() as cur:
                 with cur.copy(
                     "COPY executions (id, workflow, target, status, input, output, created_at, updated_at) FROM STDIN"
@@ -116,7 +118,6 @@ def fill_postgres(url: str, executions: int, events_per: int) -> None:
                     for row in events:
                         copy.write_row(row)
             db.commit()
-        db.execute("COMMIT")
     with psycopg.connect(url, autocommit=True) as db:
         db.execute("VACUUM ANALYZE")
 
