@@ -22,27 +22,27 @@ pytestmark = pytest.mark.integration
 
 
 # -- a Graph ------------------------------------------------------------------------------------------------
+def expect_nodes(tab: Tab, **states: str) -> None:
+    """Each named node of the page's graph is drawn in its state, in the order given (each waits)."""
+    for name, state in states.items():
+        expect_(tab.page.locator(f'#graphs svg [data-node="{name}"]')).to_have_attribute("data-state", state)
+
+
 def test_a_graphs_nodes_are_drawn_with_their_states_as_they_change(tab: Tab, api: httpx.Client, server: Server) -> None:
     gate = server.folder / f"gate-{secrets.token_hex(4)}"
     execution_id = start(api, "shipping", {"n": 3, "gate": str(gate)})
     tab.open(f"/executions/{execution_id}")
     graph = tab.page.locator("#graphs svg")
-    node = lambda name: graph.locator(f'[data-node="{name}"]')  # noqa: E731
 
-    expect_(node("standard")).to_have_attribute("data-state", "running")
-    expect_(node("measure")).to_have_attribute("data-state", "completed")
-    expect_(node("express")).to_have_attribute("data-state", "skipped")
-    expect_(node("label")).to_have_attribute("data-state", "pending")
+    expect_nodes(tab, standard="running", measure="completed", express="skipped", label="pending")
     expect_(graph.locator("path.edge")).to_have_count(4)
     expect_(graph.locator('path.edge.conditional[data-edge="measure->express"]')).to_have_count(1)
     expect_(graph.locator('path.edge:not(.conditional)[data-edge="standard->label"]')).to_have_count(1)
-    expect_(node("standard")).to_contain_text("step 2")
+    expect_(graph.locator('[data-node="standard"]')).to_contain_text("step 2")
     tab.shoot("execution-graph")
     gate.touch()
 
-    expect_(node("standard")).to_have_attribute("data-state", "completed")
-    expect_(node("label")).to_have_attribute("data-state", "completed")
-    expect_(node("express")).to_have_attribute("data-state", "skipped")
+    expect_nodes(tab, standard="completed", label="completed", express="skipped")
     expect_(tab.page.locator("#execution-status")).to_have_text("completed")
     assert api.get(f"/executions/{execution_id}").json()["output"] == "label: standard 3"
 
@@ -53,19 +53,12 @@ def test_a_graph_paused_in_a_node_shows_it_paused_and_after_the_resume_its_first
     execution_id = start(api, "review", "draft one")
     wait_status(api, execution_id, "paused")
     tab.open(f"/executions/{execution_id}")
-    graph = tab.page.locator("#graphs svg")
-    node = lambda name: graph.locator(f'[data-node="{name}"]')  # noqa: E731
-
-    expect_(node("draft")).to_have_attribute("data-state", "completed")
-    expect_(node("approve")).to_have_attribute("data-state", "paused")
-    expect_(node("publish")).to_have_attribute("data-state", "pending")
+    expect_nodes(tab, draft="completed", approve="paused", publish="pending")
     tab.page.fill("#resume-input", '"yes"')
     tab.page.click("#resume")
 
     expect_(tab.page.locator("#execution-status")).to_have_text("completed")
-    expect_(node("draft")).to_have_attribute("data-state", "replayed")
-    expect_(node("approve")).to_have_attribute("data-state", "completed")
-    expect_(node("publish")).to_have_attribute("data-state", "completed")
+    expect_nodes(tab, draft="replayed", approve="completed", publish="completed")
     assert api.get(f"/executions/{execution_id}").json()["output"] == "label: yes"
 
 
