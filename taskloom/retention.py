@@ -107,6 +107,8 @@ class PruneReport:
     dry_run: bool = False
     cutoff: float = 0.0
     kept_for_relatives: int = 0
+    #: PostgreSQL with partitioned events (taskloom.store.partitions): the emptied months dropped
+    dropped_partitions: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -123,6 +125,7 @@ class PruneReport:
             "kept_for_relatives": self.kept_for_relatives,
             "transactions": self.transactions,
             "longest_transaction_ms": round(self.longest_transaction_seconds * 1000, 2),
+            "dropped_partitions": self.dropped_partitions,
             "errors": self.errors,
         }
 
@@ -378,6 +381,10 @@ def prune(
     run.executions()
     run.sessions()
     run.leftovers()
+    if not dry_run:
+        from taskloom.store.partitions import maintain_partitions
+
+        run.report.dropped_partitions = maintain_partitions(store, drop_before=cutoff).dropped
     return run.report
 
 

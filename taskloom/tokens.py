@@ -103,12 +103,12 @@ class TokenTable:
     """The ``api_tokens`` table of a store (migration 013), through the store's own transactions."""
 
     def __init__(self, store: Store) -> None:
-        from taskloom.store.statements import Statements
-
-        self._statements = Statements(store)
+        self._store = store
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._statements.run(sql, params)
+        from taskloom.store.statements import Statements  # made per call: the server builds a table at start
+
+        return Statements(self._store).run(sql, params)
 
     def create(self, name: str, role: str) -> str:
         """Make a token named ``name`` with ``role`` and return it: the only time it is ever seen."""

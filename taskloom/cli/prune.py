@@ -36,6 +36,14 @@ def add_prune_command(command: Callable[[str, str], argparse.ArgumentParser]) ->
     )
     p.set_defaults(func=cmd_prune)
 
+    p = command(
+        "partition-events",
+        "PostgreSQL: partition the events table by month (copies it: run on a new store or in a maintenance "
+        "window); prune then drops the months it emptied",
+    )
+    p.add_argument("--months-ahead", type=int, default=3, help="months of partitions created ahead (default 3)")
+    p.set_defaults(func=cmd_partition_events)
+
 
 def cmd_prune(args: argparse.Namespace) -> int:
     folders = list(args.output_dir)
@@ -69,4 +77,23 @@ def cmd_prune(args: argparse.Namespace) -> int:
         print(f"{report.transactions} transaction(s), the longest {report.longest_transaction_seconds * 1000:.1f} ms")
     for problem in report.errors:
         print(f"warning: {problem}")
+    return 0
+
+
+def cmd_partition_events(args: argparse.Namespace) -> int:
+    from taskloom.errors import StoreError
+    from taskloom.store.partitions import partition_events
+
+    store = default_store()
+    try:
+        report = partition_events(store, months_ahead=args.months_ahead)
+    except StoreError as error:
+        raise CommandError(str(error)) from None
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"converted": report.converted, "moved_rows": report.moved_rows, "created": report.created}))
+    else:
+        done = f"converted the events table ({report.moved_rows:,} rows moved); " if report.converted else ""
+        print(f"{done}partitions created: {', '.join(report.created) or 'none needed'}")
     return 0
