@@ -106,28 +106,22 @@ class PatchLog:
     def __init__(self, history: Sequence[Event]) -> None:
         self._history = history
         self._markers: frozenset[str] | None = None
-        self._furthest: tuple[int, ...] = ()
+        self._furthest: tuple[int, ...] | None = None
         #: each change id's answer in this run
         self.answers: dict[str, bool] = {}
 
-    def _read(self) -> frozenset[str]:
-        if self._markers is None:
-            markers: set[str] = set()
-            furthest: tuple[int, ...] = ()
-            for event in self._history:
-                if event.type is EventType.PATCHED and event.name is not None:
-                    markers.add(event.name)
-                elif event.step_id is not None:
-                    furthest = max(furthest, _position(event.step_id))
-            self._markers, self._furthest = frozenset(markers), furthest
-        return self._markers
-
     def recorded(self, change_id: str) -> bool:
-        return change_id in self._read()
+        if self._markers is None:
+            patch = EventType.PATCHED
+            self._markers = frozenset(e.name for e in self._history if e.type is patch and e.name is not None)
+        return change_id in self._markers
 
     def passed(self, point: str) -> bool:
-        """Whether the log holds a step at or after ``point`` (in call order)."""
-        self._read()
+        """Whether the log holds a step at or after ``point`` (in call order). Read only for a change id
+        with no marker, so a replay of an execution that recorded its patches never parses step ids."""
+        if self._furthest is None:
+            ids = {e.step_id for e in self._history if e.step_id is not None}
+            self._furthest = max(map(_position, ids), default=())
         return self._furthest >= _position(point)
 
 
