@@ -162,3 +162,12 @@ def test_a_worker_serves_only_its_queues_and_the_others_keep_their_depth(env: di
     ).stdout
     assert "nobody  queued 2  running 0  no limits" in text
     assert "limited  queued 0  running 0  concurrency 2, rate 10/1s" in text
+
+
+def test_taskloom_run_without_a_server_refuses_a_queue_and_runs_nothing(env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "taskloom", "run", TARGET, "0", "--queue", "q"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert "--queue and --priority queue the execution for workers: give --server URL" in done.stderr
+    assert open_store(env["TASKLOOM_DATABASE_URL"]).list_executions() == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queueapp
 from fastapi.testclient import TestClient
 
 from taskloom.server.app import create_app
@@ -40,3 +41,22 @@ def test_get_queues_lists_limits_depth_and_running(store: Store) -> None:
         ]
     }
     assert refused.status_code == 401
+
+
+def test_post_executions_places_an_execution_on_a_queue_with_a_priority(store: Store) -> None:
+    with TestClient(create_app(token="t", store=store, workflows={"job": queueapp.job})) as client:
+        auth = {"Authorization": "Bearer t"}
+        late = client.post("/executions", json={"workflow": "job", "queue": "q", "priority": 9}, headers=auth)
+        soon = client.post(
+            "/executions", json={"workflow": "job", "queue": "q", "priority": -1, "execution_id": "soon"}, headers=auth
+        )
+        plain = client.post("/executions", json={"workflow": "job"}, headers=auth)
+        bad = client.post("/executions", json={"workflow": "job", "priority": 2**40}, headers=auth)
+        blank = client.post("/executions", json={"workflow": "job", "queue": " "}, headers=auth)
+    assert (late.status_code, soon.status_code, plain.status_code) == (201, 201, 201)
+    assert bad.status_code == 422 and "priority" in bad.json()["error"]
+    assert blank.status_code == 422 and "queue" in blank.json()["error"]
+    claimed = [store.claim_next_execution("w", 30.0, ["job"], queues=["q"]) for _ in range(3)]
+    assert [None if r is None else r.id for r in claimed] == ["soon", late.json()["execution_id"], None]
+    other = store.claim_next_execution("w", 30.0, ["job"], queues=["default"])
+    assert other is not None and other.id == plain.json()["execution_id"]
