@@ -72,21 +72,17 @@ class Queue:
             )
         _registry.add(self)
 
-    @property
-    def limited(self) -> bool:
-        return self.concurrency is not None or self.worker_concurrency is not None or self.rate_limit is not None
-
     def record(self) -> QueueRecord:
         """The queue as the store keeps it (without counts)."""
         count, seconds = self.rate_limit if self.rate_limit is not None else (None, None)
         return QueueRecord(self.name, self.concurrency, self.worker_concurrency, count, seconds)
 
 
-def check_queue_name(name: object, argument: str = "name") -> str:
+def check_queue_name(name: object, argument: str = "Queue name") -> str:
     """``name`` if it can name a queue; a :class:`QueueError` naming ``argument`` else."""
     if not isinstance(name, str) or not name.strip() or "\x00" in name or len(name) > MAX_QUEUE_NAME:
         raise QueueError(
-            f"queue {argument} must be a non-blank string of at most {MAX_QUEUE_NAME} characters, got {name!r}"
+            f"{argument} must be a queue name: a non-blank string of at most {MAX_QUEUE_NAME} characters, got {name!r}"
         )
     return name
 
@@ -179,7 +175,7 @@ def queue_name(queue: str | Queue | None) -> str:
         return DEFAULT_QUEUE
     if isinstance(queue, Queue):
         return queue.name
-    return check_queue_name(queue, "queue")
+    return check_queue_name(queue, "queue=")
 
 
 def named_declaration(name: str) -> Queue | None:

@@ -144,10 +144,6 @@ class QueueRecord:
     queued: int = 0
     running: int = 0
 
-    @property
-    def limited(self) -> bool:
-        return any(limit is not None for limit in (self.concurrency, self.worker_concurrency, self.rate_count))
-
 
 #: the columns of the queues table in :class:`QueueRecord`'s order (the limits)
 QUEUE_COLUMNS = "name, concurrency, worker_concurrency, rate_count, rate_seconds"

@@ -16,8 +16,8 @@ from taskloom.store.base import QueueRecord
 @pytest.mark.parametrize(
     ("arguments", "named"),
     [
-        ({"name": ""}, "queue name"),
-        ({"name": 7}, "queue name"),
+        ({"name": ""}, "Queue name"),
+        ({"name": 7}, "Queue name"),
         ({"name": "q", "concurrency": 0}, "concurrency"),
         ({"name": "q", "concurrency": 1.5}, "concurrency"),
         ({"name": "q", "concurrency": True}, "concurrency"),
@@ -66,7 +66,11 @@ def test_a_start_on_a_declared_queue_queues_it_and_brings_its_limits_to_the_stor
 
 @pytest.mark.parametrize(
     ("arguments", "named"),
-    [({"queue": ""}, "queue queue"), ({"priority": 1.5}, "priority"), ({"priority": 2**40}, "priority")],
+    [
+        ({"queue": ""}, "queue= must be a queue name"),
+        ({"priority": 1.5}, "priority"),
+        ({"priority": 2**40}, "priority"),
+    ],
 )
 def test_a_bad_start_placement_is_refused_naming_it(default: Store, arguments: dict[str, object], named: str) -> None:
     with pytest.raises(QueueError, match=named):
