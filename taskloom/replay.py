@@ -33,6 +33,7 @@ from taskloom.errors import (
     WorkflowPaused,
 )
 from taskloom.events import Event, EventType, NewEvent
+from taskloom.executors import RemoteAttempts, current_executor
 from taskloom.runtime.control import LogRecord, TaskControl
 from taskloom.versioning import PatchLog
 
@@ -183,6 +184,8 @@ class ExecutionRun:
         self.store = store
         self.execution_id = execution_id
         self.executor = executor
+        #: where the attempts of sync step bodies run when not here: TASKLOOM_EXECUTOR or use_dask() (executors)
+        self.remote = current_executor()
         self.steps = index_steps(events)
         self.root = StepScope(self, "")
         #: the asyncio task driving the workflow body (see _alone_on_loop)
@@ -393,8 +396,9 @@ class ExecutionRun:
                 finally:
                     current_scope.reset(token)
             else:
+                runs: Any = task if self.remote is None else RemoteAttempts(task, self.remote)
                 value = await policy.call_async(
-                    task,
+                    runs,
                     args,
                     kwargs,
                     control=control,

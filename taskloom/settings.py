@@ -49,7 +49,7 @@ class Settings:
         return cls(
             database_url=env.get("TASKLOOM_DATABASE_URL") or f"sqlite:///{home / 'taskloom.db'}",
             backend=(env.get("TASKLOOM_BACKEND") or "local").strip().lower(),
-            executor=env.get("TASKLOOM_EXECUTOR") or None,
+            executor=_executor(env),
             server_url=env.get("TASKLOOM_SERVER_URL") or None,
             api_token=env.get("TASKLOOM_API_TOKEN") or None,
             secret_key=env.get("TASKLOOM_SECRET_KEY") or None,
@@ -61,6 +61,21 @@ class Settings:
             ca_bundle=env.get("TASKLOOM_CA_BUNDLE") or None,
             retention=env.get("TASKLOOM_RETENTION") or None,
         )
+
+
+def _executor(env: os._Environ[str]) -> str | None:
+    """TASKLOOM_EXECUTOR: None (``local`` or unset: attempts run in this process), or a Dask scheduler's
+    address as ``dask://HOST:PORT`` (``dask+tls://`` for TLS); see :mod:`taskloom.executors`."""
+    raw = (env.get("TASKLOOM_EXECUTOR") or "").strip()
+    if raw.lower() in ("", "local"):
+        return None
+    scheme, _, rest = raw.partition("://")
+    if scheme.lower() not in ("dask", "dask+tls") or not rest:
+        raise TaskloomError(
+            f"TASKLOOM_EXECUTOR={raw!r} must be 'local' or the address of a Dask scheduler, 'dask://HOST:PORT' "
+            "('dask+tls://HOST:PORT' for TLS)"
+        )
+    return raw
 
 
 def _start_mode(env: os._Environ[str]) -> str:

@@ -1,7 +1,8 @@
 """The ``local`` backend (default): instances run on threads of this process.
 
 A sync task runs under its policy with ``policy.call_sync`` in a pool thread; an async task gets its own
-event loop there (``asyncio.run``), so it never competes with the caller's loop.
+event loop there (``asyncio.run``), so it never competes with the caller's loop. With a Dask executor
+(:mod:`taskloom.executors`) the policy runs the same way but each attempt goes to the cluster.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from taskloom import policy
 from taskloom.backends.pool import ElasticThreadPool, shared_thread_pool
+from taskloom.executors import RemoteAttempts, current_executor
 from taskloom.runtime.instance import InstanceRun
 
 
@@ -42,6 +44,10 @@ def _run(run: InstanceRun) -> None:
 
 def _call(run: InstanceRun) -> Any:
     task = run.task
+    remote = current_executor()
+    if remote is not None:  # each attempt on Dask (TASKLOOM_EXECUTOR, use_dask()); the policy stays here
+        attempts: Any = RemoteAttempts(task, remote)
+        return asyncio.run(policy.call_async(attempts, run.args, run.kwargs, control=run.control))
     if task.is_async:
         return asyncio.run(policy.call_async(task, run.args, run.kwargs, control=run.control))
     return policy.call_sync(task, run.args, run.kwargs, control=run.control)
