@@ -48,6 +48,7 @@ from taskloom.events import Event, EventType, NewEvent
 from taskloom.leases import new_owner
 from taskloom.messages import ReceiveWaiting
 from taskloom.store.base import ExecutionRecord, ExecutionStatus, Store
+from taskloom.versioning import NO_VERSION
 
 if TYPE_CHECKING:
     from taskloom.replay import ExecutionRun
@@ -204,6 +205,7 @@ def _create(
             lease_owner=owner,
             lease_seconds=None if owner is None else Settings.from_env().lease_seconds,
             started_data=started,
+            version=child.version or NO_VERSION,  # only workers with this code's version claim it
         )
         return True
     except ExecutionStateError:

@@ -66,6 +66,7 @@ def create_or_find(
     wake_at: float | None = None,
     queue: str = DEFAULT_QUEUE,
     priority: int = 0,
+    version: str | None = None,
 ) -> ExecutionRecord | None:
     """Create the execution ``execution_id`` if no execution has that id: None when this call created it,
     else the execution that already exists (which must be of ``workflow``: :class:`WorkflowError` else).
@@ -87,10 +88,11 @@ def create_or_find(
             wake_at=wake_at,
             queue=queue,
             priority=priority,
+            version=version,
         )
         return None
     except ExecutionStateError:
-        existing = get_execution(store, execution_id)  # executions are never deleted: it is there
+        existing = get_execution(store, execution_id)  # only pruning deletes, and only long-finished ones
     if existing.workflow != workflow:
         raise WorkflowError(
             f"execution id {execution_id!r} is taken by an execution of workflow {existing.workflow!r}, "
@@ -109,8 +111,12 @@ def queue_execution(
     wake_at: float | None = None,
     queue: str = DEFAULT_QUEUE,
     priority: int = 0,
+    version: str | None = None,
 ) -> str:
     """Record a new execution for a worker to claim (not before ``wake_at`` when given); returns its id.
+
+    ``version`` is the starting code's workflow version (``""`` for none): only workers of that version
+    claim it. None leaves it to be pinned by the first code that runs it (taskloom.versioning).
 
     A caller's ``execution_id`` that already exists raises :class:`ExecutionStateError` and writes
     nothing (:func:`create_or_find` returns the existing one instead).
@@ -118,7 +124,15 @@ def queue_execution(
     execution_id = uuid.uuid4().hex if execution_id is None else check_execution_id(execution_id)
     blob = serde.dumps(input, what=f"workflow {workflow!r} input")
     store.create_execution(
-        execution_id, workflow, blob, ExecutionStatus.QUEUED, target, wake_at=wake_at, queue=queue, priority=priority
+        execution_id,
+        workflow,
+        blob,
+        ExecutionStatus.QUEUED,
+        target,
+        wake_at=wake_at,
+        queue=queue,
+        priority=priority,
+        version=version,
     )
     return execution_id
 

@@ -30,6 +30,7 @@ from taskloom.runner import runner
 from taskloom.settings import Settings
 from taskloom.store import default_store
 from taskloom.store.base import ExecutionRecord, ExecutionStatus, Store, held_by_another
+from taskloom.versioning import NO_VERSION
 
 if TYPE_CHECKING:
     from taskloom.workflow import Workflow
@@ -235,6 +236,7 @@ def start_execution(
             wake_at=wake_at,
             queue=on_queue,
             priority=priority,
+            version=workflow.version or NO_VERSION,  # only workers with this code's version claim it
         )
         return handle
     if wake_at is not None:
@@ -248,6 +250,7 @@ def start_execution(
             input,
             ExecutionStatus.QUEUED,
             wake_at=wake_at,
+            version=workflow.version or NO_VERSION,
         )
         if _to_drive(existing):
             runner.submit(workflow, store, execution_id, None, settings.lease_seconds)
@@ -263,6 +266,7 @@ def start_execution(
         ExecutionStatus.RUNNING,
         lease_owner=owner,
         lease_seconds=settings.lease_seconds,
+        version=workflow.version or NO_VERSION,
     )
     if existing is None:
         runner.submit(workflow, store, execution_id, owner, settings.lease_seconds)

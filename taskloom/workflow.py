@@ -272,9 +272,9 @@ class Workflow(Generic[T]):
                 ExecutionStatus.RUNNING,
                 lease_owner=owner,
                 lease_seconds=lease,
+                version=self.version or NO_VERSION,
             )
             if found is None:
-                store.pin_version(execution_id, self.version or NO_VERSION)
                 return await self._drive(store, execution_id, input, owner, lease, before=None)
         # Only code of the execution's version runs it (an execution no code ran yet is pinned to this one).
         record = claim_version(store, self._checked(store, execution_id, found), self.version)

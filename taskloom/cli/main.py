@@ -247,7 +247,8 @@ def _show_status(
 ) -> None:
     """The human ``status`` block, the same for the local store and a server."""
     print(f"execution  {view['execution_id']}")
-    print(f"workflow   {view['workflow']}  ({target})")
+    version = f"  version {view['version']}" if view.get("version") else ""
+    print(f"workflow   {view['workflow']}  ({target}){version}")
     print(f"status     {view['status']}")
     print(f"created    {created}   updated {updated}")
     print(f"steps      {completed_steps} completed, {event_count} events")

@@ -137,3 +137,27 @@ def test_a_worker_says_which_version_of_each_workflow_it_runs(default: Store, ca
     with caplog.at_level("INFO", logger="taskloom.worker"):
         worker.run()
     assert f"worker {worker.worker_id}: running workflows billing (version 2), plain" in caplog.messages
+
+
+def test_an_execution_started_for_workers_carries_the_starting_codes_version(
+    default: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TASKLOOM_START", "queue")
+    handle = billing("2").start(5)
+    record = default.get_execution(handle.execution_id)
+    assert record is not None and record.version == "2"  # not left for whichever worker comes first
+
+    def claim(version: str) -> str | None:
+        claimed = default.claim_next_execution("worker", 30.0, ["billing"], versions={"billing": version})
+        return None if claimed is None else claimed.id
+
+    assert claim("1") is None, "a version-1 worker took an execution that version-2 code started"
+    assert claim("2") == handle.execution_id
+
+
+def test_taskloom_status_names_the_version(default: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    from taskloom.cli.main import main
+
+    paused = billing("2").run(4)
+    assert main(["status", paused.execution_id]) == 0
+    assert "version 2" in capsys.readouterr().out.splitlines()[1]
