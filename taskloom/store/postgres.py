@@ -1,8 +1,9 @@
 """The shared store: PostgreSQL through psycopg 3, for several processes and machines.
 
-Every protocol method is one explicit transaction (autocommit off, ``BEGIN``/``COMMIT`` around the
-method) on a connection borrowed from a small pool, so any number of threads can share a store and
-short-lived threads do not each leave a server connection behind.
+Every protocol method is one transaction on a connection borrowed from a pool (psycopg_pool's, whose
+connections this store opens itself: see :class:`_StoreOpened`), so any number of threads can share a
+store and short-lived threads do not each leave a server connection behind. A write of several
+statements runs between ``BEGIN`` and ``COMMIT``; a read is one statement in autocommit (one round trip).
 
 Appending to an execution first locks its row, so one execution's events take their seqs in commit
 order: a reader following ``load_events(after_seq=...)`` never misses an event that commits later with
@@ -17,7 +18,7 @@ session on the server); it notices the new process id and opens its own.
 
 Faults (:mod:`taskloom.store.faults`): a lost connection, a server restarting or shutting down, a
 serialization failure or a deadlock is retried within the store's retry budget, on a new connection
-(the idle pool is dropped, since a restart kills every connection in it), then raised as
+(the pool is drained, since a restart kills every connection in it), then raised as
 StoreUnavailableError; the LISTEN connection of :meth:`PostgresStore.wait_for_work` reconnects the same
 way. A full disk, a read-only server or anything unexpected is a StoreError naming the redacted URL.
 """
@@ -34,8 +35,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg import pq
 from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLostError, StoreError
 from taskloom.events import Event, EventType, NewEvent
@@ -81,8 +82,13 @@ CONNECT_TIMEOUT_SECONDS = 10
 DEFAULT_RETRY_SECONDS = 30.0
 #: How long wait_for_work pauses between attempts to reconnect its LISTEN connection during an outage.
 RELISTEN_DELAY = 0.5
-#: Idle connections kept for reuse; more may be open while more threads are inside the store at once.
+#: Connections the pool keeps for reuse; more may be open while more threads are inside the store at once
+#: (a call that finds every pooled connection busy for POOL_WAIT_SECONDS opens one for itself).
 MAX_IDLE_CONNECTIONS = 8
+POOL_WAIT_SECONDS = 1.0
+#: psycopg prepares a statement on a connection at its this-many-th execution there: a step's write, run
+#: a thousand times, is parsed and planned once; a statement run once is not prepared for nothing.
+PREPARE_THRESHOLD = 5
 #: Key of the advisory lock held while migrating, so stores starting together migrate one at a time.
 MIGRATION_LOCK_KEY = int.from_bytes(b"taskloom", "big")
 #: Channel of the NOTIFY sent when work is queued; its payload is the workflow's name.
@@ -172,6 +178,18 @@ class ChannelListener:
             conn.close()
 
 
+class _StoreOpened(psycopg.Connection[TupleRow]):
+    """How the pool opens a connection: psycopg_pool calls ``connection_class.connect(url, **kwargs)``
+    (in its worker thread), and this one calls the store's opener instead, so pooled connections are
+    opened like every other (the session's timeout set, its errors classified)."""
+
+    @classmethod
+    def connect(  # type: ignore[override]
+        cls, conninfo: str = "", *, opener: Callable[[], Connection], **kwargs: Any
+    ) -> Connection:
+        return opener()
+
+
 #: the longest a transaction of ours may sit idle (its process paused) before the server ends it and
 #: frees its locks; our transactions never wait on anything but the server between their statements
 IDLE_IN_TRANSACTION_SECONDS = 10.0
@@ -209,9 +227,16 @@ class PostgresStore:
         self._outage = Outage()
         self._pid = os.getpid()
         self._lock = threading.Lock()
-        self._idle: list[Connection] = []
-        # Connections inherited from the parent process: kept referenced, never closed (see _after_fork).
-        self._inherited: list[Connection] = []
+        # Opened by the first call that needs a connection, and again after close() or a fork.
+        self._pool: ConnectionPool[Connection] | None = None
+        # The migrations' connection, handed to the pool as its first (see _pooled_connection).
+        self._spare: Connection | None = None
+        # Set by a lost connection: calls connect directly (their errors are theirs to see and retry)
+        # until one succeeds, which then drains the pool of the connections the fault left dead.
+        self._reconnecting = False
+        # What the parent process left: its pool and connections, kept referenced, never closed (see
+        # _after_fork).
+        self._inherited: list[object] = []
         # The LISTEN connection of wait_for_work, opened by its first call.
         self._work_listener = ChannelListener(self._connect_autocommit, WORK_CHANNEL)
         try:
@@ -228,10 +253,16 @@ class PostgresStore:
         return self._open_connection(autocommit=True)
 
     def _open_connection(self, *, autocommit: bool) -> Connection:
-        """A new connection. Also called outside the retry loop (the instance queue and the LISTEN
-        connection), so it raises store errors itself: TransientStoreError while the server is down."""
+        """A new connection: the one place they are opened (the pool's too, see _pooled_connection).
+        Also called outside the retry loop (the instance queue and the LISTEN connection), so it raises
+        store errors itself: TransientStoreError while the server is down."""
         try:
-            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+            conn = psycopg.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                prepare_threshold=PREPARE_THRESHOLD,
+            )
             # A process paused mid-transaction (SIGSTOP, a frozen VM or container) would hold its row locks
             # for as long as it stays paused: every claim skips a locked execution, so the execution would
             # be stuck though its lease expired. The server ends such a session instead (the paused process
@@ -244,50 +275,80 @@ class PostgresStore:
             message = f"cannot connect to {self._faults.where}: {fault.message}"
             raise (TransientStoreError(message) if fault.transient else StoreError(message)) from error
 
-    def _discard_idle(self) -> None:
-        """Close every idle pooled connection: after a lost connection or a restart they are all dead."""
-        if self._pid != os.getpid():
-            return  # the next checkout starts a fresh pool (see _after_fork)
+    def _pooled_connection(self) -> Connection:
+        """A connection for the pool (called in its worker thread): the migrations' if still open, else new."""
         with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            try:
-                conn.close()
-            except psycopg.Error:
-                pass
+            spare, self._spare = self._spare, None
+        if spare is not None and not spare.closed:
+            return spare
+        return self._open_connection(autocommit=True)
+
+    def _new_pool(self) -> ConnectionPool[Connection]:
+        pool: ConnectionPool[Connection] = ConnectionPool(
+            self.url,
+            connection_class=_StoreOpened,
+            kwargs={"opener": self._pooled_connection},
+            min_size=0,  # nothing opened (nor retried in the background) before a call needs it
+            max_size=MAX_IDLE_CONNECTIONS,
+            open=False,
+            name=f"taskloom {redacted(self.url)}",
+            num_workers=1,  # it only opens connections, one at a time
+        )
+        pool.open()
+        return pool
+
+    def _current_pool(self) -> ConnectionPool[Connection]:
+        if self._pid != os.getpid():
+            self._after_fork()
+        with self._lock:
+            if self._pool is None:
+                self._pool = self._new_pool()
+            return self._pool
+
+    def _discard_idle(self) -> None:
+        """After a lost connection: a restart kills every connection in the pool. The next call connects
+        directly, so it meets the outage at once (and retries it); its success drains the pool."""
+        if self._pid != os.getpid():
+            return  # the next checkout starts afresh (see _after_fork)
+        with self._lock:
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.close()
+        self._reconnecting = True
 
     def _after_fork(self) -> None:
         # The parent's connections share their sockets with the parent: closing them here would send
         # the server a goodbye on the parent's behalf. Keep them referenced and unused (psycopg does not
-        # close a connection garbage-collected in another process either) and start a fresh pool. The
-        # lock is replaced without being taken: another parent thread may have held it at the fork.
-        self._inherited.extend(self._idle)
-        listener = self._work_listener.detach()
-        if listener is not None:
-            self._inherited.append(listener)
-        self._idle = []
+        # close a connection garbage-collected in another process either; the parent's pool is never
+        # closed here, its threads do not exist here) and start a fresh pool. The lock is replaced without
+        # being taken: another parent thread may have held it at the fork.
+        self._inherited.extend(thing for thing in (self._pool, self._spare, self._work_listener.detach()) if thing)
+        self._pool = self._spare = None
+        self._reconnecting = False
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
-    def _checkout(self) -> Connection:
-        if self._pid != os.getpid():
-            self._after_fork()
-        with self._lock:
-            while self._idle:
-                conn = self._idle.pop()
-                if not conn.closed:
-                    return conn
-        return self._connect()
+    def _checkout(self) -> tuple[Connection, ConnectionPool[Connection] | None]:
+        """A connection, in autocommit, and the pool to give it back to (None: close it after use)."""
+        pool = self._current_pool()
+        if not self._reconnecting:
+            try:
+                return pool.getconn(timeout=POOL_WAIT_SECONDS), pool
+            except PoolTimeout:
+                pass  # every pooled connection busy, or none can be opened: connecting directly tells which
+        conn = self._open_connection(autocommit=True)
+        if self._reconnecting:
+            self._reconnecting = False
+            pool.drain()  # the idle ones died with the fault; the pool opens new ones (now they can be)
+        return conn, None
 
-    def _checkin(self, conn: Connection) -> None:
-        if conn.closed:
-            return
-        if self._pid == os.getpid() and conn.info.transaction_status == pq.TransactionStatus.IDLE:
-            with self._lock:
-                if len(self._idle) < MAX_IDLE_CONNECTIONS:
-                    self._idle.append(conn)
-                    return
-        conn.close()
+    @staticmethod
+    def _checkin(conn: Connection, pool: ConnectionPool[Connection] | None) -> None:
+        # The pool keeps a connection only if it is idle and alive, and closes it if the pool is closed.
+        if pool is None:
+            conn.close()
+        else:
+            pool.putconn(conn)
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -296,30 +357,38 @@ class PostgresStore:
         Through :meth:`_transaction` a read costs three round trips (BEGIN, the SELECT, COMMIT); in
         autocommit it costs one. A single statement sees one consistent snapshot either way.
         """
-        conn = self._checkout()
+        conn, pool = self._checkout()
         try:
-            conn.autocommit = True
             yield conn
         finally:
-            if not conn.closed:
-                conn.autocommit = False  # the pool's connections open their transactions implicitly
-            self._checkin(conn)
+            self._checkin(conn, pool)
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
         """One transaction on a pooled connection: committed on exit, rolled back on any exception."""
-        conn = self._checkout()
+        conn, pool = self._checkout()
         try:
             with conn.transaction():
                 yield conn
         finally:
-            self._checkin(conn)
+            self._checkin(conn, pool)
 
     @first_contact
     def _migrate(self) -> None:
         migrations = load_migrations("postgres")
         latest = migrations[-1][0]
-        with self._transaction() as conn:
+        # A connection of its own, not the pool's: the pool opens connections in a thread of its own,
+        # where a wrong password would only be logged, and the first contact must say it at once.
+        conn = self._open_connection(autocommit=True)
+        try:
+            self._migrate_on(conn, migrations, latest)
+        except BaseException:
+            conn.close()
+            raise
+        self._spare = conn
+
+    def _migrate_on(self, conn: Connection, migrations: list[tuple[int, str]], latest: int) -> None:
+        with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
@@ -340,14 +409,17 @@ class PostgresStore:
                     conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
 
     def close(self) -> None:
-        """Close the idle connections; the store stays usable and reconnects on its next call."""
+        """Close the pooled connections; the store stays usable and reconnects on its next call."""
         if self._pid != os.getpid():
             self._after_fork()
             return
         with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+            pool, self._pool = self._pool, None
+            spare, self._spare = self._spare, None
+        if pool is not None:
+            pool.close()  # a connection in use is closed when it is given back
+        if spare is not None:
+            spare.close()
         self._work_listener.close()
 
     # -- executions --------------------------------------------------------------------------------

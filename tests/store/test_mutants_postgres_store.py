@@ -168,7 +168,7 @@ def _in_the_child(store: PostgresStore) -> dict[str, Any]:
         seen["reads"] = [
             getattr(store.get_execution(name), "status", None) for name in ("from-parent", "from-child", "from-child-2")
         ]
-        seen["pooled"] = len(store._idle)
+        seen["pooled"] = store._current_pool().get_stats()["pool_available"]
         store.close()
     except BaseException as error:  # reported to the parent, which fails the test
         seen["error"] = repr(error)
