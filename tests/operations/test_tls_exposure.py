@@ -12,6 +12,7 @@ import os
 import ssl
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -82,10 +83,10 @@ def make_certificates(folder: Path) -> dict[str, Path]:
     return files
 
 
-def make_env(folder: Path) -> dict[str, str]:
+def make_env(folder: Path, store_url: str | None = None) -> dict[str, str]:
     env = {
         **os.environ,
-        "TASKLOOM_DATABASE_URL": f"sqlite:///{folder / 'taskloom.db'}",
+        "TASKLOOM_DATABASE_URL": store_url or f"sqlite:///{folder / 'taskloom.db'}",
         "TASKLOOM_HOME": str(folder / "home"),
         "TASKLOOM_API_TOKEN": "tls-test-token",
         "PYTHONPATH": f"{HERE.parent / 'integration'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
@@ -151,9 +152,10 @@ def test_a_remote_server_over_http_is_named() -> None:
 
 # -- a real server over HTTPS -------------------------------------------------------------------------
 @pytest.fixture
-def tls_server(tmp_path: Path) -> tuple[str, dict[str, Path], subprocess.Popen[bytes]]:
+def tls_server(tmp_path: Path, store_url: str) -> Iterator[tuple[str, dict[str, Path], subprocess.Popen[bytes]]]:
+    """``taskloom server`` over HTTPS on loopback, once on each store."""
     files = make_certificates(tmp_path)
-    env = make_env(tmp_path)
+    env = make_env(tmp_path, store_url)
     port = free_port()
     log = tmp_path / "server.log"
     with log.open("wb") as out:
