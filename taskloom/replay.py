@@ -34,6 +34,7 @@ from taskloom.errors import (
 )
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.executors import RemoteAttempts, current_executor
+from taskloom.group_commit import GroupCommit
 from taskloom.runtime.control import LogRecord, TaskControl
 from taskloom.versioning import PatchLog
 
@@ -213,6 +214,8 @@ class ExecutionRun:
         self.deadline: Deadline | None = None
         #: what ``patched()`` answers in this run (taskloom.versioning); reads the log only if it is called
         self.patches = PatchLog(events)
+        #: outcomes of steps finishing together (map, parallel, graph waves) share one transaction
+        self.group = GroupCommit(lambda batch: self.append(*batch))
 
     def check_cancelled(self) -> None:
         """Stop before a new step once the execution was cancelled from outside (an in-memory flag), or
@@ -411,7 +414,7 @@ class ExecutionRun:
             blob, data = self._encode_result(task, step_id, value)
         except Exception as error:
             what = f"task {task.name!r} (step {step_id})"
-            self.append(*start.take(), NewEvent(_FAILED, step_id, task.name, serde.dumps_error(error, what=what)))
+            await self.record(*start.take(), NewEvent(_FAILED, step_id, task.name, serde.dumps_error(error, what=what)))
             raise
         except SystemExit as exiting:
             # The body asked to end the process: that is a crash of this attempt, not an outcome.
@@ -426,8 +429,16 @@ class ExecutionRun:
             if control is not None:
                 control.request_stop()
             raise
-        self.append(*start.take(), NewEvent(_COMPLETED, step_id, task.name, blob, data))
+        await self.record(*start.take(), NewEvent(_COMPLETED, step_id, task.name, blob, data))
         return value
+
+    async def record(self, *events: NewEvent) -> None:
+        """Write a step's outcome: at once from the main task (a sequential step: nobody to wait for),
+        else in a transaction shared with the steps finishing with it (:mod:`taskloom.group_commit`)."""
+        if asyncio.current_task() is self.main_task:
+            self.append(*events)
+        else:
+            await self.group.write(events)
 
     def start_event(
         self, step_id: str, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
