@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from taskloom.errors import WorkflowError
 
@@ -125,6 +124,9 @@ def tick_execution_id(schedule: str, tick: float) -> str:
 def zone(name: str) -> tzinfo:
     if name.upper() == "UTC":
         return UTC
+    # zoneinfo (and sysconfig under it) loads on the first named zone, not with ``import taskloom``
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):

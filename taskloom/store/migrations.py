@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
-from importlib import resources
+import os
+
+#: the files sit beside this module (the package is installed as files, never zipped): read them with
+#: ``os``, not ``importlib.resources``, which costs every process tempfile, shutil, zipfile, bz2 and lzma
+SQL_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sql")
 
 
 def load_migrations(dialect: str) -> list[tuple[int, str]]:
     """``[(version, sql), ...]`` in order, from ``store/sql/<dialect>/NNN_name.sql``."""
-    folder = resources.files("taskloom.store") / "sql" / dialect
+    folder = os.path.join(SQL_FOLDER, dialect)
     found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
+    for name in os.listdir(folder):
+        if name.endswith(".sql"):
+            with open(os.path.join(folder, name), encoding="utf-8") as file:
+                found.append((int(name.split("_", 1)[0]), file.read()))
     return sorted(found)
+
+
+def latest_migration(dialect: str) -> int:
+    """The highest version in ``store/sql/<dialect>/``, from the file names alone (nothing is read)."""
+    return max(
+        int(name.split("_", 1)[0]) for name in os.listdir(os.path.join(SQL_FOLDER, dialect)) if name.endswith(".sql")
+    )
 
 
 def split_statements(sql: str) -> list[str]:

@@ -62,7 +62,7 @@ from taskloom.store.base import (
     version_filter,
 )
 from taskloom.store.faults import Fault, Outage, TransientStoreError, classify_sqlite, retrying
-from taskloom.store.migrations import load_migrations, split_statements
+from taskloom.store.migrations import latest_migration, load_migrations, split_statements
 
 #: Defaults of TASKLOOM_SQLITE_BUSY_TIMEOUT and TASKLOOM_STORE_RETRY_SECONDS (see taskloom.settings).
 DEFAULT_BUSY_TIMEOUT = 30.0
@@ -221,6 +221,8 @@ class SQLiteStore:
                 time.sleep(0.005)  # a bounded poll of the lock, not synchronisation
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
+        if _schema_version(conn) == latest_migration("sqlite"):
+            return  # the common case, every process's first open: one read, no write lock, no files read
         migrations = load_migrations("sqlite")
         latest = migrations[-1][0]
         conn.execute("BEGIN IMMEDIATE")
@@ -887,6 +889,15 @@ def _count_start(conn: sqlite3.Connection, limits: Sequence[QueueRecord], queue:
                 "DELETE FROM queue_starts WHERE queue = ? AND started_at <= ?", (queue, now - limit.rate_seconds)
             )
             conn.execute("INSERT INTO queue_starts (queue, started_at) VALUES (?, ?)", (queue, now))
+
+
+def _schema_version(conn: sqlite3.Connection) -> int | None:
+    """The store's schema version, or None when it has none yet (a new file): read without a lock."""
+    try:
+        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    except sqlite3.OperationalError:  # no such table: a new store
+        return None
+    return None if row is None or row[0] is None else int(row[0])
 
 
 def _event_rows(execution_id: str, events: Sequence[NewEvent], now: float) -> list[tuple[object, ...]]:
