@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from taskloom import WorkflowExecutionContext, task, workflow
+from taskloom.retention import CHUNK_ROWS
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the test suite's throwaway PostgreSQL
@@ -65,7 +66,7 @@ def longest_gap(ticks: list[float], start: float, end: float) -> float:
     return max((b - a for a, b in itertools.pairwise(inside)), default=0.0)
 
 
-def run(kind: str, url: str, folder: Path, executions: int, events_per: int) -> bool:
+def run(kind: str, url: str, folder: Path, executions: int, events_per: int, chunk: int) -> bool:
     from bench_history import fill_postgres, fill_sqlite
 
     from taskloom.retention import prune
@@ -88,7 +89,7 @@ def run(kind: str, url: str, folder: Path, executions: int, events_per: int) -> 
         store = open_store(url)
         try:
             prune_start = time.time()
-            report = prune(store, 1.0)  # everything filled is older than a second; the workflow is running
+            report = prune(store, 1.0, chunk_rows=chunk)  # all filled is older than a second; the workflow runs
             prune_end = time.time()
         finally:
             store.close()
@@ -120,6 +121,7 @@ def main() -> None:
     parser.add_argument("--executions", type=int, default=20_000)
     parser.add_argument("--events-per", type=int, default=50)
     parser.add_argument("--store", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--chunk", type=int, default=CHUNK_ROWS, help=f"rows per transaction (default {CHUNK_ROWS})")
     parser.add_argument("--drive", nargs=2, metavar=("URL", "FOLDER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.drive:
@@ -127,7 +129,9 @@ def main() -> None:
         return
     if args.store in ("sqlite", "both"):
         with tempfile.TemporaryDirectory() as tmp:
-            run("sqlite", f"sqlite:///{Path(tmp) / 'prune.db'}", Path(tmp), args.executions, args.events_per)
+            run(
+                "sqlite", f"sqlite:///{Path(tmp) / 'prune.db'}", Path(tmp), args.executions, args.events_per, args.chunk
+            )
     if args.store in ("postgres", "both"):
         from pgserver import find_bindir, running_postgres  # type: ignore[import-not-found]
 
@@ -135,7 +139,7 @@ def main() -> None:
             print("postgres: skipped, no PostgreSQL server binaries (Debian: apt-get install postgresql)")
             return
         with tempfile.TemporaryDirectory() as tmp, running_postgres() as server:
-            run("postgres", server.url(), Path(tmp), args.executions, args.events_per)
+            run("postgres", server.url(), Path(tmp), args.executions, args.events_per, args.chunk)
 
 
 if __name__ == "__main__":

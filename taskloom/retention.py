@@ -155,6 +155,7 @@ class _Pruning:
         self.output_dirs = list(output_dirs)
         self.chunk_rows = chunk_rows
         self.report = PruneReport(dry_run=dry_run, cutoff=cutoff)
+        self._pruned_chunks = 0
 
     # -- one short transaction, then as long a pause ---------------------------------------------------
     def _timed(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[tuple[Any, ...]]]:
@@ -163,8 +164,19 @@ class _Pruning:
         took = time.perf_counter() - started
         self.report.transactions += 1
         self.report.longest_transaction_seconds = max(self.report.longest_transaction_seconds, took)
+        self._checkpoint()
         time.sleep(max(took, 0.001))  # the lock is free for as long as it was held: waiting writers get in
         return rows
+
+    def _checkpoint(self) -> None:
+        """SQLite: copy the WAL back into the database now, from the pruner's connection. Pruning writes
+        far more WAL than steps do; left alone, the commit that crosses the auto-checkpoint threshold
+        runs the checkpoint, and that is as likely to be a running workflow's step as the pruner's."""
+        if self.sql.postgres:
+            return
+        self._pruned_chunks += 1
+        if self._pruned_chunks % 4 == 0:
+            self.store._conn().execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[attr-defined]
 
     # -- executions ----------------------------------------------------------------------------------
     def _where_prunable(self) -> tuple[str, tuple[Any, ...]]:
