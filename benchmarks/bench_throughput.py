@@ -76,12 +76,42 @@ def size_of(url: str) -> float:
     return float(row[0]) if row else 0.0
 
 
-def measure(kind: str, url: str, counts: list[int], steps: int) -> None:
+def server_cpu_seconds(postmaster: int) -> float:
+    """CPU time of a PostgreSQL server so far: the postmaster, its live children, and its reaped ones
+    (a backend's time joins the postmaster's cutime/cstime when its connection ends)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def times(pid: int, with_children: bool) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        own = int(fields[11]) + int(fields[12])
+        return (own + (int(fields[13]) + int(fields[14]) if with_children else 0)) / tick
+
+    total = times(postmaster, True)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == postmaster:
+                total += times(int(entry.name), False)
+    return total
+
+
+def measure(kind: str, url: str, counts: list[int], steps: int, postmaster: int | None = None) -> None:
     total = 0
     for processes in counts:
+        cpu_before = server_cpu_seconds(postmaster) if postmaster else 0.0
         rate = round_of(url, processes, steps, kind)
         total += processes * steps
-        print(f"  {kind}: {processes} process(es): {rate:8,.0f} steps/s ({rate / processes:6,.0f} per process)")
+        line = f"  {kind}: {processes} process(es): {rate:8,.0f} steps/s ({rate / processes:6,.0f} per process)"
+        if postmaster:
+            per_step = (server_cpu_seconds(postmaster) - cpu_before) / (processes * steps)
+            line += f"; server CPU {per_step * 1e6:,.0f} us/step (one core: {1 / per_step:,.0f} steps/s)"
+        print(line)
     size = size_of(url)
     print(
         f"  {kind}: {size / total * 1e6 / 2**20:,.0f} MiB per million steps ({total:,} steps, {size / 2**20:,.1f} MiB)"
@@ -111,7 +141,8 @@ def main() -> None:
             print("postgres: skipped, no PostgreSQL server binaries (Debian: apt-get install postgresql)")
             return
         with running_postgres() as server:
-            measure("postgres", server.url(), counts, args.steps)
+            postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+            measure("postgres", server.url(), counts, args.steps, postmaster)
 
 
 if __name__ == "__main__":
