@@ -173,6 +173,9 @@ class _Chosen:
 
     def __exit__(self, *exc_info: object) -> None:
         self._restore()
+        close = getattr(self.executor, "close", None)
+        if close is not None:  # its thread and subscription; a client passed in stays open
+            close()
 
 
 def _choose(executor: Any, *, owned: bool) -> _Chosen:

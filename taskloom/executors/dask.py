@@ -9,11 +9,14 @@ there with a SerializationError naming the task, as it would locally.
 
 **At most once per attempt.** Dask re-runs a task whose worker died (up to the scheduler's
 ``distributed.scheduler.allowed-failures``, 3 by default) and, with ``retries``, one that raised. taskloom
-counts attempts itself, so: ``retries=0`` on every submit, and each attempt marks itself started on the
-scheduler (a ``distributed.Event`` named after the attempt) before its body runs. A re-run that finds the
-mark does not run the body and fails with a TaskError saying its worker was lost; so does a
-``KilledWorker`` (with ``allowed-failures: 0``). Either way the policy sees one failed attempt and
-retries it per the task's options, as a new Dask task; the scheduler's settings need no change.
+counts attempts itself, so ``retries=0`` on every submit, and each attempt marks itself started on the
+scheduler (a ``distributed.Event`` named after the attempt: two round trips) before its body runs. A re-run
+that finds the mark does not run the body but fails, saying its worker was lost; so does an attempt that
+Dask gives up on (``KilledWorker``). Either way the policy sees one failed attempt (a TaskError) and
+retries it per the task's options, as a new Dask task; what completed is never run again. The mark is
+checked whatever the scheduler's settings: with ``allowed-failures: 0`` a test of ours still saw Dask
+start a lost task again on another worker (and it also fails the tasks merely queued on the lost worker),
+so we rely on the mark, not on the setting, and recommend Dask's default.
 
 **TaskControl across.** In the worker the task gets a TaskControl whose calls travel back through
 ``Worker.log_event`` on a topic of this client (``Client.subscribe_topic``): one thread here replays them, in
@@ -186,9 +189,10 @@ class DaskExecutor:
         self.client = client
         self.owns_client = owns_client
         self.pool = client.get_executor(pure=False, retries=0)
-        self.topic = f"taskloom-control-{client.id}"
+        self.topic = f"taskloom-control-{uuid.uuid4().hex}"  # one per executor: a client may serve several
         self.attempts: dict[str, _Attempt] = {}
         self.relay = _Relay()
+        self.closed = False
         client.subscribe_topic(self.topic, self._on_event)
 
     @classmethod
@@ -266,6 +270,9 @@ class DaskExecutor:
         return RemoteAttempts(task, self)
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         self.relay.close()
         with contextlib.suppress(Exception):
             self.client.unsubscribe_topic(self.topic)
