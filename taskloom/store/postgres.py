@@ -25,7 +25,7 @@ way. A full disk, a read-only server or anything unexpected is a StoreError nami
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 import threading
 import time
@@ -100,6 +100,61 @@ _EXECUTION_COLUMNS = (
 )
 _INSERT_STARTED = "INSERT INTO events (execution_id, type, name, value, data, ts) VALUES (%s, %s, %s, %s, %s, %s)"
 _NOTIFY_WORK = f"SELECT pg_notify('{WORK_CHANNEL}', %s)"
+
+# A write under a fence in one statement, hence one round trip (sent in autocommit, it is its own
+# transaction): the execution's row is taken (locked, or updated) only if the fence holds, and the events
+# are inserted only from that row, so a refused write writes nothing; its seqs are taken under the row's
+# lock, as in the transaction of append_events. The texts are stable (one per shape of write, the values
+# always bound), so psycopg prepares each once per connection.
+_FENCE = (
+    "id = %(id)s AND (%(owner)s::text IS NULL OR lease_owner = %(owner)s) "
+    "AND (%(expected)s::text IS NULL OR status = %(expected)s)"
+)
+#: Writes of up to this many events (a step's is two: its start and its outcome) bind each value as it
+#: is, one VALUES row per event; more are bound as arrays to unnest, which costs the client (dumping
+#: arrays) and the server (unnesting them) more than the rest of the statement.
+BOUND_EVENTS = 4
+
+
+@functools.cache
+def _insert_events_sql(target: str, count: int) -> str:
+    """INSERT of ``count`` events for the execution ``target`` yields (a CTE or a subquery: no row, no
+    events), in the caller's order, RETURNING their seqs. Bytes are bound in binary (%b), not escaped."""
+    if 0 < count <= BOUND_EVENTS:
+        rows = ", ".join(
+            f"({i}, %(type{i})s::text, %(step_id{i})s::text, %(name{i})s::text, %(value{i})b::bytea, %(data{i})s::text)"
+            for i in range(count)
+        )
+        batch = f"(VALUES {rows}) AS batch (position, type, step_id, name, value, data)"
+    else:
+        batch = (
+            "unnest(%(types)s::text[], %(step_ids)s::text[], %(names)s::text[], %(values)s::bytea[], "
+            "%(data)s::text[]) WITH ORDINALITY AS batch (type, step_id, name, value, data, position)"
+        )
+    return (
+        "INSERT INTO events (execution_id, type, step_id, name, value, data, ts) "
+        "SELECT target.id, batch.type, batch.step_id, batch.name, batch.value, batch.data, %(now)s "
+        f"FROM {target} AS target, {batch} ORDER BY batch.position RETURNING seq"
+    )
+
+
+@functools.cache
+def _append_sql(moves: bool, count: int) -> str:
+    """The fenced write of ``count`` events as one statement; ``moves``: it sets the execution's status
+    too, and wakes the workers (NOTIFY) when it puts the execution back on the queue. Its one row: the
+    highest seq written (NULL for none); no row: refused by the fence, or no such execution."""
+    if moves:
+        target = (
+            "UPDATE executions SET status = %(status)s, output = %(output)s, updated_at = %(now)s, "
+            f"wake_at = %(wake_at)s WHERE {_FENCE} RETURNING id, workflow"
+        )
+        notify = f", CASE WHEN %(queued)s THEN pg_notify('{WORK_CHANNEL}', workflow) IS NULL END"
+    else:  # the row lock that SELECT ... FOR NO KEY UPDATE takes in append_events' transaction
+        target, notify = f"SELECT id FROM executions WHERE {_FENCE} FOR NO KEY UPDATE", ""
+    return (
+        f"WITH target AS ({target}), written AS ({_insert_events_sql('target', count)}) "
+        f"SELECT (SELECT MAX(seq) FROM written){notify} FROM target"
+    )
 
 
 def redacted(url: str) -> str:
@@ -531,6 +586,58 @@ class PostgresStore:
         if not events and status is None and expected_status is None:
             return 0
         now = time.time()
+        if wake_on_message is None or status != ExecutionStatus.PAUSED:
+            written = self._append_at_once(
+                execution_id, events, status, output, expected_status, wake_at, lease_owner, now
+            )
+            if written is not None:
+                return written
+        # Refused or not found (the transaction below says which, as the caller reads it), or a pause that
+        # a message already sent may end at once (read under the row's lock there).
+        return self._append_in_transaction(
+            execution_id, events, status, output, expected_status, wake_at, lease_owner, wake_on_message, now
+        )
+
+    def _append_at_once(
+        self,
+        execution_id: str,
+        events: Sequence[NewEvent],
+        status: str | None,
+        output: bytes | None,
+        expected_status: str | None,
+        wake_at: float | None,
+        lease_owner: str | None,
+        now: float,
+    ) -> int | None:
+        """The common write (a step's outcome under the run's lease) as one statement: the highest seq
+        written (0 for none), or None when nothing was written, refused by the fence or for no such row."""
+        params: dict[str, Any] = {
+            "id": execution_id,
+            "owner": lease_owner,
+            "expected": expected_status,
+            "now": now,
+        }
+        params.update(_event_params(events))
+        if status is not None:
+            params.update(status=status, output=output, wake_at=wake_at, queued=status == ExecutionStatus.QUEUED)
+        with self._read() as conn:  # autocommit: the statement is its own transaction
+            row = conn.execute(_append_sql(status is not None, len(events)), params).fetchone()
+        if row is None:
+            return None
+        return 0 if row[0] is None else int(row[0])
+
+    def _append_in_transaction(
+        self,
+        execution_id: str,
+        events: Sequence[NewEvent],
+        status: str | None,
+        output: bytes | None,
+        expected_status: str | None,
+        wake_at: float | None,
+        lease_owner: str | None,
+        wake_on_message: str | None,
+        now: float,
+    ) -> int:
         with self._transaction() as conn:
             # Lock the execution's row before taking seqs (see the module docstring); the lock also makes
             # the expected status hold until the commit.
@@ -985,24 +1092,34 @@ def _count_start(conn: Connection, limits: Sequence[QueueRecord], queue: str, no
             conn.execute("INSERT INTO queue_starts (queue, started_at) VALUES (%s, %s)", (queue, now))
 
 
+def _event_params(events: Sequence[NewEvent]) -> dict[str, Any]:
+    """``events`` bound as :func:`_insert_events_sql` names them: by position, or as column arrays."""
+    if 0 < len(events) <= BOUND_EVENTS:
+        params: dict[str, Any] = {}
+        for i, e in enumerate(events):
+            params.update(
+                {
+                    f"type{i}": e.type.value,
+                    f"step_id{i}": e.step_id,
+                    f"name{i}": e.name,
+                    f"value{i}": e.value,
+                    f"data{i}": event_data_json(e.data),
+                }
+            )
+        return params
+    return {
+        "types": [e.type.value for e in events],
+        "step_ids": [e.step_id for e in events],
+        "names": [e.name for e in events],
+        "values": [e.value for e in events],
+        "data": [event_data_json(e.data) for e in events],
+    }
+
+
 def _insert_events(conn: Connection, execution_id: str, events: Sequence[NewEvent], now: float) -> list[int]:
-    """Append ``events`` in one statement; WITH ORDINALITY keeps the caller's order for the seqs."""
-    rows = conn.execute(
-        "INSERT INTO events (execution_id, type, step_id, name, value, data, ts) "
-        "SELECT %s, type, step_id, name, value, data, %s "
-        "FROM unnest(%s::text[], %s::text[], %s::text[], %s::bytea[], %s::text[]) "
-        "WITH ORDINALITY AS batch (type, step_id, name, value, data, position) "
-        "ORDER BY position RETURNING seq",
-        (
-            execution_id,
-            now,
-            [e.type.value for e in events],
-            [e.step_id for e in events],
-            [e.name for e in events],
-            [e.value for e in events],
-            [json.dumps(e.data, separators=(",", ":")) if e.data else None for e in events],
-        ),
-    ).fetchall()
+    """Append ``events`` (in a transaction that holds the execution's row lock)."""
+    sql = _insert_events_sql("(SELECT %(id)s::text AS id)", len(events))
+    rows = conn.execute(sql, {"id": execution_id, "now": now, **_event_params(events)}).fetchall()
     return [int(seq) for (seq,) in rows]
 
 
