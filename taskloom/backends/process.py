@@ -37,7 +37,7 @@ from taskloom import policy
 from taskloom.backends.pool import shared_thread_pool
 from taskloom.errors import SerializationError, TaskCancelledError, TaskError, TaskTimeoutError
 from taskloom.logs import current_origin, origin
-from taskloom.runtime.control import TaskControl, TaskControlHandler, set_task_control_handler
+from taskloom.runtime.control import TaskControl, TaskControlHandler, replay_call, set_task_control_handler
 from taskloom.runtime.instance import InstanceRun
 
 if TYPE_CHECKING:
@@ -254,7 +254,7 @@ class ProcessBackend:
                 else:
                     if message[0] in ("ok", "error"):
                         return message[0], message[1]
-                    _replay(run.control, message)
+                    replay_call(run.control, message)
                     continue
             if sentinel in ready:
                 worker.process.join(1)
@@ -325,19 +325,6 @@ class ProcessBackend:
                 worker.close()
             elif worker.alive:
                 worker.kill()
-
-
-def _replay(control: TaskControl, message: tuple[Any, ...]) -> None:
-    """Apply one TaskControl call made in a worker to the instance's control in this process."""
-    kind = message[0]
-    if kind == "log":
-        control.log(message[1], message[2], **message[3])
-    elif kind == "progress":
-        control.update_progress(message[1], message[2])
-    elif kind == "status":
-        control.update_status(message[1])
-    elif kind == "stop":
-        control.request_stop()
 
 
 # -- the worker process --------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ from taskloom import masking, serde
 from taskloom.errors import BackendError, SerializationError, TaskError
 from taskloom.executors import RemoteAttempts
 from taskloom.logs import Origin, current_origin
-from taskloom.runtime.control import LogRecord, TaskControl
+from taskloom.runtime.control import LogRecord, TaskControl, replay_call
 
 try:
     import distributed
@@ -133,20 +133,12 @@ class _Attempt:
 
     def replay(self, message: Message) -> None:
         """Apply one call made in the worker (runs on the relay thread, in the attempt's context)."""
-        control, kind = self.control, message[0]
-        if kind == "end":
+        if message[0] == "end":
             self.drained.set_result(None)
-        elif control is None:
-            return
-        elif kind == "log":
-            control.log(message[1], message[2], **message[3])
-        elif kind == "progress":
-            control.update_progress(message[1], message[2])
-        elif kind == "status":
-            control.update_status(message[1])
-        elif kind == "stop":
-            self.stop_sent = True  # asked by the body itself: the worker knows already
-            control.request_stop()
+        elif self.control is not None:
+            if message[0] == "stop":
+                self.stop_sent = True  # asked by the body itself: the worker knows already
+            replay_call(self.control, message)
 
     def pass_on_stop(self) -> None:
         if self.stop_sent or self.control is None or not self.control.should_stop:
@@ -304,6 +296,8 @@ class _Link:
         self._stopped = False
         self._asked_at = 0.0
         self._event: distributed.Event | None = None
+        #: the task got a TaskControl wired to this link
+        self.used = False
 
     def send(self, message: Message) -> None:
         self.worker.log_event(self.spec.topic, [self.spec.token, pickle.dumps(message, serde.PROTOCOL)])
@@ -360,7 +354,8 @@ def run_attempt(job: bytes, spec: AttemptSpec) -> tuple[bool, bytes]:
         error.add_note(f"(raised on Dask worker {link.worker.address}, process {os.getpid()})")
         return False, serde.dumps_error(error, what=name)
     finally:
-        link.send(("end",))
+        if link.used:  # the driver waits for this only where the task has a TaskControl
+            link.send(("end",))
     try:
         return True, serde.dumps(value, what=f"{name} result")
     except SerializationError as error:
@@ -374,6 +369,7 @@ def _call(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], s
             masking.register_secrets(spec.secrets)
             index = task.control_index
             if index is not None:
+                link.used = True
                 control = TaskControl(task.name, spec.instance_id, reporter=link, stop_event=link)
                 args = (*args[:index], control, *args[index:])
             value = task.fn(*args, **kwargs)

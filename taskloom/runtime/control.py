@@ -208,3 +208,18 @@ class TaskControl:
             f"TaskControl(task={self.task_definition_name!r}, instance={self.instance_id!r}, "
             f"progress={self._progress:g}, status={self._status!r}, should_stop={self.should_stop})"
         )
+
+
+def replay_call(control: TaskControl, message: tuple[Any, ...]) -> None:
+    """Apply on ``control`` one TaskControl call that a task made in another process (a ``local-process``
+    worker, a Dask worker), sent as ``("log", message, level, extra)``, ``("progress", percentage,
+    status)``, ``("status", status)`` or ``("stop",)``: futures, reporters and handlers here see it."""
+    kind = message[0]
+    if kind == "log":
+        control.log(message[1], message[2], **message[3])
+    elif kind == "progress":
+        control.update_progress(message[1], message[2])
+    elif kind == "status":
+        control.update_status(message[1])
+    elif kind == "stop":
+        control.request_stop()
