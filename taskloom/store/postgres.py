@@ -141,19 +141,20 @@ def _insert_events_sql(target: str, count: int) -> str:
 @functools.cache
 def _append_sql(moves: bool, count: int) -> str:
     """The fenced write of ``count`` events as one statement; ``moves``: it sets the execution's status
-    too, and wakes the workers (NOTIFY) when it puts the execution back on the queue. Its one row: the
-    highest seq written (NULL for none); no row: refused by the fence, or no such execution."""
-    if moves:
-        target = (
-            "UPDATE executions SET status = %(status)s, output = %(output)s, updated_at = %(now)s, "
-            f"wake_at = %(wake_at)s WHERE {_FENCE} RETURNING id, workflow"
-        )
-        notify = f", CASE WHEN %(queued)s THEN pg_notify('{WORK_CHANNEL}', workflow) IS NULL END"
-    else:  # the row lock that SELECT ... FOR NO KEY UPDATE takes in append_events' transaction
-        target, notify = f"SELECT id FROM executions WHERE {_FENCE} FOR NO KEY UPDATE", ""
+    too, and wakes the workers (NOTIFY) when it puts the execution back on the queue. Its rows: the seqs
+    written, or one row holding the highest (NULL for none); no row: refused by the fence, or no such
+    execution."""
+    if not moves:  # the row lock that SELECT ... FOR NO KEY UPDATE takes in append_events' transaction
+        fenced = f"WITH target AS (SELECT id FROM executions WHERE {_FENCE} FOR NO KEY UPDATE) "
+        if count:  # a step's write: the INSERT itself is the statement, its seqs its rows
+            return fenced + _insert_events_sql("target", count)
+        return fenced + "SELECT NULL FROM target"
     return (
-        f"WITH target AS ({target}), written AS ({_insert_events_sql('target', count)}) "
-        f"SELECT (SELECT MAX(seq) FROM written){notify} FROM target"
+        "WITH target AS (UPDATE executions SET status = %(status)s, output = %(output)s, updated_at = %(now)s, "
+        f"wake_at = %(wake_at)s WHERE {_FENCE} RETURNING id, workflow), "
+        f"written AS ({_insert_events_sql('target', count)}) "
+        "SELECT (SELECT MAX(seq) FROM written), "
+        f"CASE WHEN %(queued)s THEN pg_notify('{WORK_CHANNEL}', workflow) IS NULL END FROM target"
     )
 
 
@@ -621,10 +622,10 @@ class PostgresStore:
         if status is not None:
             params.update(status=status, output=output, wake_at=wake_at, queued=status == ExecutionStatus.QUEUED)
         with self._read() as conn:  # autocommit: the statement is its own transaction
-            row = conn.execute(_append_sql(status is not None, len(events)), params).fetchone()
-        if row is None:
+            rows = conn.execute(_append_sql(status is not None, len(events)), params).fetchall()
+        if not rows:
             return None
-        return 0 if row[0] is None else int(row[0])
+        return max((int(row[0]) for row in rows if row[0] is not None), default=0)
 
     def _append_in_transaction(
         self,

@@ -1,0 +1,168 @@
+"""Durable steps on PostgreSQL against the floor the same server sets, measured in the same run.
+
+A throwaway server (``tests/pgserver.py``; like the test suite's, it runs with ``fsync=off`` and
+``synchronous_commit=off``, so what is measured is round trips and server work, not the disk).
+
+- Floor (issue 12's): one bare ``INSERT`` and ``COMMIT`` per step on one connection, as psycopg runs it
+  by default (``BEGIN``, the INSERT, ``COMMIT``: three round trips); the target is 1.3x of it. Also the
+  stricter floor: the INSERT alone in autocommit (its own transaction: one round trip, one commit), the
+  least any durable engine on this server pays per step.
+- taskloom: a workflow of 1,000 sequential durable sync steps, each written under the run's lease.
+- Round trips per step: every message the client ends a round trip with (an extended-protocol
+  ``Sync`` or a simple ``Query``), counted by libpq's own protocol trace on every connection the
+  store opens, over one more run of the workflow (traced runs are not timed).
+
+Run: ``.venv/bin/python benchmarks/bench_steps_postgres.py [--repeats 5]`` (best of N per figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import psycopg
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))  # the test suite's throwaway PostgreSQL
+
+STEPS = 1000
+#: the issue's target: taskloom's step at most this many times the floor
+TARGET_RATIO = 1.3
+
+
+def floor_per_step(url: str, *, autocommit: bool) -> float:
+    """Seconds per bare INSERT+COMMIT of a step-sized row on one connection: as psycopg runs it by
+    default (``BEGIN``, the INSERT, ``COMMIT``: three round trips), or in autocommit (one)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        table = f"floor_{time.perf_counter_ns()}"
+        conn.execute(
+            f"CREATE TABLE {table} (seq BIGSERIAL PRIMARY KEY, execution_id TEXT, type TEXT, step_id TEXT, "
+            "value BYTEA, ts DOUBLE PRECISION)"
+        )
+        conn.autocommit = autocommit
+        insert = f"INSERT INTO {table} (execution_id, type, step_id, value, ts) VALUES (%s, %s, %s, %s, %s)"
+        start = time.perf_counter()
+        for i in range(STEPS):
+            conn.execute(insert, ("e", "step_completed", str(i), b"\x80\x05K\x01.", time.time()))
+            if not autocommit:
+                conn.commit()
+        elapsed = time.perf_counter() - start
+        conn.autocommit = True
+        conn.execute(f"DROP TABLE {table}")
+    return elapsed / STEPS
+
+
+class ProtocolTrace:
+    """Every psycopg connection opened while installed (the store's pool included), traced on demand.
+
+    Tracing only while counting keeps libpq's trace writes out of the timed runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._original = psycopg.Connection.connect
+        self._conns: list[psycopg.Connection[Any]] = []
+        self._out: IO[str] | None = None
+        tracer = self
+
+        def connect(cls: type[psycopg.Connection[Any]], *args: Any, **kwargs: Any) -> psycopg.Connection[Any]:
+            conn = tracer._original.__func__(cls, *args, **kwargs)  # type: ignore[attr-defined]
+            tracer._conns.append(conn)
+            if tracer._out is not None:
+                tracer._trace(conn)
+            return conn
+
+        psycopg.Connection.connect = classmethod(connect)  # type: ignore[method-assign, assignment]
+        psycopg.connect = psycopg.Connection.connect  # the module's alias was bound at import
+
+    def _trace(self, conn: psycopg.Connection[Any]) -> None:
+        assert self._out is not None
+        conn.pgconn.trace(self._out.fileno())
+        conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE)
+
+    @contextmanager
+    def counting(self) -> Iterator[None]:
+        self._out = self.path.open("w")
+        for conn in self._conns:
+            if not conn.closed:
+                self._trace(conn)
+        try:
+            yield
+        finally:
+            for conn in self._conns:
+                if not conn.closed:
+                    conn.pgconn.untrace()
+            self._out.close()
+            self._out = None
+
+
+def round_trips(trace: Path) -> int:
+    """Client messages that wait for the server's answer: ``Sync`` (extended protocol) and ``Query``."""
+    count = 0
+    for line in trace.read_text(errors="replace").splitlines():
+        fields = line.split("\t")
+        if len(fields) > 2 and fields[0] == "F" and fields[2].split(" ")[0] in ("Sync", "Query"):
+            count += 1
+    return count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5, help="runs per figure, the best kept (default 5)")
+    args = parser.parse_args()
+    from pgserver import find_bindir, running_postgres  # type: ignore[import-not-found]
+
+    if find_bindir() is None:
+        print("postgres: skipped, no PostgreSQL server binaries (Debian: apt-get install postgresql)")
+        return
+    with tempfile.TemporaryDirectory() as tmp, running_postgres() as server:
+        url = server.url()
+        os.environ["TASKLOOM_DATABASE_URL"] = url
+        os.environ["TASKLOOM_HOME"] = tmp
+        tracer = ProtocolTrace(Path(tmp) / "trace.txt")  # before any store opens a connection
+        from taskloom import task, workflow
+
+        @task
+        def sync_step(i: int) -> int:
+            return i
+
+        @workflow
+        async def sequential(ctx):  # type: ignore[no-untyped-def]
+            for i in range(STEPS):
+                await sync_step(i)
+
+        def timed() -> float:
+            start = time.perf_counter()
+            ctx = sequential.run()
+            assert ctx.has_succeeded, ctx.output
+            return (time.perf_counter() - start) / STEPS
+
+        timed()  # warm: the store's connections, prepared statements, the server's caches
+        # Interleaved, so drift on a shared machine touches floors and taskloom alike.
+        floors, one_trip, steps = [], [], []
+        for _ in range(args.repeats):
+            floors.append(floor_per_step(url, autocommit=False))
+            one_trip.append(floor_per_step(url, autocommit=True))
+            steps.append(timed())
+        floor, strict, per_step = min(floors), min(one_trip), min(steps)
+        with tracer.counting():
+            timed()
+        trips = round_trips(tracer.path) / STEPS
+        print(f"floor: INSERT + COMMIT (BEGIN, INSERT, COMMIT: 3 round trips) {floor * 1e6:8.1f} us/step")
+        print(f"floor: INSERT alone in autocommit (1 round trip)           {strict * 1e6:8.1f} us/step")
+        print(
+            f"taskloom {STEPS} sequential durable steps                  {per_step * 1e6:8.1f} us/step "
+            f"({per_step / floor:4.2f}x the INSERT+COMMIT floor, target <= {TARGET_RATIO}x; "
+            f"{per_step / strict:4.2f}x the 1-round-trip floor)"
+        )
+        print(f"SQL round trips per step (libpq trace of one more run)     {trips:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
