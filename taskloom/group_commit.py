@@ -5,12 +5,12 @@ is most of a quick step's price. Steps of a ``map``, a ``parallel`` or a graph w
 together, each in its own asyncio task; writing each outcome on its own serialises them behind one
 commit apiece (a ``map`` of 1,000 quick items paid 1,000 commits). Here they share commits.
 
-How: a step finishing off the run's main task hands its events to :meth:`GroupCommit.write` and awaits.
-The first writer of a batch schedules the flush with ``loop.call_soon``, so it runs right after the
-callbacks the loop already has ready: every step resumed in the same pass of the loop joins the batch,
-and a lone writer waits for nothing but that pass. The flush writes the whole batch in one
-``append_events`` call (one transaction, fenced by the run's lease like every write) and only then
-releases every waiter. Steps resumed while a flush runs join the next one.
+How: a step finishing off the run's main task hands its events to :meth:`GroupCommit.write`. The first
+outcome of a pass of the event loop is written at once, as it always was (a step finishing alone waits
+for nothing), and opens a batch for the rest of that pass: steps resumed in the same pass (the siblings
+that finished with it) join the batch and await it; it is flushed by a ``loop.call_soon`` callback, so
+right after the callbacks the loop already has ready, in one ``append_events`` call (one transaction,
+fenced by the run's lease like every write), and only then are its waiters released.
 
 What holds:
 - Durability: no waiter moves on before the transaction holding its events committed.
@@ -37,31 +37,35 @@ from taskloom.events import NewEvent
 class GroupCommit:
     """One execution run's batch of step outcomes waiting for their shared commit (loop thread only)."""
 
-    __slots__ = ("_events", "_flush_scheduled", "_waiters", "_write", "flushes")
+    __slots__ = ("_events", "_open", "_waiters", "_write")
 
     def __init__(self, write: Callable[[Sequence[NewEvent]], None]) -> None:
         #: writes events in one transaction, or raises (``ExecutionRun.append``)
         self._write = write
         self._events: list[NewEvent] = []
         self._waiters: list[asyncio.Future[None]] = []
-        self._flush_scheduled = False
-        #: how many batches were written (tests read it; one per transaction)
-        self.flushes = 0
+        #: an outcome was written in this pass of the loop: the next ones join the batch flushed after it
+        self._open = False
 
     async def write(self, events: Sequence[NewEvent]) -> None:
-        """Return once ``events`` are committed, in a transaction shared with whatever joined it."""
+        """Return once ``events`` are committed: at once if no other outcome was written in this pass of
+        the loop, else in a transaction shared with the others that come before the loop's next pass."""
         loop = asyncio.get_running_loop()
+        if not self._open:
+            self._open = True
+            loop.call_soon(self._flush)
+            self._write(events)
+            return
         done: asyncio.Future[None] = loop.create_future()
         self._events.extend(events)
         self._waiters.append(done)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._flush)
         await done
 
     def _flush(self) -> None:
         events, waiters = self._events, self._waiters
-        self._events, self._waiters, self._flush_scheduled = [], [], False
+        self._events, self._waiters, self._open = [], [], False
+        if not events:
+            return
         try:
             self._write(events)
         except (Exception, WorkflowSignal) as error:  # every waiter meets it, as each would alone
@@ -69,7 +73,6 @@ class GroupCommit:
                 if not waiter.done():  # a waiter cancelled meanwhile: its events were in the batch anyway
                     waiter.set_exception(error)
             return
-        self.flushes += 1
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)

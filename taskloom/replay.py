@@ -80,9 +80,16 @@ def index_steps(events: Sequence[Event]) -> dict[str, RecordedStep]:
     return steps
 
 
+#: asyncio's registry of tasks (``_scheduled_tasks`` from 3.12, ``_all_tasks`` before), read for its size only
+_TASKS = getattr(asyncio.tasks, "_scheduled_tasks", getattr(asyncio.tasks, "_all_tasks", None))
+
+
 def _alone_on_loop(main: asyncio.Task[Any] | None) -> bool:
-    # Cheap test first: steps inside parallel/map run in child tasks, never inline.
-    return main is not None and asyncio.current_task() is main and len(asyncio.all_tasks()) <= 1
+    # Cheap tests first: steps inside parallel/map run in child tasks, never inline; and when asyncio
+    # knows of one task at most, it is this one (all_tasks() would build a set on every step).
+    if main is None or asyncio.current_task() is not main:
+        return False
+    return (_TASKS is not None and len(_TASKS) <= 1) or len(asyncio.all_tasks()) <= 1
 
 
 class DeferredStart:

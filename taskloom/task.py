@@ -36,6 +36,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _MAP_THREADS = 32
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
 def _annotation_is_task_control(annotation: Any) -> bool:
@@ -107,6 +108,13 @@ class Task(Generic[P, R]):
         #: the position of the TaskControl parameter among the function's (0, or 1 after self/cls), or None
         self.control_index = _control_index(parameters)
         self.wants_control = self.control_index is not None
+        #: how many positional arguments always bind (no defaults, no *args/**kwargs, none keyword-only);
+        #: a call passing exactly that many and no keywords needs no ``signature.bind`` (a step's hot path)
+        self._exact_arity = (
+            len(parameters)
+            if all(p.kind in _POSITIONAL and p.default is inspect.Parameter.empty for p in parameters)
+            else None
+        )
         #: for a task bound to an object (``obj.method.instance()``): the unbound task and the object
         self._bound: tuple[Task[Any, Any], Any] | None = None
         accepts_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
@@ -266,10 +274,11 @@ class Task(Generic[P, R]):
             secrets = default_secret_store().resolve(self.options.secret_requests, owner=f"task {self.name!r}")
             masking.register_secrets(secrets.values())
             kwargs = {**kwargs, "secrets": secrets}
-        try:
-            self.signature.bind(*args, **kwargs)
-        except TypeError as error:
-            raise TypeError(f"task {self.name!r} called with bad arguments: {error}") from None
+        if kwargs or len(args) != self._exact_arity:
+            try:
+                self.signature.bind(*args, **kwargs)
+            except TypeError as error:
+                raise TypeError(f"task {self.name!r} called with bad arguments: {error}") from None
         return args, kwargs
 
     def map(self, items: Iterable[Any]) -> Any:

@@ -1,0 +1,86 @@
+"""``import taskloom`` (and a one-step workflow on SQLite) load only what a local workflow needs.
+
+Each check runs in a fresh interpreter. Not listed, because a workflow run cannot avoid them: asyncio,
+which itself imports ``ssl``, ``socket``, ``selectors`` and ``subprocess`` (``asyncio.base_events``);
+the engine is written on it, and a workflow run needs its loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+#: modules of the server, the client, the PostgreSQL driver, the CLI, the optional extras, and of
+#: stdlib parts no local workflow needs (importlib.resources drew tempfile, shutil, zipfile, bz2, lzma)
+AVOIDED = (
+    "argparse",
+    "bz2",
+    "cronsim",
+    "cryptography",
+    "dask",
+    "distributed",
+    "email",
+    "fastapi",
+    "http",
+    "httpx",
+    "importlib.resources",
+    "lzma",
+    "opentelemetry",
+    "psycopg",
+    "psycopg_pool",
+    "rich",
+    "starlette",
+    "taskloom.cli",
+    "taskloom.client",
+    "taskloom.server",
+    "taskloom.store.postgres",
+    "taskloom.worker",
+    "tempfile",
+    "urllib.request",
+    "uvicorn",
+    "zipfile",
+    "zoneinfo",
+)
+
+ONE_STEP = """
+from taskloom import task, workflow
+
+@task
+def hello(name):
+    return "hello " + name
+
+@workflow
+async def greet(ctx):
+    return await hello(ctx.input)
+
+assert greet.run("world").output == "hello world"
+"""
+
+
+def loaded_after(code: str, tmp_path: Path) -> set[str]:
+    """The modules a fresh interpreter has loaded after running ``code`` (its own store in ``tmp_path``)."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")},
+        "TASKLOOM_DATABASE_URL": f"sqlite:///{tmp_path / 'taskloom.db'}",
+        "TASKLOOM_HOME": str(tmp_path),
+    }
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    return set(json.loads(out.stdout.splitlines()[-1]))
+
+
+def heavy(modules: set[str]) -> list[str]:
+    return sorted(name for name in modules if any(name == a or name.startswith(f"{a}.") for a in AVOIDED))
+
+
+def test_import_taskloom_loads_none_of_the_modules_a_local_workflow_does_not_need(tmp_path: Path) -> None:
+    assert heavy(loaded_after("import taskloom", tmp_path)) == []
+
+
+def test_a_one_step_workflow_on_sqlite_loads_none_of_them_either(tmp_path: Path) -> None:
+    assert heavy(loaded_after(ONE_STEP, tmp_path)) == []
