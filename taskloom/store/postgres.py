@@ -86,8 +86,11 @@ RELISTEN_DELAY = 0.5
 #: (a call that finds every pooled connection busy for POOL_WAIT_SECONDS opens one for itself).
 MAX_IDLE_CONNECTIONS = 8
 POOL_WAIT_SECONDS = 1.0
-#: psycopg prepares a statement on a connection at its this-many-th execution there: a step's write, run
-#: a thousand times, is parsed and planned once; a statement run once is not prepared for nothing.
+#: psycopg prepares a statement on a connection at its this-many-th execution there (psycopg's default):
+#: a step's write, run a thousand times, is parsed and planned once. Measured (benchmarks/
+#: bench_steps_postgres.py): unprepared steps cost 1.5-2x more; 0 (prepare every statement on its first
+#: run) gains nothing over 5, costs a second round trip on the first run of every other statement, and
+#: cannot run the migrations (PostgreSQL does not prepare a text of several statements).
 PREPARE_THRESHOLD = 5
 #: Key of the advisory lock held while migrating, so stores starting together migrate one at a time.
 MIGRATION_LOCK_KEY = int.from_bytes(b"taskloom", "big")
