@@ -536,6 +536,7 @@ class Workflow(Generic[T]):
             current_scope.reset(token)
             keeper.drop(kept)
             run.watchdog.stop()
+            run.main_task = None  # no cycle keeps this task alive past its run (see replay._alone_on_loop)
             executor.shutdown(wait=False)
             if release:
                 _release(store, execution_id, owner, requeue=requeue, crashed=crashed)
