@@ -6,7 +6,8 @@ into what the store's ``append_events`` costs (a step's start and outcome, fence
 transaction) and the rest (taskloom's Python); a 1,000-item durable ``map`` (its outcomes group-committed);
 and whole ``python -c`` processes (import alone; import + a one-step workflow) against ``python -c pass``.
 
-Rounds alternate the variants (floor, sync, async, map, store) so that a shared machine's drift hits them
+The map also gets its design floor: plain asyncio sending the same 1,000 trivial calls to a thread pool.
+Rounds alternate the variants (floor, sync, async, map, store, executor) so that a shared machine's drift hits them
 alike; each figure is the best of its rounds. Each line prints its target next to it (issue 12):
 sequential steps <= 2.0x the floor, the map <= 0.05 s, the one-step process <= 4x ``python -c pass``.
 
@@ -16,6 +17,7 @@ Run: ``.venv/bin/python benchmarks/bench_steps.py [--rounds N]``.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sqlite3
 import statistics
@@ -24,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 STEPS = 1000
@@ -47,6 +50,23 @@ def floor_per_step(folder: Path) -> float:
     elapsed = time.perf_counter() - start
     conn.close()
     return elapsed / STEPS
+
+
+def executor_round_trips() -> float:
+    """The map's design floor, with no store at all: plain asyncio gathering STEPS trivial functions, each
+    sent to a 32-thread pool with ``run_in_executor`` (what a map of sync tasks does per item)."""
+
+    def item(i: int) -> int:
+        return i
+
+    async def gather() -> None:
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(32) as pool:
+            await asyncio.gather(*(loop.run_in_executor(pool, item, i) for i in range(STEPS)))
+
+    start = time.perf_counter()
+    asyncio.run(gather())
+    return time.perf_counter() - start
 
 
 def verdict(ok: bool) -> str:
@@ -119,6 +139,7 @@ def main() -> None:
             "sync": lambda: timed(sequential_sync)() / STEPS,
             "async": lambda: timed(sequential_async)() / STEPS,
             "map": timed(fan_out),
+            "executor": executor_round_trips,
             "store": store_per_step,
         }
         timed(sequential_sync)()  # warm up: the store's file, its connection, the code paths
@@ -146,6 +167,9 @@ def main() -> None:
             f"({(best['sync'] - store_cost) / floor:4.2f}x floor)"
         )
         map_total = best["map"]
+        print(
+            f"floor: asyncio gather of {STEPS} run_in_executor  {best['executor']:8.3f} s (no store: a map's thread hops)"
+        )
         print(
             f"taskloom durable map of {STEPS} sync tasks    {map_total:8.3f} s "
             f"({map_total / (floor * STEPS):4.1f}x {STEPS} floor commits; target <= {MAP_MAX_SECONDS} s: "
