@@ -167,9 +167,8 @@ def main() -> None:
             f"({(best['sync'] - store_cost) / floor:4.2f}x floor)"
         )
         map_total = best["map"]
-        print(
-            f"floor: asyncio gather of {STEPS} run_in_executor  {best['executor']:8.3f} s (no store: a map's thread hops)"
-        )
+        hops = best["executor"]
+        print(f"floor: asyncio gather of {STEPS} run_in_executor  {hops:8.3f} s (no store: a map's thread hops)")
         print(
             f"taskloom durable map of {STEPS} sync tasks    {map_total:8.3f} s "
             f"({map_total / (floor * STEPS):4.1f}x {STEPS} floor commits; target <= {MAP_MAX_SECONDS} s: "
