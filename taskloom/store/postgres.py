@@ -591,57 +591,21 @@ class PostgresStore:
             return 0
         now = time.time()
         if wake_on_message is None or status != ExecutionStatus.PAUSED:
-            written = self._append_at_once(
-                execution_id, events, status, output, expected_status, wake_at, lease_owner, now
-            )
+            params: dict[str, Any] = {
+                "id": execution_id,
+                "owner": lease_owner,
+                "expected": expected_status,
+                "now": now,
+                **_event_params(events),
+            }
+            if status is not None:
+                queued = status == ExecutionStatus.QUEUED
+                params.update(status=status, output=output, wake_at=wake_at, queued=queued)
+            written = self._append_at_once(_append_sql(status is not None, len(events)), params)
             if written is not None:
                 return written
         # Refused or not found (the transaction below says which, as the caller reads it), or a pause that
         # a message already sent may end at once (read under the row's lock there).
-        return self._append_in_transaction(
-            execution_id, events, status, output, expected_status, wake_at, lease_owner, wake_on_message, now
-        )
-
-    def _append_at_once(
-        self,
-        execution_id: str,
-        events: Sequence[NewEvent],
-        status: str | None,
-        output: bytes | None,
-        expected_status: str | None,
-        wake_at: float | None,
-        lease_owner: str | None,
-        now: float,
-    ) -> int | None:
-        """The common write (a step's outcome under the run's lease) as one statement: the highest seq
-        written (0 for none), or None when nothing was written, refused by the fence or for no such row."""
-        params: dict[str, Any] = {
-            "id": execution_id,
-            "owner": lease_owner,
-            "expected": expected_status,
-            "now": now,
-        }
-        params.update(_event_params(events))
-        if status is not None:
-            params.update(status=status, output=output, wake_at=wake_at, queued=status == ExecutionStatus.QUEUED)
-        with self._read() as conn:  # autocommit: the statement is its own transaction
-            rows = conn.execute(_append_sql(status is not None, len(events)), params).fetchall()
-        if not rows:
-            return None
-        return max((int(row[0]) for row in rows if row[0] is not None), default=0)
-
-    def _append_in_transaction(
-        self,
-        execution_id: str,
-        events: Sequence[NewEvent],
-        status: str | None,
-        output: bytes | None,
-        expected_status: str | None,
-        wake_at: float | None,
-        lease_owner: str | None,
-        wake_on_message: str | None,
-        now: float,
-    ) -> int:
         with self._transaction() as conn:
             # Lock the execution's row before taking seqs (see the module docstring); the lock also makes
             # the expected status hold until the commit.
@@ -684,6 +648,16 @@ class PostgresStore:
                 return 0
             seqs = _insert_events(conn, execution_id, events, now)
         return max(seqs)
+
+    def _append_at_once(self, sql: str, params: Mapping[str, Any]) -> int | None:
+        """The common write (a step's outcome under the run's lease) as one statement, :func:`_append_sql`:
+        the highest seq written (0 for none), or None when nothing was written (refused by the fence, or
+        no such execution)."""
+        with self._read() as conn:  # autocommit: the statement is its own transaction
+            rows = conn.execute(sql, params).fetchall()
+        if not rows:
+            return None
+        return max((int(row[0]) for row in rows if row[0] is not None), default=0)
 
     # -- the work queue ----------------------------------------------------------------------------
     @retrying
