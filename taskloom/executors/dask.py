@@ -80,6 +80,8 @@ class AttemptSpec:
 
     token: str
     topic: str
+    #: the driver has a TaskControl for this attempt: the worker ends every run with an "end" message
+    reports: bool
     instance_id: str | None
     secrets: tuple[str, ...]
     origin: Origin
@@ -190,7 +192,12 @@ class DaskExecutor:
     @classmethod
     def for_client(cls, client: distributed.Client | None) -> DaskExecutor:
         if client is None:
-            client = distributed.get_client()
+            try:
+                client = distributed.get_client()
+            except ValueError:
+                raise BackendError(
+                    "use_dask(): no Dask client in this context; pass a distributed.Client or a scheduler address"
+                ) from None
         if not isinstance(client, distributed.Client):
             raise BackendError(
                 f"use_dask(client): expected a distributed.Client or a scheduler address, got {type(client).__name__}"
@@ -221,6 +228,7 @@ class DaskExecutor:
         spec = AttemptSpec(
             attempt.token,
             self.topic,
+            control is not None,
             control.instance_id if control is not None else None,
             masking.active_secrets(),
             current_origin.get(),
@@ -296,8 +304,6 @@ class _Link:
         self._stopped = False
         self._asked_at = 0.0
         self._event: distributed.Event | None = None
-        #: the task got a TaskControl wired to this link
-        self.used = False
 
     def send(self, message: Message) -> None:
         self.worker.log_event(self.spec.topic, [self.spec.token, pickle.dumps(message, serde.PROTOCOL)])
@@ -338,13 +344,21 @@ def _first_run(token: str) -> bool:
 
 def run_attempt(job: bytes, spec: AttemptSpec) -> tuple[bool, bytes]:
     """Run one attempt on a Dask worker: ``(True, value)`` or ``(False, exception)``, pickled by serde."""
+    link = _Link(spec)
+    try:
+        return _run_once(job, spec, link)
+    finally:
+        if spec.reports:  # whatever happened: the driver waits for this before it records the outcome
+            link.send(("end",))
+
+
+def _run_once(job: bytes, spec: AttemptSpec, link: _Link) -> tuple[bool, bytes]:
     if not _first_run(spec.token):
         lost = TaskError(
             "the Dask worker running this attempt was lost, and Dask started it again on another worker; "
             "taskloom counts that as a failed attempt (retried per the task's options) instead of running it twice"
         )
         return False, serde.dumps_error(lost, what="attempt")
-    link = _Link(spec)
     name = "task"
     try:
         task, args, kwargs = pickle.loads(job)
@@ -353,9 +367,6 @@ def run_attempt(job: bytes, spec: AttemptSpec) -> tuple[bool, bytes]:
     except BaseException as error:
         error.add_note(f"(raised on Dask worker {link.worker.address}, process {os.getpid()})")
         return False, serde.dumps_error(error, what=name)
-    finally:
-        if link.used:  # the driver waits for this only where the task has a TaskControl
-            link.send(("end",))
     try:
         return True, serde.dumps(value, what=f"{name} result")
     except SerializationError as error:
@@ -369,7 +380,6 @@ def _call(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], s
             masking.register_secrets(spec.secrets)
             index = task.control_index
             if index is not None:
-                link.used = True
                 control = TaskControl(task.name, spec.instance_id, reporter=link, stop_event=link)
                 args = (*args[:index], control, *args[index:])
             value = task.fn(*args, **kwargs)
