@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HERE
 from processes import kill, wait_for
 
 from taskloom import Session
@@ -25,6 +24,7 @@ from taskloom.secret_store import default_secret_store
 from taskloom.store import default_store
 
 pytestmark = pytest.mark.integration
+HERE = Path(__file__).parent  # daskapp's directory, on the path of a driver started here
 API_KEY = "sk-live-7f3a9c1e5b2d4a6f"
 
 
