@@ -163,9 +163,8 @@ class _Chosen:
     """What ``use_dask``/``use_local`` return: the executor now in use; as a context manager, it puts the
     one before it back at the end of the block."""
 
-    def __init__(self, executor: Any, before: AttemptExecutor | None, restore: Callable[[], None]) -> None:
+    def __init__(self, executor: Any, restore: Callable[[], None]) -> None:
         self.executor = executor
-        self._before = before
         self._restore = restore
 
     def __enter__(self) -> Any:
@@ -189,7 +188,7 @@ def _choose(executor: Any, *, owned: bool) -> _Chosen:
         with _registry.lock:
             _registry.chosen = before
 
-    return _Chosen(executor, before, restore)
+    return _Chosen(executor, restore)
 
 
 @atexit.register
