@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 from processes import kill, wait_for
 
 from taskloom import Session
+from taskloom.control import TaskControl, TaskControlHandler, set_task_control_handler
 from taskloom.events import EventType
 from taskloom.secret_store import default_secret_store
 from taskloom.store import default_store
@@ -108,15 +110,30 @@ def test_secrets_reach_the_body_on_dask_and_stay_masked_in_what_comes_back(
 
     default_secret_store().set("API_KEY", API_KEY)
 
-    ctx = flows.secretive.run(None)
+    class SlowLogHandler(TaskControlHandler):
+        """A handler that takes its time over a log: the step's progress, replayed after it, comes late."""
+
+        def log(self, task_control: TaskControl, message: str, level: str, **extra_data: Any) -> None:
+            threading.Event().wait(0.5)  # the slowness under test, not a synchronisation
+
+    set_task_control_handler(SlowLogHandler())
+    try:
+        ctx = flows.secretive.run(None)
+    finally:
+        set_task_control_handler(None)
 
     assert ctx.status == "completed", ctx.output
     (signed, pid), refused = ctx.output
     assert signed == "doc signed by ***"  # the body had the value; the result is masked, as locally
     assert refused == "the API refused ***"
     assert pid in worker_pids(dask_client)
-    logs = [e.data["message"] for e in default_store().load_events(ctx.execution_id) if e.type is EventType.STEP_LOG]
-    assert logs == ["signing doc with ***"]
+    events = default_store().load_events(ctx.execution_id)
+    assert [e.data["message"] for e in events if e.type is EventType.STEP_LOG] == ["signing doc with ***"]
+    # the worker's TaskControl calls are recorded on the step before its outcome, even behind a slow handler
+    kinds = [e.type for e in events if e.step_id == "1"]
+    assert kinds[-3:] == [EventType.STEP_LOG, EventType.STEP_PROGRESS, EventType.STEP_COMPLETED], kinds
+    progress = next(e for e in events if e.type is EventType.STEP_PROGRESS)
+    assert progress.data == {"progress": 50.0, "status": "half signed with ***"}
     database = Path(isolated_store.removeprefix("sqlite:///"))
     for path in database.parent.glob(database.name + "*"):
         assert API_KEY.encode() not in path.read_bytes(), path

@@ -163,6 +163,7 @@ async def policies(ctx):  # type: ignore[no-untyped-def]
 @task(secret_requests=["API_KEY"])
 def signs(tc: TaskControl, data: str, secrets: dict[str, str] = {}) -> tuple[str, int]:  # noqa: B006
     tc.log(f"signing {data} with {secrets['API_KEY']}")
+    tc.update_progress(50, f"half signed with {secrets['API_KEY']}")
     return f"{data} signed by {secrets['API_KEY']}", os.getpid()
 
 
