@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from taskloom import masking, serde, tracing
 from taskloom.children import not_resumable as child_not_resumable
@@ -53,11 +53,14 @@ from taskloom.messages import ReceiveWaiting, not_resumable, waiting_topic
 from taskloom.options import OutputStorage, TaskOptions
 from taskloom.queues import Queue
 from taskloom.replay import ExecutionRun
-from taskloom.schedules import Schedule, check_schedule, upsert_schedule
 from taskloom.settings import Settings
 from taskloom.store import default_store
 from taskloom.store.base import Acquired, ExecutionRecord, ExecutionStatus, Store, holder_died, not_yet_due
 from taskloom.versioning import NO_VERSION, check_version, claim_version
+
+if TYPE_CHECKING:
+    from taskloom.schedule_ticks import Cron
+    from taskloom.schedules import Schedule
 
 T = TypeVar("T")
 WorkflowFn = Callable[[WorkflowExecutionContext[Any]], Awaitable[Any]]
@@ -99,7 +102,7 @@ class Workflow(Generic[T]):
         #: ``@workflow(timeout=seconds)``: each execution fails with TaskTimeoutError past its deadline
         self.timeout = check_timeout(timeout, f"workflow {self.name!r}")
         #: ``@workflow(schedule=...)``: registered in the store by every worker that imports the workflow
-        self.declared_schedule = None if schedule is None else check_schedule(schedule, owner=f"workflow {self.name!r}")
+        self.declared_schedule = None if schedule is None else _check_schedule(schedule, f"workflow {self.name!r}")
         self.target = f"{fn.__module__}:{fn.__qualname__}"
         #: ``@workflow(version=...)``: stored with each execution; only code with it runs them (versioning.py)
         self.version = check_version(version, f"workflow {self.name!r}")
@@ -214,6 +217,8 @@ class Workflow(Generic[T]):
         last tick kept. Ticks missed while no worker ran are started per ``catchup``: ``"latest"`` (only
         the newest), ``"all"`` or ``"none"``. See :mod:`taskloom.schedules`.
         """
+        from taskloom.schedules import upsert_schedule  # see _check_schedule
+
         return upsert_schedule(default_store(), self, cron, input=input, name=name, timezone=timezone, catchup=catchup)
 
     # -- async entry points -----------------------------------------------------------------------
@@ -701,6 +706,14 @@ class _StoredOutput:
         return (_StoredOutput, (self.reference,))
 
 
+def _check_schedule(schedule: str, owner: str) -> Cron:
+    """``@workflow(schedule=...)`` checked where it is written. Schedules (cron parsing, time zones) load
+    with the first workflow that has one, not with ``import taskloom``: most workflows never need them."""
+    from taskloom.schedules import check_schedule
+
+    return check_schedule(schedule, owner=owner)
+
+
 def _check_recovery_attempts(value: Any, workflow: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise TaskDefinitionError(
@@ -787,7 +800,7 @@ class _WorkflowDecorator:
         check_timeout(timeout, f"workflow {name!r}" if name else "workflow")
         _check_recovery_attempts(max_recovery_attempts, name or "workflow")
         if schedule is not None:
-            check_schedule(schedule, owner=f"workflow {name!r}" if name else "workflow")
+            _check_schedule(schedule, f"workflow {name!r}" if name else "workflow")
         check_version(version, f"workflow {name!r}" if name else "workflow")
 
         def decorate(fn: WorkflowFn) -> Workflow[Any]:

@@ -35,6 +35,8 @@ AVOIDED = (
     "starlette",
     "taskloom.cli",
     "taskloom.client",
+    "taskloom.schedule_ticks",  # schedules load with the first workflow that has one
+    "taskloom.schedules",
     "taskloom.server",
     "taskloom.store.postgres",
     "taskloom.worker",
@@ -84,3 +86,15 @@ def test_import_taskloom_loads_none_of_the_modules_a_local_workflow_does_not_nee
 
 def test_a_one_step_workflow_on_sqlite_loads_none_of_them_either(tmp_path: Path) -> None:
     assert heavy(loaded_after(ONE_STEP, tmp_path)) == []
+
+
+def test_every_public_name_imports_and_a_lazy_one_loads_its_module_on_first_use(tmp_path: Path) -> None:
+    code = (
+        "import sys, taskloom\n"
+        "assert 'taskloom.schedules' not in sys.modules, 'loaded by the import itself'\n"
+        "from taskloom import Schedule, ScheduleError, run_schedules\n"
+        "names = {name: getattr(taskloom, name) for name in taskloom.__all__}\n"
+        "assert Schedule.__module__ == 'taskloom.schedules' and ScheduleError.__module__ == 'taskloom.schedule_ticks'\n"
+        "assert run_schedules is names['run_schedules'] and set(taskloom.__all__) <= set(dir(taskloom))\n"
+    )
+    assert "taskloom.schedules" in loaded_after(code, tmp_path)
