@@ -18,7 +18,7 @@ session on the server); it notices the new process id and opens its own.
 
 Faults (:mod:`taskloom.store.faults`): a lost connection, a server restarting or shutting down, a
 serialization failure or a deadlock is retried within the store's retry budget, on a new connection
-(the pool is drained, since a restart kills every connection in it), then raised as
+(the pool is renewed, since a restart kills every connection in it), then raised as
 StoreUnavailableError; the LISTEN connection of :meth:`PostgresStore.wait_for_work` reconnects the same
 way. A full disk, a read-only server or anything unexpected is a StoreError naming the redacted URL.
 """
@@ -36,7 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg.rows import TupleRow
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLostError, StoreError
 from taskloom.events import Event, EventType, NewEvent
@@ -291,7 +291,7 @@ class PostgresStore:
         # The migrations' connection, handed to the pool as its first (see _pooled_connection).
         self._spare: Connection | None = None
         # Set by a lost connection: calls connect directly (their errors are theirs to see and retry)
-        # until one succeeds, which then drains the pool of the connections the fault left dead.
+        # until one succeeds, which then renews the pool (the fault left its connections dead).
         self._reconnecting = False
         # What the parent process left: its pool and connections, kept referenced, never closed (see
         # _after_fork).
@@ -366,7 +366,7 @@ class PostgresStore:
 
     def _discard_idle(self) -> None:
         """After a lost connection: a restart kills every connection in the pool. The next call connects
-        directly, so it meets the outage at once (and retries it); its success drains the pool."""
+        directly, so it meets the outage at once (and retries it); its success renews the pool."""
         if self._pid != os.getpid():
             return  # the next checkout starts afresh (see _after_fork)
         with self._lock:
@@ -393,13 +393,23 @@ class PostgresStore:
         if not self._reconnecting:
             try:
                 return pool.getconn(timeout=POOL_WAIT_SECONDS), pool
-            except PoolTimeout:
+            except (PoolTimeout, PoolClosed):
                 pass  # every pooled connection busy, or none can be opened: connecting directly tells which
         conn = self._open_connection(autocommit=True)
         if self._reconnecting:
             self._reconnecting = False
-            pool.drain()  # the idle ones died with the fault; the pool opens new ones (now they can be)
+            self._renew_pool(pool)
         return conn, None
+
+    def _renew_pool(self, old: ConnectionPool[Connection]) -> None:
+        """After an outage, the next calls get a new pool: the old one's idle connections died with the
+        fault, and a connection it failed to open meanwhile would be retried only after its backoff (up to
+        seconds), holding back its growth. The old pool closes the connections still in use as they come
+        back."""
+        with self._lock:
+            if self._pool is old:
+                self._pool = None
+        old.close(timeout=POOL_WAIT_SECONDS)
 
     @staticmethod
     def _checkin(conn: Connection, pool: ConnectionPool[Connection] | None) -> None:

@@ -281,11 +281,3 @@ def test_a_step_write_is_prepared_on_its_connection(store: PostgresStore) -> Non
     with store._read() as conn:  # this thread's one pooled connection, the one that wrote
         prepared = [row[0] for row in conn.execute("SELECT statement FROM pg_prepared_statements").fetchall()]
     assert [text for text in prepared if text.startswith("WITH target AS (SELECT id FROM executions")]
-
-
-def test_pooled_connections_carry_the_idle_in_transaction_timeout(store: PostgresStore) -> None:
-    with store._read() as conn, store._transaction() as other:  # two pooled connections at once
-        assert conn is not other
-        for pooled in (conn, other):
-            shown = pooled.execute("SHOW idle_in_transaction_session_timeout").fetchone()
-            assert shown == ("10s",)
