@@ -3,7 +3,9 @@
 Every protocol method is one transaction on a connection borrowed from a pool (psycopg_pool's, whose
 connections this store opens itself: see :class:`_StoreOpened`), so any number of threads can share a
 store and short-lived threads do not each leave a server connection behind. A write of several
-statements runs between ``BEGIN`` and ``COMMIT``; a read is one statement in autocommit (one round trip).
+statements runs between ``BEGIN`` and ``COMMIT``; a read is one statement in autocommit (one round trip),
+and so is the common write of ``append_events``, a step's events under the run's lease (see
+:func:`_append_sql`).
 
 Appending to an execution first locks its row, so one execution's events take their seqs in commit
 order: a reader following ``load_events(after_seq=...)`` never misses an event that commits later with
