@@ -85,6 +85,17 @@ def test_retries_timeouts_fallback_and_rollback_behave_as_locally(dask_client: A
     assert any(e.type is EventType.STEP_ROLLBACK for e in events)
 
 
+def test_a_failed_parallel_branch_tells_its_sibling_on_a_dask_worker_to_stop(dask_client: Any) -> None:
+    from daskapp import flows
+
+    ctx = flows.cancelled_branch.run(None)
+
+    assert ctx.status == "completed" and ctx.output == "sibling failed"
+    wait_for(lambda: ["stopped", "branch"] in [line[:2] for line in flows.lines()], 30, "the branch to stop")
+    events = default_store().load_events(ctx.execution_id)
+    assert not any(e.step_id == "1" and e.type is EventType.STEP_COMPLETED for e in events)  # cancelled: no outcome
+
+
 def test_an_instance_on_dask_reports_progress_and_logs_back_and_sees_stop(dask_client: Any) -> None:
     from daskapp import flows
 

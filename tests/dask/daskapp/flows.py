@@ -180,3 +180,30 @@ async def secretive(ctx):  # type: ignore[no-untyped-def]
     except PermissionError as error:
         return signed, str(error)
     return signed, None
+
+
+@task
+def waits_for_stop(tc: TaskControl) -> str:
+    note("start", "branch")
+    deadline = time.monotonic() + BODY_DEADLINE
+    while not tc.should_stop and time.monotonic() < deadline:
+        time.sleep(0.01)
+    note("stopped" if tc.should_stop else "timed-out", "branch")
+    return "stopped"
+
+
+@task
+def fails_once_the_branch_runs() -> None:
+    deadline = time.monotonic() + BODY_DEADLINE
+    while ["start", "branch"] not in [line[:2] for line in lines()] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    raise ValueError("sibling failed")
+
+
+@workflow
+async def cancelled_branch(ctx):  # type: ignore[no-untyped-def]
+    try:
+        await parallel(waits_for_stop(), fails_once_the_branch_runs())
+    except ValueError as error:
+        return str(error)
+    return None
