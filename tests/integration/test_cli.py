@@ -336,12 +336,14 @@ def test_local_json_has_the_http_apis_shape_with_iso_times(cli) -> None:  # type
         "target",
         "status",
         "parent_id",
+        "version",
         "created_at",
         "updated_at",
         "input",
         "output",
     }
     assert status["target"] == "cliapp.flows:progress" and status["input"] == 2 and status["output"] == {"total": 20}
+    assert status["version"] is None  # a workflow without a version option
     assert status["parent_id"] is None  # a top-level execution (a child names its parent)
     for field in ("created_at", "updated_at"):
         moment = datetime.fromisoformat(status[field])
