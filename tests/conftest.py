@@ -27,6 +27,23 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "postgres: runs against a real PostgreSQL server (tests/pgserver.py)")
 
 
+@pytest.fixture(autouse=True)
+def _no_event_loop_left_running() -> Iterator[None]:
+    """Fail the test that leaves an event loop marked as running in the main thread, and clear it.
+
+    A test interrupted inside ``asyncio.run`` (pytest-timeout's signal, a KeyboardInterrupt at the wrong
+    moment) can leave the loop registered as running. Every later ``wf.run()`` in the session would then
+    refuse with "called inside a running event loop": hundreds of failures that hide the one cause.
+    """
+    import asyncio
+
+    yield
+    leaked = asyncio.events._get_running_loop()
+    if leaked is not None:
+        asyncio.events._set_running_loop(None)
+        pytest.fail(f"the test left the event loop {leaked!r} running in the main thread", pytrace=False)
+
+
 def _on_ci() -> bool:
     return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
