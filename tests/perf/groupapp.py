@@ -15,7 +15,7 @@ from pathlib import Path
 from processes import wait_for
 
 from taskloom import WorkflowExecutionContext, task, workflow
-from taskloom.tasks import parallel
+from taskloom.tasks import Graph, parallel
 
 ITEMS = 12
 
@@ -80,9 +80,17 @@ async def mapped_async(ctx: WorkflowExecutionContext[None]) -> list[int]:
     return await settles.map(range(ITEMS))  # type: ignore[no-any-return]
 
 
+def fan_graph() -> Graph:
+    """``root``, then one wave of ITEMS nodes that each take its result."""
+    graph = Graph("fan").add_node("root", settles).start_with("root")
+    for n in range(ITEMS):
+        graph.add_node(f"leaf{n}", settles).add_edge("root", f"leaf{n}").end_with(f"leaf{n}")
+    return graph
+
+
 @workflow
-async def sequential(ctx: WorkflowExecutionContext[None]) -> list[int]:
-    return [await settles(n) for n in range(ITEMS)]
+async def graph_wave(ctx: WorkflowExecutionContext[None]) -> object:
+    return await fan_graph()(7)
 
 
 def main(argv: list[str]) -> None:

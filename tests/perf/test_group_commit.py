@@ -71,6 +71,13 @@ def test_the_items_of_a_map_that_finish_together_share_a_transaction(default: St
     assert transactions(done) == [1, ITEMS - 1]
 
 
+def test_the_steps_of_a_graph_wave_share_a_transaction(default: Store) -> None:
+    ctx = groupapp.graph_wave.run()
+    done = outcomes(ctx.events)
+    assert len(done) == 1 + ITEMS  # the root, then its wave
+    assert transactions(done) == [1, 1, ITEMS - 1]  # the root alone; the wave's first at once, then the rest
+
+
 def run_until_killed(flow: str, execution_id: str, folder: Path) -> None:
     """Run ``flow`` in a process of its own, armed to SIGKILL itself at the point under test."""
     (folder / "armed").touch()
