@@ -166,7 +166,7 @@ def test_a_driver_killed_mid_map_is_replayed_without_rerunning_completed_items(
             assert driver.poll() is None, driver.communicate()[1].decode()
             return len(completed_steps("crash-1")) >= 5
 
-        wait_for(recorded, 60, "items 0-4 to be recorded by the first driver")
+        wait_for(recorded, 30, "items 0-4 to be recorded by the first driver")
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(30)
     finally:
@@ -203,7 +203,7 @@ def test_a_dask_worker_killed_mid_map_is_a_failed_attempt_retried_and_nothing_co
     (app_dir / "killed").touch()  # item 0's next attempt returns at once
     os.kill(victim, signal.SIGKILL)
 
-    assert handle.result(timeout=60) == [100 + item for item in range(6)]
+    assert handle.result(timeout=30) == [100 + item for item in range(6)]
     lines = flows.lines()
     done = collections.Counter(int(item) for what, item, _ in lines if what == "done")
     assert done == {item: 1 for item in range(6)}, lines

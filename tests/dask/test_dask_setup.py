@@ -45,7 +45,7 @@ def test_the_example_runs_its_map_on_dask_workers_and_replays_from_the_store(tmp
     example = ROOT / "examples" / "dask_map.py"
     runs = [
         subprocess.run(
-            [sys.executable, str(example)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+            [sys.executable, str(example)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=50
         )
         for _ in range(2)
     ]

@@ -14,7 +14,7 @@ from taskloom import TaskControl, task, workflow
 from taskloom.tasks import Graph, parallel
 
 #: the longest any body waits for the test to let it go (so nothing waits forever if a test fails)
-BODY_DEADLINE = 60.0
+BODY_DEADLINE = 20.0
 
 
 def _dir() -> Path:
