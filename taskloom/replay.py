@@ -10,6 +10,7 @@ run again; a call whose task differs from the recorded one raises :class:`NonDet
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import Callable, Generator, Sequence
@@ -80,8 +81,13 @@ def index_steps(events: Sequence[Event]) -> dict[str, RecordedStep]:
     return steps
 
 
-#: asyncio's registry of tasks (``_scheduled_tasks`` from 3.12, ``_all_tasks`` before), read for its size only
-_TASKS = getattr(asyncio.tasks, "_scheduled_tasks", getattr(asyncio.tasks, "_all_tasks", None))
+#: asyncio's registry of every task (``_all_tasks`` in 3.11, ``_scheduled_tasks`` in 3.12 and 3.13), read
+#: for its size only; None from 3.14, where C tasks are listed elsewhere (all_tasks() is the only test)
+_TASKS = (
+    getattr(asyncio.tasks, "_scheduled_tasks", getattr(asyncio.tasks, "_all_tasks", None))
+    if sys.version_info < (3, 14)
+    else None
+)
 
 
 def _alone_on_loop(main: asyncio.Task[Any] | None) -> bool:
