@@ -8,7 +8,10 @@ and whole ``python -c`` processes (import alone; import + a one-step workflow) a
 
 The map also gets its design floor: plain asyncio sending the same 1,000 trivial calls to a thread pool.
 
-Rounds alternate the variants (floor, sync, async, map, store, executor) so that a shared machine's
+The store's write is split once more into the bare SQL of it (the same statements on a store of the same
+schema, sent raw with ``sqlite3``): what the events table itself costs.
+
+Rounds alternate the variants (floor, sync, async, map, executor, store, schema) so that a shared machine's
 drift hits them alike. Each time is the best of its rounds; each ratio is the median of the rounds' own
 ratios (a round's figure over the floor measured in that round), which a loaded machine moves far less
 than a best-of. Each line prints its target (issue 12) beside it: sequential steps <= 2.0x the floor,
@@ -87,6 +90,7 @@ def main() -> None:
         from taskloom import task, workflow
         from taskloom.events import EventType, NewEvent
         from taskloom.store import default_store
+        from taskloom.store.sqlite import SQLiteStore
 
         @task
         def sync_step(i: int) -> int:
@@ -137,6 +141,37 @@ def main() -> None:
                 store.append_events(execution_id, events, lease_owner="bench", expected_status="running")
             return (time.perf_counter() - start) / STEPS
 
+        def schema_sql_per_step() -> float:
+            """The store's statements for that write, sent raw to a store of the same schema: what the
+            events table itself costs (AUTOINCREMENT, the index, two rows, the fence read), no Python."""
+            path = folder / f"schema-{time.perf_counter_ns()}.db"
+            SQLiteStore(f"sqlite:///{path}").close()  # migrated: the real schema
+            conn = sqlite3.connect(path, isolation_level=None)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(
+                "INSERT INTO executions (id, workflow, status, created_at, updated_at, lease_owner) "
+                "VALUES ('e', 'bench', 'running', 0, 0, 'bench')"
+            )
+            insert = (
+                "INSERT INTO events (execution_id, type, step_id, name, value, data, ts) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            )
+            fence = "SELECT last_insert_rowid(), status, lease_owner FROM executions WHERE id = ?"
+            start = time.perf_counter()
+            for i in range(STEPS):
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    insert,
+                    [
+                        ("e", "step_started", str(i), "sync_step", b"\x80\x05K\x01.", None, 1.0),
+                        ("e", "step_completed", str(i), "sync_step", b"\x80\x05K\x01.", None, 1.0),
+                    ],
+                )
+                conn.execute(fence, ("e",)).fetchone()
+                conn.execute("COMMIT")
+            elapsed = time.perf_counter() - start
+            conn.close()
+            return elapsed / STEPS
+
         variants: dict[str, Callable[[], float]] = {
             "floor": lambda: floor_per_step(folder),
             "sync": lambda: timed(sequential_sync)() / STEPS,
@@ -144,6 +179,7 @@ def main() -> None:
             "map": timed(fan_out),
             "executor": executor_round_trips,
             "store": store_per_step,
+            "schema": schema_sql_per_step,
         }
         timed(sequential_sync)()  # warm up: the store's file, its connection, the code paths
         figures: dict[str, list[float]] = {name: [] for name in variants}
@@ -167,6 +203,10 @@ def main() -> None:
         print(
             f"  of which the store's append_events        {best['store'] * 1e6:8.1f} us/step "
             f"({ratio('store'):4.2f}x floor: 2 rows, AUTOINCREMENT seq, (execution_id, seq) index, lease fence)"
+        )
+        print(
+            f"  of which the bare SQL of that write       {best['schema'] * 1e6:8.1f} us/step "
+            f"({ratio('schema'):4.2f}x floor: the same statements on the same schema, sent raw)"
         )
         hops = best["executor"]
         print(f"floor: asyncio gather of {STEPS} run_in_executor  {hops:8.3f} s (no store: a map's thread hops)")
