@@ -47,6 +47,7 @@ from taskloom import masking, policy, serde
 from taskloom.backends.pool import ElasticThreadPool
 from taskloom.errors import TaskError
 from taskloom.leases import new_owner
+from taskloom.logs import current_origin, origin
 from taskloom.runtime.control import LogRecord, TaskControl
 from taskloom.settings import WorkerSettings
 from taskloom.store import Store, default_store
@@ -256,8 +257,11 @@ class InstanceWorker:
 
     def _outcome(self, claimed: ClaimedInstance, held: _Held) -> Outcome:
         """Run the instance's function and say how it went (its JSON result, or its error's description)."""
+        origin_token = None
         try:
             task = self._resolve(claimed)
+            # The instance's log records name its task and id, as on the local backends (taskloom.logs).
+            origin_token = current_origin.set(origin(task=task.name, instance_id=claimed.instance_id))
             arguments = json.loads(claimed.arguments)
             control = TaskControl(
                 task.name, claimed.instance_id, reporter=_Reporter(self, claimed), stop_event=held.stop
@@ -272,6 +276,9 @@ class InstanceWorker:
         except BaseException as error:
             info = _dumps(masking.mask_value(_error_info(error, self.worker_id)))
             return Outcome(claimed.session_id, claimed.instance_id, "failed", None, info, f'{{"error":{info}}}')
+        finally:
+            if origin_token is not None:
+                current_origin.reset(origin_token)
 
     def _resolve(self, claimed: ClaimedInstance) -> Task[Any, Any]:
         candidates = self.tasks.get(claimed.target, [])

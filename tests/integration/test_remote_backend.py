@@ -214,6 +214,12 @@ def test_quickstart_runs_on_a_worker_with_progress_and_logs_arriving_live(remote
     assert handler.progress[-1] == 100.0, "this process's TaskControlHandler sees the worker's progress"
 
 
+def test_log_records_made_on_the_worker_name_the_task_and_instance(remote: Cluster) -> None:
+    with Session():
+        future = app.whose_logs.instance().start("x")
+        assert future.result(timeout=30) == ["whose_logs", future.instance_id]
+
+
 def test_batches_run_on_the_workers_and_results_come_back_in_order(remote: Cluster) -> None:
     data_batches = [[i, i + 1, i + 2] for i in range(0, 18, 3)]
     with Session(name="batch-processing"):

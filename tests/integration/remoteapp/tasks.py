@@ -155,3 +155,25 @@ def returns_types() -> object:
 @task(max_parallel=1000)
 def trivial(i: int) -> int:
     return i
+
+
+@task
+def whose_logs(tc: TaskControl, label: str) -> list[str | None]:
+    """Logs one record with the standard logging module and returns what the record says of its origin."""
+    import logging
+
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    logger = logging.getLogger("remoteapp.whose_logs")
+    keep = Keep()
+    logger.addHandler(keep)
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("working on %s", label)
+    finally:
+        logger.removeHandler(keep)
+    return [getattr(seen[0], "task", None), getattr(seen[0], "instance_id", None)]
