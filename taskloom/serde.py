@@ -67,14 +67,37 @@ class _Pickler(pickle.Pickler):
     """
 
     def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, BaseException) and not _rebuilds(obj):
-            return (_rebuild, (type(obj), obj.args, obj.__dict__))
+        if isinstance(obj, BaseException):
+            if not _rebuilds(obj):
+                return (_rebuild, (type(obj), obj.args, obj.__dict__))
+            return _own_reduction(obj)
         return NotImplemented
+
+
+class _OwnReductionPickler(pickle.Pickler):
+    """Pickles exceptions by their own ``__reduce_ex__``, as :class:`_Pickler` does, to test that one loads."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        return _own_reduction(obj) if isinstance(obj, BaseException) else NotImplemented
+
+
+def _own_reduction(error: BaseException) -> Any:
+    """An exception's own reduction, never one a library registered for it with ``copyreg``.
+
+    ``distributed`` (the Dask executor) installs tblib's reducers for every exception class when it is
+    imported: with them an exception pickles with its whole ``__cause__``/``__context__`` chain and its
+    traceback, so what a process that has imported Dask stores would differ from what any other stores
+    (no cut at :data:`STORED_CHAIN_LINKS`, tblib needed to load it). The stored form must not depend on
+    what else the process imported.
+    """
+    return error.__reduce_ex__(PROTOCOL)
 
 
 def _rebuilds(error: BaseException) -> bool:
     try:
-        pickle.loads(pickle.dumps(error, PROTOCOL))
+        buffer = io.BytesIO()
+        _OwnReductionPickler(buffer, PROTOCOL).dump(error)
+        pickle.loads(buffer.getvalue())
     except Exception:
         return False
     return True
@@ -84,6 +107,10 @@ def _pickle(value: Any) -> bytes:
     buffer = io.BytesIO()
     _Pickler(buffer, PROTOCOL).dump(value)
     return buffer.getvalue()
+
+
+#: how many links of an error's ``__cause__`` chain are stored (the error and up to 7 causes)
+STORED_CHAIN_LINKS = 8
 
 
 class ErrorChain(list[BaseException]):
@@ -116,7 +143,7 @@ def dumps_error(error: BaseException, *, what: str) -> bytes:
             pass
     chain = ErrorChain()
     current: BaseException | None = error
-    while current is not None and len(chain) < 8:
+    while current is not None and len(chain) < STORED_CHAIN_LINKS:
         stored = current
         try:
             dumps(current, what=what)

@@ -229,3 +229,34 @@ def test_json_view_counts_an_enum_and_a_pydantic_model_as_a_level() -> None:
     deep = enum.Enum("Deep", {"MEMBER": _nest(lambda v: (v,), 30)})
     levels, _ = _levels(json_view(deep.MEMBER))
     assert levels == SHOWN_LEVELS - 1  # the member is depth 0 and shows as its value, from depth 1
+
+
+def test_what_is_stored_does_not_depend_on_a_library_registering_exception_reducers() -> None:
+    # distributed (the Dask executor) installs tblib's reducers for every exception class when imported;
+    # with them pickle keeps whole cause chains and tracebacks. A fresh process shows it without
+    # touching this one's copyreg.
+    import subprocess
+    import sys
+
+    pytest.importorskip("tblib")
+    probe = (
+        "import tblib.pickling_support; tblib.pickling_support.install()\n"
+        "from taskloom.serde import STORED_CHAIN_LINKS, dumps_error, loads\n"
+        "def chain(n):\n"
+        "    error = None\n"
+        "    for stage in range(n):\n"
+        "        try:\n"
+        "            raise ValueError(f'stage {stage}') from error\n"
+        "        except ValueError as raised:\n"
+        "            error = raised\n"
+        "    return error\n"
+        "restored, links = loads(dumps_error(chain(STORED_CHAIN_LINKS + 5), what='t')), 0\n"
+        "while restored is not None:\n"
+        "    links, restored = links + 1, restored.__cause__\n"
+        "assert links == STORED_CHAIN_LINKS, links\n"
+        "missing = loads(dumps_error(FileNotFoundError(2, 'No such file', '/x'), what='t'))\n"
+        "assert (type(missing), missing.errno, missing.filename) == (FileNotFoundError, 2, '/x')\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "ok", done.stderr
