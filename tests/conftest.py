@@ -37,10 +37,11 @@ def _no_event_loop_left_running() -> Iterator[None]:
     """
     import asyncio
 
+    before = asyncio.events._get_running_loop()  # Playwright's sync API keeps one running for the session
     yield
     leaked = asyncio.events._get_running_loop()
-    if leaked is not None:
-        asyncio.events._set_running_loop(None)
+    if leaked is not None and leaked is not before:
+        asyncio.events._set_running_loop(before)
         pytest.fail(f"the test left the event loop {leaked!r} running in the main thread", pytrace=False)
 
 
