@@ -127,7 +127,8 @@ class SQLiteStore:
         self._faults = SQLiteFaults(self.path, retry_seconds)
         self._outage = Outage()
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        #: every connection opened, with the thread it belongs to (each thread has its own: :meth:`_conn`)
+        self._connections: list[tuple[sqlite3.Connection, threading.Thread]] = []
         self._lock = threading.Lock()
         # Set when this object queues work; other processes' work is found by polling (wait_for_work).
         self._work_queued = threading.Event()
@@ -163,7 +164,7 @@ class SQLiteStore:
         self._local.conn = conn
         self._local.pid = os.getpid()
         with self._lock:
-            self._connections.append(conn)
+            self._connections.append((conn, threading.current_thread()))
         return conn
 
     def _store_error(self, error: Exception) -> StoreError:
@@ -199,8 +200,7 @@ class SQLiteStore:
         if getattr(self._local, "conn", None) is conn:
             self._local.conn = None
         with self._lock:
-            if conn in self._connections:
-                self._connections.remove(conn)
+            self._connections = [entry for entry in self._connections if entry[0] is not conn]
         try:
             conn.close()
         except sqlite3.Error:
@@ -260,13 +260,22 @@ class SQLiteStore:
             raise
 
     def close(self) -> None:
+        """Close this thread's connection and those of threads that have ended; forget the others.
+
+        Another thread may be in the middle of a statement on its connection (an embedded runner, a lease
+        keeper): closing it under that statement crashes the process (SQLite's connection is not
+        thread-safe), so it is left to its thread. Forgotten here, it closes when that thread lets go of
+        it; a thread that uses the store again opens a new one.
+        """
+        me = threading.current_thread()
         with self._lock:
-            for conn in self._connections:
+            connections, self._connections = self._connections, []
+        for conn, owner in connections:
+            if owner is me or not owner.is_alive():
                 try:
                     conn.close()
                 except sqlite3.Error:
                     pass
-            self._connections.clear()
         self._local = threading.local()
 
     # -- executions --------------------------------------------------------------------------------
