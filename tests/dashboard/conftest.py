@@ -47,8 +47,14 @@ def api(server: Server) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Headless Chromium through Playwright's sync API, per test module.
+
+    Not per session: the sync API keeps its event loop marked as running in the main thread for as long
+    as Playwright is open, and every ``wf.run()`` of a later test module would refuse to run "inside a
+    running event loop".
+    """
     if not CHROMIUM.exists():
         reason = f"no Chromium at {CHROMIUM}: install Debian's chromium package (.ci/run does) to run these"
         if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
