@@ -36,6 +36,7 @@ from taskloom.dashboard import ASSETS as DASHBOARD_ASSETS
 from taskloom.errors import TaskloomError
 from taskloom.secret_store import _write_private
 from taskloom.settings import Settings
+from taskloom.tokens import required_role, role_allows
 
 __all__ = [
     "DOCS_ASSETS",
@@ -126,34 +127,27 @@ def _read_token_file(path: Path) -> str | None:
     return text
 
 
-def token_matches(authorization: bytes | str | None, token: str) -> bool:
-    """True if the ``Authorization`` header is ``Bearer <token>``; compared in constant time."""
+def _presented(authorization: bytes | str | None) -> bytes | None:
+    """The token of an ``Authorization: Bearer <token>`` header (any case of the scheme), or None."""
     if not authorization:
-        return False
+        return None
     raw = authorization.encode("utf-8") if isinstance(authorization, str) else authorization
     scheme, _, presented = raw.partition(b" ")
     if scheme.lower() != b"bearer":
-        return False
-    return hmac.compare_digest(presented.strip(), token.encode("utf-8"))
+        return None
+    return presented.strip()
+
+
+def token_matches(authorization: bytes | str | None, token: str) -> bool:
+    """True if the ``Authorization`` header is ``Bearer <token>``; compared in constant time."""
+    presented = _presented(authorization)
+    return presented is not None and hmac.compare_digest(presented, token.encode("utf-8"))
 
 
 #: looks a presented token up among the named tokens: ``(name, role)``, or None if unknown or revoked
 TokenLookup = Callable[[str], "tuple[str, str] | None"]
 #: the name the server's single token (TASKLOOM_API_TOKEN or api.token) goes by in messages
 SERVER_TOKEN_NAME = "server token"
-
-
-def _presented(authorization: bytes | None) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header, or None."""
-    if not authorization:
-        return None
-    scheme, _, presented = authorization.partition(b" ")
-    if scheme.lower() != b"bearer" or not presented.strip():
-        return None
-    try:
-        return presented.strip().decode("ascii")
-    except UnicodeDecodeError:
-        return None
 
 
 class BearerAuth:
@@ -173,21 +167,21 @@ class BearerAuth:
         self.lookup = lookup
 
     async def _identify(self, authorization: bytes | None) -> tuple[str, str] | None:
-        if token_matches(authorization, self.token):
-            return SERVER_TOKEN_NAME, "admin"
         presented = _presented(authorization)
-        if presented is None or self.lookup is None:
+        if presented is None:
             return None
+        if hmac.compare_digest(presented, self.token.encode("utf-8")):
+            return SERVER_TOKEN_NAME, "admin"
+        if self.lookup is None or not presented or not presented.isascii():
+            return None  # named tokens are ASCII (taskloom.tokens makes them)
         import anyio.to_thread  # starlette's own dependency; the lookup reads the store
 
-        return await anyio.to_thread.run_sync(self.lookup, presented)
+        return await anyio.to_thread.run_sync(self.lookup, presented.decode("ascii"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
-        from taskloom.tokens import required_role, role_allows
-
         authorization: bytes | None = None
         for name, value in scope.get("headers", ()):
             if name == b"authorization":
