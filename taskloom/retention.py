@@ -178,15 +178,21 @@ class _Pruning:
         self.store._conn().execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[attr-defined]
 
     # -- executions ----------------------------------------------------------------------------------
-    def _where_prunable(self) -> tuple[str, tuple[Any, ...]]:
-        """The condition (on ``executions e``) of a prunable execution, and its parameters."""
+    def _old_with_live_relative(self, live: bool) -> tuple[str, tuple[Any, ...]]:
+        """The condition (on ``executions e``) of an old execution in the chosen statuses whose parent or a
+        child is still live (``live``) or not, and its parameters: prunable ones, or those kept for one."""
         finished = _marks(FINISHED)
+        relative = (
+            f"EXISTS (SELECT 1 FROM executions p WHERE p.id = e.parent_id AND p.status NOT IN ({finished})) "
+            f"OR EXISTS (SELECT 1 FROM executions c WHERE c.parent_id = e.id AND c.status NOT IN ({finished}))"
+        )
         condition = (
-            f"e.status IN ({_marks(self.statuses)}) AND e.updated_at < ? "
-            f"AND NOT EXISTS (SELECT 1 FROM executions p WHERE p.id = e.parent_id AND p.status NOT IN ({finished})) "
-            f"AND NOT EXISTS (SELECT 1 FROM executions c WHERE c.parent_id = e.id AND c.status NOT IN ({finished}))"
+            f"e.status IN ({_marks(self.statuses)}) AND e.updated_at < ? AND {'' if live else 'NOT '}({relative})"
         )
         return condition, (*self.statuses, self.cutoff, *FINISHED, *FINISHED)
+
+    def _where_prunable(self) -> tuple[str, tuple[Any, ...]]:
+        return self._old_with_live_relative(live=False)
 
     def _candidates(self) -> list[str]:
         """A batch of prunable executions. No ORDER BY: sorting would read every candidate per batch, and
@@ -197,14 +203,8 @@ class _Pruning:
 
     def _count_kept(self) -> int:
         """Old finished executions kept because a relative is still live (reported, not pruned)."""
-        finished = _marks(FINISHED)
-        rows = self.sql.run(
-            f"SELECT COUNT(*) FROM executions e WHERE e.status IN ({_marks(self.statuses)}) AND e.updated_at < ? "
-            f"AND (EXISTS (SELECT 1 FROM executions p WHERE p.id = e.parent_id AND p.status NOT IN ({finished})) "
-            f"OR EXISTS (SELECT 1 FROM executions c WHERE c.parent_id = e.id AND c.status NOT IN ({finished})))",
-            (*self.statuses, self.cutoff, *FINISHED, *FINISHED),
-        )
-        return int(rows[0][0])
+        condition, params = self._old_with_live_relative(live=True)
+        return int(self.sql.run(f"SELECT COUNT(*) FROM executions e WHERE {condition}", params)[0][0])
 
     def _output_files(self, ids: list[str]) -> list[str]:
         """File names of the outputs these executions keep in a LocalFileOutputStorage."""
@@ -240,36 +240,43 @@ class _Pruning:
                 except OSError as error:
                     self.report.errors.append(f"cannot remove output file {folder / name}: {error}")
 
-    def _dry_counts(self) -> None:
-        condition, params = self._where_prunable()
-        chosen = f"SELECT e.id FROM executions e WHERE {condition}"
-        executions, events, messages = self.sql.run_all(
+    def _counts(self, chosen: str, params: tuple[Any, ...], tables: Sequence[tuple[str, str]]) -> list[int]:
+        """How many rows ``chosen`` (a SELECT of ids) names, then how many rows of each ``(table, column)``
+        point at them: what a dry run reports, in one transaction."""
+        rows = self.sql.run_all(
             [
                 (f"SELECT COUNT(*) FROM ({chosen}) AS chosen", params),
-                (f"SELECT COUNT(*) FROM events WHERE execution_id IN ({chosen})", params),
-                (f"SELECT COUNT(*) FROM messages WHERE execution_id IN ({chosen})", params),
+                *((f"SELECT COUNT(*) FROM {table} WHERE {column} IN ({chosen})", params) for table, column in tables),
             ]
         )
-        self.report.executions = int(executions[0][0])
-        self.report.events = int(events[0][0])
-        self.report.messages = int(messages[0][0])
+        return [int(found[0][0]) for found in rows]
+
+    def _dry_counts(self) -> None:
+        condition, params = self._where_prunable()
+        self.report.executions, self.report.events, self.report.messages = self._counts(
+            f"SELECT e.id FROM executions e WHERE {condition}",
+            params,
+            [("events", "execution_id"), ("messages", "execution_id")],
+        )
+
+    def _delete_in_chunks(self, sql: str, params: tuple[Any, ...]) -> int:
+        """Run ``sql`` (a DELETE ... LIMIT ? RETURNING 1, its last parameter the chunk size) until it takes
+        fewer rows than a chunk, each chunk its own short transaction; how many rows went."""
+        deleted = 0
+        while True:
+            (gone,) = self._timed([(sql, (*params, self.chunk_rows))])
+            deleted += len(gone)
+            if len(gone) < self.chunk_rows:
+                return deleted
 
     def _delete(self, ids: list[str]) -> None:
         files = self._output_files(ids)
         marks = _marks(ids)
-        while True:  # events first (they reference the execution), a chunk per transaction
-            (gone,) = self._timed(
-                [
-                    (
-                        f"DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE execution_id IN ({marks}) "
-                        "LIMIT ?) RETURNING 1",
-                        (*ids, self.chunk_rows),
-                    )
-                ]
-            )
-            self.report.events += len(gone)
-            if len(gone) < self.chunk_rows:
-                break
+        self.report.events += self._delete_in_chunks(  # events first: they reference the execution
+            f"DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE execution_id IN ({marks}) LIMIT ?) "
+            "RETURNING 1",
+            tuple(ids),
+        )
         messages, executions = self._timed(
             [
                 (f"DELETE FROM messages WHERE execution_id IN ({marks}) RETURNING 1", ids),
@@ -316,36 +323,22 @@ class _Pruning:
     def sessions(self) -> None:
         if self.report.dry_run:
             condition, params = self._where_old_session()
-            chosen = f"SELECT s.id FROM instance_sessions s WHERE {condition}"
-            sessions, instances, updates = self.sql.run_all(
-                [
-                    (f"SELECT COUNT(*) FROM ({chosen}) AS chosen", params),
-                    (f"SELECT COUNT(*) FROM instances WHERE session_id IN ({chosen})", params),
-                    (f"SELECT COUNT(*) FROM instance_updates WHERE session_id IN ({chosen})", params),
-                ]
+            self.report.sessions, self.report.instances, self.report.instance_updates = self._counts(
+                f"SELECT s.id FROM instance_sessions s WHERE {condition}",
+                params,
+                [("instances", "session_id"), ("instance_updates", "session_id")],
             )
-            self.report.sessions = int(sessions[0][0])
-            self.report.instances = int(instances[0][0])
-            self.report.instance_updates = int(updates[0][0])
             return
         while True:
             ids = self._old_sessions()
             if not ids:
                 return
             marks = _marks(ids)
-            while True:
-                (gone,) = self._timed(
-                    [
-                        (
-                            "DELETE FROM instance_updates WHERE (session_id, seq) IN (SELECT session_id, seq "
-                            f"FROM instance_updates WHERE session_id IN ({marks}) LIMIT ?) RETURNING 1",
-                            (*ids, self.chunk_rows),
-                        )
-                    ]
-                )
-                self.report.instance_updates += len(gone)
-                if len(gone) < self.chunk_rows:
-                    break
+            self.report.instance_updates += self._delete_in_chunks(
+                "DELETE FROM instance_updates WHERE (session_id, seq) IN (SELECT session_id, seq "
+                f"FROM instance_updates WHERE session_id IN ({marks}) LIMIT ?) RETURNING 1",
+                tuple(ids),
+            )
             instances, sessions = self._timed(
                 [
                     (f"DELETE FROM instances WHERE session_id IN ({marks}) RETURNING 1", ids),
