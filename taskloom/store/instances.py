@@ -841,10 +841,11 @@ def instance_queue_for(store: Store) -> InstanceQueue:
 
 def _make_queue(store: Store) -> InstanceQueue:
     from taskloom.store.sqlite import SQLiteStore
+    from taskloom.store.statements import is_postgres
 
     if isinstance(store, SQLiteStore):
         return SQLiteInstanceQueue(store)
-    if type(store).__module__ == "taskloom.store.postgres":
+    if is_postgres(store):
         from taskloom.store.postgres import PostgresStore
 
         if isinstance(store, PostgresStore):

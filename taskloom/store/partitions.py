@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from taskloom.errors import StoreError
+from taskloom.store.statements import is_postgres
 
 if TYPE_CHECKING:
     from taskloom.store.base import Store
@@ -62,7 +63,7 @@ def _name(month: dt.date) -> str:
 
 
 def _postgres(store: Store) -> None:
-    if type(store).__module__ != "taskloom.store.postgres":
+    if not is_postgres(store):
         raise StoreError("partitioning the events table is for PostgreSQL stores only (SQLite has no partitions)")
 
 
@@ -156,7 +157,7 @@ def maintain_partitions(store: Store, *, drop_before: float, months_ahead: int =
     Called by every prune; does nothing on a store whose events are not partitioned (or on SQLite).
     """
     report = PartitionReport()
-    if type(store).__module__ != "taskloom.store.postgres":
+    if not is_postgres(store):
         return report
     with store._transaction() as conn:  # type: ignore[attr-defined]
         if not is_partitioned(conn):

@@ -19,9 +19,14 @@ from taskloom.store.faults import retrying
 if TYPE_CHECKING:
     from taskloom.store.base import Store
 
-__all__ = ["Statements"]
+__all__ = ["Statements", "is_postgres"]
 
 Rows = list[tuple[Any, ...]]
+
+
+def is_postgres(store: Store) -> bool:
+    """Whether ``store`` is a PostgresStore, without importing the PostgreSQL driver to ask."""
+    return type(store).__module__ == "taskloom.store.postgres"
 
 
 class Statements:
@@ -29,7 +34,7 @@ class Statements:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self.postgres = type(store).__module__ == "taskloom.store.postgres"
+        self.postgres = is_postgres(store)
         # what @retrying reads: the store's own fault policy and outage log
         self._faults = store._faults  # type: ignore[attr-defined]
         self._outage = store._outage  # type: ignore[attr-defined]
