@@ -28,6 +28,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 from taskloom.errors import StoreError, TaskloomError
+from taskloom.store import is_postgres_url
 
 __all__ = ["BackupError", "BackupResult", "backup", "restore"]
 
@@ -45,10 +46,6 @@ class BackupResult:
     executions: int | None
 
 
-def _is_postgres(url: str) -> bool:
-    return url.startswith(("postgresql://", "postgres://"))
-
-
 # -- backup -------------------------------------------------------------------------------------------
 def backup(url: str, path: str | os.PathLike[str]) -> BackupResult:
     """Write a consistent copy of the store at ``url`` to ``path`` (replaced if it exists)."""
@@ -57,7 +54,7 @@ def backup(url: str, path: str | os.PathLike[str]) -> BackupResult:
         raise BackupError(f"backup PATH {str(target)!r} is a folder; give a file name")
     if not target.parent.is_dir():
         raise BackupError(f"backup PATH {str(target)!r}: the folder {str(target.parent)!r} does not exist")
-    if _is_postgres(url):
+    if is_postgres_url(url):
         return _pg_backup(url, target)
     return _sqlite_backup(url, target)
 
@@ -105,7 +102,7 @@ def restore(url: str, path: str | os.PathLike[str], *, force: bool = False) -> B
         raise BackupError(f"no backup file at {str(source)!r}")
     if not force:
         _refuse_if_workers_live(url)
-    if _is_postgres(url):
+    if is_postgres_url(url):
         return _pg_restore(url, source)
     return _sqlite_restore(url, source)
 
@@ -131,7 +128,7 @@ def _sqlite_restore(url: str, source: Path) -> BackupResult:
 
 
 def _refuse_if_workers_live(url: str) -> None:
-    if not _is_postgres(url):
+    if not is_postgres_url(url):
         from taskloom.store.sqlite import path_from_url
 
         if not path_from_url(url).exists():

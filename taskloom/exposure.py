@@ -13,6 +13,8 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import parse_qs, urlsplit
 
+from taskloom.store import is_postgres_url
+
 #: PostgreSQL ``sslmode`` values under which the connection is encrypted whatever the server offers
 _ENCRYPTED_SSLMODES = frozenset({"require", "verify-ca", "verify-full"})
 
@@ -46,7 +48,7 @@ def server_bind_warning(host: str, *, tls: bool) -> str | None:
 
 def database_url_warning(url: str) -> str | None:
     """The warning for a PostgreSQL URL that reaches another host without an encrypting ``sslmode``."""
-    if not url.startswith(("postgresql://", "postgres://")):
+    if not is_postgres_url(url):
         return None  # SQLite: a local file
     parts = urlsplit(url)
     query = parse_qs(parts.query)

@@ -15,8 +15,17 @@ __all__ = [
     "Store",
     "default_store",
     "describe_store",
+    "is_postgres_url",
     "open_store",
 ]
+
+#: the URL schemes of a PostgreSQL store; anything else is an SQLite file
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres_url(url: str) -> bool:
+    """Whether ``url`` (TASKLOOM_DATABASE_URL) names a PostgreSQL store rather than an SQLite file."""
+    return url.startswith(POSTGRES_SCHEMES)
 
 
 def describe_store(url: str) -> str:
@@ -26,7 +35,7 @@ def describe_store(url: str) -> str:
     client then waits for ever); saying which file, and that it is new, makes that visible at once.
     A PostgreSQL URL is shown without its password.
     """
-    if url.startswith(("postgresql://", "postgres://")):
+    if is_postgres_url(url):
         from urllib.parse import urlsplit, urlunsplit
 
         parts = urlsplit(url)
@@ -54,7 +63,7 @@ def open_store(url: str, settings: Settings | None = None) -> Store:
     """
     if settings is None:
         settings = Settings.from_env()
-    if url.startswith(("postgresql://", "postgres://")):
+    if is_postgres_url(url):
         try:
             from taskloom.store.postgres import PostgresStore
         except ImportError as error:
