@@ -44,13 +44,26 @@ class PartitionReport:
     dropped: list[str] = field(default_factory=list)
 
 
+def _next_month(day: dt.date) -> dt.date:
+    """The first day of the month after ``day``'s."""
+    return (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+
+
+def _months_ahead(today: dt.date, months: int) -> dt.date:
+    """The first day of the month ``months`` after ``today``'s."""
+    month = today.replace(day=1)
+    for _ in range(months):
+        month = _next_month(month)
+    return month
+
+
 def _months(start: dt.date, end: dt.date) -> list[dt.date]:
     """The first day of every month from ``start``'s to ``end``'s, both included."""
     month = start.replace(day=1)
     found = []
     while month <= end:
         found.append(month)
-        month = (month + dt.timedelta(days=32)).replace(day=1)
+        month = _next_month(month)
     return found
 
 
@@ -90,7 +103,7 @@ def _create_months(conn: Any, first: dt.date, last: dt.date, report: PartitionRe
         name = _name(month)
         if name in existing:
             continue
-        following = (month + dt.timedelta(days=32)).replace(day=1)
+        following = _next_month(month)
         # A month's rows may already sit in the DEFAULT partition: PostgreSQL refuses the new partition then,
         # so they move: detach the default, create the month, move its rows in, attach the default again.
         conn.execute("ALTER TABLE events DETACH PARTITION events_default")
@@ -120,7 +133,7 @@ def partition_events(store: Store, *, months_ahead: int = 3, now: float | None =
             _convert(conn, report)
         oldest = conn.execute("SELECT MIN(ts) FROM events").fetchone()[0]
         first = dt.datetime.fromtimestamp(oldest, dt.UTC).date() if oldest is not None else today
-        last = (today.replace(day=1) + dt.timedelta(days=31 * months_ahead)).replace(day=1)
+        last = _months_ahead(today, months_ahead)
         _create_months(conn, min(first, today), last, report)
     return report
 
@@ -163,14 +176,14 @@ def maintain_partitions(store: Store, *, drop_before: float, months_ahead: int =
         if not is_partitioned(conn):
             return report
         today = dt.datetime.now(dt.UTC).date()
-        last = (today.replace(day=1) + dt.timedelta(days=31 * months_ahead)).replace(day=1)
+        last = _months_ahead(today, months_ahead)
         _create_months(conn, today, last, report)
         for name in sorted(_existing(conn)):
             match = _MONTH.match(name)
             if match is None:
                 continue
             month = dt.date(int(match.group(1)), int(match.group(2)), 1)
-            following = (month + dt.timedelta(days=32)).replace(day=1)
+            following = _next_month(month)
             if _epoch(following) > drop_before:
                 continue
             if conn.execute(f"SELECT 1 FROM {name} LIMIT 1").fetchone() is None:
