@@ -230,19 +230,16 @@ def _pg_restore(url: str, source: Path) -> BackupResult:
     return BackupResult(source, source.stat().st_size, _pg_count(url))
 
 
-def _pg_count(url: str) -> int | None:
-    """How many executions the store at ``url`` holds (None if it has no executions table)."""
-    import psycopg
+def _pg_count(url: str) -> int:
+    """How many executions the store at ``url`` holds, through the store (its retries, its errors)."""
+    from taskloom.store import open_store
+    from taskloom.store.statements import Statements
 
-    dsn, _ = _pg_target(url)
+    store = open_store(url)
     try:
-        with psycopg.connect(dsn, connect_timeout=10) as conn:
-            row = conn.execute("SELECT COUNT(*) FROM executions").fetchone()
-    except psycopg.errors.UndefinedTable:
-        return None
-    except psycopg.Error as error:
-        raise BackupError(f"counting the executions of the restored store failed: {error}") from None
-    return None if row is None else int(row[0])
+        return int(Statements(store).run("SELECT COUNT(*) FROM executions")[0][0])
+    finally:
+        store.close()
 
 
 # -- SQLite helpers -----------------------------------------------------------------------------------
