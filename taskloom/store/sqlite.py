@@ -400,18 +400,7 @@ class SQLiteStore:
         conn = self._conn()
         woken = False
         now = time.time()
-        rows = [
-            (
-                execution_id,
-                e.type.value,
-                e.step_id,
-                e.name,
-                e.value,
-                json.dumps(e.data, separators=(",", ":")) if e.data else None,
-                now,
-            )
-            for e in events
-        ]
+        rows = _event_rows(execution_id, events, now)
         fenced = expected_status is not None or lease_owner is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
