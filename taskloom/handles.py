@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import math
 import time
 import uuid
@@ -222,52 +223,31 @@ def start_execution(
     store = default_store()
     wake_at = time.time() + seconds if seconds else None
     handle = ExecutionHandle(workflow, execution_id, StoreSource(workflow, store))
-    if settings.start == "queue" or queued:
-        declared = queue if isinstance(queue, Queue) else named_declaration(on_queue)
-        if declared is not None:  # its limits reach the store before any worker of it starts
-            register_queues(store, [declared])
-        create_or_find(
-            store,
-            execution_id,
-            workflow.name,
-            workflow.target,
-            input,
-            ExecutionStatus.QUEUED,
-            wake_at=wake_at,
-            queue=on_queue,
-            priority=priority,
-            version=workflow.version or NO_VERSION,  # only workers with this code's version claim it
-        )
-        return handle
-    if wake_at is not None:
-        # Queued with its not-before time: workers respect it, and so does the runner here.
-        existing = runner.call(
-            create_or_find,
-            store,
-            execution_id,
-            workflow.name,
-            workflow.target,
-            input,
-            ExecutionStatus.QUEUED,
-            wake_at=wake_at,
-            version=workflow.version or NO_VERSION,
-        )
-        if _to_drive(existing):
-            runner.submit(workflow, store, execution_id, None, settings.lease_seconds)
-        return handle
-    owner = new_owner("start")
-    existing = runner.call(
+    # The execution as this call would create it: stamped with this code's version, so only workers with
+    # that version claim it (taskloom.versioning).
+    create = functools.partial(
         create_or_find,
         store,
         execution_id,
         workflow.name,
         workflow.target,
         input,
-        ExecutionStatus.RUNNING,
-        lease_owner=owner,
-        lease_seconds=settings.lease_seconds,
         version=workflow.version or NO_VERSION,
     )
+    if settings.start == "queue" or queued:
+        declared = queue if isinstance(queue, Queue) else named_declaration(on_queue)
+        if declared is not None:  # its limits reach the store before any worker of it starts
+            register_queues(store, [declared])
+        create(ExecutionStatus.QUEUED, wake_at=wake_at, queue=on_queue, priority=priority)
+        return handle
+    if wake_at is not None:
+        # Queued with its not-before time: workers respect it, and so does the runner here.
+        existing = runner.call(create, ExecutionStatus.QUEUED, wake_at=wake_at)
+        if _to_drive(existing):
+            runner.submit(workflow, store, execution_id, None, settings.lease_seconds)
+        return handle
+    owner = new_owner("start")
+    existing = runner.call(create, ExecutionStatus.RUNNING, lease_owner=owner, lease_seconds=settings.lease_seconds)
     if existing is None:
         runner.submit(workflow, store, execution_id, owner, settings.lease_seconds)
     elif _to_drive(existing):
