@@ -29,7 +29,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from taskloom import masking
+from taskloom import masking, thread_hops
 from taskloom.cache import MISS, CachedCall
 from taskloom.errors import TaskTimeoutError
 
@@ -278,40 +278,15 @@ async def _await(awaitable: Any) -> Any:
 
 # -- asynchronous --------------------------------------------------------------------------------------
 def run_in_thread(fn: Callable[[], Any], *, executor: Executor | None, isolated: bool) -> asyncio.Future[Any]:
-    """Run a sync function off the event loop.
+    """Run a sync function off the event loop, in a copy of the caller's context.
 
     ``isolated`` (used when the attempt has a timeout) gives it a daemon thread of its own, so an attempt
-    that never returns cannot occupy a pool slot or hold up interpreter exit.
+    that never returns cannot occupy a pool slot or hold up interpreter exit. Otherwise it goes to
+    ``executor``: a workflow run's :class:`~taskloom.thread_hops.ThreadLane` (the process's reused
+    threads, outcomes handed back to the loop in batches), the loop's default (``None``), or any other
+    ``Executor``. See :mod:`taskloom.thread_hops`.
     """
-    loop = asyncio.get_running_loop()
-    context = contextvars.copy_context()
-    if not isolated:
-        return loop.run_in_executor(executor, context.run, fn)
-    future: asyncio.Future[Any] = loop.create_future()
-
-    def settle(value: Any, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)
-
-    def target() -> None:
-        try:
-            value = context.run(fn)
-        except BaseException as error:
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(settle, None, error)
-            return
-        if not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(settle, value, None)
-            except RuntimeError:  # loop closed between the check and the call
-                pass
-
-    threading.Thread(target=target, name="taskloom-attempt", daemon=True).start()
-    return future
+    return thread_hops.run_in_thread(fn, executor=executor, isolated=isolated)
 
 
 async def call_async(

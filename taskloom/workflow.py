@@ -16,7 +16,6 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -56,6 +55,7 @@ from taskloom.replay import ExecutionRun
 from taskloom.settings import Settings
 from taskloom.store import default_store
 from taskloom.store.base import Acquired, ExecutionRecord, ExecutionStatus, Store, holder_died, not_yet_due
+from taskloom.thread_hops import ThreadLane
 from taskloom.versioning import NO_VERSION, check_version, claim_version
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ WorkflowFn = Callable[[WorkflowExecutionContext[Any]], Awaitable[Any]]
 
 log = logging.getLogger("taskloom.workflow")
 
-#: threads for sync task bodies of one execution (I/O-bound tasks are the common case)
+#: sync task bodies of one execution running at once (I/O-bound tasks are the common case)
 STEP_THREADS = 32
 #: how often a second driver looks whether the owner of an execution finished (or died)
 OWNER_POLL_SECONDS = 0.2
@@ -458,7 +458,7 @@ class Workflow(Generic[T]):
         (``claimed``) that meets a replay mismatch keeps it, for the worker to set the execution aside.
         """
         ctx: WorkflowExecutionContext[T] = WorkflowExecutionContext(self.name, execution_id, input, store)
-        executor = ThreadPoolExecutor(STEP_THREADS, thread_name_prefix=f"taskloom-{self.name}")
+        executor = ThreadLane(STEP_THREADS, f"taskloom-{self.name}")  # the process's threads, reused
         if events is None:
             events = store.load_events(execution_id)
         parent = parent_of(events)  # a child execution tells its parent when it ends

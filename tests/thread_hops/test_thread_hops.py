@@ -1,0 +1,320 @@
+"""taskloom.thread_hops with real threads and real event loops: what run_in_executor guaranteed still holds.
+
+No test sleeps to wait: bodies wait on events and barriers the test sets, and a lane of limit 1 runs its
+jobs in order, so a job awaited after another proves the other was fully handed back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from taskloom import thread_hops
+from taskloom.thread_hops import ThreadLane, run_in_thread
+
+WAIT = 10.0  # a bound on waits for other threads, never reached when the code is right
+caller: contextvars.ContextVar[str] = contextvars.ContextVar("caller", default="unset")
+
+
+class Stop(BaseException):
+    """Not an Exception: it must reach the awaiter all the same."""
+
+
+class CountingLoop(asyncio.SelectorEventLoop):
+    """A real loop that counts the wake-ups other threads send it."""
+
+    wakeups = 0
+
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any, context: Any = None) -> Any:
+        self.wakeups += 1
+        return super().call_soon_threadsafe(callback, *args, context=context)
+
+
+def run(coroutine: Any) -> Any:
+    with asyncio.Runner() as runner:
+        return runner.run(coroutine)
+
+
+@pytest.fixture
+def no_lane_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    with caplog.at_level(logging.ERROR, logger="taskloom.thread_hops"):
+        yield
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+
+
+def test_many_concurrent_jobs_return_their_own_results(no_lane_errors: None) -> None:
+    lane = ThreadLane(8, "hops")
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(
+            *(run_in_thread(lambda i=i: i * i, executor=lane, isolated=False) for i in range(500))
+        )
+
+    assert run(main()) == [i * i for i in range(500)]
+
+
+def test_a_lane_runs_exactly_its_limit_at_once() -> None:
+    limit = 4
+    together = threading.Barrier(limit, timeout=WAIT)  # breaks if fewer than `limit` ever run at once
+    lock = threading.Lock()
+    active = [0, 0]  # now, most
+
+    def body() -> str:
+        with lock:
+            active[0] += 1
+            active[1] = max(active[1], active[0])
+        together.wait()
+        with lock:
+            active[0] -= 1
+        return threading.current_thread().name
+
+    async def main() -> list[str]:
+        lane = ThreadLane(limit, "limited")
+        return await asyncio.gather(*(run_in_thread(body, executor=lane, isolated=False) for _ in range(limit * 6)))
+
+    names = run(main())
+    assert active[1] == limit
+    assert all(name.startswith("limited_") for name in names), names
+
+
+def test_exceptions_reach_the_awaiter_as_themselves_base_exceptions_too() -> None:
+    lane = ThreadLane(2)
+    value_error = ValueError("bad")
+    stop = Stop()
+
+    def raises(error: BaseException) -> Callable[[], None]:
+        def body() -> None:
+            raise error
+
+        return body
+
+    async def outcome(error: BaseException) -> BaseException | None:
+        try:
+            await run_in_thread(raises(error), executor=lane, isolated=False)
+        except BaseException as caught:
+            return caught
+        return None
+
+    async def main() -> list[BaseException | None]:
+        return [await outcome(value_error), await outcome(stop)]
+
+    assert run(main()) == [value_error, stop]
+
+
+def test_a_stop_iteration_arrives_as_runtime_error_caused_by_it() -> None:
+    # An asyncio future refuses StopIteration; it must not leave the awaiter hanging.
+    stop = StopIteration(7)
+
+    def body() -> None:
+        raise stop
+
+    async def main() -> BaseException:
+        with pytest.raises(RuntimeError) as caught:
+            await run_in_thread(body, executor=ThreadLane(1), isolated=False)
+        return caught.value
+
+    assert run(main()).__cause__ is stop
+
+
+def test_the_body_sees_the_callers_context_and_its_changes_stay_in_the_job() -> None:
+    def body() -> str:
+        seen = caller.get()
+        caller.set("changed by the body")
+        return seen
+
+    async def main() -> tuple[str, str, str]:
+        caller.set("the caller")
+        seen = await run_in_thread(body, executor=ThreadLane(1), isolated=False)
+        timed = await run_in_thread(body, executor=None, isolated=True)
+        return seen, timed, caller.get()
+
+    assert run(main()) == ("the caller", "the caller", "the caller")
+
+
+def test_finished_jobs_wake_the_loop_once_per_batch_and_a_cancelled_awaiter_is_skipped() -> None:
+    loop = CountingLoop()
+    try:
+
+        async def main() -> list[Any]:
+            hub = thread_hops._hub(asyncio.get_running_loop())
+            gone, kept, failed = (loop.create_future() for _ in range(3))
+            gone.cancel()
+            error = ValueError("kept")
+            # Three outcomes arrive before the loop runs again: one batch, settled in one callback.
+            hub.finished(gone, "dropped", None)
+            hub.finished(kept, "kept", None)
+            hub.finished(failed, None, error)
+            assert loop.wakeups == 1
+            return [await kept, await asyncio.gather(failed, return_exceptions=True) == [error], gone.cancelled()]
+
+        assert loop.run_until_complete(main()) == ["kept", True, True]
+    finally:
+        loop.close()
+
+
+def test_a_job_whose_awaiter_was_cancelled_before_it_started_does_not_run() -> None:
+    release = threading.Event()
+    ran: list[str] = []
+
+    def first() -> None:
+        release.wait(WAIT)
+        ran.append("first")
+
+    async def main() -> None:
+        lane = ThreadLane(1)  # one at a time, in order
+        blocker = run_in_thread(first, executor=lane, isolated=False)
+        queued = run_in_thread(lambda: ran.append("queued"), executor=lane, isolated=False)
+        queued.cancel()
+        release.set()
+        await blocker
+        await run_in_thread(lambda: ran.append("last"), executor=lane, isolated=False)
+
+    run(main())
+    assert ran == ["first", "last"]
+
+
+def test_cancelling_the_awaiter_of_a_running_job_leaves_the_others_alone() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> str:
+        started.set()
+        release.wait(WAIT)
+        return "slow"
+
+    async def main() -> list[Any]:
+        lane = ThreadLane(2)
+        abandoned = run_in_thread(slow, executor=lane, isolated=False)
+        others = [run_in_thread(lambda i=i: i, executor=lane, isolated=False) for i in range(20)]
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, WAIT)
+        abandoned.cancel()
+        release.set()
+        return await asyncio.gather(*others)
+
+    assert run(main()) == list(range(20))
+
+
+def test_a_job_that_ends_after_its_loop_closed_does_not_break_its_lane(no_lane_errors: None) -> None:
+    lane = ThreadLane(1)
+    started, release = threading.Event(), threading.Event()
+
+    def outlives_its_loop() -> str:
+        started.set()
+        release.wait(WAIT)
+        return "nobody awaits this"
+
+    async def leave_it_running() -> None:
+        run_in_thread(outlives_its_loop, executor=lane, isolated=False)
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, WAIT)
+
+    async def next_job() -> str:
+        release.set()  # the first job now ends, its loop closed; the lane's next job runs after it
+        return str(await run_in_thread(lambda: "next", executor=lane, isolated=False))
+
+    run(leave_it_running())
+    assert run(next_job()) == "next"
+
+
+def test_an_isolated_job_that_ends_after_its_loop_closed_does_not_raise() -> None:
+    started, release = threading.Event(), threading.Event()
+    threads: list[threading.Thread] = []
+    raised: list[Any] = []
+
+    def body() -> None:
+        threads.append(threading.current_thread())
+        started.set()
+        release.wait(WAIT)
+
+    async def leave_it_running() -> None:
+        run_in_thread(body, executor=None, isolated=True)
+
+    previous = threading.excepthook
+    threading.excepthook = raised.append
+    try:
+        run(leave_it_running())
+        assert started.wait(WAIT)
+        release.set()
+        threads[0].join(WAIT)
+    finally:
+        threading.excepthook = previous
+    assert not threads[0].is_alive() and raised == []
+    assert threads[0].name == "taskloom-attempt" and threads[0].daemon
+
+
+def test_no_executor_runs_on_a_lane_of_asyncios_size_and_a_loops_own_default_is_kept() -> None:
+    def name() -> str:
+        return threading.current_thread().name
+
+    async def default() -> str:
+        return str(await run_in_thread(name, executor=None, isolated=False))
+
+    async def own_default() -> str:
+        with ThreadPoolExecutor(1, thread_name_prefix="users-own") as pool:
+            asyncio.get_running_loop().set_default_executor(pool)
+            return str(await run_in_thread(name, executor=None, isolated=False))
+
+    assert run(default()).startswith("asyncio_")
+    assert run(own_default()).startswith("users-own")
+
+
+def test_another_executor_is_used_as_before() -> None:
+    async def main() -> str:
+        with ThreadPoolExecutor(1, thread_name_prefix="other-executor") as pool:
+            return str(await run_in_thread(lambda: threading.current_thread().name, executor=pool, isolated=False))
+
+    assert run(main()).startswith("other-executor")
+
+
+def test_a_lane_is_an_executor_that_refuses_work_after_shutdown() -> None:
+    lane = ThreadLane(2, "as-executor")
+    assert lane.submit(pow, 2, 10).result(WAIT) == 1024
+    with pytest.raises(ZeroDivisionError):
+        lane.submit(divmod, 1, 0).result(WAIT)
+    lane.shutdown(wait=False)
+    with pytest.raises(RuntimeError):
+        lane.submit(pow, 2, 2)
+
+
+def test_an_idle_pool_thread_ends_and_the_next_job_starts_another() -> None:
+    pool = thread_hops._Threads(idle_seconds=0.01)
+    seen: list[threading.Thread] = []
+    done = threading.Event()
+
+    def work() -> None:
+        seen.append(threading.current_thread())
+        done.set()
+
+    pool.start(work)
+    assert done.wait(WAIT)
+    seen[0].join(WAIT)  # it retires once idle
+    assert not seen[0].is_alive() and seen[0].daemon
+    done.clear()
+    pool.start(work)
+    assert done.wait(WAIT) and seen[1] is not seen[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_forked_child_gets_threads_of_its_own() -> None:
+    # The parent has pool threads waiting for work; none of them exists in the child.
+    assert run(_in_child()) == "child"
+    parents = thread_hops._threads
+    pid = os.fork()
+    if pid == 0:
+        try:
+            fresh = thread_hops._threads is not parents
+            os._exit(0 if fresh and run(_in_child()) == "child" else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+async def _in_child() -> str:
+    return str(await run_in_thread(lambda: "child", executor=ThreadLane(1), isolated=False))
