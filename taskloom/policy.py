@@ -174,9 +174,9 @@ def _drive(turns: Turns, perform: Callable[[Turn], Any]) -> Any:
             error = failed
 
 
-async def _adrive(turns: Turns, perform: Callable[[Turn], Awaitable[Any]]) -> Any:
+async def _adrive(turns: Turns, perform: Callable[[Turn], Awaitable[Any]], error: BaseException | None = None) -> Any:
+    """Drive ``turns``; ``error`` is the failure of the turn already performed (see ``_call_async``)."""
     value: Any = None
-    error: BaseException | None = None
     while True:
         try:
             turn = _next(turns, value, error)
@@ -380,4 +380,16 @@ async def _call_async(
         result = await off_the_loop(lambda: handler(*args, **kwargs))
         return await result if inspect.isawaitable(result) else result
 
-    return await _adrive(_turns(task, control, observer, cached, retried), perform)
+    if retried is not None:
+        return await _adrive(_turns(task, control, observer, cached, retried), perform)
+    # The first turn of a fresh call is always attempt 1, and most attempts succeed: made here directly,
+    # the policy's generator is built only when it fails (a step's cost is mostly this path).
+    try:
+        value = await attempt(1)
+    except Exception as failed:
+        turns = _turns(task, control, observer, cached, None)
+        next(turns)  # Attempt(1): performed above
+        return await _adrive(turns, perform, failed)
+    if cached is not None:
+        cached.put(value)
+    return value

@@ -13,7 +13,7 @@ import asyncio
 import sys
 import threading
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -90,11 +90,10 @@ _TASKS = (
 )
 
 
-def _alone_on_loop(main: asyncio.Task[Any] | None) -> bool:
-    # Cheap tests first: steps inside parallel/map run in child tasks, never inline; and when asyncio
-    # knows of one task at most, it is this one (all_tasks() would build a set on every step).
-    if main is None or asyncio.current_task() is not main:
-        return False
+def _alone_on_loop() -> bool:
+    """No other asyncio task exists (asked of the workflow's main task: steps inside parallel/map run in
+    child tasks, never inline). When asyncio knows of one task at most, it is this one; all_tasks() would
+    build a set on every step."""
     return (_TASKS is not None and len(_TASKS) <= 1) or len(asyncio.all_tasks()) <= 1
 
 
@@ -103,33 +102,33 @@ class DeferredStart:
 
     Both reach the store before the workflow moves on, in one transaction instead of two. A step still
     running after :data:`START_FLUSH_DELAY` (or reporting progress, or retrying) has its start written at
-    once, so long steps show as running. Safe to flush from a task's own thread.
+    once, so long steps show as running. Safe to flush from a task's own thread: the event is handed over
+    under the run's watchdog lock (one lock per run, not one per step: this is on every step's path).
     """
 
-    __slots__ = ("_event", "_lock", "_run", "cancelled")
+    __slots__ = ("_event", "_run", "cancelled")
 
     def __init__(self, run: ExecutionRun, event: NewEvent | None) -> None:
         self._run = run
         self._event = event
-        self._lock = threading.Lock()
         #: the step was cancelled (see ExecutionRun._run_body): nothing more is written for it
         self.cancelled = False
-
-    def arm(self) -> None:
-        if self._event is not None:
-            self._run.watchdog.watch(self)
+        if event is not None:
+            run.watchdog.watch(self)
 
     def flush(self) -> None:
-        with self._lock:
+        with self._run.watchdog.lock:
             event, self._event = self._event, None
         if event is not None:
             self._run.append(event)
 
     def take(self) -> tuple[NewEvent, ...]:
         """The start event if it was not written yet (to go with the outcome), and stop watching it."""
-        self._run.watchdog.unwatch(self)
-        with self._lock:
+        watchdog = self._run.watchdog
+        with watchdog.lock:
             event, self._event = self._event, None
+            if event is not None:  # the watchdog may have just dropped it, about to flush it
+                watchdog.pending.pop(self, None)
         return (event,) if event is not None else ()
 
     def cancel(self) -> None:
@@ -141,25 +140,22 @@ class DeferredStart:
 class StartWatchdog:
     """One thread per execution that writes the starts of steps still running after START_FLUSH_DELAY.
 
-    A thread rather than loop timers, because a sync step running inline blocks the loop.
+    A thread rather than loop timers, because a sync step running inline blocks the loop. ``pending`` holds
+    the starts still held, with when each is due; both change under ``lock``.
     """
 
     def __init__(self) -> None:
-        self._pending: dict[DeferredStart, float] = {}
-        self._lock = threading.Lock()
+        self.pending: dict[DeferredStart, float] = {}
+        self.lock = threading.Lock()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
 
     def watch(self, start: DeferredStart) -> None:
-        with self._lock:
-            self._pending[start] = time.monotonic() + START_FLUSH_DELAY
+        with self.lock:
+            self.pending[start] = time.monotonic() + START_FLUSH_DELAY
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="taskloom-start-watchdog", daemon=True)
                 self._thread.start()
-
-    def unwatch(self, start: DeferredStart) -> None:
-        with self._lock:
-            self._pending.pop(start, None)
 
     def stop(self) -> None:
         self._stopped.set()
@@ -167,10 +163,10 @@ class StartWatchdog:
     def _loop(self) -> None:
         while not self._stopped.wait(START_FLUSH_DELAY / 2):
             now = time.monotonic()
-            with self._lock:
-                due = [start for start, deadline in self._pending.items() if deadline <= now]
+            with self.lock:
+                due = [start for start, deadline in self.pending.items() if deadline <= now]
                 for start in due:
-                    del self._pending[start]
+                    del self.pending[start]
             for start in due:
                 try:
                     start.flush()
@@ -361,14 +357,16 @@ class ExecutionRun:
             if step.outcome is _FAILED:
                 raise self.decode(step.value, step_id, task.name)
         self.check_cancelled()
+        on_main = self.main_task is not None and asyncio.current_task() is self.main_task
         # A sync body runs on the loop's thread only when no other asyncio task exists to be blocked
         # (a sequential workflow driven by run()); otherwise, or with a timeout, it gets a thread.
         # A deadline (``@workflow(timeout=...)``) must be able to interrupt the loop: no body runs on it then.
         inline = (
-            not task.is_async
+            on_main
+            and not task.is_async
             and not task.options.effective_timeout
             and self.deadline is None
-            and _alone_on_loop(self.main_task)
+            and _alone_on_loop()
         )
         start_event: NewEvent | None = None
         if step is None and not start_recorded:
@@ -381,7 +379,6 @@ class ExecutionRun:
                 self.append(started, NewEvent(_FAILED, step_id, task.name, blob))
                 raise
         start = DeferredStart(self, start_event)
-        start.arm()
         control = (
             TaskControl(task.name, f"{self.execution_id}:{step_id}", reporter=StepReporter(self, step_id, start))
             if task.wants_control
@@ -389,7 +386,7 @@ class ExecutionRun:
         )
         observer = StepObserver(self, step_id, task.name, start, None if step is None else step.retried)
         with tracing.step(self.execution_id, step_id, task.name):  # its logs' origin, and its span
-            return await self._run_body(step_id, task, args, kwargs, start, control, observer, inline)
+            return await self._run_body(step_id, task, args, kwargs, start, control, observer, inline, on_main)
 
     async def _run_body(
         self,
@@ -401,6 +398,7 @@ class ExecutionRun:
         control: TaskControl | None,
         observer: StepObserver,
         inline: bool,
+        on_main: bool,
     ) -> Any:
         try:
             if task.is_async:
@@ -427,7 +425,9 @@ class ExecutionRun:
             blob, data = self._encode_result(task, step_id, value)
         except Exception as error:
             what = f"task {task.name!r} (step {step_id})"
-            await self.record(*start.take(), NewEvent(_FAILED, step_id, task.name, serde.dumps_error(error, what=what)))
+            failed = NewEvent(_FAILED, step_id, task.name, serde.dumps_error(error, what=what))
+            if (written := self.record((*start.take(), failed), on_main)) is not None:
+                await written
             raise
         except SystemExit as exiting:
             # The body asked to end the process: that is a crash of this attempt, not an outcome.
@@ -442,16 +442,21 @@ class ExecutionRun:
             if control is not None:
                 control.request_stop()
             raise
-        await self.record(*start.take(), NewEvent(_COMPLETED, step_id, task.name, blob, data))
+        if (
+            written := self.record((*start.take(), NewEvent(_COMPLETED, step_id, task.name, blob, data)), on_main)
+        ) is not None:
+            await written
         return value
 
-    async def record(self, *events: NewEvent) -> None:
-        """Write a step's outcome: at once from the main task (a sequential step: nobody to wait for),
-        else in a transaction shared with the steps finishing with it (:mod:`taskloom.group_commit`)."""
-        if asyncio.current_task() is self.main_task:
+    def record(self, events: tuple[NewEvent, ...], on_main: bool) -> Awaitable[None] | None:
+        """Write a step's outcome: at once from the workflow's main task (a sequential step: nobody to wait
+        for; None is returned), else in a transaction shared with the steps finishing with it
+        (:mod:`taskloom.group_commit`), whose awaitable is returned. Not a coroutine: most steps are
+        sequential, and they need not build one."""
+        if on_main:
             self.append(*events)
-        else:
-            await self.group.write(events)
+            return None
+        return self.group.write(events)
 
     def start_event(
         self, step_id: str, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -36,18 +36,11 @@ DESELECT: dict[str, list[str]] = {
 EQUIVALENT: dict[str, tuple[str, str]] = {
     # -- taskloom/replay.py
     "taskloom.replay.xǁDeferredStartǁtake__mutmut_1": (
-        "self._run.watchdog.unwatch(None)",
+        "watchdog.pending.pop(None, None)",
         (
-            "take() empties the DeferredStart under its lock before it returns, so when the watchdog later pops "
-            "the entry it was not told to drop (at most START_FLUSH_DELAY later), flush() finds no event and "
-            "writes nothing; the only difference is an entry in the watchdog's private dict for those 50 ms"
-        ),
-    ),
-    "taskloom.replay.xǁStartWatchdogǁunwatch__mutmut_1": (
-        "self._pending.pop(None, None)",
-        (
-            "as DeferredStart.take__mutmut_1: unwatch is called only by take(), which has already emptied the "
-            "DeferredStart, so the entry left behind flushes nothing when it falls due"
+            "take() empties the DeferredStart under the watchdog's lock before it returns, so when the watchdog "
+            "later pops the entry it was not told to drop (at most START_FLUSH_DELAY later), flush() finds no "
+            "event and writes nothing; the only difference is an entry in the watchdog's dict for those 50 ms"
         ),
     ),
     "taskloom.replay.xǁExecutionRunǁ__init____mutmut_12": (
@@ -193,7 +186,7 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         ),
     ),
     "taskloom.replay.xǁStartWatchdogǁ_loop__mutmut_7": (
-        "due = [start for start, deadline in self._pending.items() if deadline < now]",
+        "due = [start for start, deadline in self.pending.items() if deadline < now]",
         (
             "differs only when time.monotonic() returns exactly a start's deadline (an earlier time.monotonic() "
             "plus START_FLUSH_DELAY)"
