@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.pop("TASKLOOM_EXECUTOR", None)
     with (
         LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+            n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0"
         ) as cluster,
         Client(cluster) as client,
     ):

@@ -71,6 +71,9 @@ STOP_POLL_SECONDS = 0.1
 WATCH_SECONDS = 0.05
 #: how long the driver waits, after an outcome, for the TaskControl calls the attempt made before it
 DRAIN_SECONDS = 5.0
+#: how long ``TASKLOOM_EXECUTOR=dask://...`` tries to reach its scheduler before saying it cannot (Dask's own
+#: default, 30 s, is long to wait for a typo; a scheduler that is up answers in milliseconds)
+CONNECT_SECONDS = 10.0
 Message = tuple[Any, ...]
 
 
@@ -286,10 +289,11 @@ def connect_dask(address: str) -> DaskExecutor:
     scheme, _, rest = address.partition("://")
     target = {"dask": f"tcp://{rest}", "dask+tls": f"tls://{rest}"}.get(scheme.lower(), address)
     try:
-        client = distributed.Client(target, set_as_default=False)
-    except OSError as error:
+        client = distributed.Client(target, set_as_default=False, timeout=CONNECT_SECONDS)
+    except OSError as error:  # refused, unresolvable, or no answer within CONNECT_SECONDS (TimeoutError)
         raise BackendError(
-            f"TASKLOOM_EXECUTOR={address!r}: cannot reach the Dask scheduler at {target} ({error})"
+            f"TASKLOOM_EXECUTOR={address!r}: cannot reach the Dask scheduler at {target} within "
+            f"{CONNECT_SECONDS:g} s ({error})"
         ) from None
     return DaskExecutor(client, owns_client=True)
 

@@ -63,7 +63,11 @@ def dask_client(app_dir: Path) -> Iterator[Any]:
 
     import taskloom.executors
 
-    cluster = LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None)
+    # Its HTTP server (health, metrics; the dashboard if bokeh is there) on a free loopback port: None would
+    # leave Dask's default, 8787, which a second test run on the machine would find taken.
+    cluster = LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+    )
     client = Client(cluster)
     try:
         with taskloom.executors.use_dask(client):

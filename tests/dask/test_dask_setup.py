@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,20 @@ def test_local_or_no_executor_runs_attempts_in_this_process(value: str, monkeypa
     monkeypatch.setenv("TASKLOOM_EXECUTOR", value)
     assert Settings.from_env().executor is None
     assert current_executor() is None
+
+
+def test_an_unreachable_scheduler_is_an_error_naming_the_address_within_the_connect_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from taskloom.errors import BackendError
+    from taskloom.executors import dask as dask_executor
+
+    with socket.socket() as probe:  # a port on loopback that nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setattr(dask_executor, "CONNECT_SECONDS", 1.0)
+    with pytest.raises(BackendError, match=rf"TASKLOOM_EXECUTOR='dask://127.0.0.1:{port}': cannot reach .* within 1 s"):
+        dask_executor.connect_dask(f"dask://127.0.0.1:{port}")
 
 
 def test_import_taskloom_does_not_import_dask() -> None:
