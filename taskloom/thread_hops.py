@@ -113,11 +113,19 @@ class ThreadLane(Executor):
         self._numbers = itertools.count()
 
     def push(self, job: Callable[[], None]) -> None:
-        """Queue ``job`` (which must not raise), starting a drain while fewer than ``limit`` run."""
+        """Queue ``job`` (which must not raise), starting a drain while fewer than ``limit`` run.
+
+        No lock on the way of a job (the loop thread would queue behind its own workers for it): deque
+        appends and pops are atomic, and only starting or ending a drain takes the lock. The job is
+        appended *before* the count is read, and a drain ends only after seeing the deque empty under
+        the lock with its count already given back, so a job is never left without a drain.
+        """
+        if self._closed:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        self._pending.append(job)
+        if self._running >= self.limit:
+            return
         with self._lock:
-            if self._closed:
-                raise RuntimeError("cannot schedule new futures after shutdown")
-            self._pending.append(job)
             if self._running >= self.limit:
                 return
             self._running += 1
@@ -126,20 +134,29 @@ class ThreadLane(Executor):
     def _drain(self) -> None:
         current = threading.current_thread()
         current.name = f"{self.name}_{next(self._numbers)}"
-        pending, lock = self._pending, self._lock
+        pending = self._pending
         try:
             while True:
-                with lock:
-                    if not pending:
-                        self._running -= 1
-                        return
+                try:
                     job = pending.popleft()
+                except IndexError:
+                    if self._stop_draining():
+                        return
+                    continue
                 try:
                     job()
                 except BaseException:  # a job catches its own errors; one that did not must not stop the lane
                     log.exception("a job of thread lane %r raised", self.name)
         finally:
             current.name = IDLE_NAME
+
+    def _stop_draining(self) -> bool:
+        """True if this drain ends (nothing queued); False if a job came in as it was about to."""
+        with self._lock:
+            if self._pending:
+                return False
+            self._running -= 1
+            return True
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """The ``Executor`` way in, for code that wants a concurrent Future (the workflow path does not)."""
@@ -161,37 +178,43 @@ class ThreadLane(Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Refuse new jobs. ``wait`` and ``cancel_futures`` are accepted for the interface and ignored:
         the workflow path shuts its lane without waiting, and drops what it no longer awaits itself."""
-        with self._lock:
-            self._closed = True
+        self._closed = True
 
 
 class _Hub:
-    """One event loop's done-list: workers append outcomes, the loop settles them in batches."""
+    """One event loop's done-list: workers append finished jobs, the loop settles them in batches.
+
+    Lock-free: whoever pops the single wake token sends the one wake-up; the loop puts the token back
+    *before* it empties the list, so a job appended after that either is emptied with the rest or finds
+    the token and wakes the loop again (at worst once too often, never too few).
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._lock = threading.Lock()
-        self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        self._done: deque[_Hop] = deque()
+        self._token = [True]
         #: stands in for the loop's default executor (``executor=None``), with asyncio's limit
         self.default_lane = ThreadLane(DEFAULT_LIMIT, "asyncio")
 
-    def finished(self, future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
-        """Called in a worker: hand an outcome to the loop, waking it only if no batch is pending."""
-        with self._lock:
-            self._done.append((future, value, error))
-            if len(self._done) > 1:
-                return  # the wake-up already sent will settle this one too
+    def finished(self, hop: _Hop) -> None:
+        """Called in a worker: hand a finished job to the loop, waking it only if no wake-up is pending."""
+        self._done.append(hop)
+        try:
+            self._token.pop()
+        except IndexError:
+            return  # the wake-up already sent will settle this one too
         try:
             self.loop.call_soon_threadsafe(self._settle)
         except RuntimeError:
             pass  # the loop is closed: nobody awaits the outcome any more
 
     def _settle(self) -> None:
-        with self._lock:
-            batch, self._done = self._done, []
-        for future, value, error in batch:
-            if not future.done():  # a cancelled awaiter skips only its own outcome
-                _settle_one(future, value, error)
+        self._token.append(True)
+        done = self._done
+        while done:
+            hop = done.popleft()
+            if not hop.future.done():  # a cancelled awaiter skips only its own outcome
+                _settle_one(hop.future, hop.value, hop.error)
 
 
 def _settle_one(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
@@ -210,22 +233,23 @@ def _settle_one(future: asyncio.Future[Any], value: Any, error: BaseException | 
 class _Hop:
     """One job of :func:`run_in_thread`: run ``fn`` in ``context``, hand the outcome to ``hub``."""
 
-    __slots__ = ("context", "fn", "future", "hub")
+    __slots__ = ("context", "error", "fn", "future", "hub", "value")
 
     def __init__(
         self, hub: _Hub, future: asyncio.Future[Any], context: contextvars.Context, fn: Callable[[], Any]
     ) -> None:
         self.hub, self.future, self.context, self.fn = hub, future, context, fn
+        self.value: Any = None
+        self.error: BaseException | None = None
 
     def __call__(self) -> None:
         if self.future.cancelled():  # its awaiter gave up before it started: like a queued pool job
             return
         try:
-            value = self.context.run(self.fn)
+            self.value = self.context.run(self.fn)
         except BaseException as error:
-            self.hub.finished(self.future, None, error)
-        else:
-            self.hub.finished(self.future, value, None)
+            self.error = error
+        self.hub.finished(self)
 
 
 _local = threading.local()

@@ -61,6 +61,21 @@ def test_many_concurrent_jobs_return_their_own_results(no_lane_errors: None) -> 
     assert run(main()) == [i * i for i in range(500)]
 
 
+def test_no_job_is_left_behind_when_drains_end_as_jobs_arrive(no_lane_errors: None) -> None:
+    # Drains end as soon as their lane is empty: many small bursts make jobs arrive just as they end.
+    # A job left without a drain would never settle, and wait_for would time out.
+    lane = ThreadLane(2, "bursts")
+
+    async def main() -> int:
+        settled = 0
+        for burst in range(300):
+            hops = [run_in_thread(lambda i=i: i, executor=lane, isolated=False) for i in range(burst % 5 + 1)]
+            settled += len(await asyncio.wait_for(asyncio.gather(*hops), WAIT))
+        return settled
+
+    assert run(main()) == sum(b % 5 + 1 for b in range(300))
+
+
 def test_a_lane_runs_exactly_its_limit_at_once() -> None:
     limit = 4
     together = threading.Barrier(limit, timeout=WAIT)  # breaks if fewer than `limit` ever run at once
@@ -139,6 +154,13 @@ def test_the_body_sees_the_callers_context_and_its_changes_stay_in_the_job() -> 
     assert run(main()) == ("the caller", "the caller", "the caller")
 
 
+def finish(hub: Any, future: asyncio.Future[Any], value: Any = None, error: BaseException | None = None) -> None:
+    """What a worker does when a job ends with ``value`` or ``error``."""
+    hop = thread_hops._Hop(hub, future, contextvars.copy_context(), lambda: None)
+    hop.value, hop.error = value, error
+    hub.finished(hop)
+
+
 def test_finished_jobs_wake_the_loop_once_per_batch_and_a_cancelled_awaiter_is_skipped() -> None:
     loop = CountingLoop()
     try:
@@ -149,9 +171,9 @@ def test_finished_jobs_wake_the_loop_once_per_batch_and_a_cancelled_awaiter_is_s
             gone.cancel()
             error = ValueError("kept")
             # Three outcomes arrive before the loop runs again: one batch, settled in one callback.
-            hub.finished(gone, "dropped", None)
-            hub.finished(kept, "kept", None)
-            hub.finished(failed, None, error)
+            finish(hub, gone, "dropped")
+            finish(hub, kept, "kept")
+            finish(hub, failed, error=error)
             assert loop.wakeups == 1
             return [await kept, await asyncio.gather(failed, return_exceptions=True) == [error], gone.cancelled()]
 
