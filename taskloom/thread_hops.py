@@ -72,11 +72,14 @@ class _Threads:
                 self._idle -= 1
                 self._queue.put(work)
                 return
-        threading.Thread(target=self._serve, args=(work,), name=IDLE_NAME, daemon=True).start()
+        # The first work goes in a box the thread empties: Thread keeps its args for as long as it runs.
+        threading.Thread(target=self._serve, args=([work],), name=IDLE_NAME, daemon=True).start()
 
-    def _serve(self, work: Callable[[], None]) -> None:
+    def _serve(self, first: list[Callable[[], None]]) -> None:
+        work = first.pop()
         while True:
             work()  # a drain: it catches what its jobs raise
+            del work  # an idle thread keeps no lane alive
             with self._lock:
                 self._idle += 1
             try:
