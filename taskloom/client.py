@@ -289,20 +289,25 @@ class TaskloomClient:
     def _follow(self, path: str, after: int) -> Iterator[ServerSentEvent]:
         """The messages of the live stream at ``path`` after id ``after``, through its end message.
 
-        Reconnects after a drop with ``Last-Event-ID``; skips a message whose id is not past the last one
-        (so none is seen twice). The first connection failing is an error at once (no server there); once
-        connected, drops and 502/503/504 are retried as :attr:`reconnect` says.
+        Reconnects after a drop with ``Last-Event-ID``, none seen twice: two messages may share an id (a
+        step's start and outcome, stored as one row, share its seq), so when the last message given was a
+        ``step_started`` a reconnect resumes just before its id, and the messages of that id already given
+        (told apart by their event) are skipped, as is any message whose id is below the last. The first
+        connection failing is an error at once (no server there); once connected, drops and 502/503/504
+        are retried as :attr:`reconnect` says.
         """
         import httpx
         from httpx_sse import connect_sse
 
         timeout = httpx.Timeout(30, read=None)  # a live stream may be quiet for long: never a read timeout
         last = after
+        seen: set[str] = set()  # the events given with id ``last`` on this stream
+        latest = ""  # the event of the last message given
         connected = False
         waits: Iterator[float] | None = None
         dropped_at = 0.0
         while True:
-            headers = {"Last-Event-ID": str(last)}
+            headers = {"Last-Event-ID": str(last - 1 if latest == "step_started" else last)}
             problem: Exception
             try:
                 with connect_sse(self._http, "GET", path, headers=headers, timeout=timeout) as source:
@@ -320,9 +325,12 @@ class TaskloomClient:
                             continue
                         if message.id:
                             seq = int(message.id)
-                            if seq <= last:
+                            if seq < last or (seq == last and message.event in seen):
                                 continue
-                            last, waits = seq, None
+                            if seq != last:
+                                last, seen = seq, set()
+                            seen.add(message.event)
+                            latest, waits = message.event, None
                         yield message
                 problem = TaskloomError(f"the stream ended without its end event (HTTP {response.status_code})")
             except httpx.TransportError as error:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from taskloom.errors import ExecutionStateError, StoreError, TaskloomError
-from taskloom.events import Event, NewEvent
+from taskloom.events import STEP_OUTCOMES, Event, EventType, NewEvent
 
 #: the queue of every execution started without ``queue=`` (see :mod:`taskloom.queues`)
 DEFAULT_QUEUE = "default"
@@ -342,7 +342,13 @@ class Store(Protocol):
     def get_execution(self, execution_id: str) -> ExecutionRecord | None: ...
 
     def load_events(self, execution_id: str, after_seq: int = 0) -> list[Event]:
-        """The execution's events in order, in one round trip."""
+        """The execution's events in order (those with a seq above ``after_seq``), in one round trip.
+
+        A seq numbers a stored row, not an event: a step's start and outcome written together share one
+        (:func:`merge_steps`), the start first. A reader that follows the log with ``after_seq`` = the
+        last seq it saw gets every event once; one that skips events by seq must skip only seqs below
+        the last it saw, or a pair's second event is lost.
+        """
 
     def append_events(
         self,
@@ -711,10 +717,61 @@ def event_data_json(data: Mapping[str, Any] | None) -> str | None:
     return json.dumps(dict(data), separators=(",", ":")) if data else None
 
 
+#: The columns :func:`decode_events` reads from ``events``, in its order.
+EVENT_COLUMNS = "seq, type, ts, step_id, name, value, data, start_value"
+_STARTED = EventType.STEP_STARTED.value
+
+
+def merge_steps(events: Sequence[NewEvent]) -> list[tuple[NewEvent, bytes | None]]:
+    """``events`` as the rows the stores write: ``(event, start_value)``, one per row.
+
+    A durable step is written as its STEP_STARTED and its outcome together; stored as two rows, its
+    write costs two index entries and two row inserts, the largest part of a step's time above the
+    database's floor. So a STEP_STARTED immediately followed by its own outcome (same step and name),
+    whose ``data`` is empty, is kept as ONE row: the outcome's, with the start's value in
+    ``start_value`` (``b""`` when the start had none; a serde blob is never empty). ``start_value`` is
+    None for every other row. :func:`decode_events` expands such a row back into both events, so
+    nothing above the store sees a difference; both share the row's seq (see ``load_events``).
+    """
+    rows: list[tuple[NewEvent, bytes | None]] = []
+    i, count = 0, len(events)
+    while i < count:
+        event = events[i]
+        if i + 1 < count and _starts(event, events[i + 1]):
+            rows.append((events[i + 1], b"" if event.value is None else event.value))
+            i += 2
+        else:
+            rows.append((event, None))
+            i += 1
+    return rows
+
+
+def _starts(started: NewEvent, outcome: NewEvent) -> bool:
+    """Whether ``started`` and ``outcome`` are one step's start and outcome that fit one row."""
+    return (
+        started.type is EventType.STEP_STARTED
+        and outcome.type in STEP_OUTCOMES
+        and not started.data
+        and started.value != b""  # stored as b"" it would read back as None
+        and outcome.step_id == started.step_id
+        and outcome.name == started.name
+    )
+
+
 def decode_events(where: str, execution_id: str, rows: Iterable[tuple[Any, ...]]) -> list[Event]:
-    """Rows ``(seq, type, ts, step_id, name, value, data)`` as events; a row this taskloom cannot read is
-    a StoreError that names the store (``where``) as well as the execution and the event."""
+    """Rows ``(seq, type, ts, step_id, name, value, data[, start_value])`` (:data:`EVENT_COLUMNS`) as
+    events; a row holding a step's start too (:func:`merge_steps`) is its two events, the start first,
+    both with the row's seq and time. A row this taskloom cannot read is a StoreError that names the
+    store (``where``) as well as the execution and the event."""
+    events: list[Event] = []
     try:
-        return [Event.from_row(execution_id, row) for row in rows]
+        for row in rows:
+            start_value = row[7] if len(row) > 7 else None
+            if start_value is not None:
+                seq, _, ts, step_id, name = row[:5]
+                value = bytes(start_value) or None
+                events.append(Event.from_row(execution_id, (seq, _STARTED, ts, step_id, name, value, None)))
+            events.append(Event.from_row(execution_id, row[:7]))
     except StoreError as error:
         raise StoreError(f"{where}: {error}") from None
+    return events

@@ -149,14 +149,15 @@ def _convert(conn: Any, report: PartitionReport) -> None:
         " seq BIGINT NOT NULL DEFAULT nextval('events_seq_seq'),"
         " execution_id TEXT NOT NULL REFERENCES executions (id),"
         " type TEXT NOT NULL, step_id TEXT, name TEXT, value BYTEA, data TEXT,"
-        " ts DOUBLE PRECISION NOT NULL,"
+        " ts DOUBLE PRECISION NOT NULL, start_value BYTEA,"
         " PRIMARY KEY (seq, ts)"  # a partitioned table's keys include its partition key
         ") PARTITION BY RANGE (ts)"
     )
     conn.execute("CREATE INDEX events_by_execution ON events (execution_id, seq)")
     conn.execute("CREATE TABLE events_default PARTITION OF events DEFAULT")
     moved = conn.execute(
-        "INSERT INTO events SELECT seq, execution_id, type, step_id, name, value, data, ts FROM events_unpartitioned"
+        "INSERT INTO events SELECT seq, execution_id, type, step_id, name, value, data, ts, start_value "
+        "FROM events_unpartitioned"
     )
     report.moved_rows = moved.rowcount or 0
     conn.execute("ALTER SEQUENCE events_seq_seq OWNED BY events.seq")

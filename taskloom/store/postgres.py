@@ -44,6 +44,7 @@ from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLo
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.store.base import (
     DEFAULT_QUEUE,
+    EVENT_COLUMNS,
     FIX_DEADLINE,
     LIST_QUEUES,
     QUEUE_COLUMNS,
@@ -66,6 +67,7 @@ from taskloom.store.base import (
     held_by_another,
     holder_died,
     listing_where,
+    merge_steps,
     not_yet_due,
     open_queues,
     queue_filter,
@@ -127,19 +129,21 @@ def _insert_events_sql(target: str, count: int) -> str:
     events), in the caller's order, RETURNING their seqs. Bytes are bound in binary (%b), not escaped."""
     if 0 < count <= BOUND_EVENTS:
         rows = ", ".join(
-            f"({i}, %(type{i})s::text, %(step_id{i})s::text, %(name{i})s::text, %(value{i})b::bytea, %(data{i})s::text)"
+            f"({i}, %(type{i})s::text, %(step_id{i})s::text, %(name{i})s::text, %(value{i})b::bytea, "
+            f"%(data{i})s::text, %(start{i})b::bytea)"
             for i in range(count)
         )
-        batch = f"(VALUES {rows}) AS batch (position, type, step_id, name, value, data)"
+        batch = f"(VALUES {rows}) AS batch (position, type, step_id, name, value, data, start_value)"
     else:
         batch = (
             "unnest(%(types)s::text[], %(step_ids)s::text[], %(names)s::text[], %(values)s::bytea[], "
-            "%(data)s::text[]) WITH ORDINALITY AS batch (type, step_id, name, value, data, position)"
+            "%(data)s::text[], %(starts)s::bytea[]) WITH ORDINALITY "
+            "AS batch (type, step_id, name, value, data, start_value, position)"
         )
     return (
-        "INSERT INTO events (execution_id, type, step_id, name, value, data, ts) "
-        "SELECT target.id, batch.type, batch.step_id, batch.name, batch.value, batch.data, %(now)s "
-        f"FROM {target} AS target, {batch} ORDER BY batch.position RETURNING seq"
+        "INSERT INTO events (execution_id, type, step_id, name, value, data, ts, start_value) "
+        "SELECT target.id, batch.type, batch.step_id, batch.name, batch.value, batch.data, %(now)s, "
+        f"batch.start_value FROM {target} AS target, {batch} ORDER BY batch.position RETURNING seq"
     )
 
 
@@ -580,8 +584,7 @@ class PostgresStore:
     def load_events(self, execution_id: str, after_seq: int = 0) -> list[Event]:
         with self._read() as conn:
             rows = conn.execute(
-                "SELECT seq, type, ts, step_id, name, value, data FROM events "
-                "WHERE execution_id = %s AND seq > %s ORDER BY seq",
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE execution_id = %s AND seq > %s ORDER BY seq",
                 (execution_id, after_seq),
             ).fetchall()
         return decode_events(self._faults.where, execution_id, rows)
@@ -603,17 +606,18 @@ class PostgresStore:
             return 0
         now = time.time()
         if wake_on_message is None or status != ExecutionStatus.PAUSED:
+            rows = merge_steps(events)
             params: dict[str, Any] = {
                 "id": execution_id,
                 "owner": lease_owner,
                 "expected": expected_status,
                 "now": now,
-                **_event_params(events),
+                **_event_params(rows),
             }
             if status is not None:
                 queued = status == ExecutionStatus.QUEUED
                 params.update(status=status, output=output, wake_at=wake_at, queued=queued)
-            written = self._append_at_once(_append_sql(status is not None, len(events)), params)
+            written = self._append_at_once(_append_sql(status is not None, len(rows)), params)
             if written is not None:
                 return written
         # Refused or not found (the transaction below says which, as the caller reads it), or a pause that
@@ -1093,11 +1097,12 @@ def _kept_cursor(conn: Connection) -> psycopg.Cursor[TupleRow]:
     return cursor
 
 
-def _event_params(events: Sequence[NewEvent]) -> dict[str, Any]:
-    """``events`` bound as :func:`_insert_events_sql` names them: by position, or as column arrays."""
-    if 0 < len(events) <= BOUND_EVENTS:
+def _event_params(rows: Sequence[tuple[NewEvent, bytes | None]]) -> dict[str, Any]:
+    """The rows of :func:`~taskloom.store.base.merge_steps` bound as :func:`_insert_events_sql` names
+    them: by position, or as column arrays."""
+    if 0 < len(rows) <= BOUND_EVENTS:
         params: dict[str, Any] = {}
-        for i, e in enumerate(events):
+        for i, (e, start_value) in enumerate(rows):
             params.update(
                 {
                     f"type{i}": e.type.value,
@@ -1105,22 +1110,25 @@ def _event_params(events: Sequence[NewEvent]) -> dict[str, Any]:
                     f"name{i}": e.name,
                     f"value{i}": e.value,
                     f"data{i}": event_data_json(e.data),
+                    f"start{i}": start_value,
                 }
             )
         return params
     return {
-        "types": [e.type.value for e in events],
-        "step_ids": [e.step_id for e in events],
-        "names": [e.name for e in events],
-        "values": [e.value for e in events],
-        "data": [event_data_json(e.data) for e in events],
+        "types": [e.type.value for e, _ in rows],
+        "step_ids": [e.step_id for e, _ in rows],
+        "names": [e.name for e, _ in rows],
+        "values": [e.value for e, _ in rows],
+        "data": [event_data_json(e.data) for e, _ in rows],
+        "starts": [start_value for _, start_value in rows],
     }
 
 
 def _insert_events(conn: Connection, execution_id: str, events: Sequence[NewEvent], now: float) -> list[int]:
     """Append ``events`` (in a transaction that holds the execution's row lock)."""
-    sql = _insert_events_sql("(SELECT %(id)s::text AS id)", len(events))
-    rows = conn.execute(sql, {"id": execution_id, "now": now, **_event_params(events)}).fetchall()
+    merged = merge_steps(events)
+    sql = _insert_events_sql("(SELECT %(id)s::text AS id)", len(merged))
+    rows = conn.execute(sql, {"id": execution_id, "now": now, **_event_params(merged)}).fetchall()
     return [int(seq) for (seq,) in rows]
 
 

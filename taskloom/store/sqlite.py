@@ -31,6 +31,7 @@ from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLo
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.store.base import (
     DEFAULT_QUEUE,
+    EVENT_COLUMNS,
     FIX_DEADLINE,
     LIST_QUEUES,
     QUEUE_COLUMNS,
@@ -53,6 +54,7 @@ from taskloom.store.base import (
     held_by_another,
     holder_died,
     listing_where,
+    merge_steps,
     not_yet_due,
     open_queues,
     queue_filter,
@@ -67,8 +69,20 @@ from taskloom.store.migrations import latest_migration, load_migrations, split_s
 #: Defaults of TASKLOOM_SQLITE_BUSY_TIMEOUT and TASKLOOM_STORE_RETRY_SECONDS (see taskloom.settings).
 DEFAULT_BUSY_TIMEOUT = 30.0
 DEFAULT_RETRY_SECONDS = 30.0
-_INSERT_EVENT = "INSERT INTO events (execution_id, type, step_id, name, value, data, ts) VALUES (?, ?, ?, ?, ?, ?, ?)"
+_INSERT_EVENT = (
+    "INSERT INTO events (execution_id, type, step_id, name, value, data, ts, start_value) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _LAST_SEQ_AND_FENCE = "SELECT last_insert_rowid(), status, lease_owner FROM executions WHERE id = ?"
+#: A step's write under the run's lease (its start and outcome, one row: base.merge_steps) as ONE
+#: statement in autocommit, the hot path: the row is inserted only from the execution's row, and only
+#: if the fence holds, so a refused write writes nothing, and the statement is its own transaction
+#: (SQLite takes the write lock for it as BEGIN IMMEDIATE would). Its rowid is the seq.
+_INSERT_FENCED = (
+    "INSERT INTO events (execution_id, type, step_id, name, value, data, ts, start_value) "
+    "SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8 FROM executions "
+    "WHERE id = ?1 AND (?9 IS NULL OR lease_owner = ?9) AND (?10 IS NULL OR status = ?10)"
+)
 _EXECUTION_COLUMNS = (
     "id, workflow, status, input, output, created_at, updated_at, target, lease_owner, lease_expires_at, crashes, "
     "wake_at, parent_id, version"
@@ -374,8 +388,7 @@ class SQLiteStore:
         rows = (
             self._conn()
             .execute(
-                "SELECT seq, type, ts, step_id, name, value, data FROM events "
-                "WHERE execution_id = ? AND seq > ? ORDER BY seq",
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE execution_id = ? AND seq > ? ORDER BY seq",
                 (execution_id, after_seq),
             )
             .fetchall()
@@ -402,6 +415,12 @@ class SQLiteStore:
         now = time.time()
         rows = _event_rows(execution_id, events, now)
         fenced = expected_status is not None or lease_owner is not None
+        if fenced and status is None and len(rows) == 1:
+            written = conn.execute(_INSERT_FENCED, (*rows[0], lease_owner, expected_status))
+            if written.rowcount == 1:
+                return int(written.lastrowid or 0)
+            # Refused or not found: nothing was written; the transaction below says which, as the caller
+            # reads it (and writes the row after all if the fence holds by then).
         conn.execute("BEGIN IMMEDIATE")
         try:
             last: int | None = 0  # no events: 0, as PostgreSQL answers (last_insert_rowid() would be stale)
@@ -899,6 +918,8 @@ def _schema_version(conn: sqlite3.Connection) -> int | None:
 
 
 def _event_rows(execution_id: str, events: Sequence[NewEvent], now: float) -> list[tuple[object, ...]]:
+    """The rows of ``events`` as _INSERT_EVENT binds them: a step's start and outcome as one
+    (:func:`~taskloom.store.base.merge_steps`)."""
     return [
         (
             execution_id,
@@ -908,8 +929,9 @@ def _event_rows(execution_id: str, events: Sequence[NewEvent], now: float) -> li
             e.value,
             json.dumps(e.data, separators=(",", ":")) if e.data else None,
             now,
+            start_value,
         )
-        for e in events
+        for e, start_value in merge_steps(events)
     ]
 
 

@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -158,9 +159,13 @@ def test_seqs_increase_across_appends_and_append_returns_the_last(store: Store, 
         store.append_events(execution, [step("3", EventType.STEP_STARTED), step("3"), step("4")]),
     ]
 
-    seqs = [event.seq for event in store.load_events(execution)]
+    events = store.load_events(execution)
+    seqs = [event.seq for event in events]
 
-    assert seqs == sorted(set(seqs))
+    assert seqs == sorted(seqs)
+    # a seq numbers a row: only a step's start shares one, with its outcome written in the same call
+    shared = [(a.type, b.type) for a, b in pairwise(events) if a.seq == b.seq]
+    assert shared == [(EventType.STEP_STARTED, EventType.STEP_COMPLETED)] * 2
     assert returned == [seqs[2], seqs[3], seqs[6]]
 
 

@@ -104,14 +104,19 @@ async function api(method, path, body) {
 }
 
 // Server-Sent Events over fetch (an EventSource cannot send the Authorization header). Calls
-// onMessage({event, data, id}) for each message; reconnects after a dropped connection with the last id
-// seen, waiting longer each time (capped), until `end` arrives or `signal` aborts.
+// onMessage({event, data, id}) for each message; reconnects after a dropped connection, waiting longer
+// each time (capped), until `end` arrives or `signal` aborts. Two messages may share an id (a step's
+// start and outcome stored as one row share its seq), so after a `step_started` a reconnect resumes just
+// before its id, and the messages of that id already delivered (told apart by their event) are skipped.
 async function follow(path, onMessage, signal) {
   let lastId = null;
+  let seenAtLast = new Set();
+  let latest = "";
   let wait = 250;
   while (!signal.aborted) {
     const separator = path.includes("?") ? "&" : "?";
-    const url = lastId === null ? path : `${path}${separator}after=${encodeURIComponent(lastId)}`;
+    const after = latest === "step_started" ? lastId - 1 : lastId;
+    const url = lastId === null ? path : `${path}${separator}after=${after}`;
     try {
       const response = await fetch(url, {
         headers: { Authorization: `Bearer ${token()}`, Accept: "text/event-stream" },
@@ -135,8 +140,15 @@ async function follow(path, onMessage, signal) {
         buffer = lines.pop();
         for (const line of lines) {
           if (line === "") {
-            if (message.data.length) {
-              if (message.id !== null) lastId = message.id;
+            const id = message.id === null ? null : Number(message.id);
+            const repeated = id !== null && lastId !== null && (id < lastId || (id === lastId && seenAtLast.has(message.event)));
+            if (message.data.length && !repeated) {
+              if (id !== null) {
+                if (id !== lastId) seenAtLast = new Set();
+                lastId = id;
+                seenAtLast.add(message.event);
+                latest = message.event;
+              }
               const ended = message.event === "end";
               onMessage({ event: message.event, data: JSON.parse(message.data.join("\n")), id: message.id });
               if (ended) return;
@@ -343,12 +355,15 @@ class ExecutionModel {
     this.first = null;
     this.last = null;
     this.lastSeq = 0;
+    this.typesAtLastSeq = new Set(); // a step's start and outcome share a seq (one stored row): both count
     this.graphs = new GraphModel(); // graph.js
   }
 
   add(event) {
-    if (event.seq <= this.lastSeq) return;
+    if (event.seq < this.lastSeq || (event.seq === this.lastSeq && this.typesAtLastSeq.has(event.type))) return;
+    if (event.seq !== this.lastSeq) this.typesAtLastSeq = new Set();
     this.lastSeq = event.seq;
+    this.typesAtLastSeq.add(event.type);
     const at = Date.parse(event.timestamp);
     this.first = this.first === null ? at : Math.min(this.first, at);
     this.last = this.last === null ? at : Math.max(this.last, at);
