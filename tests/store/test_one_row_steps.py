@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from test_store_contract import run_sql
 
-from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLostError
+from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLostError, StoreError
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.store import ExecutionStatus, Store, open_store
 from taskloom.store.base import merge_steps
@@ -209,3 +209,30 @@ def test_a_store_of_version_14_migrates_keeping_every_event_and_its_seq(store_ur
         assert [e.seq for e in store.load_events("old", after_seq=30)] == [last, last]
     finally:
         store.close()
+
+
+def test_sqlite_events_have_no_autoincrement_and_keep_their_index_and_foreign_key(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'taskloom.db'}"
+    open_store(url).close()
+
+    (table,) = run_sql(url, "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'")[0]
+    assert "AUTOINCREMENT" not in table.upper() and "start_value" in table
+    assert run_sql(url, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'") == [
+        ("events_by_execution",)
+    ]
+    assert run_sql(url, "PRAGMA foreign_key_list(events)")[0][2:5] == ("executions", "execution_id", "id")
+
+
+def test_a_sqlite_store_with_an_orphan_event_fails_the_rebuild_and_stays_as_it_was(tmp_path: Any) -> None:
+    """An event whose execution is gone (only a hand edit with foreign keys off makes one): the copy
+    refuses it, and the whole migration is rolled back: still version 14, every row where it was."""
+    url = f"sqlite:///{tmp_path / 'taskloom.db'}"
+    schema_at(url, 14)
+    run_sql(url, "INSERT INTO events (seq, execution_id, type, ts) VALUES (7, 'gone', 'execution_started', 0)")
+
+    with pytest.raises(StoreError, match="FOREIGN KEY"):
+        open_store(url)
+
+    assert run_sql(url, "SELECT MAX(version) FROM schema_version") == [(14,)]
+    assert run_sql(url, "SELECT seq, execution_id FROM events") == [(7, "gone")]
+    assert "AUTOINCREMENT" in run_sql(url, "SELECT sql FROM sqlite_master WHERE name = 'events'")[0][0]
