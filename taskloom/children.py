@@ -28,10 +28,9 @@ parent takes the wake message in the same transaction that records the outcome, 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from taskloom import serde, tracing
@@ -51,7 +50,7 @@ from taskloom.store.base import ExecutionRecord, ExecutionStatus, Store
 from taskloom.versioning import NO_VERSION
 
 if TYPE_CHECKING:
-    from taskloom.replay import ExecutionRun
+    from taskloom.replay import ExecutionRun, RecordedStep
     from taskloom.workflow import Workflow
 
 log = logging.getLogger("taskloom.children")
@@ -73,6 +72,8 @@ def child_id_for(parent_id: str, step_id: str) -> str:
     child_id = f"{parent_id}-child-{step_id}"
     if len(child_id) <= 200:  # executions.MAX_EXECUTION_ID_LENGTH
         return child_id
+    import hashlib  # here, not at the top: only ids too long need it, and it loads OpenSSL
+
     digest = hashlib.sha256(child_id.encode()).hexdigest()[:32]
     return f"{parent_id[:100]}-child-{digest}"
 
@@ -317,16 +318,40 @@ def running_children(events: Sequence[Event]) -> list[str]:
 
 def on_cancelled(store: Store, execution_id: str) -> None:
     """After a cancel of ``execution_id``: cancel its unfinished children (and theirs), and wake its parent."""
-    try:
-        events = store.load_events(execution_id)
-    except StoreError as error:  # the cancel itself is done; its children stop at their parent-less end
-        log.warning("execution %s: cancelled, but its children could not be looked up: %s", execution_id, error)
+    events = _events_to_close(store, execution_id, "cancelled")
+    if events is None:
         return
-    for child_id in running_children(events):
-        _cancel_quietly(store, child_id)
+    close_children(store, execution_id, events)
     parent = parent_of(events)
     if parent is not None:
         wake_parent(store, parent, execution_id, events)
+
+
+def close_children(store: Store, execution_id: str, events: Sequence[Event] | None = None) -> None:
+    """``execution_id`` ended (completed, failed, timed out, cancelled): cancel the children it started that
+    have not finished, and theirs. Nothing awaits them any more: a child step abandoned when a sibling in
+    ``parallel()`` failed, or when the parent's deadline passed, would otherwise be left running or paused
+    for ever (Temporal's default parent-close policy, TERMINATE, does the same). ``events``: the parent's
+    log, when the caller has it."""
+    if events is None:
+        events = _events_to_close(store, execution_id, "finished")
+        if events is None:
+            return
+    for child_id in running_children(events):
+        _cancel_quietly(store, child_id)
+
+
+def has_child_steps(steps: Iterable[RecordedStep]) -> bool:
+    """Whether any of a run's steps is a child workflow (the cheap test before :func:`close_children`)."""
+    return any(step.name.startswith(STEP_PREFIX) for step in steps if step.name)
+
+
+def _events_to_close(store: Store, execution_id: str, how: str) -> Sequence[Event] | None:
+    try:
+        return store.load_events(execution_id)
+    except StoreError as error:  # the end itself is recorded; its children stop at their parent-less end
+        log.warning("execution %s: %s, but its children could not be looked up: %s", execution_id, how, error)
+        return None
 
 
 def _cancel_quietly(store: Store, child_id: str) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from taskloom.children import parent_of, wake_parent
+from taskloom.children import close_children, parent_of, wake_parent
 from taskloom.deadlines import Deadline
 from taskloom.errors import NonDeterminismError, StoreError, WorkflowError
 from taskloom.events import NewEvent
@@ -211,13 +211,19 @@ class Worker:
             log.warning(
                 "worker %s: execution %s passed its deadline: failed (TaskTimeoutError)", self.worker_id, execution_id
             )
-            try:  # a parent waiting for it learns it finished (else at its own pause deadline)
+            try:  # its children are cancelled, and a parent waiting for it learns it finished
                 events = self.store.load_events(execution_id)
+                close_children(self.store, execution_id, events)
                 parent = parent_of(events)
                 if parent is not None:
                     wake_parent(self.store, parent, execution_id, events)
             except Exception as error:
-                log.warning("worker %s: could not wake the parent of %s: %s", self.worker_id, execution_id, error)
+                log.warning(
+                    "worker %s: could not close the children or wake the parent of %s: %s",
+                    self.worker_id,
+                    execution_id,
+                    error,
+                )
 
     def _deadline_failure(self, execution_id: str, workflow: str, at: float) -> tuple[NewEvent, bytes]:
         return Deadline(execution_id, workflow, self._timeouts[workflow], at).failure()

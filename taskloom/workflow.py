@@ -20,8 +20,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from taskloom import masking, serde, tracing
+from taskloom.children import close_children, has_child_steps, parent_of, waiting_child, wake_parent
 from taskloom.children import not_resumable as child_not_resumable
-from taskloom.children import parent_of, waiting_child, wake_parent
 from taskloom.context import WorkflowExecutionContext, current_scope
 from taskloom.deadlines import Deadline, check_timeout
 from taskloom.errors import (
@@ -66,6 +66,8 @@ T = TypeVar("T")
 WorkflowFn = Callable[[WorkflowExecutionContext[Any]], Awaitable[Any]]
 
 log = logging.getLogger("taskloom.workflow")
+#: the ends a run records that leave none of its children awaited (a cancel closes them itself: children.on_cancelled)
+_CLOSES_CHILDREN = (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED)
 
 #: sync task bodies of one execution running at once (I/O-bound tasks are the common case)
 STEP_THREADS = 32
@@ -545,6 +547,8 @@ class Workflow(Generic[T]):
             executor.shutdown(wait=False)
             if release:
                 _release(store, execution_id, owner, requeue=requeue, crashed=crashed)
+            if ctx.status in _CLOSES_CHILDREN and has_child_steps(run.steps.values()):
+                close_children(store, execution_id)  # children a failed sibling or the deadline left behind
             if parent is not None and ctx.status in ExecutionStatus.FINISHED:
                 wake_parent(store, parent, execution_id, events)
 

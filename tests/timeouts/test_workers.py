@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 from processes import kill, stop, wait_for
-from timeoutapp import awaiting_approval, held, quick
+from timeoutapp import awaiting_a_child, awaiting_approval, held, quick
 
 from taskloom import TaskTimeoutError, serde
+from taskloom.children import child_id_for
 from taskloom.events import EventType
 from taskloom.store import ExecutionStatus, Store
 
@@ -115,6 +116,21 @@ def test_a_worker_fails_a_paused_execution_whose_deadline_passed(
     start_worker(env, processes)
     assert_failed_by_its_deadline(default, ctx.execution_id)
     assert steps(env) == ["first"]
+
+
+def test_a_parent_the_worker_fails_at_its_deadline_has_its_waiting_child_cancelled(
+    default: Store, env: dict[str, str], processes: list[subprocess.Popen[bytes]]
+) -> None:
+    ctx = awaiting_a_child.run()
+    child_id = child_id_for(ctx.execution_id, "1")
+    assert ctx.is_paused and default.get_execution(child_id).status == ExecutionStatus.PAUSED  # type: ignore[union-attr]
+    start_worker(env, processes)
+    assert_failed_by_its_deadline(default, ctx.execution_id)
+    wait_for(
+        lambda: default.get_execution(child_id).status == ExecutionStatus.CANCELLED,  # type: ignore[union-attr]
+        timeout=60,
+        what="the worker to cancel the child nothing awaits any more",
+    )
 
 
 def test_a_worker_fails_its_own_running_execution_at_the_deadline(

@@ -73,6 +73,17 @@ async def awaiting_approval(ctx: WorkflowExecutionContext[None]) -> str:
     return f"approved: {approval}"
 
 
+@workflow
+async def waits_for_approval(ctx: WorkflowExecutionContext[None]) -> str:
+    """A child with no time limit of its own."""
+    return f"approved: {await pause('approve')}"
+
+
+@workflow(timeout=SHORT_TIMEOUT)
+async def awaiting_a_child(ctx: WorkflowExecutionContext[None]) -> str:
+    return await waits_for_approval(None)
+
+
 @workflow(timeout=QUICK_TIMEOUT)
 async def quick(ctx: WorkflowExecutionContext[None]) -> str:
     await first()

@@ -9,13 +9,15 @@ the parent due; cancelling the parent cancels its running children; wrong use is
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
+from processes import wait_for
 
 from taskloom import ExecutionStateError, WorkflowExecutionContext, serde, task, workflow
 from taskloom.children import child_id_for
-from taskloom.errors import TaskCancelledError
+from taskloom.errors import TaskCancelledError, TaskTimeoutError
 from taskloom.events import EventType
 from taskloom.executions import record_resume
 from taskloom.store import default_store
@@ -174,6 +176,31 @@ def test_cancelling_the_parent_cancels_its_running_children() -> None:
     parent_of_a_waiting_child.cancel(ctx.execution_id)
     assert waits_then_doubles.status(child_id).status == "cancelled"
     assert parent_of_a_waiting_child.status(ctx.execution_id).status == "cancelled"
+
+
+@workflow(timeout=0.5)
+async def parent_out_of_time(ctx: WorkflowExecutionContext[int]) -> Any:
+    return await waits_then_doubles(ctx.input)
+
+
+def test_a_parent_failed_by_its_deadline_cancels_the_child_it_waited_for() -> None:
+    ctx = parent_out_of_time.run(1)
+    child_id = child_id_for(ctx.execution_id, "1")
+    assert ctx.status == "paused" and waits_then_doubles.status(child_id).status == "paused"
+    deadline = default_store().fix_deadline(ctx.execution_id, 10_000)  # the one it has: fixed, never moved
+    assert deadline is not None
+    wait_for(lambda: time.time() > deadline, timeout=60, what="the parent's deadline to pass")
+    done = parent_out_of_time.run(execution_id=ctx.execution_id)
+    assert done.status == "failed" and isinstance(done.output, TaskTimeoutError)
+    # Nothing awaits the child any more: without the parent's close it would stay paused for ever.
+    assert waits_then_doubles.status(child_id).status == "cancelled"
+    assert parent_out_of_time.status(ctx.execution_id).status == "failed"  # the child's cancel left it so
+
+
+def test_a_parent_that_ends_with_no_unfinished_child_cancels_nothing() -> None:
+    failed = parent_lets_it_fail.run(9)
+    child = child_refuses.status(child_id_for(failed.execution_id, "1"))
+    assert failed.status == "failed" and child.status == "failed"  # finished children keep their end
 
 
 def test_a_child_cancelled_on_its_own_raises_task_cancelled_in_the_parent() -> None:
