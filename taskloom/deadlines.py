@@ -12,26 +12,32 @@ Two things enforce it, so that it holds across crashes and restarts:
   before each new step, and cancels the workflow body when it passes, interrupting the step in flight
   as a task's ``timeout`` interrupts an attempt (a sync body already running in its thread cannot be
   stopped: it is asked to stop through its TaskControl, and what it returns is dropped);
-- every worker sweeps (``Worker``, :meth:`Store.expire_executions`): the executions of its workflows past
-  their deadline that nobody runs (queued, paused, or running under no lease or an expired one, because
-  their process died) are failed without running them, in the store transaction that checks that nobody
-  runs them, so a live owner is never overtaken.
+- every worker sweeps (:func:`sweep`, :meth:`Store.expire_executions`), and so does ``taskloom recover``
+  once: the executions of its workflows past their deadline that nobody runs (queued, paused, or running
+  under no lease or an expired one, because their process died) are failed without running them, in the
+  store transaction that checks that nobody runs them, so a live owner is never overtaken.
 
 Either way the execution ends ``failed`` with :class:`~taskloom.errors.TaskTimeoutError`, recorded like
 any failure of the workflow: an ``execution_failed`` event (its data has the deadline) and the error as
-the execution's output.
+the execution's output. The children it left unfinished are cancelled (:func:`taskloom.children.close_children`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from taskloom import serde
+from taskloom.children import close_children, parent_of, wake_parent
 from taskloom.errors import TaskDefinitionError, TaskTimeoutError
 from taskloom.events import EventType, NewEvent
+from taskloom.store.base import Expired, Store
+
+log = logging.getLogger("taskloom.deadlines")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +77,29 @@ def check_timeout(value: Any, owner: str) -> float | None:
             f"{owner}: option 'timeout' must be a number of seconds > 0, or None for no time limit, got {value!r}"
         )
     return float(value)
+
+
+def sweep(store: Store, timeouts: Mapping[str, float], now: float) -> Expired:
+    """Fail the executions of the workflows in ``timeouts`` (name: seconds) that passed their deadline
+    while nobody runs them (:meth:`Store.expire_executions`: queued, paused, or left running by a dead
+    process), then, for each one failed, cancel the children it left unfinished and wake a parent that
+    waits for it. Workers run it every so often; ``taskloom recover`` once.
+
+    What follows the failure is best effort, as after any end: a child or parent it cannot reach now is
+    logged, and is found by its own deadline or the parent's recheck."""
+
+    def failure(execution_id: str, workflow: str, at: float) -> tuple[NewEvent, bytes]:
+        return Deadline(execution_id, workflow, timeouts[workflow], at).failure()
+
+    expired = store.expire_executions(timeouts, now, failure)
+    for execution_id in expired.failed:
+        log.warning("execution %s passed its deadline: failed (TaskTimeoutError)", execution_id)
+        try:
+            events = store.load_events(execution_id)
+            close_children(store, execution_id, events)
+            parent = parent_of(events)
+            if parent is not None:
+                wake_parent(store, parent, execution_id, events)
+        except Exception as error:
+            log.warning("execution %s: could not close its children or wake its parent: %s", execution_id, error)
+    return expired

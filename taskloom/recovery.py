@@ -5,6 +5,8 @@ An execution is interrupted when its run stopped without finishing it: the proce
 power (its lease ran out), it was interrupted with Ctrl-C (put back as ``queued``), a store outage broke
 the run off (its lease was released or runs out), or a paused execution's deadline passed. Workers take
 these over by themselves; ``recover`` does the same once, in this process, and returns what happened.
+Like a worker's sweep, it first fails the executions that passed their workflow's deadline
+(``@workflow(timeout=...)``) while nobody ran them, a paused one included (:func:`taskloom.deadlines.sweep`).
 
 Executions another live process runs are left to it (their lease has not expired). Each execution is
 driven by the normal replaying driver under a lease of its own, so ``recover`` running next to workers,
@@ -17,10 +19,11 @@ import asyncio
 import importlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from taskloom import deadlines
 from taskloom.discovery import find_workflows, import_modules
 from taskloom.errors import ExecutionStateError, TaskloomError
 from taskloom.executions import pause_deadline
@@ -67,6 +70,7 @@ def recover(store: Store, module_names: Sequence[str] = ()) -> RecoveryReport:
     each execution's recorded target (``module:qualname``)."""
     workflows = find_workflows(import_modules(module_names)) if module_names else {}
     report = RecoveryReport()
+    _expire(store, workflows if module_names else _paused_workflows(store), report)
     for record in interrupted(store):
         workflow = workflows.get(record.workflow) if module_names else _import_target(record)
         if workflow is None:
@@ -88,6 +92,28 @@ def recover(store: Store, module_names: Sequence[str] = ()) -> RecoveryReport:
             continue
         report.finished.append((record.id, ctx.status))
     return report
+
+
+def _expire(store: Store, workflows: Mapping[str, Workflow[Any]], report: RecoveryReport) -> None:
+    """Fail what passed its workflow's deadline while nobody ran it, as a worker's sweep does: queued and
+    dead-running ones would fail at once when driven below anyway, but a paused one waits for a resume
+    that its deadline forbids, and only this finds it."""
+    timeouts = {name: wf.timeout for name, wf in workflows.items() if wf.timeout is not None}
+    if not timeouts:
+        return
+    for execution_id in deadlines.sweep(store, timeouts, time.time()).failed:
+        report.finished.append((execution_id, ExecutionStatus.FAILED))
+
+
+def _paused_workflows(store: Store) -> dict[str, Workflow[Any]]:
+    """The workflows of paused executions, from their recorded targets (``recover`` without modules)."""
+    found: dict[str, Workflow[Any]] = {}
+    for record in store.list_executions(status=ExecutionStatus.PAUSED, limit=SCAN_LIMIT):
+        if record.workflow not in found:
+            workflow = _import_target(record)
+            if workflow is not None:
+                found[record.workflow] = workflow
+    return found
 
 
 def _import_target(record: ExecutionRecord) -> Workflow[Any] | None:

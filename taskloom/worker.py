@@ -26,10 +26,8 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from taskloom.children import close_children, parent_of, wake_parent
-from taskloom.deadlines import Deadline
+from taskloom import deadlines
 from taskloom.errors import NonDeterminismError, StoreError, WorkflowError
-from taskloom.events import NewEvent
 from taskloom.leases import new_owner
 from taskloom.queues import declared_queues, register_queues, served_queues
 from taskloom.settings import WorkerSettings
@@ -202,31 +200,11 @@ class Worker:
             return
         self._next_sweep = time.monotonic() + DEADLINE_SWEEP_SECONDS
         try:
-            expired = self.store.expire_executions(self._timeouts, time.time(), self._deadline_failure)
+            expired = deadlines.sweep(self.store, self._timeouts, time.time())
         except Exception:
             log.exception("worker %s: failing executions past their deadline failed; retrying", self.worker_id)
             return
         self._next_deadline = expired.next_deadline
-        for execution_id in expired.failed:
-            log.warning(
-                "worker %s: execution %s passed its deadline: failed (TaskTimeoutError)", self.worker_id, execution_id
-            )
-            try:  # its children are cancelled, and a parent waiting for it learns it finished
-                events = self.store.load_events(execution_id)
-                close_children(self.store, execution_id, events)
-                parent = parent_of(events)
-                if parent is not None:
-                    wake_parent(self.store, parent, execution_id, events)
-            except Exception as error:
-                log.warning(
-                    "worker %s: could not close the children or wake the parent of %s: %s",
-                    self.worker_id,
-                    execution_id,
-                    error,
-                )
-
-    def _deadline_failure(self, execution_id: str, workflow: str, at: float) -> tuple[NewEvent, bytes]:
-        return Deadline(execution_id, workflow, self._timeouts[workflow], at).failure()
 
     def _execute(self, record: ExecutionRecord) -> None:
         """Run one claimed execution. Its outcome is recorded by the driver; what reaches here is not a

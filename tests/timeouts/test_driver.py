@@ -12,9 +12,12 @@ from typing import Any
 
 import pytest
 from processes import wait_for
+from timeoutapp import awaiting_a_child
 
-from taskloom import TaskDefinitionError, TaskTimeoutError, WorkflowExecutionContext, task, workflow
+from taskloom import TaskDefinitionError, TaskTimeoutError, WorkflowExecutionContext, serde, task, workflow
+from taskloom.children import child_id_for
 from taskloom.events import EventType
+from taskloom.recovery import recover
 from taskloom.store import Store
 from taskloom.tasks import pause
 
@@ -157,3 +160,23 @@ def test_a_bad_timeout_fails_at_decoration_naming_the_option_and_the_workflow(va
         workflow.with_options(name="billing", timeout=value)
     with pytest.raises(TaskDefinitionError, match=r"^workflow: option 'timeout' must be "):
         workflow(timeout=value)
+
+
+@pytest.mark.parametrize("modules", [["timeoutapp"], []], ids=["modules", "recorded-targets"])
+def test_recover_fails_a_paused_execution_past_its_deadline_and_cancels_its_child(
+    default: Store, modules: list[str]
+) -> None:
+    ctx = awaiting_a_child.run()
+    child_id = child_id_for(ctx.execution_id, "1")
+    assert ctx.is_paused
+    at = default.fix_deadline(ctx.execution_id, 10_000)  # the deadline it has: fixed once, never moved
+    assert at is not None
+    wait_for(lambda: time.time() > at, timeout=60, what="the deadline to pass")
+    report = recover(default, modules)
+    assert (ctx.execution_id, "failed") in report.finished
+    record = default.get_execution(ctx.execution_id)
+    assert record is not None and record.status == "failed"
+    assert isinstance(serde.loads(record.output), TaskTimeoutError)
+    child = default.get_execution(child_id)
+    assert child is not None and child.status == "cancelled"
+    assert recover(default, modules).finished == []  # nothing left for a second pass
