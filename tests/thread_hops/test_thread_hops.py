@@ -100,6 +100,25 @@ def test_a_lane_runs_exactly_its_limit_at_once() -> None:
     assert all(name.startswith("limited_") for name in names), names
 
 
+def test_a_body_that_runs_a_loop_of_its_own_gets_threads_while_it_holds_one() -> None:
+    # A sync step body running a workflow of its own (asyncio.run in its thread) needs threads while it
+    # holds one: lanes bound their own jobs, the process's pool does not, so this never waits on itself.
+    outer, inner = ThreadLane(1, "outer"), ThreadLane(1, "inner")
+
+    def nested() -> list[str]:
+        async def inside() -> list[str]:
+            names = [run_in_thread(lambda: threading.current_thread().name, executor=inner, isolated=False)]
+            return list(await asyncio.wait_for(asyncio.gather(*names), WAIT))
+
+        return [threading.current_thread().name, *run(inside())]
+
+    async def main() -> list[str]:
+        return list(await run_in_thread(nested, executor=outer, isolated=False))
+
+    outer_name, inner_name = run(main())
+    assert outer_name.startswith("outer_") and inner_name.startswith("inner_")
+
+
 def test_exceptions_reach_the_awaiter_as_themselves_base_exceptions_too() -> None:
     lane = ThreadLane(2)
     value_error = ValueError("bad")
