@@ -30,12 +30,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-import hashlib
 import inspect
 import time
-import uuid
 from collections.abc import Callable
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from taskloom import serde
@@ -43,6 +40,8 @@ from taskloom.context import current_scope
 from taskloom.errors import SerializationError
 
 if TYPE_CHECKING:
+    import hashlib
+
     from taskloom.store.base import Store
     from taskloom.task import Task
 
@@ -92,7 +91,7 @@ def argument_key(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, 
             return None
         bound.apply_defaults()
         arguments = bound.arguments
-    digest = hashlib.sha256(b"taskloom-cache-1")
+    digest = _sha256(b"taskloom-cache-1")
     for name, value in arguments.items():
         digest.update(_text(name))
         try:
@@ -105,9 +104,26 @@ def argument_key(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, 
 def value_digest(value: Any) -> bytes:
     """sha256 of ``value`` in canonical form: equal values (in the sense of their contents) give equal
     digests in every process. Raises SerializationError for a value that cannot be read."""
-    digest = hashlib.sha256()
+    digest = _sha256()
     _feed(digest.update, value, 0)
     return digest.digest()
+
+
+def _sha256(data: bytes = b"") -> hashlib._Hash:
+    """A sha256 hash object. hashlib is imported here, on the first cached call, not with taskloom: it
+    loads OpenSSL, which a run without ``cache=True`` never needs (tests/perf/test_import.py)."""
+    import hashlib
+
+    return hashlib.sha256(data)
+
+
+def _value_types() -> tuple[type, ...]:
+    """The types digested by their ``str``: timedelta, Decimal, UUID. decimal and uuid are imported
+    here, on the first such argument, not with taskloom (tests/perf/test_import.py)."""
+    from decimal import Decimal
+    from uuid import UUID
+
+    return (dt.timedelta, Decimal, UUID)
 
 
 def _text(text: str) -> bytes:
@@ -148,7 +164,7 @@ def _feed(write: Callable[[bytes], Any], value: Any, depth: int) -> None:
         write(b"e" + _type_name(kind) + _text(value.name))
     elif isinstance(value, dt.datetime | dt.date | dt.time):
         write(b"D" + _type_name(kind) + _text(value.isoformat()))
-    elif isinstance(value, dt.timedelta | Decimal | uuid.UUID):
+    elif isinstance(value, _value_types()):
         write(b"v" + _type_name(kind) + _text(str(value)))
     elif isinstance(value, type) or (callable(value) and hasattr(value, "__qualname__")):
         # Classes and functions by name: the same code in another process is the same argument.
@@ -167,7 +183,7 @@ def _feed(write: Callable[[bytes], Any], value: Any, depth: int) -> None:
 
 
 def _digest(value: Any, depth: int) -> bytes:
-    digest = hashlib.sha256()
+    digest = _sha256()
     _feed(digest.update, value, depth + 1)
     return digest.digest()
 

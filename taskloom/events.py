@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,7 +89,7 @@ class Event:
                 "it was written by a newer taskloom: upgrade taskloom to read it"
             ) from None
         try:
-            decoded = json.loads(data) if data else {}
+            decoded = _loads_data(data) if data else {}
             if not isinstance(decoded, dict):
                 raise ValueError(f"a JSON {type(decoded).__name__}, not an object")
             timestamp = dt.datetime.fromtimestamp(ts, dt.UTC)
@@ -129,3 +128,11 @@ class Event:
             except Exception as error:  # a class that no longer exists in this process
                 view["value"] = f"<undecodable: {error}>"
         return view
+
+
+def _loads_data(data: str | bytes) -> Any:
+    """An event's JSON data, decoded. json is imported here, on the first event that has data, not at
+    the top: a one-step run's events have none, and ``import taskloom`` stays without it."""
+    import json
+
+    return json.loads(data)

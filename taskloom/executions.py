@@ -6,14 +6,13 @@ resumed or cancelled the same way wherever the request comes from.
 
 from __future__ import annotations
 
-import unicodedata
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from taskloom import serde
 from taskloom.errors import ExecutionIdError, ExecutionNotFoundError, ExecutionStateError, WorkflowError
 from taskloom.events import Event, EventType, NewEvent
+from taskloom.ids import uuid4_hex
 from taskloom.messages import not_resumable, waiting_topic
 from taskloom.store.base import DEFAULT_QUEUE, ExecutionRecord, ExecutionStatus, Store
 
@@ -45,6 +44,8 @@ def check_execution_id(execution_id: Any, argument: str = "execution_id") -> str
             f"{argument} must be at most {MAX_EXECUTION_ID_LENGTH} characters, got {len(execution_id)}: "
             f"{execution_id[:40]!r}..."
         )
+    import unicodedata  # here, not at the top: only an id given by the caller is checked
+
     bad = next((c for c in execution_id if unicodedata.category(c) in ("Cc", "Cs")), None)
     if bad is not None:
         raise ExecutionIdError(
@@ -121,7 +122,7 @@ def queue_execution(
     A caller's ``execution_id`` that already exists raises :class:`ExecutionStateError` and writes
     nothing (:func:`create_or_find` returns the existing one instead).
     """
-    execution_id = uuid.uuid4().hex if execution_id is None else check_execution_id(execution_id)
+    execution_id = uuid4_hex() if execution_id is None else check_execution_id(execution_id)
     blob = serde.dumps(input, what=f"workflow {workflow!r} input")
     store.create_execution(
         execution_id,

@@ -18,13 +18,13 @@ import concurrent.futures
 import functools
 import math
 import time
-import uuid
 from collections.abc import Generator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from taskloom.errors import TaskCancelledError, WorkflowError
 from taskloom.executions import check_execution_id, create_or_find, get_execution, record_cancel
+from taskloom.ids import uuid4_hex
 from taskloom.leases import new_owner
 from taskloom.queues import Queue, check_priority, named_declaration, queue_name, register_queues
 from taskloom.runner import runner
@@ -210,7 +210,7 @@ def start_execution(
     on_queue, priority = queue_name(queue), check_priority(priority)
     queued = queue is not None or priority != 0
     seconds = delay_seconds(delay)
-    execution_id = uuid.uuid4().hex if execution_id is None else check_execution_id(execution_id)
+    execution_id = uuid4_hex() if execution_id is None else check_execution_id(execution_id)
     settings = Settings.from_env()
     if settings.start == "auto" and settings.server_url:
         from taskloom.client import TaskloomClient

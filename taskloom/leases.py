@@ -18,9 +18,9 @@ import os
 import socket
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 
+from taskloom.ids import uuid4_hex
 from taskloom.store.base import ExecutionStatus, Store
 
 log = logging.getLogger("taskloom.leases")
@@ -32,7 +32,7 @@ CANCEL_POLL_SECONDS = 0.2
 def new_owner(kind: str | None = None) -> str:
     """A lease owner id that says which process holds the work: ``host:pid:random``, after ``kind:`` when
     given (``run:`` for an embedded run; workers use the bare form as their id)."""
-    process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    process = f"{socket.gethostname()}:{os.getpid()}:{uuid4_hex()[:6]}"
     return f"{kind}:{process}" if kind else process
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from taskloom.errors import TaskDefinitionError
+
+if TYPE_CHECKING:
+    import random
 
 Size = Literal["small", "medium", "large"]
 SIZES: tuple[str, ...] = ("small", "medium", "large")
@@ -84,7 +86,9 @@ class TaskOptions:
         ``retry_delay * retry_backoff**k`` stay upper bounds, and a delay never drops below ``(1 - j) * d``.
         ``rng`` is for tests (a seeded ``random.Random``); by default the module's generator is used.
         """
-        draw = (rng or _jitter_rng).random
+        if not self.retry_max_attempts:
+            return []  # no draw: a task without retries never creates the generator (nor imports random)
+        draw = (rng or _jitter_rng()).random
         delays = []
         for k in range(self.retry_max_attempts):
             try:
@@ -107,8 +111,19 @@ class TaskOptions:
         return self.timeout if self.timeout else None
 
 
-#: jitter's source of randomness: not the ``random`` module's global one, which user code may seed
-_jitter_rng = random.Random()
+_jitter: random.Random | None = None
+
+
+def _jitter_rng() -> random.Random:
+    """Jitter's source of randomness: not the ``random`` module's global one, which user code may seed.
+    Made on first use, with ``random`` imported here: a run without retries needs neither
+    (tests/perf/test_import.py). Two threads racing here make two generators, both as good."""
+    global _jitter
+    if _jitter is None:
+        import random
+
+        _jitter = random.Random()
+    return _jitter
 
 
 def _fail(owner: str, option: str, value: Any, expected: str) -> TaskDefinitionError:

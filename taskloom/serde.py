@@ -13,16 +13,12 @@ costs one scan of the pickled bytes per secret; with no secret scope open, one c
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import datetime as dt
 import enum
 import io
 import itertools
 import pickle
 import traceback
-import uuid
-from decimal import Decimal
 from typing import Any
 
 from taskloom import masking
@@ -171,6 +167,13 @@ def json_view(value: Any, _depth: int = 0) -> Any:
         return value
     if _depth > 20:
         return repr(value)
+    # Imported here, not at the top: only views (CLI, HTTP, dashboard) need them, and a workflow run
+    # should not pay for decimal, uuid (platform) and base64 at import (tests/perf/test_import.py).
+    import base64
+    import datetime as dt
+    import uuid
+    from decimal import Decimal
+
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, dt.timedelta):

@@ -14,7 +14,6 @@ import logging
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -47,6 +46,7 @@ from taskloom.executions import (
     record_cancel,
 )
 from taskloom.handles import ExecutionHandle, handle_for, start_execution
+from taskloom.ids import uuid4_hex
 from taskloom.leases import keeper, new_owner
 from taskloom.messages import ReceiveWaiting, not_resumable, waiting_topic
 from taskloom.options import OutputStorage, TaskOptions
@@ -158,7 +158,7 @@ class Workflow(Generic[T]):
         already exists raises :class:`ExecutionStateError` and writes nothing.
         """
         store = default_store()
-        execution_id = uuid.uuid4().hex if execution_id is None else check_execution_id(execution_id)
+        execution_id = uuid4_hex() if execution_id is None else check_execution_id(execution_id)
         blob = serde.dumps(input, what=f"workflow {self.name!r} input")
         # A running execution gets a lease without an owner: no worker takes it before its creator drives it.
         grace = Settings.from_env().lease_seconds if status == ExecutionStatus.RUNNING else None
@@ -251,7 +251,7 @@ class Workflow(Generic[T]):
         # start (run(input, execution_id=ID), the idempotency key) must never approve a pause with None.
         continue_paused = continue_paused and input is None
         if execution_id is None:
-            execution_id = uuid.uuid4().hex
+            execution_id = uuid4_hex()
             blob = serde.dumps(input, what=f"workflow {self.name!r} input")
             owner = new_owner("run")
             store.create_execution(

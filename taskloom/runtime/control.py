@@ -16,11 +16,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from taskloom import masking
+from taskloom.ids import uuid4_hex
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _logger = logging.getLogger("taskloom.task")
@@ -137,7 +137,7 @@ class TaskControl:
         stop_event: threading.Event | Any | None = None,
     ) -> None:
         self.task_definition_name = task_definition_name
-        self.instance_id = instance_id or uuid.uuid4().hex
+        self.instance_id = instance_id or uuid4_hex()
         self.reporter = reporter
         # Any object with set()/is_set() works: a threading.Event, or a multiprocessing one.
         self._stop = stop_event if stop_event is not None else threading.Event()

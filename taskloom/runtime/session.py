@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
 from taskloom.errors import MaxInstancesReachedError, SessionError
+from taskloom.ids import uuid4_hex
 
 if TYPE_CHECKING:
     from taskloom.runtime.instance import TaskInstance
@@ -76,7 +76,7 @@ class Session:
             raise ValueError(f"Session: option 'name' must be a string or None, got {name!r}")
         if session_id is not None and not (isinstance(session_id, str) and session_id.strip()):
             raise ValueError(f"Session: option 'session_id' must be a non-empty string or None, got {session_id!r}")
-        random = uuid.uuid4().hex
+        random = uuid4_hex()
         #: your own id (``Session(session_id=...)``: the same id on the remote backend counts ``max_parallel``
         #: across every process using it), else ``session_`` and 32 random hex digits
         self.id = session_id if session_id is not None else f"session_{random}"

@@ -11,7 +11,6 @@ the fix); never a driver's exception (:mod:`taskloom.store.faults`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -714,6 +713,8 @@ def started_parent(started_data: Mapping[str, Any] | None) -> str | None:
 
 def event_data_json(data: Mapping[str, Any] | None) -> str | None:
     """An event's ``data`` as the stores keep it: compact JSON, or NULL when empty."""
+    import json  # here, not at the top: ``import taskloom`` should not load it (tests/perf/test_import.py)
+
     return json.dumps(dict(data), separators=(",", ":")) if data else None
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -203,6 +202,8 @@ def _recover(
         )
         attempt += 1
         # Half the delay plus a random half: processes hit by the same outage do not retry in step.
+        import random  # here, not at the top: only a store outage draws, and a run should not load it
+
         time.sleep(min(remaining, delay / 2 + random.uniform(0, delay / 2)))
         delay = min(delay * 2, MAX_DELAY)
         try:
