@@ -1,13 +1,12 @@
 """taskloom: tasks and durable workflows in one light library.
 
 The public API is re-exported here; everything else is private to its module. Names whose module a
-local workflow does not need (schedules: cron parsing and time zones) are loaded on first use, through
-the module ``__getattr__`` (PEP 562), so ``import taskloom`` stays light; ``from taskloom import X``
-works the same for every name in ``__all__``.
+local workflow run does not need (schedules: cron parsing and time zones; handles, queues, sessions,
+instances and futures) are loaded on first use, through the module ``__getattr__`` (PEP 562), so
+``import taskloom`` stays light; ``from taskloom import X`` works the same for every name in ``__all__``.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from taskloom.context import ExecutionContext, WorkflowExecutionContext
 from taskloom.errors import (
@@ -32,25 +31,35 @@ from taskloom.errors import (
     UndecodableValueError,
     WorkflowError,
 )
-from taskloom.handles import ExecutionHandle
+from taskloom.lazy import module_dir, module_getattr
 from taskloom.logs import logger
 from taskloom.messages import send
 from taskloom.options import TaskOptions
-from taskloom.queues import Queue, QueueError
 from taskloom.runtime.control import TaskControl, TaskControlHandler, set_task_control_handler
-from taskloom.runtime.future import Future, TaskStatus
-from taskloom.runtime.instance import TaskInstance
-from taskloom.runtime.session import Session
-from taskloom.task import Task, TaskConfig, task
+from taskloom.task import Task, task
 from taskloom.versioning import deprecate_patch, patched
 from taskloom.workflow import Workflow, workflow
 
 if TYPE_CHECKING:
+    from taskloom.handles import ExecutionHandle
+    from taskloom.queues import Queue, QueueError
+    from taskloom.runtime.config import TaskConfig
+    from taskloom.runtime.future import Future, TaskStatus
+    from taskloom.runtime.instance import TaskInstance
+    from taskloom.runtime.session import Session
     from taskloom.schedule_ticks import ScheduleError
     from taskloom.schedules import Schedule, run_schedules
 
 #: public names loaded on first use: name -> the module that defines it
 _LAZY = {
+    "ExecutionHandle": "taskloom.handles",
+    "Queue": "taskloom.queues",
+    "QueueError": "taskloom.queues",
+    "Future": "taskloom.runtime.future",
+    "Session": "taskloom.runtime.session",
+    "TaskConfig": "taskloom.runtime.config",
+    "TaskInstance": "taskloom.runtime.instance",
+    "TaskStatus": "taskloom.runtime.future",
     "Schedule": "taskloom.schedules",
     "ScheduleError": "taskloom.schedule_ticks",
     "run_schedules": "taskloom.schedules",
@@ -105,14 +114,5 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'taskloom' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # found here directly from now on
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__ = module_getattr(globals(), _LAZY)
+__dir__ = module_dir(globals(), __all__)

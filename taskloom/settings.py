@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from taskloom.errors import TaskloomError
+from taskloom.lazy import module_getattr
+
+if TYPE_CHECKING:
+    from taskloom.worker_settings import WorkerSettings as WorkerSettings
+
+#: ``WorkerSettings`` (the ``taskloom worker`` flags) is defined in :mod:`taskloom.worker_settings` and
+#: loaded from here on first use: only workers need it, and every run imports this module
+__getattr__ = module_getattr(globals(), {"WorkerSettings": "taskloom.worker_settings"})
 
 DEFAULT_DIR = ".taskloom"
 #: where ``wf.start()`` runs an execution (TASKLOOM_START): ``auto`` runs it in the starting process unless
@@ -98,22 +106,3 @@ def _positive(env: os._Environ[str], name: str, default: float, *, allow_zero: b
     if value < 0 or (value == 0 and not allow_zero) or value != value:
         raise TaskloomError(f"{name}={raw!r} must be a positive number of seconds")
     return value
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerSettings:
-    """How a worker process claims and holds work (``taskloom worker`` flags); shared by the execution
-    and the instance worker, so one command configures both."""
-
-    concurrency: int = 4
-    lease_seconds: float = 10.0
-    poll_seconds: float = 0.5
-    grace_seconds: float = 30.0
-
-    def __post_init__(self) -> None:
-        for name in ("concurrency", "lease_seconds", "poll_seconds", "grace_seconds"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"worker setting {name!r} must be a positive number, got {value!r}")
-        if not isinstance(self.concurrency, int):
-            raise ValueError(f"worker setting 'concurrency' must be an integer, got {self.concurrency!r}")

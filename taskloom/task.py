@@ -12,7 +12,6 @@ task's :class:`TaskOptions` (``with_options`` makes a changed copy).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import importlib
 import inspect
@@ -25,12 +24,16 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, ParamSpec,
 from taskloom import cache, masking, policy
 from taskloom.context import current_scope
 from taskloom.errors import TaskDefinitionError
+from taskloom.lazy import module_getattr
 from taskloom.options import OutputStorage, TaskOptions
 from taskloom.runtime.control import TaskControl
-from taskloom.runtime.session import current_session
 
 if TYPE_CHECKING:
+    from taskloom.runtime.config import TaskConfig as TaskConfig
     from taskloom.runtime.instance import TaskInstance
+
+#: ``TaskConfig`` is defined in :mod:`taskloom.runtime.config`, loaded from here on first use
+__getattr__ = module_getattr(globals(), {"TaskConfig": "taskloom.runtime.config"})
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -63,19 +66,6 @@ def _control_index(parameters: list[inspect.Parameter]) -> int | None:
 
 #: How a task defined in a class binds: like a method (the default), a classmethod or a staticmethod.
 Binding = Literal["method", "class", "static"]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class TaskConfig:
-    """Numerous's view of a task's definition: ``t.config.max_parallel`` and friends.
-
-    ``name`` is the task's name as it runs (the ``name`` option, else the function's name). A read-only
-    snapshot: change options with ``t.with_options(...)``.
-    """
-
-    max_parallel: int = 1
-    size: str = "small"
-    name: str | None = None
 
 
 class Task(Generic[P, R]):
@@ -203,6 +193,8 @@ class Task(Generic[P, R]):
     @property
     def config(self) -> TaskConfig:
         """Numerous's ``TaskConfig`` of this task: ``name``, ``max_parallel``, ``size``."""
+        from taskloom.runtime.config import TaskConfig  # only Numerous-style code asks: loaded then
+
         return TaskConfig(max_parallel=self.options.max_parallel, size=self.options.size, name=self.name)
 
     @property
@@ -232,6 +224,10 @@ class Task(Generic[P, R]):
         if scope is not None:
             return scope.call(self, args, kwargs)
         if not policy.inside_task():
+            # Imported here, not at the top: sessions (and so this check) are only met in a direct call,
+            # and a workflow run should not load them (tests/perf/test_import.py).
+            from taskloom.runtime.session import current_session
+
             session = current_session()
             if session is not None:
                 self._warn_direct_in_session(session.name, stacklevel)

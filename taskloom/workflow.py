@@ -45,12 +45,10 @@ from taskloom.executions import (
     paused_at,
     record_cancel,
 )
-from taskloom.handles import ExecutionHandle, handle_for, start_execution
 from taskloom.ids import uuid4_hex
 from taskloom.leases import keeper, new_owner
 from taskloom.messages import ReceiveWaiting, not_resumable, waiting_topic
 from taskloom.options import OutputStorage, TaskOptions
-from taskloom.queues import Queue
 from taskloom.replay import ExecutionRun
 from taskloom.settings import Settings
 from taskloom.store import default_store
@@ -59,6 +57,8 @@ from taskloom.thread_hops import ThreadLane
 from taskloom.versioning import NO_VERSION, check_version, claim_version
 
 if TYPE_CHECKING:
+    from taskloom.handles import ExecutionHandle
+    from taskloom.queues import Queue
     from taskloom.schedule_ticks import Cron
     from taskloom.schedules import Schedule
 
@@ -184,6 +184,10 @@ class Workflow(Generic[T]):
         ``queue`` (a :class:`~taskloom.Queue` or its name) and ``priority`` (lower runs first) queue it for
         the workers serving that queue, whose claims keep its limits (:mod:`taskloom.queues`).
         """
+        # Imported here, not at the top: handles (and the queues and runner it brings) serve start() and
+        # handle(), never run(), which should not load them (tests/perf/test_import.py).
+        from taskloom.handles import start_execution
+
         return start_execution(self, input, execution_id=execution_id, delay=delay, queue=queue, priority=priority)
 
     async def astart(
@@ -196,12 +200,16 @@ class Workflow(Generic[T]):
         priority: int = 0,
     ) -> ExecutionHandle[T]:
         """:meth:`start` for async code: ``handle = await wf.astart(input)``, then ``await handle``."""
+        from taskloom.handles import start_execution
+
         return await asyncio.to_thread(
             start_execution, self, input, execution_id=execution_id, delay=delay, queue=queue, priority=priority
         )
 
     def handle(self, execution_id: str) -> ExecutionHandle[T]:
         """The handle of an existing execution of this workflow (:class:`ExecutionNotFoundError` if none)."""
+        from taskloom.handles import handle_for
+
         return handle_for(self, check_execution_id(execution_id))
 
     def schedule(

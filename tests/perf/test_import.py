@@ -34,15 +34,24 @@ AVOIDED = (
     "platform",  # drawn by uuid
     "psycopg",
     "psycopg_pool",
+    "random",  # retry jitter and a store outage's backoff import it when they draw
     "rich",
     "starlette",
     "taskloom.cli",
     "taskloom.client",
+    "taskloom.handles",  # with queues and runner: wf.start() and wf.handle() load them, run() does not
+    "taskloom.queues",
+    "taskloom.runner",
+    "taskloom.runtime.config",  # TaskConfig, sessions, instances and futures load with their names
+    "taskloom.runtime.future",
+    "taskloom.runtime.instance",
+    "taskloom.runtime.session",
     "taskloom.schedule_ticks",  # schedules load with the first workflow that has one
     "taskloom.schedules",
     "taskloom.server",
     "taskloom.store.postgres",
-    "taskloom.worker",
+    "taskloom.worker",  # with worker_settings: a worker's, loaded from taskloom.settings on first use
+    "taskloom.worker_settings",
     "tempfile",
     "unicodedata",  # checks only an execution id the caller gave
     "urllib.request",
