@@ -137,6 +137,26 @@ def round_trips(trace: Path) -> int:
     return count
 
 
+def server_cpu_seconds(data_dir: Path) -> float:
+    """CPU time (user + system) spent so far by the server: its postmaster and every process it started
+    that still runs (backends, WAL writer, ...), read from /proc. Subtracted over a run, it is the
+    server's own work for that run, which the client's clock mixes with round trips and with the load
+    of a shared machine (how the foreign key of events was judged: store/sql/postgres/016)."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(entry) == postmaster or int(fields[1]) == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=9, help="rounds (default 9)")
@@ -181,6 +201,9 @@ def main() -> None:
             timed()
         trips = round_trips(tracer.path) / STEPS
         whole, writing = time_in_writes(timed)
+        before = server_cpu_seconds(server.data_dir)
+        timed()
+        server_cpu = (server_cpu_seconds(server.data_dir) - before) / STEPS
         print(f"floor: INSERT + COMMIT (BEGIN, INSERT, COMMIT: 3 round trips) {floor * 1e6:8.1f} us/step")
         print(f"floor: INSERT alone in autocommit (1 round trip)           {strict * 1e6:8.1f} us/step")
         print(f"taskloom {STEPS} sequential durable steps                  {per_step * 1e6:8.1f} us/step")
@@ -193,6 +216,7 @@ def main() -> None:
             f"one more run: {whole * 1e6:.1f} us/step, of which {writing * 1e6:.1f} in the store's append_events "
             f"(the step's write), {(whole - writing) * 1e6:.1f} in the rest of the engine"
         )
+        print(f"server CPU per step, one more run (all its processes, /proc) {server_cpu * 1e6:8.1f} us/step")
 
 
 if __name__ == "__main__":

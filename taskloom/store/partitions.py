@@ -147,7 +147,7 @@ def _convert(conn: Any, report: PartitionReport) -> None:
     conn.execute(
         "CREATE TABLE events ("
         " seq BIGINT NOT NULL DEFAULT nextval('events_seq_seq'),"
-        " execution_id TEXT NOT NULL REFERENCES executions (id),"
+        " execution_id TEXT NOT NULL,"  # no foreign key: see store/sql/postgres/016_events_without_foreign_key.sql
         " type TEXT NOT NULL, step_id TEXT, name TEXT, value BYTEA, data TEXT,"
         " ts DOUBLE PRECISION NOT NULL, start_value BYTEA,"
         " PRIMARY KEY (seq, ts)"  # a partitioned table's keys include its partition key

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from taskloom.errors import StoreError
+from taskloom.errors import ExecutionNotFoundError, StoreError
 from taskloom.events import EventType, NewEvent
 from taskloom.retention import prune
 from taskloom.store import open_store
@@ -103,3 +103,47 @@ def test_partitioning_is_refused_on_sqlite(tmp_path: object) -> None:
             partition_events(sqlite)
     finally:
         sqlite.close()
+
+
+def foreign_keys(store: Store) -> list[str]:
+    rows = Statements(store).run(
+        "SELECT conname FROM pg_constraint WHERE conrelid = 'events'::regclass AND contype = 'f'"
+    )
+    return [str(name) for (name,) in rows]
+
+
+def test_events_have_no_foreign_key_partitioned_or_not_and_migration_16_drops_one_by_any_name(
+    store: Store, pg_fresh_url: str
+) -> None:
+    """The key cost each step's write a query on executions (migration 016 says why integrity holds
+    without it); a store partitioned before 016 had it under another name, on every partition."""
+    old_execution(store, "old", "completed", 95)
+    assert foreign_keys(store) == []
+    partition_events(store)
+    assert foreign_keys(store) == []
+    Statements(store).run_all(
+        [
+            (
+                "ALTER TABLE events ADD CONSTRAINT events_execution_id_fkey1 FOREIGN KEY (execution_id) "
+                "REFERENCES executions (id)",
+                (),
+            ),
+            ("DELETE FROM schema_version WHERE version >= 16", ()),
+        ]
+    )
+    assert foreign_keys(store) == ["events_execution_id_fkey1"]
+    store.close()
+
+    reopened = open_store(pg_fresh_url)
+    try:
+        assert foreign_keys(reopened) == []
+        assert [e.type for e in reopened.load_events("old")] == [EventType.EXECUTION_STARTED] + [
+            EventType.STEP_STARTED
+        ] * 3
+        with pytest.raises(ExecutionNotFoundError):  # the fence, not the key, refuses an unknown execution
+            reopened.append_events("ghost", [NewEvent(EventType.STEP_LOG, "1", "s")])
+        with pytest.raises(ExecutionNotFoundError):
+            reopened.append_events("ghost", [NewEvent(EventType.STEP_LOG, "1", "s")], lease_owner="w")
+        assert Statements(reopened).run("SELECT COUNT(*) FROM events WHERE execution_id = 'ghost'") == [(0,)]
+    finally:
+        reopened.close()
