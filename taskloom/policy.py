@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import threading
 import time
@@ -93,6 +94,9 @@ class CallHandler:
 
 Turn = Attempt | Wait | CallHandler
 Turns = Generator[Turn, Any, Any]
+#: calls a sync function with its arguments so that task calls it makes are plain calls, not steps
+#: (inside a workflow: ``replay._plain``)
+Plain = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]
 
 
 def _turns(
@@ -297,14 +301,14 @@ async def call_async(
     control: Any = None,
     observer: AttemptObserver | None = None,
     executor: Executor | None = None,
-    plain: Callable[[Callable[[], Any]], Callable[[], Any]] | None = None,
+    plain: Plain | None = None,
     inline: bool = False,
     retried: tuple[int, float] | None = None,
 ) -> Any:
     """Run any task (sync in a thread, async on the loop) under its policy, without blocking the loop.
 
-    ``plain`` wraps the call of a sync function so that, inside a workflow, task calls it makes run as
-    plain calls in its thread instead of becoming steps. ``inline`` runs a sync function on the loop's
+    ``plain`` calls a sync function (``plain(fn, args, kwargs)``) so that, inside a workflow, task calls it
+    makes run as plain calls in its thread instead of becoming steps. ``inline`` runs a sync function on the loop's
     own thread: the caller passes it only when nothing else is on the loop to be blocked.
 
     A task that asks for no secret, run where none is active, needs no secret scope of its own: a task it
@@ -342,25 +346,72 @@ async def _call_async(
     control: Any,
     observer: AttemptObserver | None,
     executor: Executor | None,
-    plain: Callable[[Callable[[], Any]], Callable[[], Any]] | None,
+    plain: Plain | None,
     inline: bool,
     cached: CachedCall | None,
     retried: tuple[int, float] | None = None,
 ) -> Any:
     call_args, call_kwargs = task.prepare_arguments(args, kwargs, control)
-    timeout = task.options.effective_timeout
+    call = _Call(task, call_args, call_kwargs, args, kwargs, executor, plain, inline)
+    if retried is not None:
+        return await _adrive(_turns(task, control, observer, cached, retried), call.perform)
+    # The first turn of a fresh call is always attempt 1, and most attempts succeed: made here directly,
+    # the policy's generator is built only when it fails (a step's cost is mostly this path).
+    try:
+        value = await call.attempt(1)
+    except Exception as failed:
+        turns = _turns(task, control, observer, cached, None)
+        next(turns)  # Attempt(1): performed above
+        return await _adrive(turns, call.perform, failed)
+    if cached is not None:
+        cached.put(value)
+    return value
 
-    def off_the_loop(call: Callable[[], Any], *, isolated: bool = False) -> asyncio.Future[Any]:
-        return run_in_thread(plain(call) if plain else call, executor=executor, isolated=isolated)
 
-    async def attempt(number: int) -> Any:
+class _Call:
+    """One call of a task under its policy: its function with the prepared arguments, the handlers' own
+    arguments, and where sync code runs. An object rather than closures over them: it is made on every
+    step's path, a map's items included, and one object is less to allocate (and to collect) than three
+    closures and their cells."""
+
+    __slots__ = ("args", "call_args", "call_kwargs", "executor", "inline", "kwargs", "plain", "task", "timeout")
+
+    def __init__(
+        self,
+        task: Task[Any, Any],
+        call_args: tuple[Any, ...],
+        call_kwargs: dict[str, Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        executor: Executor | None,
+        plain: Plain | None,
+        inline: bool,
+    ) -> None:
+        self.task, self.call_args, self.call_kwargs = task, call_args, call_kwargs
+        self.args, self.kwargs = args, kwargs
+        self.executor, self.plain, self.inline = executor, plain, inline
+        self.timeout = task.options.effective_timeout
+
+    def off_the_loop(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, isolated: bool = False
+    ) -> asyncio.Future[Any]:
+        plain = self.plain
+        job = (
+            functools.partial(plain, fn, args, kwargs) if plain is not None else functools.partial(fn, *args, **kwargs)
+        )
+        return run_in_thread(job, executor=self.executor, isolated=isolated)
+
+    async def attempt(self, number: int) -> Any:
+        task, timeout = self.task, self.timeout
         if task.is_async:
-            awaitable = task.fn(*call_args, **call_kwargs)
+            awaitable = task.fn(*self.call_args, **self.call_kwargs)
+        elif self.inline and not timeout:
+            plain = self.plain
+            if plain is not None:
+                return plain(task.fn, self.call_args, self.call_kwargs)
+            return task.fn(*self.call_args, **self.call_kwargs)
         else:
-            call: Callable[[], Any] = lambda: task.fn(*call_args, **call_kwargs)  # noqa: E731
-            if inline and not timeout:
-                return (plain(call) if plain else call)()
-            awaitable = off_the_loop(call, isolated=bool(timeout))
+            awaitable = self.off_the_loop(task.fn, self.call_args, self.call_kwargs, isolated=bool(timeout))
         if not timeout:
             return await awaitable
         try:
@@ -368,28 +419,14 @@ async def _call_async(
         except TimeoutError:
             raise _timeout_error(task, number, timeout) from None
 
-    async def perform(turn: Turn) -> Any:
+    async def perform(self, turn: Turn) -> Any:
         if isinstance(turn, Attempt):
-            return await attempt(turn.number)
+            return await self.attempt(turn.number)
         if isinstance(turn, Wait):
             await asyncio.sleep(turn.seconds)
             return None
         handler = turn.handler
         if inspect.iscoroutinefunction(handler):
-            return await handler(*args, **kwargs)
-        result = await off_the_loop(lambda: handler(*args, **kwargs))
+            return await handler(*self.args, **self.kwargs)
+        result = await self.off_the_loop(handler, self.args, self.kwargs)
         return await result if inspect.isawaitable(result) else result
-
-    if retried is not None:
-        return await _adrive(_turns(task, control, observer, cached, retried), perform)
-    # The first turn of a fresh call is always attempt 1, and most attempts succeed: made here directly,
-    # the policy's generator is built only when it fails (a step's cost is mostly this path).
-    try:
-        value = await attempt(1)
-    except Exception as failed:
-        turns = _turns(task, control, observer, cached, None)
-        next(turns)  # Attempt(1): performed above
-        return await _adrive(turns, perform, failed)
-    if cached is not None:
-        cached.put(value)
-    return value

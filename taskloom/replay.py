@@ -174,17 +174,13 @@ class StartWatchdog:
                     pass
 
 
-def _plain(call: Callable[[], Any]) -> Callable[[], Any]:
-    """Run ``call`` with no scope, so task calls made by a sync task body are plain calls."""
-
-    def run() -> Any:
-        token = current_scope.set(None)
-        try:
-            return call()
-        finally:
-            current_scope.reset(token)
-
-    return run
+def _plain(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Call ``fn`` with no scope, so task calls made by a sync task body are plain calls (policy.Plain)."""
+    token = current_scope.set(None)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        current_scope.reset(token)
 
 
 class ExecutionRun:
