@@ -60,6 +60,10 @@ FINISHED = ("completed", "failed", "cancelled")
 CHUNK_ROWS = 500
 #: executions taken per batch (their events are then deleted CHUNK_ROWS at a time)
 BATCH_EXECUTIONS = 100
+#: The events an events row holds, as the report counts them (what ``ctx.events`` shows): a row holding
+#: a step's start and its outcome (start_value set, taskloom.store.base.merge_steps) is two.
+_EVENTS_IN_ROW = "CASE WHEN start_value IS NULL THEN 1 ELSE 2 END"
+_EVENTS_IN_ROWS = "COUNT(*) + COUNT(start_value)"
 #: how often a worker prunes when TASKLOOM_RETENTION is set
 PRUNE_EVERY_SECONDS = 3600.0
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -240,13 +244,17 @@ class _Pruning:
                 except OSError as error:
                     self.report.errors.append(f"cannot remove output file {folder / name}: {error}")
 
-    def _counts(self, chosen: str, params: tuple[Any, ...], tables: Sequence[tuple[str, str]]) -> list[int]:
-        """How many rows ``chosen`` (a SELECT of ids) names, then how many rows of each ``(table, column)``
-        point at them: what a dry run reports, in one transaction."""
+    def _counts(self, chosen: str, params: tuple[Any, ...], tables: Sequence[tuple[str, str, str]]) -> list[int]:
+        """How many rows ``chosen`` (a SELECT of ids) names, then for each ``(table, column, counted)`` the
+        ``counted`` aggregate (``COUNT(*)``: its rows) of those that point at them: what a dry run reports,
+        in one transaction."""
         rows = self.sql.run_all(
             [
                 (f"SELECT COUNT(*) FROM ({chosen}) AS chosen", params),
-                *((f"SELECT COUNT(*) FROM {table} WHERE {column} IN ({chosen})", params) for table, column in tables),
+                *(
+                    (f"SELECT {counted} FROM {table} WHERE {column} IN ({chosen})", params)
+                    for table, column, counted in tables
+                ),
             ]
         )
         return [int(found[0][0]) for found in rows]
@@ -256,16 +264,17 @@ class _Pruning:
         self.report.executions, self.report.events, self.report.messages = self._counts(
             f"SELECT e.id FROM executions e WHERE {condition}",
             params,
-            [("events", "execution_id"), ("messages", "execution_id")],
+            [("events", "execution_id", _EVENTS_IN_ROWS), ("messages", "execution_id", "COUNT(*)")],
         )
 
     def _delete_in_chunks(self, sql: str, params: tuple[Any, ...]) -> int:
-        """Run ``sql`` (a DELETE ... LIMIT ? RETURNING 1, its last parameter the chunk size) until it takes
-        fewer rows than a chunk, each chunk its own short transaction; how many rows went."""
+        """Run ``sql`` (a DELETE ... LIMIT ? RETURNING n, its last parameter the chunk size) until it takes
+        fewer rows than a chunk, each chunk its own short transaction; how many went, each row counted as
+        its n (1; an events row holding a step's start and outcome is 2 events)."""
         deleted = 0
         while True:
             (gone,) = self._timed([(sql, (*params, self.chunk_rows))])
-            deleted += len(gone)
+            deleted += sum(int(row[0]) for row in gone)
             if len(gone) < self.chunk_rows:
                 return deleted
 
@@ -274,7 +283,7 @@ class _Pruning:
         marks = _marks(ids)
         self.report.events += self._delete_in_chunks(  # events first: they reference the execution
             f"DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE execution_id IN ({marks}) LIMIT ?) "
-            "RETURNING 1",
+            f"RETURNING {_EVENTS_IN_ROW}",
             tuple(ids),
         )
         messages, executions = self._timed(
@@ -326,7 +335,7 @@ class _Pruning:
             self.report.sessions, self.report.instances, self.report.instance_updates = self._counts(
                 f"SELECT s.id FROM instance_sessions s WHERE {condition}",
                 params,
-                [("instances", "session_id"), ("instance_updates", "session_id")],
+                [("instances", "session_id", "COUNT(*)"), ("instance_updates", "session_id", "COUNT(*)")],
             )
             return
         while True:
