@@ -79,6 +79,8 @@ TESTS: dict[str, list[str]] = {
         "tests/unit/test_strength_tasks.py",
     ],
     "taskloom/workflow.py": ["tests/unit/test_workflow.py", "tests/unit/test_replay.py"],
+    # the lanes, pool and hubs directly, and through a workflow's steps, maps and parallels
+    "taskloom/thread_hops.py": ["tests/thread_hops", "tests/unit/test_builtins.py"],
 }
 
 #: the pytest marker expression (``-m``) for each module (a path prefix; the first match wins), "" for no
