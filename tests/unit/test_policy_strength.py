@@ -1,0 +1,282 @@
+"""call_sync's and call_async's two ways to a task run, each checked to pass on everything it is given.
+
+A task runs without a secret scope of its own (the fast path) when it asks for no secret and none is
+active, and inside one otherwise. Each test below runs both ways (``scope``: the second registers a secret
+in an open scope, as a task that received one does for what it calls), so an argument dropped on either
+way (the observer, the cache entry, the lane, the plain-call hook, ``inline``) fails a test. Also: the
+first attempt of ``call_async``, made without the policy's generator, behaves as any later one (its
+number in the timeout message, its thread when timed, its result cached).
+
+No test sleeps to wait: hung bodies wait on an Event set at teardown, and timeouts only need to fire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import pytest
+
+from taskloom import TaskTimeoutError, masking, policy, task
+from taskloom.thread_hops import ThreadLane
+
+SECRET = "s3cr3t-value-for-the-policy-tests"
+ran: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def reset_ran() -> None:
+    ran.clear()
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    """An Event that hung task bodies wait on; set at teardown so their threads end."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+@pytest.fixture(params=["no secret", "a secret active"])
+def scope(request: pytest.FixtureRequest) -> Callable[[], AbstractContextManager[Any]]:
+    """How the test calls the policy: with no secret scope open, or inside one holding :data:`SECRET`."""
+    if request.param == "no secret":
+        return nullcontext
+
+    class _Holding:
+        def __enter__(self) -> None:
+            self._scope = masking.secret_scope()
+            self._scope.__enter__()
+            masking.register_secrets([SECRET])
+
+        def __exit__(self, *exc_info: object) -> None:
+            self._scope.__exit__(*exc_info)
+
+    return _Holding
+
+
+class Turns:
+    """An AttemptObserver that writes down what it is told."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def on_retry(self, attempt: int, error: BaseException, delay: float) -> None:
+        self.seen.append(f"retry {attempt} {error}")
+
+    def on_fallback(self, error: BaseException) -> None:
+        self.seen.append(f"fallback {error}")
+
+    def on_rollback(self, error: BaseException) -> None:
+        self.seen.append(f"rollback {error}")
+
+
+def _thread() -> tuple[int, str]:
+    current = threading.current_thread()
+    return current.ident or 0, current.name
+
+
+# -- inside_task ---------------------------------------------------------------------------------------
+def test_a_task_body_knows_it_runs_inside_a_task_and_the_caller_after_it_does_not(
+    scope: Callable[[], AbstractContextManager[Any]],
+) -> None:
+    def sync_body() -> Any:
+        return policy.inside_task()
+
+    async def async_body() -> Any:
+        return policy.inside_task()
+
+    sync_task, async_task = task(name="knows_sync")(sync_body), task(name="knows_async")(async_body)
+
+    async def both() -> list[Any]:
+        return [await policy.call_async(sync_task, (), {}), await policy.call_async(async_task, (), {})]
+
+    with scope():
+        assert policy.call_sync(sync_task, (), {}) is True
+        assert asyncio.run(both()) == [True, True]
+        assert policy.inside_task() is False
+
+
+# -- masking: the way taken depends on the secrets active, not only on the task's requests -------------
+def test_a_task_that_asks_for_no_secret_has_an_active_secret_masked_in_its_result_and_error() -> None:
+    def echo() -> str:
+        return f"token={SECRET}"
+
+    def leaks() -> None:
+        raise ValueError(f"refused {SECRET}")
+
+    async def aleaks() -> None:
+        leaks()
+
+    echoes, raises, araises = task(name="echo")(echo), task(name="leaks")(leaks), task(name="aleaks")(aleaks)
+    with masking.secret_scope():
+        masking.register_secrets([SECRET])
+        assert policy.call_sync(echoes, (), {}) == "token=***"
+        assert asyncio.run(policy.call_async(echoes, (), {})) == "token=***"
+        with pytest.raises(ValueError, match=r"^refused \*\*\*$"):
+            policy.call_sync(raises, (), {})
+        with pytest.raises(ValueError, match=r"^refused \*\*\*$"):
+            asyncio.run(policy.call_async(araises, (), {}))
+
+
+# -- every argument reaches the run, on both ways ------------------------------------------------------
+def test_both_drivers_tell_the_observer_with_or_without_a_secret_scope(
+    scope: Callable[[], AbstractContextManager[Any]],
+) -> None:
+    def fails(n: int) -> None:
+        raise ValueError(f"failed {n}")
+
+    async def afails(n: int) -> None:
+        fails(n)
+
+    options: dict[str, Any] = {"retry_max_attempts": 1, "retry_delay": 0, "fallback": lambda n: n * 10}
+    expected = ["retry 1 failed 4", "fallback failed 4"]
+    sync_turns, async_turns, aasync_turns = Turns(), Turns(), Turns()
+    with scope():
+        assert policy.call_sync(task(name="ps_obs", **options)(fails), (4,), {}, observer=sync_turns) == 40
+        sync_task, async_task = task(name="ps_aobs", **options)(fails), task(name="ps_aaobs", **options)(afails)
+        assert asyncio.run(policy.call_async(sync_task, (4,), {}, observer=async_turns)) == 40
+        assert asyncio.run(policy.call_async(async_task, (4,), {}, observer=aasync_turns)) == 40
+    assert sync_turns.seen == async_turns.seen == aasync_turns.seen == expected
+
+
+def test_a_cached_result_is_reused_with_or_without_a_secret_scope(
+    scope: Callable[[], AbstractContextManager[Any]],
+) -> None:
+    def double(n: int) -> int:
+        ran.append(("sync", n))
+        return n * 2
+
+    async def adouble(n: int) -> int:
+        ran.append(("async", n))
+        return n * 2
+
+    doubles = task(name="strength_double", cache=True)(double)
+    adoubles = task(name="strength_adouble", cache=True)(adouble)
+    sync_on_loop = task(name="strength_double_on_loop", cache=True)(double)
+    with scope():
+        assert [policy.call_sync(doubles, (3,), {}) for _ in range(2)] == [6, 6]
+        assert [asyncio.run(policy.call_async(adoubles, (3,), {})) for _ in range(2)] == [6, 6]
+        assert [asyncio.run(policy.call_async(sync_on_loop, (5,), {})) for _ in range(2)] == [10, 10]
+    assert ran == [("sync", 3), ("async", 3), ("sync", 5)]
+
+
+def test_a_result_after_a_retry_is_cached_too(scope: Callable[[], AbstractContextManager[Any]]) -> None:
+    def flaky(n: int) -> int:
+        ran.append(n)
+        if len(ran) == 1:
+            raise ConnectionError("first attempt fails")
+        return n + 1
+
+    flakes = task(name="strength_flaky", cache=True, retry_max_attempts=1, retry_delay=0)(flaky)
+    with scope():
+        assert [asyncio.run(policy.call_async(flakes, (1,), {})) for _ in range(2)] == [2, 2]
+    assert ran == [1, 1]
+
+
+def test_a_sync_task_runs_on_the_lane_it_is_given(scope: Callable[[], AbstractContextManager[Any]]) -> None:
+    lane = ThreadLane(1, "given-lane")
+    where = task(name="where_lane")(_thread)
+
+    with scope():
+        _, name = asyncio.run(policy.call_async(where, (), {}, executor=lane))
+    assert name.startswith("given-lane_"), name
+
+
+def test_the_plain_hook_gets_the_function_and_its_prepared_arguments(
+    scope: Callable[[], AbstractContextManager[Any]],
+) -> None:
+    hooked: list[tuple[Any, tuple[Any, ...], dict[str, Any], tuple[int, str]]] = []
+
+    def plain(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        hooked.append((fn, args, kwargs, _thread()))
+        return fn(*args, **kwargs)
+
+    def add(a: int, b: int = 0) -> int:
+        return a + b
+
+    adds = task(name="plain_add")(add)
+
+    async def calls() -> tuple[int, list[int]]:
+        loop_thread = threading.get_ident()
+        return loop_thread, [
+            await policy.call_async(adds, (1,), {"b": 2}, plain=plain),
+            await policy.call_async(adds, (3,), {"b": 4}, plain=plain, inline=True),
+        ]
+
+    with scope():
+        loop_thread, results = asyncio.run(calls())
+    assert results == [3, 7]
+    assert [(fn, args, kwargs) for fn, args, kwargs, _ in hooked] == [(add, (1,), {"b": 2}), (add, (3,), {"b": 4})]
+    assert hooked[0][3][0] != loop_thread and hooked[1][3][0] == loop_thread
+
+
+def test_a_sync_fallback_goes_through_the_plain_hook_with_the_callers_arguments(
+    scope: Callable[[], AbstractContextManager[Any]],
+) -> None:
+    hooked: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
+
+    def plain(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        hooked.append((fn, args, kwargs))
+        return fn(*args, **kwargs)
+
+    def fallback(a: int, b: int = 0) -> str:
+        return f"fallback {a} {b}"
+
+    def fails(a: int, b: int = 0) -> str:
+        raise ValueError("attempt failed")
+
+    falls = task(name="plain_fallback", fallback=fallback)(fails)
+    with scope():
+        assert asyncio.run(policy.call_async(falls, (1,), {"b": 2}, plain=plain)) == "fallback 1 2"
+    assert hooked == [(fails, (1,), {"b": 2}), (fallback, (1,), {"b": 2})]
+
+
+def test_inline_runs_on_the_loop_thread_unless_the_attempt_has_a_timeout(
+    scope: Callable[[], AbstractContextManager[Any]],
+) -> None:
+    untimed = task(name="inline_untimed")(_thread)
+    timed = task(name="inline_timed", timeout=30)(_thread)
+
+    async def both() -> tuple[int, tuple[int, str], tuple[int, str]]:
+        return (
+            threading.get_ident(),
+            await policy.call_async(untimed, (), {}, inline=True),
+            await policy.call_async(timed, (), {}, inline=True),
+        )
+
+    with scope():
+        loop_thread, (inline_thread, _), (timed_thread, timed_name) = asyncio.run(both())
+    assert inline_thread == loop_thread
+    assert timed_thread != loop_thread and timed_name == "taskloom-attempt"
+
+
+# -- the first attempt, made without the policy's generator --------------------------------------------
+def test_a_timed_attempt_gets_a_thread_of_its_own_not_the_lane() -> None:
+    lane = ThreadLane(1, "timed-lane")
+    timed = task(name="timed_on_lane", timeout=30)(_thread)
+    _, name = asyncio.run(policy.call_async(timed, (), {}, executor=lane))
+    assert name == "taskloom-attempt"
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_each_timed_out_attempt_is_named_by_its_number(release: threading.Event, is_async: bool) -> None:
+    def hangs() -> None:
+        release.wait(30)
+
+    async def ahangs() -> None:
+        await asyncio.Event().wait()
+
+    options: dict[str, Any] = {"timeout": 0.05, "retry_max_attempts": 2, "retry_delay": 0}
+    hung = task(name="hangs", **options)(ahangs if is_async else hangs)
+    turns = Turns()
+    with pytest.raises(TaskTimeoutError) as caught:
+        asyncio.run(policy.call_async(hung, (), {}, observer=turns))
+    assert turns.seen == [
+        "retry 1 task 'hangs': attempt 1 timed out after 0.05s",
+        "retry 2 task 'hangs': attempt 2 timed out after 0.05s",
+    ]
+    assert str(caught.value) == "task 'hangs': attempt 3 timed out after 0.05s"
