@@ -207,6 +207,9 @@ def _create(
             lease_seconds=None if owner is None else Settings.from_env().lease_seconds,
             started_data=started,
             version=child.version or NO_VERSION,  # only workers with this code's version claim it
+            # The parent's queue, as Temporal's child workflows take their parent's task queue: the
+            # workers that serve the parent serve its children, and the parent's limits hold for them.
+            queue=run.queue,
         )
         return True
     except ExecutionStateError:

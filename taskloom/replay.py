@@ -37,6 +37,7 @@ from taskloom.events import Event, EventType, NewEvent
 from taskloom.executors import RemoteAttempts, current_executor
 from taskloom.group_commit import GroupCommit
 from taskloom.runtime.control import LogRecord, TaskControl
+from taskloom.store.base import DEFAULT_QUEUE
 from taskloom.versioning import PatchLog
 
 if TYPE_CHECKING:
@@ -199,6 +200,8 @@ class ExecutionRun:
         self.watchdog = StartWatchdog()
         #: who runs this execution (a worker, or an embedded run): every write is fenced by its lease
         self.lease_owner: str | None = None
+        #: the queue the execution is run from; the children it queues for workers go to it too
+        self.queue = DEFAULT_QUEUE
         #: set (by the lease keeper) once the execution was cancelled from outside: no new step starts
         self.cancelled = threading.Event()
         #: set when replayed code diverged; reported even if user code swallowed the exception

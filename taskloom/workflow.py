@@ -476,6 +476,8 @@ class Workflow(Generic[T]):
         run.main_task = asyncio.current_task()
         run.lease_owner = owner
         run.resume = resume
+        if before is not None:
+            run.queue = before.queue
         kept = keeper.keep(store, execution_id, owner, lease, run.cancelled)
         token = current_scope.set(run.root)
         requeue = crashed = False

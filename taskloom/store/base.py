@@ -62,6 +62,8 @@ class ExecutionRecord:
     parent_id: str | None = None
     #: the workflow version it runs on (taskloom.versioning): ``""`` none, None not pinned yet (no code ran it)
     version: str | None = None
+    #: the queue it is run from (taskloom.queues): what limits it, which workers take it; its children's too
+    queue: str = DEFAULT_QUEUE
 
 
 @dataclass(frozen=True, slots=True)

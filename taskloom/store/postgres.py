@@ -103,7 +103,7 @@ WORK_CHANNEL = "taskloom_work"
 
 _EXECUTION_COLUMNS = (
     "id, workflow, status, input, output, created_at, updated_at, target, lease_owner, lease_expires_at, crashes, "
-    "wake_at, parent_id, version"
+    "wake_at, parent_id, version, queue"
 )
 _INSERT_STARTED = "INSERT INTO events (execution_id, type, name, value, data, ts) VALUES (%s, %s, %s, %s, %s, %s)"
 _NOTIFY_WORK = f"SELECT pg_notify('{WORK_CHANNEL}', %s)"
@@ -712,16 +712,17 @@ class PostgresStore:
                 "   OR (status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < %s)) "
                 f"   OR (status = 'paused' AND wake_at <= %s)){on_queues}{on_versions} "
                 "  ORDER BY priority, created_at LIMIT 1 FOR UPDATE SKIP LOCKED"
-                f") RETURNING {_EXECUTION_COLUMNS}, queue",
+                f") RETURNING {_EXECUTION_COLUMNS}",
                 (
                     *(worker_id, now + lease_seconds, now, now, worker_id, list(workflows), now, now, now),
                     *queue_params,
                     *version_params,
                 ),
             ).fetchone()
-            if row is not None:
-                _count_start(conn, limits, row[-1], now)
-        return ExecutionRecord(*row[:-1]) if row else None
+            record = None if row is None else ExecutionRecord(*row)
+            if record is not None:
+                _count_start(conn, limits, record.queue, now)
+        return record
 
     @retrying
     def acquire_execution(

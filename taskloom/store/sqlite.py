@@ -85,7 +85,7 @@ _INSERT_FENCED = (
 )
 _EXECUTION_COLUMNS = (
     "id, workflow, status, input, output, created_at, updated_at, target, lease_owner, lease_expires_at, crashes, "
-    "wake_at, parent_id, version"
+    "wake_at, parent_id, version, queue"
 )
 
 
@@ -492,7 +492,7 @@ class SQLiteStore:
             on_queues, queue_params = queue_filter(queues, limits, fresh, takeover, "?")
             on_versions, version_params = version_filter(versions, "?")
             row = conn.execute(
-                f"SELECT {_EXECUTION_COLUMNS}, queue FROM executions WHERE workflow IN ({marks}) AND "
+                f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE workflow IN ({marks}) AND "
                 "((status = 'queued' AND (wake_at IS NULL OR wake_at <= ?)) "
                 "   OR (status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < ?)) "
                 f" OR (status = 'paused' AND wake_at <= ?)){on_queues}{on_versions} "
@@ -500,14 +500,14 @@ class SQLiteStore:
                 (*workflows, now, now, now, *queue_params, *version_params),
             ).fetchone()
             if row is not None:
-                record = ExecutionRecord(*row[:-1])
+                record = ExecutionRecord(*row)
                 crashes = record.crashes + (1 if holder_died(record, worker_id) else 0)
                 conn.execute(
                     "UPDATE executions SET status = 'running', lease_owner = ?, lease_expires_at = ?, updated_at = ?, "
                     "crashes = ?, wake_at = NULL, claimed_at = ? WHERE id = ?",
                     (worker_id, now + lease_seconds, now, crashes, now, record.id),
                 )
-                _count_start(conn, limits, row[-1], now)
+                _count_start(conn, limits, record.queue, now)
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(conn)

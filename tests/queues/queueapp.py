@@ -29,3 +29,9 @@ def hold(seconds: float) -> int:
 async def job(ctx: WorkflowExecutionContext[float]) -> int:
     """Holds a worker for ``ctx.input`` seconds; its output is the worker's pid (which worker ran it)."""
     return await hold(ctx.input or 0.0)
+
+
+@workflow
+async def parent_job(ctx: WorkflowExecutionContext[float]) -> int:
+    """Runs ``job`` as a child execution, which goes to the parent's queue."""
+    return await job(ctx.input)

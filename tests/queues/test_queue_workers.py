@@ -25,6 +25,7 @@ import queueapp
 from processes import stop, wait_for
 
 from taskloom import serde
+from taskloom.children import child_id_for
 from taskloom.executions import queue_execution
 from taskloom.store import Store, open_store
 from taskloom.store.sqlite import path_from_url
@@ -162,6 +163,18 @@ def test_a_worker_serves_only_its_queues_and_the_others_keep_their_depth(env: di
     ).stdout
     assert "nobody  queued 2  running 0  no limits" in text
     assert "limited  queued 0  running 0  concurrency 2, rate 10/1s" in text
+
+
+def test_a_child_goes_to_its_parents_queue_where_the_parents_workers_run_it(env: dict[str, str]) -> None:
+    store = open_store(env["TASKLOOM_DATABASE_URL"])
+    parent = queue_execution(store, "parent_job", "queueapp:parent_job", 0.0, queue="a")
+    worker = start_worker(env, "--queue", "a")  # serves "a" alone: a child on another queue would wait for ever
+    try:
+        wait_for(lambda: all_finished(store, [parent]), timeout=60, what="the parent, once its child ran on queue a")
+    finally:
+        stop(worker)
+    child = store.get_execution(child_id_for(parent, "1"))
+    assert child is not None and (child.queue, child.status) == ("a", "completed")
 
 
 def test_taskloom_run_without_a_server_refuses_a_queue_and_runs_nothing(env: dict[str, str]) -> None:
