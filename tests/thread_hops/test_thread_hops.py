@@ -359,3 +359,55 @@ def test_a_forked_child_gets_threads_of_its_own() -> None:
 
 async def _in_child() -> str:
     return str(await run_in_thread(lambda: "child", executor=ThreadLane(1), isolated=False))
+
+
+def test_pool_threads_that_all_retired_leave_no_idle_count_and_the_next_job_gets_a_thread() -> None:
+    # Three threads run at once, then wait idle and retire; each counts itself idle and uncounts itself
+    # when it retires, so the pool ends believing no thread waits. A count gone wrong (one thread counted
+    # for several, or a thread that fails to count) would hand the next job to a thread that is gone.
+    pool = thread_hops._Threads(idle_seconds=0.05)
+    together = threading.Barrier(4, timeout=WAIT)  # the three jobs and this test
+    seen: list[threading.Thread] = []
+    raised: list[Any] = []
+
+    def work() -> None:
+        seen.append(threading.current_thread())
+        together.wait()
+
+    previous = threading.excepthook
+    threading.excepthook = raised.append
+    try:
+        for _ in range(3):
+            pool.start(work)
+        together.wait()  # all three have started, each on a thread of its own
+        for thread in seen:
+            thread.join(WAIT)
+        assert not any(thread.is_alive() for thread in seen) and len(set(seen)) == 3
+        assert pool._idle == 0
+        done = threading.Event()
+        pool.start(done.set)
+        assert done.wait(WAIT)
+    finally:
+        threading.excepthook = previous
+    assert raised == []
+
+
+def test_a_lane_passes_keyword_arguments_to_submitted_functions() -> None:
+    lane = ThreadLane(1, "keywords")
+    assert lane.submit(int, "ff", base=16).result(WAIT) == 255
+
+
+def test_after_a_fork_the_child_gets_an_empty_pool_of_the_same_idle_time_and_no_hubs() -> None:
+    # What the fork hook does, called here in the parent (mutmut cannot see what runs in a child), with
+    # the process's pool and hubs put back after.
+    parents, local = thread_hops._threads, thread_hops._local
+    try:
+        parents.idle_seconds = 12.5
+        thread_hops._after_fork_in_child()
+        fresh = thread_hops._threads
+        assert fresh is not parents and fresh.idle_seconds == 12.5 and fresh._idle == 0
+        assert thread_hops._local is not local and getattr(thread_hops._local, "hub", None) is None
+        assert run(_in_child()) == "child"
+    finally:
+        parents.idle_seconds = thread_hops.IDLE_SECONDS
+        thread_hops._threads, thread_hops._local = parents, local
