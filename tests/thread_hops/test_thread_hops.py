@@ -411,3 +411,59 @@ def test_after_a_fork_the_child_gets_an_empty_pool_of_the_same_idle_time_and_no_
     finally:
         parents.idle_seconds = thread_hops.IDLE_SECONDS
         thread_hops._threads, thread_hops._local = parents, local
+
+
+def test_a_shut_lane_refuses_with_the_message_of_a_shut_thread_pool() -> None:
+    lane = ThreadLane(1, "shut")
+    lane.shutdown()
+    with ThreadPoolExecutor(1) as pool:
+        pass
+    with pytest.raises(RuntimeError) as from_pool:
+        pool.submit(pow, 2, 2)
+    with pytest.raises(RuntimeError) as from_lane:
+        lane.submit(pow, 2, 2)
+    assert str(from_lane.value) == str(from_pool.value) == "cannot schedule new futures after shutdown"
+
+
+def test_a_lane_needs_a_limit_of_at_least_one_and_is_named_taskloom_by_default() -> None:
+    with pytest.raises(ValueError) as caught:
+        ThreadLane(0)
+    assert str(caught.value) == "a thread lane needs a limit of at least 1, not 0"
+
+    async def main() -> str:
+        return str(await run_in_thread(lambda: threading.current_thread().name, executor=ThreadLane(1), isolated=False))
+
+    assert run(main()).startswith("taskloom_")
+
+
+def test_a_job_that_raises_is_logged_with_its_lane_and_the_lane_runs_the_next(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # push() takes jobs that must not raise; one that does is logged, and its drain goes on.
+    lane = ThreadLane(1, "raising")
+    after = threading.Event()
+
+    def raises() -> None:
+        raise ValueError("a job that did not catch its error")
+
+    with caplog.at_level(logging.ERROR, logger="taskloom.thread_hops"):
+        lane.push(raises)
+        lane.push(after.set)  # one drain at a time, in order: it runs after the first was logged
+        assert after.wait(WAIT)
+    messages = [(r.name, r.getMessage(), r.exc_info[1] if r.exc_info else None) for r in caplog.records]
+    assert [(name, text) for name, text, _ in messages] == [
+        ("taskloom.thread_hops", "a job of thread lane 'raising' raised")
+    ]
+    assert isinstance(messages[0][2], ValueError)
+
+
+def test_a_stop_iteration_is_named_in_the_runtime_errors_message() -> None:
+    def body() -> None:
+        raise StopIteration(7)
+
+    async def main() -> str:
+        with pytest.raises(RuntimeError) as caught:
+            await run_in_thread(body, executor=ThreadLane(1), isolated=False)
+        return str(caught.value)
+
+    assert run(main()) == "the function raised StopIteration: StopIteration(7)"
