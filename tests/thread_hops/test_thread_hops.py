@@ -10,9 +10,10 @@ import asyncio
 import contextvars
 import logging
 import os
+import queue
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -467,3 +468,81 @@ def test_a_stop_iteration_is_named_in_the_runtime_errors_message() -> None:
         return str(caught.value)
 
     assert run(main()) == "the function raised StopIteration: StopIteration(7)"
+
+
+def test_a_lane_starts_no_more_drains_than_its_limit_while_its_jobs_run() -> None:
+    # Jobs that block until released keep every drain started busy, so the count of drains read right
+    # after the pushes is exact (a drain ends only after its lane is empty).
+    release = threading.Event()
+    lane = ThreadLane(2, "busy")
+    done: list[Future[Any]] = []
+    try:
+        for _ in range(5):
+            done.append(lane.submit(release.wait, WAIT))
+        assert lane._running == 2
+    finally:
+        release.set()
+    assert [future.result(WAIT) for future in done] == [True] * 5
+
+
+class SignallingLock:
+    """A real lock that tells, before it blocks, that a thread other than the test's wants it."""
+
+    def __init__(self) -> None:
+        self.inner = threading.Lock()
+        self.wanted = threading.Event()
+        self._test_thread = threading.current_thread()
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is not self._test_thread:
+            self.wanted.set()
+        self.inner.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.inner.release()
+
+
+def test_a_job_pushed_while_its_drain_is_about_to_end_is_run_by_that_drain() -> None:
+    # The drain found its lane empty and waits for the lock to end; a job pushed now sees a drain running
+    # and starts none, so the ending drain must look again under the lock and take it.
+    lane = ThreadLane(1, "handover")
+    lock = lane._lock = SignallingLock()  # type: ignore[assignment]
+    go, second = threading.Event(), threading.Event()
+    lane.push(lambda: go.wait(WAIT))  # starts the drain (the test's own use of the lock)
+    with lock.inner:
+        go.set()  # the first job ends; the drain finds nothing and asks for the lock
+        assert lock.wanted.wait(WAIT)
+        lane.push(second.set)  # no lock taken: a drain is running
+    assert second.wait(WAIT)
+
+
+class SignallingQueue(queue.SimpleQueue[Any]):
+    """A real queue that tells when a thread starts waiting on it (a pool thread gone idle)."""
+
+    def __init__(self) -> None:
+        self.waiting = threading.Event()
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        self.waiting.set()
+        return super().get(block, timeout)
+
+
+def test_a_thread_that_ended_a_drain_waits_under_the_pools_name() -> None:
+    # One pool thread runs a lane's drain under the lane's name, then waits idle; the next work handed
+    # to the pool runs on that same thread, whose name must be the idle one again.
+    pool = thread_hops._Threads(idle_seconds=WAIT)
+    pool._queue = idle = SignallingQueue()
+    parents = thread_hops._threads
+    thread_hops._threads = pool
+    try:
+        ran = threading.Event()
+        ThreadLane(1, "named").push(ran.set)
+        assert ran.wait(WAIT) and idle.waiting.wait(WAIT)  # the drain ended, its thread waits for work
+        seen: list[threading.Thread] = []
+        again = threading.Event()
+        pool.start(lambda: (seen.append(threading.current_thread()), again.set()))
+        assert again.wait(WAIT)
+        assert seen[0].name == thread_hops.IDLE_NAME
+    finally:
+        thread_hops._threads = parents
+        pool.idle_seconds = 0  # its thread retires after its current wait
