@@ -527,7 +527,7 @@ class SignallingQueue(queue.SimpleQueue[Any]):
         return super().get(block, timeout)
 
 
-def test_a_thread_that_ended_a_drain_waits_under_the_pools_name() -> None:
+def test_a_drain_that_ended_gave_its_count_back_and_its_thread_waits_under_the_pools_name() -> None:
     # One pool thread runs a lane's drain under the lane's name, then waits idle; the next work handed
     # to the pool runs on that same thread, whose name must be the idle one again.
     pool = thread_hops._Threads(idle_seconds=WAIT)
@@ -536,8 +536,10 @@ def test_a_thread_that_ended_a_drain_waits_under_the_pools_name() -> None:
     thread_hops._threads = pool
     try:
         ran = threading.Event()
-        ThreadLane(1, "named").push(ran.set)
+        lane = ThreadLane(1, "named")
+        lane.push(ran.set)
         assert ran.wait(WAIT) and idle.waiting.wait(WAIT)  # the drain ended, its thread waits for work
+        assert lane._running == 0  # the drain gave its count back, once
         seen: list[threading.Thread] = []
         again = threading.Event()
         pool.start(lambda: (seen.append(threading.current_thread()), again.set()))
