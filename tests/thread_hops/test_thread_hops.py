@@ -548,3 +548,23 @@ def test_a_drain_that_ended_gave_its_count_back_and_its_thread_waits_under_the_p
     finally:
         thread_hops._threads = parents
         pool.idle_seconds = 0  # its thread retires after its current wait
+
+
+def test_no_executor_takes_the_process_pools_daemon_threads_not_a_default_executor_of_the_loop() -> None:
+    # asyncio's own default executor would name its threads asyncio_N too, but they are not daemons and
+    # the loop would keep the executor (and shut it down at its end).
+    async def main() -> tuple[bool, Any]:
+        daemon = await run_in_thread(lambda: threading.current_thread().daemon, executor=None, isolated=False)
+        return daemon, getattr(asyncio.get_running_loop(), "_default_executor", None)
+
+    assert run(main()) == (True, None)
+
+
+def test_a_loop_keeps_one_hub_so_its_default_lane_bounds_every_call() -> None:
+    async def main() -> bool:
+        loop = asyncio.get_running_loop()
+        first = thread_hops._hub(loop)
+        await run_in_thread(lambda: None, executor=None, isolated=False)
+        return thread_hops._hub(loop) is first
+
+    assert run(main())
