@@ -568,3 +568,28 @@ def test_a_loop_keeps_one_hub_so_its_default_lane_bounds_every_call() -> None:
         return thread_hops._hub(loop) is first
 
     assert run(main())
+
+
+def test_a_new_pool_thread_is_named_idle_until_a_lane_names_it() -> None:
+    pool = thread_hops._Threads(idle_seconds=0.01)
+    names: list[str] = []
+    done = threading.Event()
+    pool.start(lambda: (names.append(threading.current_thread().name), done.set()))
+    assert done.wait(WAIT)
+    assert names == [thread_hops.IDLE_NAME]
+
+
+def test_a_loops_own_default_executor_and_other_executors_run_the_body_in_the_callers_context() -> None:
+    def body() -> str:
+        return caller.get()
+
+    async def main() -> list[str]:
+        caller.set("the caller")
+        with ThreadPoolExecutor(1) as other, ThreadPoolExecutor(1) as own:
+            asyncio.get_running_loop().set_default_executor(own)
+            return [
+                await run_in_thread(body, executor=other, isolated=False),
+                await run_in_thread(body, executor=None, isolated=False),
+            ]
+
+    assert run(main()) == ["the caller", "the caller"]
