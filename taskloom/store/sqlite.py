@@ -17,7 +17,6 @@ The file is created readable by its owner only (0600), and so is the folder the 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sqlite3
 import threading
@@ -927,7 +926,7 @@ def _event_rows(execution_id: str, events: Sequence[NewEvent], now: float) -> li
             e.step_id,
             e.name,
             e.value,
-            json.dumps(e.data, separators=(",", ":")) if e.data else None,
+            event_data_json(e.data),
             now,
             start_value,
         )

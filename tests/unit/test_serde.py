@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import io
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -300,3 +301,37 @@ def test_types_survive_the_event_log_and_replay() -> None:
     assert type(failed.value) is OrderRejected
     assert type(failed.value.__cause__) is TimeoutError
     assert failed.to_json()["value"] == {"type": "OrderRejected", "message": str(failed.value)}
+
+
+def _fresh_pickle(value: Any) -> bytes:
+    buffer = io.BytesIO()
+    serde._Pickler(buffer, serde.PROTOCOL).dump(value)
+    return buffer.getvalue()
+
+
+class _PicklesAnotherValue:
+    """A value whose reduction encodes another value while the thread's pickler is busy with it."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        serde.dumps({"nested": [1, 2]}, what="the inner value")
+        return (dict, ())
+
+
+class _Unpicklable:
+    def __reduce__(self) -> tuple[Any, ...]:
+        raise RuntimeError("cannot pickle this")
+
+
+def test_the_reused_pickler_writes_what_a_fresh_one_writes_value_after_value() -> None:
+    shared = [1, 2]
+    values = [((1,), {}), {"a": shared, "b": shared}, ValueError("x"), ((shared, shared), {"k": "v"}), [1.5, None]]
+    # Each value alone: nothing of the one before (bytes, or memo entries that would become back-references).
+    assert [serde._pickle(v) for v in values] == [_fresh_pickle(v) for v in values]
+    assert serde._pickle([_PicklesAnotherValue(), 5]) == _fresh_pickle([_PicklesAnotherValue(), 5])
+
+
+def test_a_value_that_fails_to_pickle_leaves_the_reused_pickler_clean() -> None:
+    with pytest.raises(SerializationError, match="the broken value"):
+        serde.dumps([1, _Unpicklable()], what="the broken value")
+    assert serde._pickle(((1,), {})) == _fresh_pickle(((1,), {}))
+    assert serde.loads(serde.dumps({"after": "failure"}, what="x")) == {"after": "failure"}
