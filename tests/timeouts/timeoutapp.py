@@ -23,6 +23,9 @@ HELD_TIMEOUT = 3.0
 SHORT_TIMEOUT = 1.0
 #: a limit that a one-step workflow keeps even on a loaded machine
 QUICK_TIMEOUT = 5.0
+#: a parent's limit: long enough for it to start its child and pause, most of the time (the tests using
+#: it also accept a parent that passed it during that first run: its child is closed then too)
+CHILD_TIMEOUT = 2.0
 
 
 def note(label: str) -> None:
@@ -79,7 +82,7 @@ async def waits_for_approval(ctx: WorkflowExecutionContext[None]) -> str:
     return f"approved: {await pause('approve')}"
 
 
-@workflow(timeout=SHORT_TIMEOUT)
+@workflow(timeout=CHILD_TIMEOUT)
 async def awaiting_a_child(ctx: WorkflowExecutionContext[None]) -> str:
     return await waits_for_approval(None)
 
