@@ -4,7 +4,8 @@ Floor: one raw ``sqlite3`` INSERT + COMMIT per step (WAL, synchronous=NORMAL), t
 engine on SQLite must pay. Then taskloom: 1,000 sequential durable steps (sync and async tasks), split
 into what the store's ``append_events`` costs (a step's start and outcome, fenced by the lease, one
 transaction) and the rest (taskloom's Python); a 1,000-item durable ``map`` (its outcomes group-committed);
-and whole ``python -c`` processes (import alone; import + a one-step workflow) against ``python -c pass``.
+and whole ``python -c`` processes (import alone; import + a one-step workflow) against ``python -c pass``,
+in this venv and on a bare interpreter (``python -S``: without the editable install's startup hook).
 
 The map also gets its design floor: plain asyncio sending the same 1,000 trivial calls to a thread pool.
 
@@ -214,9 +215,17 @@ def main() -> None:
         # every process would compile the modules changed since: measure what users run, cached bytecode.
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
-        def process(code: str) -> float:
+        # The same processes on a bare interpreter: ``python -S`` (no site), taskloom and its dependencies
+        # found through PYTHONPATH. In this venv every ``python`` start, ``pass`` included, runs the
+        # editable install's startup hook (site's .pth: pathlib, re, urllib...); a regular install has
+        # none, so the bare floor is the one a user's ``python -c pass`` is closer to (the 0.012 s).
+        paths = [str(Path(__file__).resolve().parents[1]), *(p for p in sys.path if p.endswith("site-packages"))]
+        bare_env = {**env, "PYTHONPATH": os.pathsep.join(paths)}
+
+        def process(code: str, *, bare: bool = False) -> float:
+            command = [sys.executable, "-S", "-c", code] if bare else [sys.executable, "-c", code]
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=tmp)
+            subprocess.run(command, check=True, env=bare_env if bare else env, cwd=tmp)
             return time.perf_counter() - start
 
         one_step = (
@@ -227,19 +236,24 @@ def main() -> None:
         )
         import_code = "import time; t = time.perf_counter(); import taskloom; print(time.perf_counter() - t)"
         process(one_step)  # write the bytecode cache, and the store's file
-        runs: dict[str, list[float]] = {"pass": [], "asyncio": [], "one step": []}
+        process(one_step, bare=True)
+        names = ("pass", "asyncio", "one step", "-S pass", "-S asyncio", "-S one step")
+        runs: dict[str, list[float]] = {name: [] for name in names}
         imports = []
         for _ in range(max(rounds, 5)):
             runs["pass"].append(process("pass"))
             runs["asyncio"].append(process("import asyncio"))
             runs["one step"].append(process(one_step))
+            runs["-S pass"].append(process("pass", bare=True))
+            runs["-S asyncio"].append(process("import asyncio", bare=True))
+            runs["-S one step"].append(process(one_step, bare=True))
             out = subprocess.run(
                 [sys.executable, "-c", import_code], check=True, env=env, capture_output=True, text=True
             )
             imports.append(float(out.stdout))
 
-        def bare_ratio(name: str) -> float:
-            return statistics.median(v / b for v, b in zip(runs[name], runs["pass"], strict=True))
+        def bare_ratio(name: str, floor: str = "pass") -> float:
+            return statistics.median(v / b for v, b in zip(runs[name], runs[floor], strict=True))
 
         print(f"floor: python -c pass                     {min(runs['pass']):8.3f} s")
         print(
@@ -253,6 +267,16 @@ def main() -> None:
         print(
             f"python -c: import + one-step workflow     {min(runs['one step']):8.3f} s ({whole:4.1f}x bare; "
             f"target <= {PROCESS_MAX_RATIO}x: {verdict(whole <= PROCESS_MAX_RATIO)})"
+        )
+        print(f"floor: python -S -c pass (no site)       {min(runs['-S pass']):8.3f} s")
+        print(
+            f"python -S -c: import asyncio              {min(runs['-S asyncio']):8.3f} s "
+            f"({bare_ratio('-S asyncio', '-S pass'):4.1f}x bare)"
+        )
+        bare = bare_ratio("-S one step", "-S pass")
+        print(
+            f"python -S -c: import + one-step workflow  {min(runs['-S one step']):8.3f} s ({bare:4.1f}x bare; "
+            f"target <= {PROCESS_MAX_RATIO}x: {verdict(bare <= PROCESS_MAX_RATIO)})"
         )
         print(f"(ratios: the median over {rounds} rounds of each round's figure over the floor it measured itself)")
 
