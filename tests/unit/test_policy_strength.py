@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
@@ -280,3 +281,37 @@ def test_each_timed_out_attempt_is_named_by_its_number(release: threading.Event,
         "retry 2 task 'hangs': attempt 2 timed out after 0.05s",
     ]
     assert str(caught.value) == "task 'hangs': attempt 3 timed out after 0.05s"
+
+
+def test_inline_passes_the_positional_and_keyword_arguments(scope: Callable[[], AbstractContextManager[Any]]) -> None:
+    def add(a: int, b: int = 0) -> tuple[int, int]:
+        return a + b, threading.get_ident()
+
+    adds = task(name="inline_add")(add)
+
+    async def call() -> tuple[int, tuple[int, int]]:
+        return threading.get_ident(), await policy.call_async(adds, (1,), {"b": 2}, inline=True)
+
+    with scope():
+        loop_thread, (total, thread) = asyncio.run(call())
+    assert (total, thread) == (3, loop_thread)
+
+
+# -- a re-run step's recorded retry --------------------------------------------------------------------
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_a_rerun_goes_on_with_the_attempt_after_the_recorded_one(is_async: bool) -> None:
+    def body() -> str:
+        ran.append("attempt")
+        if len(ran) < 2:
+            raise ConnectionError("still down")
+        return "up"
+
+    async def abody() -> str:
+        return body()
+
+    flaky = task(name=f"rerun_{is_async}", retry_max_attempts=3, retry_delay=0)(abody if is_async else body)
+    turns = Turns()
+    # attempt 2 failed before the crash and its wait is over: attempts 3 (fails) and 4 (succeeds) are left
+    result = asyncio.run(policy.call_async(flaky, (), {}, observer=turns, retried=(2, time.time() - 1)))
+    assert result == "up" and ran == ["attempt", "attempt"]
+    assert turns.seen == ["retry 3 still down"]
