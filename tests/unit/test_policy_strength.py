@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from taskloom import TaskTimeoutError, masking, policy, task
+from taskloom import TaskControl, TaskTimeoutError, masking, policy, task
 from taskloom.thread_hops import ThreadLane
 
 SECRET = "s3cr3t-value-for-the-policy-tests"
@@ -299,19 +299,37 @@ def test_inline_passes_the_positional_and_keyword_arguments(scope: Callable[[], 
 
 # -- a re-run step's recorded retry --------------------------------------------------------------------
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
-def test_a_rerun_goes_on_with_the_attempt_after_the_recorded_one(is_async: bool) -> None:
-    def body() -> str:
-        ran.append("attempt")
+def test_a_rerun_goes_on_with_the_attempt_after_the_recorded_one_and_caches_its_result(
+    is_async: bool, scope: Callable[[], AbstractContextManager[Any]]
+) -> None:
+    def body(n: int) -> str:
+        ran.append(n)
         if len(ran) < 2:
             raise ConnectionError("still down")
-        return "up"
+        return f"up {n}"
 
-    async def abody() -> str:
-        return body()
+    async def abody(n: int) -> str:
+        return body(n)
 
-    flaky = task(name=f"rerun_{is_async}", retry_max_attempts=3, retry_delay=0)(abody if is_async else body)
+    options: dict[str, Any] = {"retry_max_attempts": 3, "retry_delay": 0, "cache": True}
+    flaky = task(name=f"rerun_{is_async}", **options)(abody if is_async else body)
     turns = Turns()
     # attempt 2 failed before the crash and its wait is over: attempts 3 (fails) and 4 (succeeds) are left
-    result = asyncio.run(policy.call_async(flaky, (), {}, observer=turns, retried=(2, time.time() - 1)))
-    assert result == "up" and ran == ["attempt", "attempt"]
+    with scope():
+        result = asyncio.run(policy.call_async(flaky, (7,), {}, observer=turns, retried=(2, time.time() - 1)))
+        again = asyncio.run(policy.call_async(flaky, (7,), {}))
+    assert result == again == "up 7" and ran == [7, 7]
     assert turns.seen == ["retry 3 still down"]
+
+
+def test_a_rerun_of_a_stopped_task_does_not_retry(scope: Callable[[], AbstractContextManager[Any]]) -> None:
+    def body(tc: TaskControl) -> None:
+        ran.append(tc.should_stop)
+        raise ConnectionError("still down")
+
+    control = TaskControl("stopped_rerun")
+    control.request_stop()
+    stopped = task(name="stopped_rerun", retry_max_attempts=3, retry_delay=0)(body)
+    with scope(), pytest.raises(ConnectionError):
+        asyncio.run(policy.call_async(stopped, (), {}, control=control, retried=(1, time.time() - 1)))
+    assert ran == [True]
