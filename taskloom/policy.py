@@ -25,7 +25,7 @@ import functools
 import inspect
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -293,7 +293,7 @@ def run_in_thread(fn: Callable[[], Any], *, executor: Executor | None, isolated:
     return thread_hops.run_in_thread(fn, executor=executor, isolated=isolated)
 
 
-async def call_async(
+def call_async(
     task: Task[Any, Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -304,20 +304,40 @@ async def call_async(
     plain: Plain | None = None,
     inline: bool = False,
     retried: tuple[int, float] | None = None,
-) -> Any:
-    """Run any task (sync in a thread, async on the loop) under its policy, without blocking the loop.
+) -> Coroutine[Any, Any, Any]:
+    """Run any task (sync in a thread, async on the loop) under its policy, without blocking the loop: a
+    coroutine to await.
 
     ``plain`` calls a sync function (``plain(fn, args, kwargs)``) so that, inside a workflow, task calls it
     makes run as plain calls in its thread instead of becoming steps. ``inline`` runs a sync function on the loop's
     own thread: the caller passes it only when nothing else is on the loop to be blocked.
 
     A task that asks for no secret, run where none is active, needs no secret scope of its own: a task it
-    calls that has secrets masks what it returns or raises in its own scope (the path of most steps).
+    calls that has secrets masks what it returns or raises in its own scope (the path of most steps). Such
+    a call, not cached either, is the policy's coroutine itself, one frame less on every step's path.
 
     A ``cache=True`` task whose result for these arguments is cached returns it without running; in a
     workflow the caller records it as the step's outcome like any result, so replay does not change.
     ``retried`` is a re-run step's recorded retry, to go on from (see ``_turns``).
     """
+    options = task.options
+    if options.cache or options.secret_requests or masking.active_secrets():
+        return _call_async_scoped(task, args, kwargs, control, observer, executor, plain, inline, retried)
+    return _call_async(task, args, kwargs, control, observer, executor, plain, inline, None, retried, True)
+
+
+async def _call_async_scoped(
+    task: Task[Any, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    control: Any,
+    observer: AttemptObserver | None,
+    executor: Executor | None,
+    plain: Plain | None,
+    inline: bool,
+    retried: tuple[int, float] | None,
+) -> Any:
+    """:func:`call_async` of a cached task, or with secrets: the cache looked up first, the secret scope."""
     cached = CachedCall.open(task, args, kwargs) if task.options.cache else None
     if cached is not None:
         value = cached.lookup()
@@ -350,22 +370,30 @@ async def _call_async(
     inline: bool,
     cached: CachedCall | None,
     retried: tuple[int, float] | None = None,
+    running: bool = False,
 ) -> Any:
-    call_args, call_kwargs = task.prepare_arguments(args, kwargs, control)
-    call = _Call(task, call_args, call_kwargs, args, kwargs, executor, plain, inline)
-    if retried is not None:
-        return await _adrive(_turns(task, control, observer, cached, retried), call.perform)
-    # The first turn of a fresh call is always attempt 1, and most attempts succeed: made here directly,
-    # the policy's generator is built only when it fails (a step's cost is mostly this path).
+    """The policy of one call; ``running``: mark the call as running a task (``inside_task``) here, as
+    :func:`_call_async_scoped` does around it otherwise."""
+    token = _running.set(True) if running else None
     try:
-        value = await call.attempt(1)
-    except Exception as failed:
-        turns = _turns(task, control, observer, cached, None)
-        next(turns)  # Attempt(1): performed above
-        return await _adrive(turns, call.perform, failed)
-    if cached is not None:
-        cached.put(value)
-    return value
+        call_args, call_kwargs = task.prepare_arguments(args, kwargs, control)
+        call = _Call(task, call_args, call_kwargs, args, kwargs, executor, plain, inline)
+        if retried is not None:
+            return await _adrive(_turns(task, control, observer, cached, retried), call.perform)
+        # The first turn of a fresh call is always attempt 1, and most attempts succeed: made here directly,
+        # the policy's generator is built only when it fails (a step's cost is mostly this path).
+        try:
+            value = await call.attempt(1)
+        except Exception as failed:
+            turns = _turns(task, control, observer, cached, None)
+            next(turns)  # Attempt(1): performed above
+            return await _adrive(turns, call.perform, failed)
+        if cached is not None:
+            cached.put(value)
+        return value
+    finally:
+        if token is not None:
+            _running.reset(token)
 
 
 class _Call:

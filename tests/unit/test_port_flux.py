@@ -305,10 +305,17 @@ def test_the_first_failure_cancels_the_branches_still_running_and_is_raised_at_o
 
 
 def test_a_cancelled_sync_branch_is_asked_to_stop_and_what_it_reports_or_returns_is_dropped() -> None:
-    stopped = threading.Event()
+    running, stopped = threading.Event(), threading.Event()
+
+    @task
+    async def boom_once_it_runs() -> None:
+        # A body cancelled before its thread took it never starts (nothing to stop): fail once it runs.
+        await asyncio.to_thread(running.wait, SLOW_SECONDS)
+        raise ValueError("boom")
 
     @task
     def polls(tc: TaskControl) -> str:
+        running.set()
         deadline = time.monotonic() + SLOW_SECONDS
         while not tc.should_stop and time.monotonic() < deadline:
             time.sleep(0.005)  # a long-running body that checks should_stop
@@ -321,7 +328,7 @@ def test_a_cancelled_sync_branch_is_asked_to_stop_and_what_it_reports_or_returns
     @workflow
     async def fails_fast(ctx: WorkflowExecutionContext[None]) -> str:
         try:
-            await parallel(polls(), boom())
+            await parallel(polls(), boom_once_it_runs())
         except ValueError as error:
             # still running while the cancelled body winds down: what it reports could be written
             asked = await asyncio.to_thread(stopped.wait, SLOW_SECONDS)
