@@ -333,3 +333,17 @@ def test_a_rerun_of_a_stopped_task_does_not_retry(scope: Callable[[], AbstractCo
     with scope(), pytest.raises(ConnectionError):
         asyncio.run(policy.call_async(stopped, (), {}, control=control, retried=(1, time.time() - 1)))
     assert ran == [True]
+
+
+def test_a_rerun_waits_until_the_recorded_end_of_its_retry_delay() -> None:
+    # Not a timing bound: the attempt must simply not start before the recorded wait's end.
+    started: list[float] = []
+    until = time.time() + 0.3
+
+    def body() -> str:
+        started.append(time.time())
+        return "done"
+
+    waits = task(name="rerun_waits", retry_max_attempts=2, retry_delay=1)(body)
+    assert asyncio.run(policy.call_async(waits, (), {}, retried=(1, until))) == "done"
+    assert started[0] >= until
