@@ -142,17 +142,26 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "state[node] = 3",
         "as _find_cycle__mutmut_15",
     ),
-    "taskloom.policy.x__call_async__mutmut_51": (
+    "taskloom.policy.xǁ_Callǁperform__mutmut_4": (
         "if inspect.iscoroutinefunction(None):",
         "a coroutine handler then has its coroutine object created on a pool thread, but it is still awaited "
         "on the loop in the step's context (the `await result if inspect.isawaitable(result)` line), so it "
         "runs the same",
     ),
+    "taskloom.policy.x__call_async__mutmut_52": (
+        "turns = _turns(task, control, observer, cached, )",
+        "`retried` defaults to None, the value passed: the same call",
+    ),
+    "taskloom.policy.x__turns__mutmut_12": (
+        "if left >= 0:",
+        "differs only when a re-run's recorded wait ends at exactly this float instant, and then adds a "
+        "zero-second Wait (see x__turns__mutmut_39)",
+    ),
     "taskloom.policy.x__call_sync__mutmut_26": (
         "lambda: _timeout_error(task, turn.number, timeout or 1),",
         "the message is built only when a timeout is set, and then `timeout or 1` is the timeout",
     ),
-    "taskloom.policy.x__turns__mutmut_25": (
+    "taskloom.policy.x__turns__mutmut_39": (
         "if delay >= 0:",
         "adds a zero-second Wait when retry_delay is 0: asyncio.sleep(0) and time.sleep(0) only yield",
     ),
