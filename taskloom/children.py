@@ -301,7 +301,10 @@ def wake_parent(store: Store, parent_id: str, child_id: str, events: Sequence[Ev
         step = next((e.data.get("parent_step") for e in started if e.type is EventType.EXECUTION_STARTED), None)
         if not isinstance(step, str):
             return
-        store.send_message(parent_id, wake_topic(step), None, wake_pause=f"{PAUSE_PREFIX}{child_id}")
+        # One wake per child, however many of its ends tell (its driver, a cancel, a retried write).
+        store.send_message(
+            parent_id, wake_topic(step), None, wake_pause=f"{PAUSE_PREFIX}{child_id}", idempotency_key=f"end:{child_id}"
+        )
     except ExecutionStateError:
         pass  # the parent finished (cancelled): nothing waits
     except Exception as error:

@@ -210,11 +210,17 @@ class TaskloomClient:
         result: dict[str, Any] = self._call("POST", _execution_path(execution_id, "resume"), json={"input": input})
         return result
 
-    def send(self, execution_id: str, topic: str, value: Any = None) -> dict[str, Any]:
-        """Send ``value`` (JSON) to the execution's ``receive(topic)``: ``{execution_id, topic, seq}``."""
-        result: dict[str, Any] = self._call(
-            "POST", _execution_path(execution_id, "messages"), json={"topic": topic, "value": value}
-        )
+    def send(
+        self, execution_id: str, topic: str, value: Any = None, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Send ``value`` (JSON) to the execution's ``receive(topic)``: ``{execution_id, topic, seq}``.
+
+        With ``idempotency_key``, sending again with the same key answers the first message's seq and
+        stores nothing (see :func:`taskloom.send`)."""
+        body: dict[str, Any] = {"topic": topic, "value": value}
+        if idempotency_key is not None:
+            body["idempotency_key"] = idempotency_key
+        result: dict[str, Any] = self._call("POST", _execution_path(execution_id, "messages"), json=body)
         return result
 
     def cancel(self, execution_id: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from taskloom import serde
 from taskloom.errors import ExecutionStateError, WorkflowPaused
 from taskloom.events import EventType, NewEvent
+from taskloom.ids import uuid4_hex
 from taskloom.store import default_store
 from taskloom.store.base import ExecutionRecord, Store
 
@@ -61,7 +62,18 @@ def check_topic(topic: Any, where: str) -> str:
     return topic
 
 
-def send(execution_id: str, topic: str, value: Any = None, *, store: Store | None = None) -> int:
+#: the longest idempotency key a send takes
+MAX_KEY_LENGTH = 255
+
+
+def send(
+    execution_id: str,
+    topic: str,
+    value: Any = None,
+    *,
+    idempotency_key: str | None = None,
+    store: Store | None = None,
+) -> int:
     """Send ``value`` to the execution, for its ``await receive(topic)``; returns the message's seq.
 
     Durable when it returns. Messages of one topic are received in the order they were sent, each exactly
@@ -69,12 +81,29 @@ def send(execution_id: str, topic: str, value: Any = None, *, store: Store | Non
     made due: a worker continues it, or else the next ``wf.run(execution_id=...)``. ``value`` is stored
     like a task's result (any value :mod:`taskloom.serde` stores). An unknown execution raises
     :class:`~taskloom.ExecutionNotFoundError`, a finished one :class:`~taskloom.ExecutionStateError`.
+
+    ``idempotency_key``: a send with a key the execution was already sent with stores nothing and returns
+    that message's seq, even once the execution finished: retry a send you are not sure arrived with the
+    same key, and it is delivered once. Without one, the call gets a key of its own, so that the store
+    retrying its write after a dropped connection (which may have committed) does not deliver it twice.
     """
     if not isinstance(execution_id, str) or not execution_id:
         raise ValueError(f"send(): execution_id must be a non-empty string, got {execution_id!r}")
     check_topic(topic, "send()")
+    key = uuid4_hex() if idempotency_key is None else check_idempotency_key(idempotency_key, "send()")
     blob = serde.dumps(value, what=f"message on topic {topic!r}")
-    return (store or default_store()).send_message(execution_id, topic, blob, wake_pause=pause_name(topic))
+    return (store or default_store()).send_message(
+        execution_id, topic, blob, wake_pause=pause_name(topic), idempotency_key=key
+    )
+
+
+def check_idempotency_key(key: Any, where: str) -> str:
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH or "\x00" in key:
+        raise ValueError(
+            f"{where}: idempotency_key must be a non-empty string of at most {MAX_KEY_LENGTH} characters "
+            f"without NUL characters, got {key!r}"
+        )
+    return key
 
 
 def not_resumable(record: ExecutionRecord, topic: str) -> ExecutionStateError:

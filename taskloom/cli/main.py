@@ -402,10 +402,10 @@ def cmd_send(args: argparse.Namespace) -> int:
     value = parse_input(args.value, "VALUE")
     if args.server:
         with _client(args) as client:
-            result = client.send(args.execution_id, args.topic, value)
+            result = client.send(args.execution_id, args.topic, value, idempotency_key=args.idempotency_key)
     else:
         try:
-            seq = send(args.execution_id, args.topic, value)
+            seq = send(args.execution_id, args.topic, value, idempotency_key=args.idempotency_key)
         except ValueError as error:  # a topic send() refuses, named in the message
             raise CommandError(str(error)) from None
         result = {"execution_id": args.execution_id, "topic": args.topic, "seq": seq}
@@ -743,6 +743,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("execution_id", metavar="ID")
     p.add_argument("topic", metavar="TOPIC")
     p.add_argument("value", nargs="?", metavar="VALUE", help="the message as JSON (default null)")
+    p.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="sending again with the same KEY stores nothing and answers the first message's seq",
+    )
     p.set_defaults(func=cmd_send)
 
     p = command("list", "list executions, newest first", remote=True)

@@ -85,6 +85,12 @@ class ResumeRequest(_Request):
 class MessageRequest(_Request):
     topic: Text = Field(description="the topic a receive(topic) in the workflow takes it from")
     value: Any = Field(None, description="the message; what that receive returns")
+    idempotency_key: Text | None = Field(
+        None,
+        max_length=255,
+        description="a send with a key the execution was already sent with stores nothing and answers that "
+        "message's seq: retry a request you are not sure arrived with the same key",
+    )
 
 
 class MessageSent(BaseModel):

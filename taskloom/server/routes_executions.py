@@ -300,5 +300,6 @@ async def cancel_execution(server: Server, record: Record) -> dict[str, Any]:
     responses=errors(401, 404, 409, 413, 415, 422),
 )
 async def send_message(server: Server, record: Record, body: MessageRequest) -> dict[str, Any]:
-    seq = await in_thread(functools.partial(send, store=server.store), record.id, body.topic, body.value)
+    sending = functools.partial(send, store=server.store, idempotency_key=body.idempotency_key)
+    seq = await in_thread(sending, record.id, body.topic, body.value)
     return {"execution_id": record.id, "topic": body.topic, "seq": seq}

@@ -20,6 +20,9 @@ from taskloom.events import STEP_OUTCOMES, Event, EventType, NewEvent
 
 #: the queue of every execution started without ``queue=`` (see :mod:`taskloom.queues`)
 DEFAULT_QUEUE = "default"
+#: the seq of the message an execution was already sent with an idempotency key (``%s`` placeholders:
+#: SQLite's store swaps them for ``?``); see :meth:`Store.send_message`
+SENT_WITH_KEY = "SELECT seq FROM messages WHERE execution_id = %s AND idempotency_key = %s"
 
 
 class ExecutionStatus:
@@ -490,9 +493,20 @@ class Store(Protocol):
         """
 
     # -- messages (taskloom.send, receive) ----------------------------------------------------------
-    def send_message(self, execution_id: str, topic: str, value: bytes | None, *, wake_pause: str) -> int:
+    def send_message(
+        self,
+        execution_id: str,
+        topic: str,
+        value: bytes | None,
+        *,
+        wake_pause: str,
+        idempotency_key: str | None = None,
+    ) -> int:
         """Keep a message of ``topic`` for the execution, durably; returns its seq (messages of a topic are
         received in seq order).
+
+        A message whose ``idempotency_key`` the execution already has is not kept again: the seq of the one
+        it has is returned, whatever the execution's status is now (the same send, retried, answers the same).
 
         An unknown id raises :class:`~taskloom.errors.ExecutionNotFoundError`, a finished execution
         :class:`~taskloom.errors.ExecutionStateError`; neither writes anything. When the execution is paused

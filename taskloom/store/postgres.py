@@ -49,6 +49,7 @@ from taskloom.store.base import (
     LIST_QUEUES,
     QUEUE_COLUMNS,
     SCHEDULE_COLUMNS,
+    SENT_WITH_KEY,
     UPSERT_QUEUE,
     Acquired,
     DeadlineFailure,
@@ -851,22 +852,36 @@ class PostgresStore:
 
     # -- messages ----------------------------------------------------------------------------------
     @retrying
-    def send_message(self, execution_id: str, topic: str, value: bytes | None, *, wake_pause: str) -> int:
+    def send_message(
+        self,
+        execution_id: str,
+        topic: str,
+        value: bytes | None,
+        *,
+        wake_pause: str,
+        idempotency_key: str | None = None,
+    ) -> int:
         now = time.time()
         with self._transaction() as conn:
             # The row lock a pause's write takes too (append_events): of a message and a pause written at
-            # the same time, the later one sees the other.
+            # the same time, the later one sees the other; and of two sends with one key, the later one
+            # sees the message of the other.
             found = conn.execute(
                 "SELECT workflow, status FROM executions WHERE id = %s FOR NO KEY UPDATE", (execution_id,)
             ).fetchone()
             if found is None:
                 raise ExecutionNotFoundError(f"no execution {execution_id!r} in the store {redacted(self.url)}")
+            if idempotency_key is not None:
+                sent = conn.execute(SENT_WITH_KEY, (execution_id, idempotency_key)).fetchone()
+                if sent is not None:
+                    return int(sent[0])
             workflow, status = found
             if status in ExecutionStatus.FINISHED:
                 raise finished_error(execution_id, status)
             row = conn.execute(
-                "INSERT INTO messages (execution_id, topic, value, sent_at) VALUES (%s, %s, %s, %s) RETURNING seq",
-                (execution_id, topic, value, now),
+                "INSERT INTO messages (execution_id, topic, value, sent_at, idempotency_key) "
+                "VALUES (%s, %s, %s, %s, %s) RETURNING seq",
+                (execution_id, topic, value, now, idempotency_key),
             ).fetchone()
             if status == ExecutionStatus.PAUSED:
                 pause = conn.execute(

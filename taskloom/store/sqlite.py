@@ -35,6 +35,7 @@ from taskloom.store.base import (
     LIST_QUEUES,
     QUEUE_COLUMNS,
     SCHEDULE_COLUMNS,
+    SENT_WITH_KEY,
     UPSERT_QUEUE,
     Acquired,
     DeadlineFailure,
@@ -668,19 +669,32 @@ class SQLiteStore:
 
     # -- messages ----------------------------------------------------------------------------------
     @retrying
-    def send_message(self, execution_id: str, topic: str, value: bytes | None, *, wake_pause: str) -> int:
+    def send_message(
+        self,
+        execution_id: str,
+        topic: str,
+        value: bytes | None,
+        *,
+        wake_pause: str,
+        idempotency_key: str | None = None,
+    ) -> int:
         conn = self._conn()
         now = time.time()
         conn.execute("BEGIN IMMEDIATE")  # the database's write lock: a pause being written waits, or is seen
         try:
+            if idempotency_key is not None:
+                sent = conn.execute(SENT_WITH_KEY.replace("%s", "?"), (execution_id, idempotency_key)).fetchone()
+                if sent is not None:
+                    conn.execute("COMMIT")
+                    return int(sent[0])
             found = conn.execute("SELECT status FROM executions WHERE id = ?", (execution_id,)).fetchone()
             if found is None:
                 raise self._not_found(execution_id)
             if found[0] in ExecutionStatus.FINISHED:
                 raise finished_error(execution_id, found[0])
             seq = conn.execute(
-                "INSERT INTO messages (execution_id, topic, value, sent_at) VALUES (?, ?, ?, ?)",
-                (execution_id, topic, value, now),
+                "INSERT INTO messages (execution_id, topic, value, sent_at, idempotency_key) VALUES (?, ?, ?, ?, ?)",
+                (execution_id, topic, value, now, idempotency_key),
             ).lastrowid
             woken = found[0] == ExecutionStatus.PAUSED and _last_pause(conn, execution_id) == wake_pause
             if woken:

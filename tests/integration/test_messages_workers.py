@@ -159,6 +159,13 @@ def test_http_send_answers_with_the_message_and_a_worker_takes_it(
     response = api.post(f"/executions/{execution_id}/messages", json={"topic": "say", "value": [1, "x"]})
     assert response.status_code == 202
     assert response.json() == {"execution_id": execution_id, "topic": "say", "seq": 1}
+    # A client retrying a request it got no answer to, with its idempotency key: answered, stored once.
+    keyed = {"topic": "later", "value": "once", "idempotency_key": "req-1"}
+    answers = [api.post(f"/executions/{execution_id}/messages", json=keyed) for _ in range(2)]
+    assert [r.status_code for r in answers] == [202, 202] and answers[0].json() == answers[1].json()
+    assert [m.topic for m in store.list_messages(execution_id)] == ["say", "later"]
+    too_long = api.post(f"/executions/{execution_id}/messages", json={**keyed, "idempotency_key": "k" * 256})
+    assert too_long.status_code == 422 and "idempotency_key" in too_long.text
     worker = start_worker(env, store_kind)
     try:
         done = wait_for(
@@ -240,7 +247,10 @@ def test_the_cli_says_what_a_waiting_execution_waits_for_and_continues_it_after_
     assert f"waiting for a message on 'say'; {how}" in started.stdout
     refused = cli(env, "resume", execution_id, '"yes"')
     assert refused.returncode == 2 and f"taskloom send {execution_id} say" in refused.stderr
-    assert cli(env, "send", execution_id, "say", '"hi"').returncode == 0
+    for _ in range(2):  # sent twice with one idempotency key (a retried script): kept once
+        sent = cli(env, "send", execution_id, "say", '"hi"', "--idempotency-key", "greeting-1", "--json")
+        assert sent.returncode == 0, sent.stderr
+    assert [(m.topic, m.received_step) for m in store.list_messages(execution_id)] == [("say", None)]
     assert store.get_execution(execution_id).status == "paused"  # send runs no workflow code
     continued = cli(env, "run", f"{MODULE}:conversation", "--execution-id", execution_id, "--json")
     assert continued.returncode == 0, continued.stderr

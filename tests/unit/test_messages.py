@@ -249,3 +249,57 @@ def test_a_send_makes_only_the_receive_of_its_topic_due() -> None:
     claimed = store.claim_next_execution("worker", 30, ["w"])
     assert claimed is not None and claimed.id == "on-t"
     assert store.claim_next_execution("worker", 30, ["w"]) is None
+
+
+@workflow
+async def two_orders(ctx: WorkflowExecutionContext[None]) -> list[Any]:
+    return [await receive("orders"), await receive("orders")]
+
+
+def test_a_send_retried_with_its_idempotency_key_is_delivered_once() -> None:
+    execution_id = two_orders.create(None, status="queued")
+    first = taskloom.send(execution_id, "orders", "book", idempotency_key="order-17")
+    again = taskloom.send(execution_id, "orders", "book, sent again", idempotency_key="order-17")
+    assert again == first
+    assert messages(execution_id) == [("orders", "book", None)]
+    paused = two_orders.run(execution_id=execution_id)  # the first receive took it; the second waits
+    assert paused.status == "paused" and messages(execution_id) == [("orders", "book", "1")]
+    taskloom.send(execution_id, "orders", "pen", idempotency_key="order-18")
+    ctx = two_orders.run(execution_id=execution_id)
+    assert ctx.status == "completed" and ctx.output == ["book", "pen"]
+    # Once the execution finished, the same send still answers what it answered: it arrived.
+    assert taskloom.send(execution_id, "orders", "late retry", idempotency_key="order-17") == first
+    with pytest.raises(ExecutionStateError):
+        taskloom.send(execution_id, "orders", "a new message", idempotency_key="order-19")
+
+
+def test_sends_without_a_key_or_with_other_keys_are_each_kept() -> None:
+    execution_id = two_orders.create(None, status="queued")
+    seqs = [
+        taskloom.send(execution_id, "orders", 1),
+        taskloom.send(execution_id, "orders", 1),
+        taskloom.send(execution_id, "orders", 2, idempotency_key="a"),
+        taskloom.send(execution_id, "orders", 3, idempotency_key="b"),
+    ]
+    assert len(set(seqs)) == 4
+    assert [value for _, value, _ in messages(execution_id)] == [1, 1, 2, 3]
+    # A key is the execution's own: another execution may use the same one.
+    other = two_orders.create(None, status="queued")
+    assert taskloom.send(other, "orders", 2, idempotency_key="a") not in seqs
+
+
+def test_the_store_answers_a_repeated_key_with_the_first_seq_and_writes_nothing() -> None:
+    # What the store's own retry of a send whose commit it did not hear back from does.
+    store = default_store()
+    store.create_execution("keyed", "w", None, "running", lease_owner="me", lease_seconds=30)
+    first = store.send_message("keyed", "t", b"1", wake_pause="receive:t", idempotency_key="k")
+    assert store.send_message("keyed", "t", b"1", wake_pause="receive:t", idempotency_key="k") == first
+    assert [m.seq for m in store.list_messages("keyed")] == [first]
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "a\x00b", 17])
+def test_a_bad_idempotency_key_is_refused_naming_it(key: Any) -> None:
+    execution_id = two_orders.create(None, status="queued")
+    with pytest.raises(ValueError, match="idempotency_key"):
+        taskloom.send(execution_id, "orders", 1, idempotency_key=key)
+    assert messages(execution_id) == []
