@@ -267,9 +267,24 @@ class ExecutionRun:
                 self.execution_id, events, lease_owner=self.lease_owner, expected_status="running", **outcome
             )
         except ExecutionStateError as changed:
-            self._refused(changed)
+            if not self._written_already(outcome.get("status")):
+                self._refused(changed)
         except StoreError as error:
             raise StoreInterrupted(error) from error
+
+    def _written_already(self, status: str | None) -> bool:
+        """Whether a refused write of ``status`` (a write ending the run: completed, failed, paused) is in
+        the store after all: the execution has that status under this run's own lease. Then the write
+        committed and only its answer was lost (the connection dropped after the commit), and the store's
+        retry of it met the write itself. Nobody else writes a status under this lease; a cancel writes
+        ``cancelled``, another owner holds its own lease."""
+        if status is None or self.lease_owner is None:
+            return False
+        try:
+            record = self.store.get_execution(self.execution_id)
+        except StoreError as error:
+            raise StoreInterrupted(error) from error
+        return record is not None and record.status == status and record.lease_owner == self.lease_owner
 
     def _refused(self, changed: ExecutionStateError) -> NoReturn:
         """A fenced write was refused. Only a cancel (or another owner's write, fenced by the lease)

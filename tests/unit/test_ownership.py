@@ -25,8 +25,10 @@ from taskloom import (
     task,
     workflow,
 )
-from taskloom.events import EventType
+from taskloom.errors import LeaseLostError
+from taskloom.events import EventType, NewEvent
 from taskloom.leases import CANCEL_POLL_SECONDS
+from taskloom.replay import ExecutionRun
 from taskloom.store import default_store
 from taskloom.tasks import parallel, pause
 
@@ -271,3 +273,24 @@ def test_a_recorded_value_that_no_longer_unpickles_leaves_the_execution_as_it_wa
     finally:
         module.Receipt = original
     assert receipts.resume(ctx.execution_id, "ok").output == 7
+
+
+def test_an_end_the_stores_retry_finds_already_written_under_this_lease_counts_as_written() -> None:
+    """A connection dropped after the commit of a run's last write: the store retries it, and the retry's
+    fence meets the write itself (the execution ended, under this run's own lease). That is the write
+    done, not a lost lease; another owner's write is still refused."""
+    store = default_store()
+    store.create_execution("retried-end", "w", None, "running", lease_owner="run:me", lease_seconds=30)
+    run = ExecutionRun(store, "retried-end", store.load_events("retried-end"), None)
+    run.lease_owner = "run:me"
+    done = NewEvent(EventType.EXECUTION_COMPLETED, None, "w", b"\x80\x05K\x01.")
+    run.append(done, status="completed", output=b"\x80\x05K\x01.")
+    run.append(done, status="completed", output=b"\x80\x05K\x01.")  # as the retry: refused, yet written
+    types_written = [e.type for e in store.load_events("retried-end")]
+    assert types_written.count(EventType.EXECUTION_COMPLETED) == 1
+    other = ExecutionRun(store, "retried-end", [], None)
+    other.lease_owner = "run:other"
+    with pytest.raises(LeaseLostError):
+        other.append(done, status="completed", output=b"\x80\x05K\x01.")
+    with pytest.raises(LeaseLostError):  # a step's write (no status) after the end is refused too
+        run.append(NewEvent(EventType.STEP_STARTED, "9", "late"))
