@@ -299,11 +299,6 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
 _TOKEN = "the hub's wake token is only ever popped and put back, never read: any value stands for it as well as True"
 EQUIVALENT.update(
     {
-        "taskloom.thread_hops.xǁThreadLaneǁpush__mutmut_5": (
-            "if self._running > self.limit:",
-            "the unlocked first look at the count: at the limit it now falls through to the look under the lock, "
-            "which still uses >= and returns; only the cost of taking the lock differs",
-        ),
         "taskloom.thread_hops.xǁThreadLaneǁ__init____mutmut_12": (
             "self._closed = None",
             "None is falsy like False: the flag is only ever tested for truth",

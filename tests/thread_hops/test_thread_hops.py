@@ -512,7 +512,14 @@ def test_a_job_pushed_while_its_drain_is_about_to_end_is_run_by_that_drain() -> 
     with lock.inner:
         go.set()  # the first job ends; the drain finds nothing and asks for the lock
         assert lock.wanted.wait(WAIT)
-        lane.push(second.set)  # no lock taken: a drain is running
+        # A push to a lane at its limit takes no lock (the loop thread must not queue behind its workers
+        # for it): from another thread, it returns while the drain still waits for the lock.
+        pusher = threading.Thread(target=lane.push, args=(second.set,))
+        pusher.start()
+        pusher.join(WAIT)
+        pushed_without_the_lock = not pusher.is_alive()
+    pusher.join(WAIT)
+    assert pushed_without_the_lock
     assert second.wait(WAIT)
 
 
