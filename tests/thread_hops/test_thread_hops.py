@@ -600,3 +600,21 @@ def test_a_loops_own_default_executor_and_other_executors_run_the_body_in_the_ca
             ]
 
     assert run(main()) == ["the caller", "the caller"]
+
+
+def test_a_thread_reused_from_idle_leaves_the_idle_count_right_when_it_retires() -> None:
+    # Work handed to a waiting thread uncounts exactly that one thread: once it retired the pool must
+    # believe none waits, or the next work would be queued for a thread that is gone.
+    pool = thread_hops._Threads(idle_seconds=WAIT)
+    pool._queue = idle = SignallingQueue()
+    seen: list[threading.Thread] = []
+    first, second, third = threading.Event(), threading.Event(), threading.Event()
+    pool.start(lambda: (seen.append(threading.current_thread()), first.set()))
+    assert first.wait(WAIT) and idle.waiting.wait(WAIT)  # its thread now waits for work (up to WAIT)
+    pool.idle_seconds = 0.05  # its next wait, after the work below, is short
+    pool.start(lambda: (seen.append(threading.current_thread()), second.set()))
+    assert second.wait(WAIT) and seen[1] is seen[0]  # handed to the waiting thread
+    seen[0].join(WAIT)  # it retires once idle again
+    assert not seen[0].is_alive() and pool._idle == 0
+    pool.start(third.set)
+    assert third.wait(WAIT)
