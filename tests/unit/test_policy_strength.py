@@ -93,11 +93,12 @@ def test_a_task_body_knows_it_runs_inside_a_task_and_the_caller_after_it_does_no
     sync_task, async_task = task(name="knows_sync")(sync_body), task(name="knows_async")(async_body)
 
     async def both() -> list[Any]:
-        return [await policy.call_async(sync_task, (), {}), await policy.call_async(async_task, (), {})]
+        seen = [await policy.call_async(sync_task, (), {}), await policy.call_async(async_task, (), {})]
+        return [*seen, policy.inside_task()]  # the awaiting coroutine, after the calls, is not in a task
 
     with scope():
         assert policy.call_sync(sync_task, (), {}) is True
-        assert asyncio.run(both()) == [True, True]
+        assert asyncio.run(both()) == [True, True, False]
         assert policy.inside_task() is False
 
 
