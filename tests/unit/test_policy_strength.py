@@ -348,3 +348,51 @@ def test_a_rerun_waits_until_the_recorded_end_of_its_retry_delay() -> None:
     waits = task(name="rerun_waits", retry_max_attempts=2, retry_delay=1)(body)
     assert asyncio.run(policy.call_async(waits, (), {}, retried=(1, until))) == "done"
     assert started[0] >= until
+
+
+# -- a cached task takes the scoped way even with no secret: its arguments reach the run there too ------
+def test_a_cached_task_gets_its_lane_plain_hook_inline_and_control(
+    scope: Callable[[], AbstractContextManager[Any]],
+) -> None:
+    hooked: list[Any] = []
+
+    def plain(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        hooked.append((args, kwargs))
+        return fn(*args, **kwargs)
+
+    def where(tc: TaskControl, n: int) -> tuple[str, int, str]:
+        return tc.instance_id, threading.get_ident(), threading.current_thread().name
+
+    control = TaskControl("cached_where", "the-given-control")
+    on_lane = task(name="cached_on_lane", cache=True)(where)
+    hooked_call = task(name="cached_hooked", cache=True)(where)
+    inline_call = task(name="cached_inline", cache=True)(where)
+    lane = ThreadLane(1, "cached-lane")
+
+    async def calls() -> tuple[int, list[tuple[str, int, str]]]:
+        return threading.get_ident(), [
+            await policy.call_async(on_lane, (1,), {}, control=control, executor=lane),
+            await policy.call_async(hooked_call, (2,), {}, control=control, plain=plain),
+            await policy.call_async(inline_call, (3,), {}, control=control, inline=True),
+        ]
+
+    with scope():
+        loop_thread, (lane_run, hooked_run, inline_run) = asyncio.run(calls())
+    assert {lane_run[0], hooked_run[0], inline_run[0]} == {"the-given-control"}
+    assert lane_run[2].startswith("cached-lane_"), lane_run
+    assert hooked == [((control, 2), {})]
+    assert inline_run[1] == loop_thread and hooked_run[1] != loop_thread
+
+
+def test_a_task_without_cache_runs_on_every_call_in_a_secret_scope_too(
+    scope: Callable[[], AbstractContextManager[Any]],
+) -> None:
+    def counts(n: int) -> int:
+        ran.append(n)
+        return n
+
+    uncached = task(name="uncached_counts")(counts)
+    with scope():
+        assert [asyncio.run(policy.call_async(uncached, (1,), {})) for _ in range(2)] == [1, 1]
+        assert [policy.call_sync(uncached, (1,), {}) for _ in range(2)] == [1, 1]
+    assert ran == [1, 1, 1, 1]
