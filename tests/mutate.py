@@ -148,9 +148,18 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "on the loop in the step's context (the `await result if inspect.isawaitable(result)` line), so it "
         "runs the same",
     ),
-    "taskloom.policy.x__call_async__mutmut_52": (
+    "taskloom.policy.x__call_async__mutmut_58": (
         "turns = _turns(task, control, observer, cached, )",
         "`retried` defaults to None, the value passed: the same call",
+    ),
+    "taskloom.policy.x__call_async__mutmut_1": (
+        "running: bool = True,",
+        "only _call_async_scoped leaves `running` to its default, and it has marked the call as running a task "
+        "itself: marking it again and resetting that mark changes nothing",
+    ),
+    "taskloom.policy.x__call_async__mutmut_4": (
+        "token = _running.set(True) if (running) or True else None",
+        "as x__call_async__mutmut_1",
     ),
     "taskloom.policy.x__turns__mutmut_12": (
         "if left >= 0:",
