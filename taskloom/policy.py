@@ -43,6 +43,17 @@ if TYPE_CHECKING:
 _running: contextvars.ContextVar[bool] = contextvars.ContextVar("taskloom_task_running", default=False)
 
 
+def mark_inside_task() -> contextvars.Token[bool]:
+    """Mark the current context (and the tasks and threads that copy it) as inside a task, for as long as
+    a workflow run lasts: what its steps' bodies call directly is part of the run (:func:`inside_task`).
+    Undo with ``_running.reset(token)``, :func:`unmark_inside_task`."""
+    return _running.set(True)
+
+
+def unmark_inside_task(token: contextvars.Token[bool]) -> None:
+    _running.reset(token)
+
+
 def inside_task() -> bool:
     """Whether this code runs inside a task run (direct, instance or step) started by the policy."""
     return _running.get()
@@ -304,6 +315,7 @@ def call_async(
     plain: Plain | None = None,
     inline: bool = False,
     retried: tuple[int, float] | None = None,
+    mark_running: bool = True,
 ) -> Coroutine[Any, Any, Any]:
     """Run any task (sync in a thread, async on the loop) under its policy, without blocking the loop: a
     coroutine to await.
@@ -318,12 +330,13 @@ def call_async(
 
     A ``cache=True`` task whose result for these arguments is cached returns it without running; in a
     workflow the caller records it as the step's outcome like any result, so replay does not change.
-    ``retried`` is a re-run step's recorded retry, to go on from (see ``_turns``).
+    ``retried`` is a re-run step's recorded retry, to go on from (see ``_turns``). ``mark_running=False``:
+    the caller's context is already marked as inside a task (:func:`mark_inside_task`: a workflow run's).
     """
     options = task.options
     if options.cache or options.secret_requests or masking.active_secrets():
         return _call_async_scoped(task, args, kwargs, control, observer, executor, plain, inline, retried)
-    return _call_async(task, args, kwargs, control, observer, executor, plain, inline, None, retried, True)
+    return _call_async(task, args, kwargs, control, observer, executor, plain, inline, None, retried, mark_running)
 
 
 async def _call_async_scoped(

@@ -398,7 +398,12 @@ class ExecutionRun:
             if task.wants_control
             else None
         )
-        observer = StepObserver(self, step_id, task.name, start, None if step is None else step.retried)
+        retried = None if step is None else step.retried
+        options = task.options
+        # The observer records retries, fallbacks and rollbacks: a task with none of them needs none (most
+        # steps, a map's items included: one object less each to make and to collect).
+        observes = options.retry_max_attempts or options.fallback is not None or options.rollback is not None
+        observer = StepObserver(self, step_id, task.name, start, retried) if observes or retried else None
         with tracing.step(self.execution_id, step_id, task.name):  # its logs' origin, and its span
             return await self._run_body(step_id, task, args, kwargs, start, control, observer, inline, on_main)
 
@@ -410,16 +415,19 @@ class ExecutionRun:
         kwargs: dict[str, Any],
         start: DeferredStart,
         control: TaskControl | None,
-        observer: StepObserver,
+        observer: StepObserver | None,
         inline: bool,
         on_main: bool,
     ) -> Any:
+        retried = None if observer is None else observer.retried
         try:
+            # mark_running=False: the run's context already marks everything in it as inside a task
+            # (Workflow._drive), which setting it again on every step would only repeat.
             if task.is_async:
                 token = current_scope.set(StepScope(self, f"{step_id}."))
                 try:
                     value = await policy.call_async(
-                        task, args, kwargs, control=control, observer=observer, retried=observer.retried
+                        task, args, kwargs, control=control, observer=observer, retried=retried, mark_running=False
                     )
                 finally:
                     current_scope.reset(token)
@@ -431,10 +439,11 @@ class ExecutionRun:
                     kwargs,
                     control=control,
                     observer=observer,
-                    retried=observer.retried,
+                    retried=retried,
                     executor=self.executor,
                     plain=_plain,
                     inline=inline,
+                    mark_running=False,
                 )
             blob, data = self._encode_result(task, step_id, value)
         except Exception as error:

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from taskloom import masking, serde, tracing
+from taskloom import masking, policy, serde, tracing
 from taskloom.children import close_children, has_child_steps, parent_of, waiting_child, wake_parent
 from taskloom.children import not_resumable as child_not_resumable
 from taskloom.context import WorkflowExecutionContext, current_scope
@@ -480,6 +480,7 @@ class Workflow(Generic[T]):
             run.queue = before.queue
         kept = keeper.keep(store, execution_id, owner, lease, run.cancelled)
         token = current_scope.set(run.root)
+        inside = policy.mark_inside_task()  # for every step of the run, once (replay passes mark_running=False)
         requeue = crashed = False
         release = True
         masked = contextlib.ExitStack()  # the workflow's own secrets are masked in all it writes
@@ -550,6 +551,7 @@ class Workflow(Generic[T]):
         finally:
             watch.end(ctx.status, ctx.output)
             masked.close()
+            policy.unmark_inside_task(inside)
             current_scope.reset(token)
             keeper.drop(kept)
             run.watchdog.stop()

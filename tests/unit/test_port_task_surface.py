@@ -396,3 +396,18 @@ def test_expects_task_control_says_whether_a_control_is_passed() -> None:
     assert task(without).expects_task_control is False
     assert Worker.scale.expects_task_control is True
     assert Worker.__dict__["made_by_task_over_class"].expects_task_control is True
+
+
+@pytest.mark.store
+def test_a_task_a_workflow_steps_body_calls_directly_in_a_session_does_not_warn(
+    caught: list[warnings.WarningMessage],
+) -> None:
+    @workflow
+    async def adds_one_to_a_triple(ctx: WorkflowExecutionContext[int]) -> int:
+        return await calls_triple(ctx.input)
+
+    with Session(name="around-a-run"):
+        ctx = adds_one_to_a_triple.run(2)  # the step's body calls triple() directly: part of the run
+
+    assert ctx.output == 7
+    assert [str(w.message) for w in caught] == []
