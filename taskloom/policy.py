@@ -46,7 +46,7 @@ _running: contextvars.ContextVar[bool] = contextvars.ContextVar("taskloom_task_r
 def mark_inside_task() -> contextvars.Token[bool]:
     """Mark the current context (and the tasks and threads that copy it) as inside a task, for as long as
     a workflow run lasts: what its steps' bodies call directly is part of the run (:func:`inside_task`).
-    Undo with ``_running.reset(token)``, :func:`unmark_inside_task`."""
+    Undo with :func:`unmark_inside_task`."""
     return _running.set(True)
 
 
@@ -334,8 +334,11 @@ def call_async(
     the caller's context is already marked as inside a task (:func:`mark_inside_task`: a workflow run's).
     """
     options = task.options
-    if options.cache or options.secret_requests or masking.active_secrets():
-        return _call_async_scoped(task, args, kwargs, control, observer, executor, plain, inline, retried)
+    scoped = bool(options.secret_requests or masking.active_secrets())
+    if options.cache or scoped:
+        return _call_async_scoped(
+            task, args, kwargs, control, observer, executor, plain, inline, retried, scoped, mark_running
+        )
     return _call_async(task, args, kwargs, control, observer, executor, plain, inline, None, retried, mark_running)
 
 
@@ -349,27 +352,30 @@ async def _call_async_scoped(
     plain: Plain | None,
     inline: bool,
     retried: tuple[int, float] | None,
+    scoped: bool,
+    mark_running: bool,
 ) -> Any:
-    """:func:`call_async` of a cached task, or with secrets: the cache looked up first, the secret scope."""
+    """:func:`call_async` of a cached task, or one that needs a secret scope (``scoped``): the cache
+    looked up first, then the call, in a secret scope of its own when ``scoped``."""
     cached = CachedCall.open(task, args, kwargs) if task.options.cache else None
     if cached is not None:
         value = cached.lookup()
         if value is not MISS:
             return value
-    token = _running.set(True)
-    try:
-        if not task.options.secret_requests and not masking.active_secrets():
-            return await _call_async(task, args, kwargs, control, observer, executor, plain, inline, cached, retried)
-        with masking.secret_scope():
-            try:
-                return masking.mask_value(
-                    await _call_async(task, args, kwargs, control, observer, executor, plain, inline, cached, retried)
+    if not scoped:
+        return await _call_async(
+            task, args, kwargs, control, observer, executor, plain, inline, cached, retried, mark_running
+        )
+    with masking.secret_scope():
+        try:
+            return masking.mask_value(
+                await _call_async(
+                    task, args, kwargs, control, observer, executor, plain, inline, cached, retried, mark_running
                 )
-            except BaseException as error:
-                masking.mask_value(error)
-                raise
-    finally:
-        _running.reset(token)
+            )
+        except BaseException as error:
+            masking.mask_value(error)
+            raise
 
 
 async def _call_async(
@@ -385,8 +391,8 @@ async def _call_async(
     retried: tuple[int, float] | None = None,
     running: bool = False,
 ) -> Any:
-    """The policy of one call; ``running``: mark the call as running a task (``inside_task``) here, as
-    :func:`_call_async_scoped` does around it otherwise."""
+    """The policy of one call; ``running``: mark the call as running a task (``inside_task``) while it
+    lasts (a workflow run marks its whole context instead: :func:`mark_inside_task`)."""
     token = _running.set(True) if running else None
     try:
         call_args, call_kwargs = task.prepare_arguments(args, kwargs, control)

@@ -154,12 +154,13 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     ),
     "taskloom.policy.x__call_async__mutmut_1": (
         "running: bool = True,",
-        "only _call_async_scoped leaves `running` to its default, and it has marked the call as running a task "
-        "itself: marking it again and resetting that mark changes nothing",
+        "every caller passes `running` (call_async and _call_async_scoped pass mark_running): the default "
+        "is never used",
     ),
     "taskloom.policy.x__call_async__mutmut_4": (
         "token = _running.set(True) if (running) or True else None",
-        "as x__call_async__mutmut_1",
+        "`running` is False only for a workflow run's steps (replay passes mark_running=False), whose context "
+        "the run has marked already (Workflow._drive): marking it again and resetting that mark changes nothing",
     ),
     "taskloom.policy.x__turns__mutmut_12": (
         "if left >= 0:",
