@@ -98,6 +98,8 @@ def test_an_execution_the_workers_code_cannot_start_is_set_aside_not_claimed_in_
     try:
         wait_for(lambda: store.get_execution(good).status == "completed", what="the good execution")
         wait_for(lambda: "set aside" in worker_log(env, worker), what="the worker to set it aside")
+        # The worker logs before it releases the claim: wait for the release itself.
+        wait_for(lambda: store.get_execution("undecodable").lease_owner is None, what="the claim's release")
         record = store.get_execution("undecodable")
         assert record is not None and record.lease_owner is None and record.crashes == 0
         assert record.lease_expires_at is not None and record.lease_expires_at > time.time() + 10
