@@ -107,6 +107,20 @@ class TaskOptions:
         return isinstance(error, self.retry_on)
 
     @property
+    def is_plain(self) -> bool:
+        """No timeout, retry, fallback, rollback, cache, secret nor output storage: a call of such a task is
+        its function's call and nothing more (what a workflow's fast path for steps relies on)."""
+        return not (
+            self.timeout
+            or self.retry_max_attempts
+            or self.fallback is not None
+            or self.rollback is not None
+            or self.cache
+            or self.secret_requests
+            or self.output_storage is not None
+        )
+
+    @property
     def effective_timeout(self) -> float | None:
         return self.timeout if self.timeout else None
 

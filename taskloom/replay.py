@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 
 #: how long a step may run before its start is written on its own (see DeferredStart)
 START_FLUSH_DELAY = 0.05
+#: what ExecutionRun.run_plain_step answers for a step it leaves to the general path
+GENERAL: Any = object()
 _COMPLETED = EventType.STEP_COMPLETED
 _FAILED = EventType.STEP_FAILED
 
@@ -355,6 +357,94 @@ class ExecutionRun:
         return step
 
     # -- task steps --------------------------------------------------------------------------------
+    def plain_start(
+        self, step_id: str, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, alone: bool
+    ) -> DeferredStart | None:
+        """The start of a fresh step of a plain task (:attr:`Task.plain`) awaited by the workflow's main task
+        itself, run by the fast path (:meth:`run_plain_step`, :meth:`run_plain_async_step`); None when the
+        step needs the general path (:meth:`run_task_step`) after all: replayed, awaited elsewhere (``alone``:
+        or anything else on the loop, which a sync body would block), a deadline, a remote executor or secrets
+        in force, or arguments that cannot be stored (the general path records that failure, naming them).
+
+        Most steps of most workflows are such steps, and most of a step's cost was the machinery the general
+        path needs for what they have none of (retries, timeouts, fallback, rollback, cache, secrets,
+        TaskControl, threads, a remote executor). What they do is the same either way: the body runs where
+        run_task_step runs it, its start and outcome are written together, before the workflow goes on.
+        """
+        if (
+            self.deadline is not None
+            or self.remote is not None
+            or step_id in self.steps
+            or asyncio.current_task() is not self.main_task
+            or (alone and not _alone_on_loop())
+            or masking.active_secrets()
+        ):
+            return None
+        self.check_cancelled()
+        try:
+            event = self.start_event(step_id, task, args, kwargs)
+        except SerializationError:
+            return None
+        return DeferredStart(self, event)
+
+    def run_plain_step(self, step_id: str, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """A plain sync step run here and now, with no coroutine, no policy and no thread (see
+        :meth:`plain_start`); :data:`GENERAL` when it needs the general path."""
+        start = self.plain_start(step_id, task, args, kwargs, alone=True)
+        if start is None:
+            return GENERAL
+        with tracing.step(self.execution_id, step_id, task.name):
+            try:
+                if kwargs or len(args) != task.exact_arity:  # else nothing to check (no TaskControl, no secret)
+                    args, kwargs = task.prepare_arguments(args, kwargs, None)
+                token = current_scope.set(None)  # task calls in the body are plain calls (as _plain)
+                try:
+                    value = task.fn(*args, **kwargs)
+                finally:
+                    current_scope.reset(token)
+                outcome = self._plain_outcome(step_id, task, value)
+            except Exception as error:
+                self._plain_failed(start, step_id, task, error)
+                raise
+            except SystemExit as exiting:
+                self.exited = exiting  # a crash of this attempt, not an outcome (see _run_body)
+                raise
+            self.append(*start.take(), outcome)
+        return value
+
+    def run_plain_async_step(
+        self, step_id: str, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], start: DeferredStart
+    ) -> Generator[Any, None, Any]:
+        """A plain async step, its body awaited right in the workflow's task (see :meth:`plain_start`); task
+        calls in its body are its sub-steps, as on the general path."""
+        with tracing.step(self.execution_id, step_id, task.name):
+            token = current_scope.set(StepScope(self, f"{step_id}."))
+            try:
+                call_args, call_kwargs = task.prepare_arguments(args, kwargs, None)
+                value = yield from task.fn(*call_args, **call_kwargs).__await__()
+                outcome = self._plain_outcome(step_id, task, value)
+            except Exception as error:
+                self._plain_failed(start, step_id, task, error)
+                raise
+            except SystemExit as exiting:
+                self.exited = exiting
+                raise
+            except asyncio.CancelledError:
+                start.cancel()  # no outcome: it runs again if the execution continues (see _run_body)
+                raise
+            finally:
+                current_scope.reset(token)
+            self.append(*start.take(), outcome)
+        return value
+
+    def _plain_outcome(self, step_id: str, task: Task[Any, Any], value: Any) -> NewEvent:
+        blob = serde.dumps(value, what=f"task {task.name!r} result (step {step_id})")
+        return NewEvent(_COMPLETED, step_id, task.name, blob)
+
+    def _plain_failed(self, start: DeferredStart, step_id: str, task: Task[Any, Any], error: Exception) -> None:
+        what = f"task {task.name!r} (step {step_id})"
+        self.append(*start.take(), NewEvent(_FAILED, step_id, task.name, serde.dumps_error(error, what=what)))
+
     async def run_task_step(
         self,
         step_id: str,
@@ -599,7 +689,8 @@ class StepScope:
         return f"{self.prefix}{self.counter}"
 
     def call(self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepCall:
-        return StepCall(self.run, self.next_id(), task, args, kwargs)
+        self.counter += 1  # next_id(), inlined: every step's path
+        return StepCall(self.run, f"{self.prefix}{self.counter}", task, args, kwargs)
 
     def map(self, task: Task[Any, Any], items: Sequence[Any]) -> MapCall:
         return MapCall(self.run, [self.call(task, (item,), {}) for item in items])
@@ -626,9 +717,19 @@ class StepCall:
         self.start_recorded = False
 
     def __await__(self) -> Generator[Any, None, Any]:
-        return self.run.run_task_step(
-            self.step_id, self.task, self.args, self.kwargs, start_recorded=self.start_recorded
-        ).__await__()
+        run, task = self.run, self.task
+        if task.plain and not self.start_recorded:  # the fast path, when it applies (plain_start)
+            if not task.is_async:
+                value = run.run_plain_step(self.step_id, task, self.args, self.kwargs)
+                if value is not GENERAL:
+                    return value
+            elif (start := run.plain_start(self.step_id, task, self.args, self.kwargs, alone=False)) is not None:
+                return (yield from run.run_plain_async_step(self.step_id, task, self.args, self.kwargs, start))
+        return (
+            yield from run.run_task_step(
+                self.step_id, task, self.args, self.kwargs, start_recorded=self.start_recorded
+            ).__await__()
+        )
 
     def __repr__(self) -> str:
         return f"<step {self.step_id} {self.task.name!r}>"

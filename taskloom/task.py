@@ -100,11 +100,14 @@ class Task(Generic[P, R]):
         self.wants_control = self.control_index is not None
         #: how many positional arguments always bind (no defaults, no *args/**kwargs, none keyword-only);
         #: a call passing exactly that many and no keywords needs no ``signature.bind`` (a step's hot path)
-        self._exact_arity = (
+        self.exact_arity = (
             len(parameters)
             if all(p.kind in _POSITIONAL and p.default is inspect.Parameter.empty for p in parameters)
             else None
         )
+        #: a task with none of the options a step's general path exists for, nor a TaskControl: in a workflow,
+        #: a step of it awaited by the workflow's own task takes the fast path (ExecutionRun.plain_start)
+        self.plain = not self.wants_control and options.is_plain
         #: for a task bound to an object (``obj.method.instance()``): the unbound task and the object
         self._bound: tuple[Task[Any, Any], Any] | None = None
         accepts_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
@@ -217,6 +220,9 @@ class Task(Generic[P, R]):
 
     # -- calling -----------------------------------------------------------------------------------
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        scope = current_scope.get()
+        if scope is not None:  # in a workflow: a step (every step's path, so checked here first)
+            return scope.call(self, args, kwargs)
         return self._call(args, kwargs)
 
     def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any], stacklevel: int = 4) -> Any:
@@ -270,7 +276,7 @@ class Task(Generic[P, R]):
             secrets = default_secret_store().resolve(self.options.secret_requests, owner=f"task {self.name!r}")
             masking.register_secrets(secrets.values())
             kwargs = {**kwargs, "secrets": secrets}
-        if kwargs or len(args) != self._exact_arity:
+        if kwargs or len(args) != self.exact_arity:
             try:
                 self.signature.bind(*args, **kwargs)
             except TypeError as error:

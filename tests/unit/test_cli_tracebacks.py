@@ -28,7 +28,7 @@ def test_the_users_frames_stay_and_taskloom_and_python_frames_go() -> None:
     assert ctx.has_failed
     error = serde.loads(serde.dumps_error(ctx.output, what="the error"))  # as a later process reads it
     full = stored_traceback(error)
-    assert full is not None and "taskloom/policy.py" in full  # the machinery is in the stored text
+    assert full is not None and "taskloom/replay.py" in full  # the machinery is in the stored text
     shown = user_traceback(error)
     assert shown is not None
     assert "taskloom/" not in shown.replace("tests/unit", "")
