@@ -48,9 +48,13 @@ EXECUTION_OUTCOMES = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NewEvent:
-    """An event about to be appended; ``value`` is already encoded by :mod:`taskloom.serde`."""
+    """An event about to be appended; ``value`` is already encoded by :mod:`taskloom.serde`.
+
+    Not frozen, though nothing changes one once made: a frozen dataclass sets each field through
+    ``object.__setattr__``, three times the cost of making one, and every step makes two.
+    """
 
     type: EventType
     step_id: str | None = None
