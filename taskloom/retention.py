@@ -218,7 +218,7 @@ class _Pruning:
         from taskloom.outputs import FILE_REFERENCE_PREFIX
 
         rows = self.sql.run(
-            f"SELECT value FROM events WHERE execution_id IN ({_marks(ids)}) AND data LIKE ?",
+            f"SELECT ev.value FROM {self._events_of(_marks(ids))} AND ev.data LIKE ?",
             (*ids, '%"output_storage":"LocalFileOutputStorage"%'),
         )
         names = []
@@ -244,27 +244,42 @@ class _Pruning:
                 except OSError as error:
                     self.report.errors.append(f"cannot remove output file {folder / name}: {error}")
 
-    def _counts(self, chosen: str, params: tuple[Any, ...], tables: Sequence[tuple[str, str, str]]) -> list[int]:
-        """How many rows ``chosen`` (a SELECT of ids) names, then for each ``(table, column, counted)`` the
-        ``counted`` aggregate (``COUNT(*)``: its rows) of those that point at them: what a dry run reports,
-        in one transaction."""
+    def _events_of(self, ids: str) -> str:
+        """``FROM ... WHERE ...`` of the events (``ev``) of the executions ``ids`` (marks, or a SELECT of ids).
+        SQLite's events have no index by execution: each execution's are a range of seqs of its own."""
+        if self.sql.postgres:
+            return f"events ev WHERE ev.execution_id IN ({ids})"
+        from taskloom.store.sqlite import events_of_executions
+
+        return events_of_executions(ids)
+
+    def _has_events(self) -> str:
+        """Whether the row ``executions`` (in a correlated subquery) still has events."""
+        if self.sql.postgres:
+            return "EXISTS (SELECT 1 FROM events WHERE events.execution_id = executions.id)"
+        from taskloom.store.sqlite import HAS_EVENTS
+
+        return HAS_EVENTS
+
+    def _counts(self, chosen: str, params: tuple[Any, ...], counted: Sequence[tuple[str, str]]) -> list[int]:
+        """How many rows ``chosen`` (a SELECT of ids) names, then for each ``(aggregate, rows)`` the
+        ``aggregate`` (``COUNT(*)``: how many) of ``rows`` (a ``FROM ... WHERE`` of the rows that point at
+        them): what a dry run reports, in one transaction."""
         rows = self.sql.run_all(
             [
                 (f"SELECT COUNT(*) FROM ({chosen}) AS chosen", params),
-                *(
-                    (f"SELECT {counted} FROM {table} WHERE {column} IN ({chosen})", params)
-                    for table, column, counted in tables
-                ),
+                *((f"SELECT {aggregate} FROM {where}", params) for aggregate, where in counted),
             ]
         )
         return [int(found[0][0]) for found in rows]
 
     def _dry_counts(self) -> None:
         condition, params = self._where_prunable()
+        chosen = f"SELECT e.id FROM executions e WHERE {condition}"
         self.report.executions, self.report.events, self.report.messages = self._counts(
-            f"SELECT e.id FROM executions e WHERE {condition}",
+            chosen,
             params,
-            [("events", "execution_id", _EVENTS_IN_ROWS), ("messages", "execution_id", "COUNT(*)")],
+            [(_EVENTS_IN_ROWS, self._events_of(chosen)), ("COUNT(*)", f"messages WHERE execution_id IN ({chosen})")],
         )
 
     def _delete_in_chunks(self, sql: str, params: tuple[Any, ...]) -> int:
@@ -282,7 +297,7 @@ class _Pruning:
         files = self._output_files(ids)
         marks = _marks(ids)
         self.report.events += self._delete_in_chunks(  # events first: they reference the execution
-            f"DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE execution_id IN ({marks}) LIMIT ?) "
+            f"DELETE FROM events WHERE seq IN (SELECT ev.seq FROM {self._events_of(marks)} LIMIT ?) "
             f"RETURNING {_EVENTS_IN_ROW}",
             tuple(ids),
         )
@@ -291,7 +306,7 @@ class _Pruning:
                 (f"DELETE FROM messages WHERE execution_id IN ({marks}) RETURNING 1", ids),
                 (
                     f"DELETE FROM executions WHERE id IN ({marks}) AND status IN ({_marks(self.statuses)}) "
-                    "AND NOT EXISTS (SELECT 1 FROM events WHERE events.execution_id = executions.id) RETURNING 1",
+                    f"AND NOT {self._has_events()} RETURNING 1",
                     (*ids, *self.statuses),
                 ),
             ]
@@ -332,10 +347,14 @@ class _Pruning:
     def sessions(self) -> None:
         if self.report.dry_run:
             condition, params = self._where_old_session()
+            chosen = f"SELECT s.id FROM instance_sessions s WHERE {condition}"
             self.report.sessions, self.report.instances, self.report.instance_updates = self._counts(
-                f"SELECT s.id FROM instance_sessions s WHERE {condition}",
+                chosen,
                 params,
-                [("instances", "session_id", "COUNT(*)"), ("instance_updates", "session_id", "COUNT(*)")],
+                [
+                    ("COUNT(*)", f"instances WHERE session_id IN ({chosen})"),
+                    ("COUNT(*)", f"instance_updates WHERE session_id IN ({chosen})"),
+                ],
             )
             return
         while True:

@@ -729,9 +729,11 @@ def started_parent(started_data: Mapping[str, Any] | None) -> str | None:
 
 def event_data_json(data: Mapping[str, Any] | None) -> str | None:
     """An event's ``data`` as the stores keep it: compact JSON, or NULL when empty."""
+    if not data:  # most events: a step's start and outcome have none
+        return None
     import json  # here, not at the top: ``import taskloom`` should not load it (tests/perf/test_import.py)
 
-    return json.dumps(dict(data), separators=(",", ":")) if data else None
+    return json.dumps(dict(data), separators=(",", ":"))
 
 
 #: The columns :func:`decode_events` reads from ``events``, in its order.

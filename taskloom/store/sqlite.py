@@ -66,23 +66,64 @@ from taskloom.store.base import (
 from taskloom.store.faults import Fault, Outage, TransientStoreError, classify_sqlite, retrying
 from taskloom.store.migrations import latest_migration, load_migrations, split_statements
 
+#: How many forks this process is from the one that imported this module: a connection opened before a
+#: fork belongs to the parent (SQLite's connections must not cross one). Counted by a hook at fork time, not
+#: asked of os.getpid() on every use: that is a system call, on every step's path.
+_forks = 0
+
+
+def _count_fork() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_count_fork)
+
 #: Defaults of TASKLOOM_SQLITE_BUSY_TIMEOUT and TASKLOOM_STORE_RETRY_SECONDS (see taskloom.settings).
 DEFAULT_BUSY_TIMEOUT = 30.0
 DEFAULT_RETRY_SECONDS = 30.0
+#: An execution's events are the seqs ``number * 2**SEQ_BITS + 1, + 2, ...`` (migration 017): reading them is a
+#: range of the table's own key, and the table needs no index of its own (one page per write, not two).
+SEQ_BITS = 24
+#: The next seq of execution ``x``: one past its last event (a seek to the end of its range), or its first.
+_NEXT_SEQ = (
+    f"coalesce((SELECT max(seq) FROM events WHERE seq > (x.number << {SEQ_BITS}) "
+    f"AND seq < ((x.number + 1) << {SEQ_BITS})), x.number << {SEQ_BITS}) + 1"
+)
+#: The seqs of the execution ``?1`` after ``?2``, in the FROM of a query (``x`` its row, ``ev`` its events).
+_EVENTS_OF = (
+    f"executions x JOIN events ev ON ev.seq > max(x.number << {SEQ_BITS}, ?2) "
+    f"AND ev.seq < ((x.number + 1) << {SEQ_BITS}) WHERE x.id = ?1"
+)
+
+
+def events_of_executions(ids: str) -> str:
+    """``FROM ... WHERE ...`` of the events (alias ``ev``) of the executions whose ids ``ids`` gives (a list
+    of marks, or a SELECT of ids): the executions read by id, then each one's range of seqs."""
+    return (
+        f"executions x JOIN events ev ON ev.seq > (x.number << {SEQ_BITS}) "
+        f"AND ev.seq < ((x.number + 1) << {SEQ_BITS}) WHERE x.id IN ({ids})"
+    )
+
+
+#: an events row of the row ``executions`` (in a correlated subquery): its range of seqs holds any
+HAS_EVENTS = (
+    f"EXISTS (SELECT 1 FROM events WHERE seq > (executions.number << {SEQ_BITS}) "
+    f"AND seq < ((executions.number + 1) << {SEQ_BITS}))"
+)
+_EVENT_COLUMNS_EV = ", ".join(f"ev.{column}" for column in EVENT_COLUMNS.split(", "))
+#: An event of execution ``?1``, written only if the execution exists (no foreign key: the insert reads
+#: its row for the seq anyway). Its rowid is the seq.
 _INSERT_EVENT = (
-    "INSERT INTO events (execution_id, type, step_id, name, value, data, ts, start_value) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO events (seq, execution_id, type, step_id, name, value, data, ts, start_value) "
+    f"SELECT {_NEXT_SEQ}, x.id, ?2, ?3, ?4, ?5, ?6, ?7, ?8 FROM executions x WHERE x.id = ?1"
 )
 _LAST_SEQ_AND_FENCE = "SELECT last_insert_rowid(), status, lease_owner FROM executions WHERE id = ?"
 #: A step's write under the run's lease (its start and outcome, one row: base.merge_steps) as ONE
 #: statement in autocommit, the hot path: the row is inserted only from the execution's row, and only
 #: if the fence holds, so a refused write writes nothing, and the statement is its own transaction
-#: (SQLite takes the write lock for it as BEGIN IMMEDIATE would). Its rowid is the seq.
-_INSERT_FENCED = (
-    "INSERT INTO events (execution_id, type, step_id, name, value, data, ts, start_value) "
-    "SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8 FROM executions "
-    "WHERE id = ?1 AND (?9 IS NULL OR lease_owner = ?9) AND (?10 IS NULL OR status = ?10)"
-)
+#: (SQLite takes the write lock for it as BEGIN IMMEDIATE would).
+_INSERT_FENCED = f"{_INSERT_EVENT} AND (?9 IS NULL OR x.lease_owner = ?9) AND (?10 IS NULL OR x.status = ?10)"
 _EXECUTION_COLUMNS = (
     "id, workflow, status, input, output, created_at, updated_at, target, lease_owner, lease_expires_at, crashes, "
     "wake_at, parent_id, version, queue"
@@ -161,7 +202,7 @@ class SQLiteStore:
         itself: TransientStoreError for a lock, StoreError for the rest.
         """
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
+        if conn is not None and self._local.forks == _forks:
             return conn
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout)
@@ -176,7 +217,7 @@ class SQLiteStore:
             conn.close()
             raise self._store_error(error) from error
         self._local.conn = conn
-        self._local.pid = os.getpid()
+        self._local.forks = _forks
         with self._lock:
             self._connections.append((conn, threading.current_thread()))
         return conn
@@ -319,8 +360,9 @@ class SQLiteStore:
                 raise _exists(execution_id)
             conn.execute(
                 "INSERT INTO executions (id, workflow, target, status, input, created_at, updated_at, "
-                "lease_owner, lease_expires_at, wake_at, parent_id, queue, priority, version) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "lease_owner, lease_expires_at, wake_at, parent_id, queue, priority, version, number) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                "(SELECT coalesce(max(number), 0) + 1 FROM executions))",
                 (
                     execution_id,
                     workflow,
@@ -338,10 +380,8 @@ class SQLiteStore:
                     version,
                 ),
             )
-            conn.execute(
-                "INSERT INTO events (execution_id, type, name, value, data, ts) VALUES (?, ?, ?, ?, ?, ?)",
-                (execution_id, EventType.EXECUTION_STARTED.value, workflow, input, event_data_json(started_data), now),
-            )
+            started = (EventType.EXECUTION_STARTED.value, None, workflow, input, event_data_json(started_data), now)
+            conn.execute(_INSERT_EVENT, (execution_id, *started, None))
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(conn)
@@ -388,7 +428,7 @@ class SQLiteStore:
         rows = (
             self._conn()
             .execute(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE execution_id = ? AND seq > ? ORDER BY seq",
+                f"SELECT {_EVENT_COLUMNS_EV} FROM {_EVENTS_OF} ORDER BY ev.seq",
                 (execution_id, after_seq),
             )
             .fetchall()
@@ -416,7 +456,10 @@ class SQLiteStore:
         rows = _event_rows(execution_id, events, now)
         fenced = expected_status is not None or lease_owner is not None
         if fenced and status is None and len(rows) == 1:
-            written = conn.execute(_INSERT_FENCED, (*rows[0], lease_owner, expected_status))
+            try:
+                written = conn.execute(_INSERT_FENCED, (*rows[0], lease_owner, expected_status))
+            except sqlite3.IntegrityError:
+                raise self._full(execution_id) from None
             if written.rowcount == 1:
                 return int(written.lastrowid or 0)
             # Refused or not found: nothing was written; the transaction below says which, as the caller
@@ -427,12 +470,12 @@ class SQLiteStore:
             if not rows:
                 if fenced:
                     self._check_fence(conn, execution_id, expected_status, lease_owner)
-            elif len(rows) == 1 and not fenced:
-                last = conn.execute(_INSERT_EVENT, rows[0]).lastrowid
             else:
-                # A run's step write (its start and outcome, fenced: the hot path) reads the last seq and
-                # the fence in one statement after inserting; a refused write is rolled back whole.
-                conn.executemany(_INSERT_EVENT, rows)
+                # Several events (or one, not fenced): the last seq and the fence are read in one statement
+                # after inserting; a refused write is rolled back whole. An execution that does not exist
+                # takes no row (the insert reads its row for the seq).
+                if conn.executemany(_INSERT_EVENT, rows).rowcount != len(rows):
+                    raise self._not_found(execution_id)
                 last, status_now, owner_now = conn.execute(_LAST_SEQ_AND_FENCE, (execution_id,)).fetchone()
                 _refuse_unless_fenced(execution_id, status_now, owner_now, expected_status, lease_owner)
             if status is not None:
@@ -447,7 +490,7 @@ class SQLiteStore:
             conn.execute("COMMIT")
         except sqlite3.IntegrityError:
             self._rollback(conn)
-            raise self._not_found(execution_id) from None
+            raise self._full(execution_id) from None
         except BaseException:
             self._rollback(conn)
             raise
@@ -463,6 +506,14 @@ class SQLiteStore:
         if found is None:
             raise self._not_found(execution_id)
         _refuse_unless_fenced(execution_id, found[0], found[1], expected_status, lease_owner)
+
+    def _full(self, execution_id: str) -> StoreError:
+        """An event refused by the events table's CHECK: the execution has used every seq of its range."""
+        return StoreError(
+            f"execution {execution_id!r} holds the most events one execution can in the store {self.url} "
+            f"({2**SEQ_BITS - 1:,} rows); nothing more can be written to it. Split such work into child "
+            "workflows, or start a new execution."
+        )
 
     def _not_found(self, execution_id: str) -> ExecutionNotFoundError:
         return ExecutionNotFoundError(f"no execution {execution_id!r} in the store {self.url}")
@@ -936,7 +987,7 @@ def _event_rows(execution_id: str, events: Sequence[NewEvent], now: float) -> li
     return [
         (
             execution_id,
-            e.type.value,
+            e.type,  # a StrEnum: bound as its text, without the cost of .value (a property) per row
             e.step_id,
             e.name,
             e.value,
@@ -951,8 +1002,8 @@ def _event_rows(execution_id: str, events: Sequence[NewEvent], now: float) -> li
 def _last_pause(conn: sqlite3.Connection, execution_id: str) -> str | None:
     """The name of the execution's latest pause (what a paused execution waits for)."""
     row = conn.execute(
-        "SELECT name FROM events WHERE execution_id = ? AND type = ? ORDER BY seq DESC LIMIT 1",
-        (execution_id, EventType.EXECUTION_PAUSED.value),
+        f"SELECT ev.name FROM {_EVENTS_OF} AND ev.type = ?3 ORDER BY ev.seq DESC LIMIT 1",
+        (execution_id, 0, EventType.EXECUTION_PAUSED.value),
     ).fetchone()
     return None if row is None else str(row[0])
 
