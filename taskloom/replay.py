@@ -581,7 +581,7 @@ class ExecutionRun:
         if not args and not kwargs:
             return NewEvent(EventType.STEP_STARTED, step_id, task.name)
         try:
-            blob = serde.dumps((args, kwargs), what=f"task {task.name!r} arguments")
+            blob = serde.dumps_arguments(args, kwargs, what=f"task {task.name!r} arguments")
         except SerializationError:
             named = [
                 *((f"argument {i}", v) for i, v in enumerate(args, 1)),

@@ -29,6 +29,22 @@ PROTOCOL = 5
 _SCALARS = (str, int, float, bool, type(None))
 
 
+#: argument types a step's start stores as they are, with no check (see dumps_arguments)
+_ATOMS = frozenset({str, int, float, bool, type(None), bytes})
+
+
+def dumps_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], *, what: str) -> bytes:
+    """Encode a call's arguments as a step's start stores them: ``(args, kwargs)``, as :func:`dumps` does.
+
+    Most steps take a few plain values (an id, a number, a name): with no secret active those pickle as
+    they are, with nothing to mask and no exception to rebuild, so they skip the general path's checks
+    (on every step's path).
+    """
+    if not kwargs and all(type(arg) in _ATOMS for arg in args) and not masking.active_secrets():
+        return pickle.dumps((args, kwargs), PROTOCOL)
+    return dumps((args, kwargs), what=what)
+
+
 def dumps(value: Any, *, what: str) -> bytes:
     """Encode ``value``; ``what`` names its owner (``"task 'charge' result"``) for error messages.
 

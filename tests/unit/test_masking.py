@@ -132,6 +132,17 @@ def test_dumps_masks_every_str_of_a_value_and_keeps_its_types() -> None:
     assert value["receipt"].token == f"Bearer {SECRET}"  # the caller's value is untouched
 
 
+def test_a_steps_plain_arguments_are_masked_too_when_a_secret_is_active() -> None:
+    # dumps_arguments stores plain values as they are, but only while no secret is active.
+    args = (f"Bearer {SECRET}", 7, SECRET.encode())
+    assert serde.loads(serde.dumps_arguments(args, {}, what="a")) == (args, {})
+    with masking.secret_scope():
+        masking.register_secrets([SECRET])
+        blob = serde.dumps_arguments(args, {}, what="a")
+    assert SECRET.encode() not in blob
+    assert serde.loads(blob) == (("Bearer ***", 7, b"***"), {})
+
+
 class NeedsTwo(Exception):
     """Rebuilds only through taskloom's by-state pickling (a custom __init__)."""
 
