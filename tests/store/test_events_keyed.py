@@ -103,7 +103,8 @@ def test_a_store_of_version_16_migrates_keeping_every_event_in_order(tmp_path: P
         kind = "execution_started" if step is None else "step_completed"
         run_sql(
             url,
-            "INSERT INTO events (seq, execution_id, type, step_id, value, ts, start_value) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO events (seq, execution_id, type, step_id, value, ts, start_value) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (seq, name, kind, step, f"{name}{seq}".encode(), float(seq), None if step is None else b"s"),
         )
     run_sql(url, "INSERT INTO messages (execution_id, topic, value, sent_at) VALUES ('y', 'say', NULL, 0)")

@@ -1,0 +1,159 @@
+"""The fast path of plain steps (issue 12): which steps take it, and that they behave as on the general path.
+
+A step of a task with none of the options the policy exists for (retries, timeout, fallback, rollback,
+cache, secrets, output storage) and no TaskControl, awaited by the workflow's own task, is run by
+``ExecutionRun.run_plain_step`` / ``run_plain_async_step`` without the policy's coroutines. The policy is
+made to fail here to tell which path a step took; what is recorded and returned is checked against the
+store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+from taskloom import WorkflowExecutionContext, policy, task, workflow
+from taskloom.events import EventType
+from taskloom.store import default_store
+from taskloom.tasks import parallel
+
+
+class PolicyUsed(Exception):
+    """Raised by the policy when a test expects the fast path."""
+
+
+@pytest.fixture
+def no_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise PolicyUsed("the step went through the policy")
+
+    monkeypatch.setattr(policy, "call_async", refuse)
+
+
+threads: list[int] = []
+
+
+@task
+def double(n: int) -> int:
+    threads.append(threading.get_ident())
+    return n * 2
+
+
+@task
+def helper(n: int) -> int:
+    return n + 1
+
+
+@task
+def uses_helper(n: int) -> int:
+    return helper(n) * 10  # a task called in a sync body is a plain call, not a step
+
+
+@task
+async def async_outer(n: int) -> int:
+    return await double(n) + await double(n + 1)  # sub-steps 1.1 and 1.2
+
+
+@task
+def broken(n: int) -> int:
+    raise ValueError(f"no {n}")
+
+
+@task(retry_max_attempts=1, retry_delay=0)
+def retried(n: int) -> int:
+    return n
+
+
+@workflow
+async def plain_flow(ctx: WorkflowExecutionContext[int]) -> list[int]:
+    return [await double(ctx.input), await uses_helper(ctx.input), await async_outer(ctx.input)]
+
+
+@workflow
+async def failing_flow(ctx: WorkflowExecutionContext[int]) -> int:
+    return await broken(ctx.input)
+
+
+@workflow
+async def retried_flow(ctx: WorkflowExecutionContext[int]) -> int:
+    return await retried(ctx.input)
+
+
+@workflow
+async def parallel_flow(ctx: WorkflowExecutionContext[int]) -> list[int]:
+    return await parallel(double(1), double(2))
+
+
+def steps(execution_id: str) -> list[tuple[str, str | None, str | None]]:
+    return [
+        (e.type.value, e.step_id, e.name)
+        for e in default_store().load_events(execution_id)
+        if e.type in (EventType.STEP_STARTED, EventType.STEP_COMPLETED, EventType.STEP_FAILED)
+    ]
+
+
+def test_plain_steps_run_without_the_policy_on_the_loops_thread_and_record_as_before(no_policy: None) -> None:
+    threads.clear()
+    main = threading.get_ident()
+
+    ctx = plain_flow.run(3)
+
+    assert ctx.has_succeeded, ctx.output
+    assert ctx.output == [6, 40, 14]
+    assert threads == [main, main, main]  # the sync bodies ran here: nothing else was on the loop
+    assert steps(ctx.execution_id) == [
+        ("step_started", "1", "double"),
+        ("step_completed", "1", "double"),
+        ("step_started", "2", "uses_helper"),
+        ("step_completed", "2", "uses_helper"),
+        ("step_started", "3.1", "double"),
+        ("step_completed", "3.1", "double"),
+        ("step_started", "3.2", "double"),
+        ("step_completed", "3.2", "double"),
+        # a quick step's start is written with its outcome (replay.DeferredStart), after its sub-steps
+        ("step_started", "3", "async_outer"),
+        ("step_completed", "3", "async_outer"),
+    ]
+    events = default_store().load_events(ctx.execution_id)
+    started = next(e for e in events if e.type is EventType.STEP_STARTED and e.step_id == "1")
+    completed = next(e for e in events if e.type is EventType.STEP_COMPLETED and e.step_id == "1")
+    assert (started.value, completed.value) == (((3,), {}), 6)
+    assert started.seq == completed.seq  # written together: one row
+
+
+def test_a_replayed_plain_step_is_not_run_again(no_policy: None) -> None:
+    first = plain_flow.run(5)
+    threads.clear()
+
+    again = asyncio.run(plain_flow.arun(execution_id=first.execution_id))
+
+    assert again.output == first.output == [10, 60, 22]
+    assert threads == []  # every step's outcome came from the store
+
+
+def test_a_failing_plain_step_records_its_error_and_the_workflow_fails_with_it(no_policy: None) -> None:
+    ctx = failing_flow.run(4)
+
+    assert ctx.has_failed
+    assert isinstance(ctx.output, ValueError) and str(ctx.output) == "no 4"
+    assert steps(ctx.execution_id) == [("step_started", "1", "broken"), ("step_failed", "1", "broken")]
+    (failed,) = [e for e in default_store().load_events(ctx.execution_id) if e.type is EventType.STEP_FAILED]
+    assert isinstance(failed.value, ValueError) and str(failed.value) == "no 4"
+
+
+def test_a_task_with_retries_goes_through_the_policy(no_policy: None) -> None:
+    ctx = retried_flow.run(1)
+
+    assert ctx.has_failed
+    assert isinstance(ctx.output, PolicyUsed)
+
+
+def test_plain_steps_run_concurrently_go_through_the_policy(no_policy: None) -> None:
+    # parallel() awaits each in a task of its own: not the workflow's, so not the fast path.
+    ctx = parallel_flow.run(0)
+
+    assert ctx.has_failed
+    assert isinstance(ctx.output, PolicyUsed)
