@@ -387,6 +387,19 @@ class ExecutionRun:
             return None
         return DeferredStart(self, event)
 
+    def plain_map_ready(self, task: Task[Any, Any]) -> bool:
+        """Whether a map of fresh steps of ``task``, their starts written, can run as a plain map
+        (:mod:`taskloom.plain_map`): a plain sync task, with no deadline, remote executor, secret nor
+        tracing span in force."""
+        return (
+            task.plain
+            and not task.is_async
+            and self.deadline is None
+            and self.remote is None
+            and not masking.active_secrets()
+            and not tracing.is_enabled()
+        )
+
     def run_plain_step(self, step_id: str, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """A plain sync step run here and now, with no coroutine, no policy and no thread (see
         :meth:`plain_start`); :data:`GENERAL` when it needs the general path."""
@@ -759,6 +772,10 @@ class MapCall:
             self.run.append(*starts)
             for call in started:
                 call.start_recorded = True
+        if self.calls and len(started) == len(self.calls) and self.run.plain_map_ready(self.calls[0].task):
+            from taskloom.plain_map import run_plain_map
+
+            return await run_plain_map(self.run, self.calls[0].task, self.calls)
         from taskloom.tasks.compose import gather_steps
 
         return await gather_steps(self.calls)

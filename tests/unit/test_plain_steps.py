@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -157,3 +158,109 @@ def test_plain_steps_run_concurrently_go_through_the_policy(no_policy: None) -> 
 
     assert ctx.has_failed
     assert isinstance(ctx.output, PolicyUsed)
+
+
+# -- the plain map (taskloom.plain_map) ------------------------------------------------------------------
+calls: list[int] = []
+crash_at: set[int] = set()
+gate = threading.Event()
+
+
+class Crash(BaseException):
+    """Stands in for the process dying in one item's body (no ``except Exception`` stops it)."""
+
+
+@task
+def square(n: int) -> int:
+    calls.append(n)
+    threads.append(threading.get_ident())
+    if n in crash_at:
+        raise Crash(n)
+    if n % 10 == 7:
+        raise ValueError(f"bad {n}")
+    return n * n
+
+
+@task
+def held(n: int) -> int:
+    calls.append(n)
+    gate.wait(30)
+    return n
+
+
+@task
+def fails_now() -> None:
+    raise KeyError("sibling")
+
+
+@workflow
+async def map_flow(ctx: WorkflowExecutionContext[int]) -> list[int]:
+    return await square.map(range(ctx.input))
+
+
+@workflow
+async def cancelled_map_flow(ctx: WorkflowExecutionContext[int]) -> Any:
+    return await parallel(held.map(range(ctx.input)), fails_now())
+
+
+@pytest.fixture(autouse=True)
+def clean() -> Any:
+    calls.clear()
+    threads.clear()
+    crash_at.clear()
+    gate.clear()
+    yield
+    gate.set()  # a test that failed early leaves no body waiting
+
+
+def test_a_plain_map_runs_its_items_in_threads_and_records_each_start_and_outcome(no_policy: None) -> None:
+    ctx = map_flow.run(6)
+
+    assert ctx.has_succeeded, ctx.output
+    assert ctx.output == [0, 1, 4, 9, 16, 25]
+    assert sorted(calls) == [0, 1, 2, 3, 4, 5]
+    assert threading.get_ident() not in threads  # off the loop's thread
+    recorded = {(kind, step) for kind, step, _ in steps(ctx.execution_id)}
+    assert recorded == {(kind, str(n)) for n in range(1, 7) for kind in ("step_started", "step_completed")}
+    events = default_store().load_events(ctx.execution_id)
+    assert {e.step_id: e.value for e in events if e.type is EventType.STEP_COMPLETED} == {
+        str(n + 1): n * n for n in range(6)
+    }
+
+
+def test_every_item_of_a_plain_map_ends_before_the_first_failure_in_item_order_is_raised(no_policy: None) -> None:
+    ctx = map_flow.run(20)  # items 7 and 17 fail
+
+    assert ctx.has_failed
+    assert isinstance(ctx.output, ValueError) and str(ctx.output) == "bad 7"
+    assert sorted(calls) == list(range(20))
+    outcomes = {step: kind for kind, step, _ in steps(ctx.execution_id) if kind != "step_started"}
+    assert outcomes == {str(n + 1): "step_failed" if n in (7, 17) else "step_completed" for n in range(20)}
+
+
+def test_a_crash_in_one_item_loses_only_that_item_and_a_rerun_runs_only_it() -> None:
+    crash_at.add(3)
+    with pytest.raises(Crash):
+        asyncio.run(map_flow.arun(5))
+    (execution_id,) = {e.id for e in default_store().list_executions(workflow="map_flow", limit=1)}
+    assert sorted(calls) == [0, 1, 2, 3, 4]
+    crash_at.clear()
+    calls.clear()
+
+    ctx = asyncio.run(map_flow.arun(execution_id=execution_id))
+
+    assert ctx.output == [0, 1, 4, 9, 16]
+    assert calls == [3]  # the others' outcomes were written as they finished
+
+
+def test_a_plain_map_cancelled_writes_no_more_outcomes() -> None:
+    # parallel() cancels the map's branch when its sibling fails: items still running finish unrecorded.
+    ctx = cancelled_map_flow.run(5)
+
+    assert ctx.has_failed and isinstance(ctx.output, KeyError)
+    gate.set()
+    deadline = time.monotonic() + 30
+    while len(calls) < 5 and time.monotonic() < deadline:  # the held bodies end once let go
+        time.sleep(0.01)  # polling with a deadline
+    kinds = {kind for kind, step, name in steps(ctx.execution_id) if name == "held"}
+    assert kinds == {"step_started"}
