@@ -36,6 +36,7 @@ from taskloom.errors import (
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.executors import RemoteAttempts, current_executor
 from taskloom.group_commit import GroupCommit
+from taskloom.logs import current_origin
 from taskloom.runtime.control import LogRecord, TaskControl
 from taskloom.store.base import DEFAULT_QUEUE
 from taskloom.versioning import PatchLog
@@ -105,8 +106,9 @@ class DeferredStart:
 
     Both reach the store before the workflow moves on, in one transaction instead of two. A step still
     running after :data:`START_FLUSH_DELAY` (or reporting progress, or retrying) has its start written at
-    once, so long steps show as running. Safe to flush from a task's own thread: the event is handed over
-    under the run's watchdog lock (one lock per run, not one per step: this is on every step's path).
+    once, so long steps show as running. Safe to flush from a task's own thread or the watchdog's: the
+    event goes to whoever takes this start out of the watchdog's ``pending`` dict, which one caller at most
+    can (``dict.pop`` is atomic), so no lock is taken on a step's path.
     """
 
     __slots__ = ("_event", "_run", "cancelled")
@@ -119,46 +121,45 @@ class DeferredStart:
         if event is not None:
             run.watchdog.watch(self)
 
+    def _claim(self) -> NewEvent | None:
+        """The start event for the caller to write, if nobody took it before (and stop watching it)."""
+        return self._event if self._run.watchdog.pending.pop(self, None) is not None else None
+
     def flush(self) -> None:
-        with self._run.watchdog.lock:
-            event, self._event = self._event, None
-        if event is not None:
+        if (event := self._claim()) is not None:
             self._run.append(event)
 
     def take(self) -> tuple[NewEvent, ...]:
         """The start event if it was not written yet (to go with the outcome), and stop watching it."""
-        watchdog = self._run.watchdog
-        with watchdog.lock:
-            event, self._event = self._event, None
-            if event is not None:  # the watchdog may have just dropped it, about to flush it
-                watchdog.pending.pop(self, None)
-        return (event,) if event is not None else ()
+        return (event,) if (event := self._claim()) is not None else ()
 
     def cancel(self) -> None:
         """The step was cancelled: its start, if not written yet, never is, nor anything its body reports."""
         self.cancelled = True
-        self.take()
+        self._claim()
 
 
 class StartWatchdog:
     """One thread per execution that writes the starts of steps still running after START_FLUSH_DELAY.
 
     A thread rather than loop timers, because a sync step running inline blocks the loop. ``pending`` holds
-    the starts still held, with when each is due; both change under ``lock``.
+    the starts not written yet, with when each is due; a start leaves it with the one who writes it
+    (:meth:`DeferredStart._claim`).
     """
 
     def __init__(self) -> None:
         self.pending: dict[DeferredStart, float] = {}
-        self.lock = threading.Lock()
+        self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
 
     def watch(self, start: DeferredStart) -> None:
-        with self.lock:
-            self.pending[start] = time.monotonic() + START_FLUSH_DELAY
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="taskloom-start-watchdog", daemon=True)
-                self._thread.start()
+        self.pending[start] = time.monotonic() + START_FLUSH_DELAY
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._loop, name="taskloom-start-watchdog", daemon=True)
+                    self._thread.start()
 
     def stop(self) -> None:
         self._stopped.set()
@@ -166,10 +167,8 @@ class StartWatchdog:
     def _loop(self) -> None:
         while not self._stopped.wait(START_FLUSH_DELAY / 2):
             now = time.monotonic()
-            with self.lock:
-                due = [start for start, deadline in self.pending.items() if deadline <= now]
-                for start in due:
-                    del self.pending[start]
+            # A copy made in one C call (no other thread runs meanwhile); a start taken since is skipped by flush.
+            due = [start for start, deadline in list(self.pending.items()) if deadline <= now]
             for start in due:
                 try:
                     start.flush()
@@ -378,6 +377,7 @@ class ExecutionRun:
             or asyncio.current_task() is not self.main_task
             or (alone and not _alone_on_loop())
             or masking.active_secrets()
+            or tracing.is_enabled()  # a span per step: the general path's tracing.step
         ):
             return None
         self.check_cancelled()
@@ -406,7 +406,9 @@ class ExecutionRun:
         start = self.plain_start(step_id, task, args, kwargs, alone=True)
         if start is None:
             return GENERAL
-        with tracing.step(self.execution_id, step_id, task.name):
+        # Its logs' origin (no span: plain_start leaves steps to the general path while tracing is on).
+        origin = current_origin.set(tracing.step_origin(self.execution_id, step_id, task.name))
+        try:
             try:
                 if kwargs or len(args) != task.exact_arity:  # else nothing to check (no TaskControl, no secret)
                     args, kwargs = task.prepare_arguments(args, kwargs, None)
@@ -423,6 +425,8 @@ class ExecutionRun:
                 self.exited = exiting  # a crash of this attempt, not an outcome (see _run_body)
                 raise
             self.append(*start.take(), outcome)
+        finally:
+            current_origin.reset(origin)
         return value
 
     def run_plain_async_step(
@@ -430,8 +434,9 @@ class ExecutionRun:
     ) -> Generator[Any, None, Any]:
         """A plain async step, its body awaited right in the workflow's task (see :meth:`plain_start`); task
         calls in its body are its sub-steps, as on the general path."""
-        with tracing.step(self.execution_id, step_id, task.name):
-            token = current_scope.set(StepScope(self, f"{step_id}."))
+        origin = current_origin.set(tracing.step_origin(self.execution_id, step_id, task.name))
+        token = current_scope.set(StepScope(self, f"{step_id}."))
+        try:
             try:
                 call_args, call_kwargs = task.prepare_arguments(args, kwargs, None)
                 value = yield from task.fn(*call_args, **call_kwargs).__await__()
@@ -448,6 +453,8 @@ class ExecutionRun:
             finally:
                 current_scope.reset(token)
             self.append(*start.take(), outcome)
+        finally:
+            current_origin.reset(origin)
         return value
 
     def _plain_outcome(self, step_id: str, task: Task[Any, Any], value: Any) -> NewEvent:

@@ -139,6 +139,13 @@ def execution(execution_id: str, workflow: str) -> ExecutionWatch:
     return watch
 
 
+def step_origin(execution_id: str, step_id: str, task: str) -> Origin:
+    """The origin of the logs of a step of the run whose origin is current: what :class:`step` sets (and
+    the plain steps' path of replay sets itself, with no watch, while tracing is off)."""
+    workflow = current_origin.get()["workflow"]
+    return {"execution_id": execution_id, "workflow": workflow, "step_id": step_id, "task": task, "instance_id": None}
+
+
 class step(_Watch):  # lower case: used as a context manager, like contextlib's
     """``with step(execution_id, step_id, task_name):`` around a step that runs (not a replayed one).
 
@@ -148,10 +155,9 @@ class step(_Watch):  # lower case: used as a context manager, like contextlib's
     __slots__ = ()
 
     def __init__(self, execution_id: str, step_id: str, task: str) -> None:
-        workflow = current_origin.get()["workflow"]
-        self.token = current_origin.set(
-            {"execution_id": execution_id, "workflow": workflow, "step_id": step_id, "task": task, "instance_id": None}
-        )
+        where = step_origin(execution_id, step_id, task)
+        self.token = current_origin.set(where)
+        workflow = where["workflow"]
         self.span = None
         tracer = _tracing.tracer
         if tracer is not None:

@@ -991,7 +991,7 @@ def _event_rows(execution_id: str, events: Sequence[NewEvent], now: float) -> li
             e.step_id,
             e.name,
             e.value,
-            event_data_json(e.data),
+            event_data_json(e.data) if e.data else None,  # most events have none: no call
             now,
             start_value,
         )

@@ -35,14 +35,6 @@ DESELECT: dict[str, list[str]] = {
 #: tell it from the original)
 EQUIVALENT: dict[str, tuple[str, str]] = {
     # -- taskloom/replay.py
-    "taskloom.replay.xǁDeferredStartǁtake__mutmut_1": (
-        "watchdog.pending.pop(None, None)",
-        (
-            "take() empties the DeferredStart under the watchdog's lock before it returns, so when the watchdog "
-            "later pops the entry it was not told to drop (at most START_FLUSH_DELAY later), flush() finds no "
-            "event and writes nothing; the only difference is an entry in the watchdog's dict for those 50 ms"
-        ),
-    ),
     "taskloom.replay.xǁExecutionRunǁ__init____mutmut_12": (
         'self.main_task: asyncio.Task[Any] | None = ""',
         (
