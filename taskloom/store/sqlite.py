@@ -987,7 +987,9 @@ def _event_rows(execution_id: str, events: Sequence[NewEvent], now: float) -> li
     return [
         (
             execution_id,
-            e.type,  # a StrEnum: bound as its text, without the cost of .value (a property) per row
+            # The exact str: sqlite3 binds a str subclass (a StrEnum) only after looking for an adapter, and
+            # .value is a property; _value_ is the plain attribute behind it.
+            e.type._value_,
             e.step_id,
             e.name,
             e.value,
