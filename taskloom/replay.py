@@ -131,7 +131,8 @@ class DeferredStart:
 
     def take(self) -> tuple[NewEvent, ...]:
         """The start event if it was not written yet (to go with the outcome), and stop watching it."""
-        return (event,) if (event := self._claim()) is not None else ()
+        # _claim(), inlined: every step's path
+        return (self._event,) if self._run.watchdog.pending.pop(self, None) is not None else ()
 
     def cancel(self) -> None:
         """The step was cancelled: its start, if not written yet, never is, nor anything its body reports."""
@@ -380,7 +381,8 @@ class ExecutionRun:
             or tracing.is_enabled()  # a span per step: the general path's tracing.step
         ):
             return None
-        self.check_cancelled()
+        if self.cancelled.is_set():  # check_cancelled(), inlined (no deadline here): every step's path
+            raise WorkflowCancelled(self.execution_id)
         try:
             event = self.start_event(step_id, task, args, kwargs)
         except SerializationError:

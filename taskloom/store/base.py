@@ -756,7 +756,7 @@ def merge_steps(events: Sequence[NewEvent]) -> list[tuple[NewEvent, bytes | None
     i, count = 0, len(events)
     while i < count:
         event = events[i]
-        if i + 1 < count and _starts(event, events[i + 1]):
+        if i + 1 < count and fits_one_row(event, events[i + 1]):
             rows.append((events[i + 1], b"" if event.value is None else event.value))
             i += 2
         else:
@@ -765,7 +765,7 @@ def merge_steps(events: Sequence[NewEvent]) -> list[tuple[NewEvent, bytes | None
     return rows
 
 
-def _starts(started: NewEvent, outcome: NewEvent) -> bool:
+def fits_one_row(started: NewEvent, outcome: NewEvent) -> bool:
     """Whether ``started`` and ``outcome`` are one step's start and outcome that fit one row."""
     return (
         started.type is EventType.STEP_STARTED

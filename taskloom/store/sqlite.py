@@ -51,6 +51,7 @@ from taskloom.store.base import (
     event_data_json,
     expire_in_transaction,
     finished_error,
+    fits_one_row,
     held_by_another,
     holder_died,
     listing_where,
@@ -984,6 +985,10 @@ def _schema_version(conn: sqlite3.Connection) -> int | None:
 def _event_rows(execution_id: str, events: Sequence[NewEvent], now: float) -> list[tuple[object, ...]]:
     """The rows of ``events`` as _INSERT_EVENT binds them: a step's start and outcome as one
     (:func:`~taskloom.store.base.merge_steps`)."""
+    if len(events) == 2 and fits_one_row(started := events[0], outcome := events[1]):  # a step's write: the hot path
+        value = b"" if started.value is None else started.value
+        data = event_data_json(outcome.data) if outcome.data else None
+        return [(execution_id, outcome.type._value_, outcome.step_id, outcome.name, outcome.value, data, now, value)]
     return [
         (
             execution_id,
