@@ -147,7 +147,7 @@ def main() -> None:
             events table itself costs (one row holding the start and the outcome, its seq the next of the
             execution's own range, the fence read in the same INSERT ... SELECT, its own transaction), no
             Python."""
-            from taskloom.store.sqlite import _INSERT_FENCED
+            from taskloom.store.sqlite import _INSERT_STEP
 
             path = folder / f"schema-{time.perf_counter_ns()}.db"
             SQLiteStore(f"sqlite:///{path}").close()  # migrated: the real schema
@@ -160,8 +160,9 @@ def main() -> None:
             )
             start = time.perf_counter()
             for i in range(STEPS):
-                row = ("e", "step_completed", str(i), "sync_step", b"\x80\x05K\x01.", None, 1.0, b"\x80\x05K\x01.")
-                if not conn.execute(_INSERT_FENCED, (*row, "bench", "running")).lastrowid:
+                blob = bytearray(b"\x80\x05K\x01.")  # as the store binds a blob (see _INSERT_STEP)
+                row = ("e", "step_completed", str(i), "sync_step", blob, 1.0, blob)
+                if not conn.execute(_INSERT_STEP, (*row, "bench", "running")).lastrowid:
                     raise RuntimeError("the fence refused the write")
             elapsed = time.perf_counter() - start
             conn.close()

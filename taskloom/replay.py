@@ -132,7 +132,9 @@ class DeferredStart:
     def take(self) -> tuple[NewEvent, ...]:
         """The start event if it was not written yet (to go with the outcome), and stop watching it."""
         # _claim(), inlined: every step's path
-        return (self._event,) if self._run.watchdog.pending.pop(self, None) is not None else ()
+        if self._run.watchdog.pending.pop(self, None) is None or self._event is None:
+            return ()
+        return (self._event,)
 
     def cancel(self) -> None:
         """The step was cancelled: its start, if not written yet, never is, nor anything its body reports."""
