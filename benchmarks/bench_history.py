@@ -30,6 +30,8 @@ from typing import Any
 from taskloom import serde
 from taskloom.store import open_store
 from taskloom.store.base import Store
+from taskloom.store.sqlite import _EVENTS_OF as EVENTS_OF
+from taskloom.store.sqlite import SEQ_BITS
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the test suite's throwaway PostgreSQL
@@ -86,18 +88,23 @@ def rows(
 
 
 def fill_sqlite(path: Path, executions: int, events_per: int, statuses: tuple[str, ...] = STATUSES) -> None:
+    """As the store lays them out (schema 17): execution number n's events take the seqs n * 2**24 + 1, ..."""
     open_store(f"sqlite:///{path}").close()
+    number = 0
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA synchronous = OFF")
         for chunk, events in rows(executions, events_per, statuses):
+            numbers = {row[0]: number + i for i, row in enumerate(chunk, 1)}
+            number += len(chunk)
             db.executemany(
-                "INSERT INTO executions (id, workflow, target, status, input, output, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                chunk,
+                "INSERT INTO executions (id, workflow, target, status, input, output, created_at, updated_at, number) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*row, numbers[row[0]]) for row in chunk],
             )
             db.executemany(
-                "INSERT INTO events (execution_id, type, step_id, name, value, data, ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                events,
+                "INSERT INTO events (seq, execution_id, type, step_id, name, value, data, ts) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(numbers[e[0]] * 2**SEQ_BITS + k % events_per + 1, *e) for k, e in enumerate(events)],
             )
         db.execute("ANALYZE")
 
@@ -184,8 +191,12 @@ def cases(
             "events of one execution",
             lambda: store.load_events(sample),
             lambda: run_bare(
-                f"SELECT seq, type, ts, step_id, name, value, data FROM events WHERE execution_id = {m} AND seq > {m} "
-                "ORDER BY seq",
+                # SQLite: the execution's own range of seqs (schema 17); PostgreSQL: its index
+                f"SELECT ev.seq, ev.type, ev.ts, ev.step_id, ev.name, ev.value, ev.data FROM {EVENTS_OF} "
+                "ORDER BY ev.seq"
+                if m == "?"
+                else f"SELECT seq, type, ts, step_id, name, value, data FROM events WHERE execution_id = {m} "
+                f"AND seq > {m} ORDER BY seq",
                 (sample, 0),
             ),
         ),
