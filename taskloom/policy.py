@@ -27,7 +27,6 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from taskloom import masking, thread_hops
@@ -82,25 +81,33 @@ def _attach_rollback_failure(error: BaseException, rollback_error: BaseException
 
 
 # -- the policy, once ----------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
+# The turns are plain classes, not dataclasses: making a dataclass compiles its methods, about 1 ms of every
+# process's start each (issue 12's one-step process), and nothing compares, prints or copies a turn.
 class Attempt:
     """Call the task's function (attempt ``number``, counting from 1)."""
 
-    number: int
+    __slots__ = ("number",)
+
+    def __init__(self, number: int) -> None:
+        self.number = number
 
 
-@dataclass(frozen=True, slots=True)
 class Wait:
     """Sleep before the next retry."""
 
-    seconds: float
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
 
 
-@dataclass(frozen=True, slots=True)
 class CallHandler:
     """Call the fallback or the rollback with the task's own arguments."""
 
-    handler: Callable[..., Any]
+    __slots__ = ("handler",)
+
+    def __init__(self, handler: Callable[..., Any]) -> None:
+        self.handler = handler
 
 
 Turn = Attempt | Wait | CallHandler
