@@ -28,13 +28,16 @@ import logging
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskloom import serde
 from taskloom.children import close_children, parent_of, wake_parent
 from taskloom.errors import TaskDefinitionError, TaskTimeoutError
 from taskloom.events import EventType, NewEvent
-from taskloom.store.base import Expired, Store
+from taskloom.store.base import Store
+
+if TYPE_CHECKING:
+    from taskloom.store.records import Expired
 
 log = logging.getLogger("taskloom.deadlines")
 

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskloom.errors import TaskloomError
-from taskloom.store.base import DEFAULT_QUEUE, QueueRecord, Store
+from taskloom.store.base import DEFAULT_QUEUE, Store
+from taskloom.store.records import QueueRecord
 
 #: longest queue name, as the API accepts it
 MAX_QUEUE_NAME = 200

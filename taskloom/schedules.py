@@ -36,7 +36,8 @@ from taskloom import serde
 from taskloom.errors import ExecutionStateError
 from taskloom.events import Event, EventType
 from taskloom.schedule_ticks import Cron, ScheduleError, check_catchup, due_ticks, tick_execution_id, zone
-from taskloom.store.base import ExecutionStatus, ScheduleRecord, Store
+from taskloom.store.base import ExecutionStatus, Store
+from taskloom.store.records import ScheduleRecord
 
 if TYPE_CHECKING:
     from taskloom.workflow import Workflow

@@ -13,10 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from taskloom.errors import ExecutionStateError, StoreError, TaskloomError
 from taskloom.events import STEP_OUTCOMES, Event, EventType, NewEvent
+from taskloom.lazy import module_dir, module_getattr
+
+if TYPE_CHECKING:
+    from taskloom.store.records import Expired, MessageRecord, QueueRecord, ScheduleRecord
+
+#: records a workflow run never makes, loaded on first use (taskloom.store.records)
+_LAZY = dict.fromkeys(("Expired", "MessageRecord", "QueueRecord", "ScheduleRecord"), "taskloom.store.records")
+__getattr__ = module_getattr(globals(), _LAZY)
+__dir__ = module_dir(globals(), _LAZY)
 
 #: the queue of every execution started without ``queue=`` (see :mod:`taskloom.queues`)
 DEFAULT_QUEUE = "default"
@@ -69,22 +78,6 @@ class ExecutionRecord:
     queue: str = DEFAULT_QUEUE
 
 
-@dataclass(frozen=True, slots=True)
-class MessageRecord:
-    """One message sent to an execution (``taskloom.send``); ``value`` is still encoded.
-
-    ``received_step`` is the id of the ``receive`` step that took it, None while it is unread.
-    """
-
-    seq: int
-    execution_id: str
-    topic: str
-    value: bytes | None
-    sent_at: float
-    received_step: str | None = None
-    received_at: float | None = None
-
-
 #: Builds, inside the transaction that takes a message, the events recording its receipt: from the
 #: message's ``(seq, value)`` to the events appended with it (see :meth:`Store.receive_message`).
 ReceiptEvents = Callable[[int, bytes | None], Sequence[NewEvent]]
@@ -102,53 +95,6 @@ class Acquired:
 
     def __init__(self, record: ExecutionRecord, taken: bool) -> None:
         self.record, self.taken = record, taken
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleRecord:
-    """One row of the schedules table (``input`` still encoded); see :mod:`taskloom.schedules`.
-
-    ``last_tick`` (seconds since the epoch) is how far the schedule has been handled: every tick up to it
-    was started or, per ``catchup``, skipped; the next look starts after it.
-    """
-
-    name: str
-    workflow: str
-    target: str | None
-    cron: str
-    timezone: str
-    input: bytes | None
-    catchup: str
-    paused: bool
-    last_tick: float
-    created_at: float
-    updated_at: float
-
-    @classmethod
-    def from_row(cls, row: Sequence[Any]) -> ScheduleRecord:
-        """From ``SCHEDULE_COLUMNS``; SQLite answers 0/1 for ``paused`` and memoryview-free bytes."""
-        name, workflow, target, cron, timezone, input, catchup, paused, last_tick, created, updated = row
-        blob = None if input is None else bytes(input)
-        return cls(
-            name, workflow, target, cron, timezone, blob, catchup, bool(paused), float(last_tick), created, updated
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class QueueRecord:
-    """One queue as the store knows it (:mod:`taskloom.queues`): its limits (None: none) and, when listed,
-    how many of its executions are ``queued`` (its depth) and ``running`` now.
-
-    A queue is listed when it was declared (a row of the queues table) or has unfinished executions.
-    """
-
-    name: str
-    concurrency: int | None = None
-    worker_concurrency: int | None = None
-    rate_count: int | None = None
-    rate_seconds: float | None = None
-    queued: int = 0
-    running: int = 0
 
 
 #: the columns of the queues table in :class:`QueueRecord`'s order (the limits)
@@ -185,6 +131,8 @@ def queue_limits(queue: QueueRecord) -> tuple[str, int | None, int | None, int |
 
 def queue_listing(rows: Iterable[Sequence[Any]]) -> list[QueueRecord]:
     """:data:`LIST_QUEUES`' rows as records (PostgreSQL answers its sums as decimals)."""
+    from taskloom.store.records import QueueRecord
+
     return [
         QueueRecord(
             name, concurrency, workers, count, None if seconds is None else float(seconds), int(queued), int(running)
@@ -241,15 +189,6 @@ def queue_filter(
     return sql, params
 
 
-@dataclass(frozen=True, slots=True)
-class Expired:
-    """What :meth:`Store.expire_executions` did: the executions it failed, and the earliest deadline still
-    ahead among the unfinished executions of those workflows (None: none), for an idle worker to wake at."""
-
-    failed: tuple[str, ...]
-    next_deadline: float | None
-
-
 #: Builds, inside the transaction that fails an execution past its deadline, what records the failure:
 #: from ``(execution_id, workflow, deadline)`` to its ``execution_failed`` event and the encoded error that
 #: becomes the execution's output (see :meth:`Store.expire_executions` and :mod:`taskloom.deadlines`).
@@ -301,6 +240,8 @@ def expire_in_transaction(
         (earliest,) = execute(_NEXT_DEADLINE, (workflow, now)).fetchone()
         if earliest is not None:
             ahead.append(float(earliest))
+    from taskloom.store.records import Expired
+
     return Expired(tuple(failed), min(ahead, default=None))
 
 

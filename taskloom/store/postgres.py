@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -55,11 +55,7 @@ from taskloom.store.base import (
     DeadlineFailure,
     ExecutionRecord,
     ExecutionStatus,
-    Expired,
-    MessageRecord,
-    QueueRecord,
     ReceiptEvents,
-    ScheduleRecord,
     check_limit,
     decode_events,
     event_data_json,
@@ -79,6 +75,9 @@ from taskloom.store.base import (
 )
 from taskloom.store.faults import Fault, Outage, TransientStoreError, classify_postgres, first_contact, retrying
 from taskloom.store.migrations import load_migrations
+
+if TYPE_CHECKING:
+    from taskloom.store.records import Expired, MessageRecord, QueueRecord, ScheduleRecord
 
 Connection = psycopg.Connection[TupleRow]
 
@@ -823,6 +822,8 @@ class PostgresStore:
     @retrying
     def expire_executions(self, timeouts: Mapping[str, float], now: float, failure: DeadlineFailure) -> Expired:
         if not timeouts:
+            from taskloom.store.records import Expired  # loaded on first use (records.py)
+
             return Expired((), None)
         with self._transaction() as conn:
             return expire_in_transaction(
@@ -934,6 +935,8 @@ class PostgresStore:
                 "WHERE execution_id = %s ORDER BY seq",
                 (execution_id,),
             ).fetchall()
+        from taskloom.store.records import MessageRecord  # loaded on first use (records.py)
+
         return [MessageRecord(int(r[0]), r[1], r[2], None if r[3] is None else bytes(r[3]), *r[4:]) for r in rows]
 
     # -- secrets -----------------------------------------------------------------------------------
@@ -1018,12 +1021,16 @@ class PostgresStore:
                 f"RETURNING {SCHEDULE_COLUMNS}",
                 (name, workflow, target, cron, timezone, input, catchup, now, now, now),
             ).fetchone()
+        from taskloom.store.records import ScheduleRecord  # loaded on first use (records.py)
+
         return None if row is None else ScheduleRecord.from_row(row)
 
     @retrying
     def get_schedule(self, name: str) -> ScheduleRecord | None:
         with self._read() as conn:
             row = conn.execute(f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE name = %s", (name,)).fetchone()
+        from taskloom.store.records import ScheduleRecord  # loaded on first use (records.py)
+
         return None if row is None else ScheduleRecord.from_row(row)
 
     @retrying
@@ -1035,6 +1042,8 @@ class PostgresStore:
                 'ORDER BY name COLLATE "C"',
                 (None if workflows is None else list(workflows), None if workflows is None else list(workflows)),
             ).fetchall()
+        from taskloom.store.records import ScheduleRecord  # loaded on first use (records.py)
+
         return [ScheduleRecord.from_row(row) for row in rows]
 
     @retrying
@@ -1055,6 +1064,8 @@ class PostgresStore:
                 f"WHERE name = %s RETURNING {SCHEDULE_COLUMNS}",
                 (paused, now, not paused, now, now, name),
             ).fetchone()
+        from taskloom.store.records import ScheduleRecord  # loaded on first use (records.py)
+
         return None if row is None else ScheduleRecord.from_row(row)
 
     @retrying
@@ -1071,6 +1082,8 @@ def _queue_limits(conn: Connection, queues: Sequence[str] | None) -> list[QueueR
         "OR rate_count IS NOT NULL) AND (%s::text[] IS NULL OR name = ANY(%s)) ORDER BY name FOR UPDATE",
         (None if queues is None else list(queues), None if queues is None else list(queues)),
     ).fetchall()
+    from taskloom.store.records import QueueRecord  # loaded on first use (records.py)
+
     return [QueueRecord(*row) for row in rows]
 
 

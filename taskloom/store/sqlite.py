@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLostError, StoreError
 from taskloom.events import Event, EventType, NewEvent
@@ -41,11 +41,7 @@ from taskloom.store.base import (
     DeadlineFailure,
     ExecutionRecord,
     ExecutionStatus,
-    Expired,
-    MessageRecord,
-    QueueRecord,
     ReceiptEvents,
-    ScheduleRecord,
     check_limit,
     decode_events,
     event_data_json,
@@ -66,6 +62,9 @@ from taskloom.store.base import (
 )
 from taskloom.store.faults import Fault, Outage, TransientStoreError, classify_sqlite, retrying
 from taskloom.store.migrations import latest_migration, load_migrations, split_statements
+
+if TYPE_CHECKING:
+    from taskloom.store.records import Expired, MessageRecord, QueueRecord, ScheduleRecord
 
 #: How many forks this process is from the one that imported this module: a connection opened before a
 #: fork belongs to the parent (SQLite's connections must not cross one). Counted by a hook at fork time, not
@@ -708,6 +707,8 @@ class SQLiteStore:
     @retrying
     def expire_executions(self, timeouts: Mapping[str, float], now: float, failure: DeadlineFailure) -> Expired:
         if not timeouts:
+            from taskloom.store.records import Expired  # loaded on first use (records.py)
+
             return Expired((), None)
         with self._write() as conn:
 
@@ -811,6 +812,8 @@ class SQLiteStore:
             )
             .fetchall()
         )
+        from taskloom.store.records import MessageRecord  # loaded on first use (records.py)
+
         return [MessageRecord(int(r[0]), r[1], r[2], None if r[3] is None else bytes(r[3]), *r[4:]) for r in rows]
 
     # -- secrets -----------------------------------------------------------------------------------
@@ -900,11 +903,15 @@ class SQLiteStore:
                 f"RETURNING {SCHEDULE_COLUMNS}",
                 (name, workflow, target, cron, timezone, input, catchup, now, now, now),
             ).fetchone()
+        from taskloom.store.records import ScheduleRecord  # loaded on first use (records.py)
+
         return None if row is None else ScheduleRecord.from_row(row)
 
     @retrying
     def get_schedule(self, name: str) -> ScheduleRecord | None:
         row = self._conn().execute(f"SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE name = ?", (name,)).fetchone()
+        from taskloom.store.records import ScheduleRecord  # loaded on first use (records.py)
+
         return None if row is None else ScheduleRecord.from_row(row)
 
     @retrying
@@ -921,6 +928,8 @@ class SQLiteStore:
                 )
                 .fetchall()
             )
+        from taskloom.store.records import ScheduleRecord  # loaded on first use (records.py)
+
         return [ScheduleRecord.from_row(row) for row in rows]
 
     @retrying
@@ -941,6 +950,8 @@ class SQLiteStore:
                 f"WHERE name = ? RETURNING {SCHEDULE_COLUMNS}",
                 (1 if paused else 0, now, 0 if paused else 1, now, now, name),
             ).fetchone()
+        from taskloom.store.records import ScheduleRecord  # loaded on first use (records.py)
+
         return None if row is None else ScheduleRecord.from_row(row)
 
     @retrying
@@ -960,6 +971,8 @@ def _queue_limits(conn: sqlite3.Connection, queues: Sequence[str] | None) -> lis
         f"OR rate_count IS NOT NULL){where} ORDER BY name",
         params,
     ).fetchall()
+    from taskloom.store.records import QueueRecord  # loaded on first use (records.py)
+
     return [QueueRecord(*row) for row in rows]
 
 

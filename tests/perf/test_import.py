@@ -50,6 +50,7 @@ AVOIDED = (
     "taskloom.schedules",
     "taskloom.server",
     "taskloom.store.postgres",
+    "taskloom.store.records",  # messages, schedules, queues, expired deadlines: records a run never makes
     "taskloom.worker",  # with worker_settings: a worker's, loaded from taskloom.settings on first use
     "taskloom.worker_settings",
     "tempfile",
