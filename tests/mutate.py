@@ -53,6 +53,7 @@ TESTS: dict[str, list[str]] = {
         "tests/unit/test_task_cache.py",  # call_sync's and the workflow step's cache=True path
         "tests/unit/test_policy_strength.py",  # both ways of a call (with and without a secret scope)
     ],
+    "taskloom/plain_map.py": ["tests/unit/test_plain_steps.py", "tests/unit/test_workflow.py"],
     "taskloom/tasks/graph.py": ["tests/unit/test_graph.py", "tests/unit/test_strength_tasks.py"],
     "taskloom/tasks/": [
         "tests/unit/test_builtins.py",

@@ -18,6 +18,7 @@ TESTS: dict[str, list[str]] = {
         "tests/unit/test_builtins.py",
         "tests/unit/test_strength_tasks.py",
         "tests/unit/test_messages.py",  # take_message and its receipt events
+        "tests/unit/test_plain_steps.py",  # the plain steps' fast path
     ],
     "taskloom/worker.py": ["tests/unit/test_mutants_worker.py"],
 }
