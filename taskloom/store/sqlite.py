@@ -133,6 +133,19 @@ _INSERT_STEP = (
     f"SELECT {_NEXT_SEQ}, x.id, ?2, ?3, ?4, ?5, NULL, ?6, ?7 FROM executions x WHERE x.id = ?1 "
     "AND (?8 IS NULL OR x.lease_owner = ?8) AND (?9 IS NULL OR x.status = ?9)"
 )
+#: _INSERT_STEP at a seq given (?10): the one after the last this store wrote for the execution. An INSERT
+#: whose SELECT reads the table it writes (the next seq, above) makes SQLite copy the row through a
+#: temporary table first, which cost the statement as much as all the rest of it; this one reads only the
+#: execution's row. It writes nothing (OR IGNORE) if the seq is not in the execution's range, or another
+#: writer took it meanwhile (the primary key), or the fence does not hold: _INSERT_STEP then says which.
+_INSERT_STEP_AT = (
+    "INSERT OR IGNORE INTO events (seq, execution_id, type, step_id, name, value, data, ts, start_value) "
+    "SELECT ?10, x.id, ?2, ?3, ?4, ?5, NULL, ?6, ?7 FROM executions x WHERE x.id = ?1 "
+    "AND (?8 IS NULL OR x.lease_owner = ?8) AND (?9 IS NULL OR x.status = ?9) "
+    f"AND ?10 > (x.number << {SEQ_BITS}) AND ?10 < ((x.number + 1) << {SEQ_BITS})"
+)
+#: how many executions' last seqs a store remembers (see SQLiteStore._last_seqs); forgotten all at once
+LAST_SEQS_KEPT = 10_000
 _EXECUTION_COLUMNS = (
     "id, workflow, status, input, output, created_at, updated_at, target, lease_owner, lease_expires_at, crashes, "
     "wake_at, parent_id, version, queue"
@@ -191,6 +204,10 @@ class SQLiteStore:
         self._faults = SQLiteFaults(self.path, retry_seconds)
         self._outage = Outage()
         self._local = threading.local()
+        #: the seq of the last step row this store wrote for each execution (the hot path's, by any thread):
+        #: the next one is its successor unless another writer took it, which the insert itself finds out
+        #: (_INSERT_STEP_AT). Read and written without a lock: a stale value only costs the general statement.
+        self._last_seqs: dict[str, int] = {}
         #: every connection opened, with the thread it belongs to (each thread has its own: :meth:`_conn`)
         self._connections: list[tuple[sqlite3.Connection, threading.Thread]] = []
         self._lock = threading.Lock()
@@ -467,8 +484,15 @@ class SQLiteStore:
         if fenced and status is None and len(rows) == 1:
             row: tuple[object, ...]
             execution, kind, step_id, name, value, data, ts, start_value = rows[0]
+            known = None
             if data is None:
                 statement, row = _INSERT_STEP, (execution, kind, step_id, name, _blob(value), ts, _blob(start_value))
+                known = self._last_seqs.get(execution_id)
+                if known is not None:  # the next seq known: the statement that reads no events (_INSERT_STEP_AT)
+                    written = conn.execute(_INSERT_STEP_AT, (*row, lease_owner, expected_status, known + 1))
+                    if written.rowcount == 1:
+                        self._last_seqs[execution_id] = known + 1
+                        return known + 1
             else:
                 statement, row = _INSERT_FENCED, rows[0]
             try:
@@ -476,7 +500,12 @@ class SQLiteStore:
             except sqlite3.IntegrityError:
                 raise self._full(execution_id) from None
             if written.rowcount == 1:
-                return int(written.lastrowid or 0)
+                seq = int(written.lastrowid or 0)
+                if data is None:
+                    if known is None and len(self._last_seqs) >= LAST_SEQS_KEPT:
+                        self._last_seqs.clear()
+                    self._last_seqs[execution_id] = seq
+                return seq
             # Refused or not found: nothing was written; the transaction below says which, as the caller
             # reads it (and writes the row after all if the fence holds by then).
         conn.execute("BEGIN IMMEDIATE")

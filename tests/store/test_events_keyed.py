@@ -16,8 +16,8 @@ import pytest
 from test_one_row_steps import OWNER, a_step, schema_at
 from test_store_contract import run_sql
 
-from taskloom.errors import ExecutionNotFoundError, StoreError
-from taskloom.events import EventType
+from taskloom.errors import ExecutionNotFoundError, LeaseLostError, StoreError
+from taskloom.events import EventType, NewEvent
 from taskloom.retention import prune
 from taskloom.store import ExecutionStatus, open_store
 from taskloom.store.sqlite import SEQ_BITS, SQLiteStore
@@ -145,3 +145,60 @@ def test_pruning_an_execution_leaves_none_of_its_events_and_keeps_the_others(sto
     assert store.get_execution("old") is None
     assert run_sql(store.url, "SELECT DISTINCT execution_id FROM events") == [("kept",)]
     assert len(store.load_events("kept")) == 3
+
+
+# -- the next seq a store remembers (SQLiteStore._last_seqs, _INSERT_STEP_AT) -----------------------------
+def fenced_step(store: SQLiteStore, execution_id: str, step: str) -> int:
+    return store.append_events(execution_id, a_step(step), lease_owner=OWNER, expected_status="running")
+
+
+def test_a_seq_another_writer_took_meanwhile_is_not_reused_and_nothing_is_lost(store: SQLiteStore) -> None:
+    store.create_execution("x", "flow", None, ExecutionStatus.RUNNING, lease_owner=OWNER, lease_seconds=60.0)
+    first = fenced_step(store, "x", "1")  # this store now knows the next seq
+    other = SQLiteStore(store.url)  # another process's store on the same file
+    try:
+        taken = other.append_events("x", [NewEvent(EventType.STEP_PROGRESS, "1", "task_1")])
+    finally:
+        other.close()
+
+    second = fenced_step(store, "x", "2")
+
+    assert first < taken < second
+    assert [(e.type, e.step_id) for e in store.load_events("x")][1:] == [
+        (EventType.STEP_STARTED, "1"),
+        (EventType.STEP_COMPLETED, "1"),
+        (EventType.STEP_PROGRESS, "1"),
+        (EventType.STEP_STARTED, "2"),
+        (EventType.STEP_COMPLETED, "2"),
+    ]
+
+
+def test_an_execution_made_again_under_the_same_id_gets_its_own_range_not_the_remembered_seq(
+    store: SQLiteStore,
+) -> None:
+    store.create_execution("x", "flow", None, ExecutionStatus.RUNNING, lease_owner=OWNER, lease_seconds=60.0)
+    store.create_execution("y", "flow", None, ExecutionStatus.RUNNING)
+    remembered = fenced_step(store, "x", "1")
+    run_sql(store.url, "DELETE FROM events WHERE execution_id = 'x'")
+    run_sql(store.url, "DELETE FROM executions WHERE id = 'x'")
+    store.create_execution("x", "flow", None, ExecutionStatus.RUNNING, lease_owner=OWNER, lease_seconds=60.0)
+
+    seq = fenced_step(store, "x", "1")
+
+    assert seq // RANGE == numbers(store.url)["x"] == 3 and seq // RANGE != remembered // RANGE
+    assert [e.type for e in store.load_events("x")] == [
+        EventType.EXECUTION_STARTED,
+        EventType.STEP_STARTED,
+        EventType.STEP_COMPLETED,
+    ]
+
+
+def test_a_fence_that_no_longer_holds_writes_nothing_though_the_next_seq_is_known(store: SQLiteStore) -> None:
+    store.create_execution("x", "flow", None, ExecutionStatus.RUNNING, lease_owner=OWNER, lease_seconds=60.0)
+    fenced_step(store, "x", "1")
+    run_sql(store.url, "UPDATE executions SET lease_owner = 'worker-2' WHERE id = 'x'")
+
+    with pytest.raises(LeaseLostError, match="nothing was written"):
+        fenced_step(store, "x", "2")
+
+    assert [e.step_id for e in store.load_events("x")] == [None, "1", "1"]
