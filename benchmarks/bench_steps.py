@@ -144,10 +144,10 @@ def main() -> None:
 
         def schema_sql_per_step() -> float:
             """The store's statement for that write, sent raw to a store of the same schema: what the
-            events table itself costs (one row holding the start and the outcome, its seq the next of the
-            execution's own range, the fence read in the same INSERT ... SELECT, its own transaction), no
-            Python."""
-            from taskloom.store.sqlite import _INSERT_STEP
+            events table itself costs (one row holding the start and the outcome, at the seq after the
+            last one written in the execution's own range, the fence read in the same INSERT ... SELECT,
+            its own transaction), no Python."""
+            from taskloom.store.sqlite import _INSERT_STEP_AT, SEQ_BITS
 
             path = folder / f"schema-{time.perf_counter_ns()}.db"
             SQLiteStore(f"sqlite:///{path}").close()  # migrated: the real schema
@@ -162,7 +162,8 @@ def main() -> None:
             for i in range(STEPS):
                 blob = bytearray(b"\x80\x05K\x01.")  # as the store binds a blob (see _INSERT_STEP)
                 row = ("e", "step_completed", str(i), "sync_step", blob, 1.0, blob)
-                if not conn.execute(_INSERT_STEP, (*row, "bench", "running")).lastrowid:
+                seq = 2**SEQ_BITS + 1 + i
+                if conn.execute(_INSERT_STEP_AT, (*row, "bench", "running", seq)).rowcount != 1:
                     raise RuntimeError("the fence refused the write")
             elapsed = time.perf_counter() - start
             conn.close()
@@ -198,7 +199,7 @@ def main() -> None:
             )
         print(
             f"  of which the store's append_events        {best['store'] * 1e6:8.1f} us/step "
-            f"({ratio('store'):4.2f}x floor: 1 row for start + outcome, its seq the next in the execution's "
+            f"({ratio('store'):4.2f}x floor: 1 row for start + outcome at the next seq of the execution's "
             "range, lease fence in the INSERT)"
         )
         print(
