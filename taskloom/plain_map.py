@@ -110,9 +110,10 @@ async def run_plain_map(run: ExecutionRun, task: Task[Any, Any], calls: Sequence
         for future in futures:  # nobody records these any more; those not yet started never start
             future.cancel()
         raise
-    if failures:
-        signal = next((error for error in failures.values() if isinstance(error, WorkflowSignal)), None)
-        raise signal if signal is not None else failures[min(failures)]
+    if failures:  # in item order, as gather_steps
+        ordered = [failures[index] for index in sorted(failures)]
+        signal = next((error for error in ordered if isinstance(error, WorkflowSignal)), None)
+        raise signal if signal is not None else ordered[0]
     return results
 
 
