@@ -10,6 +10,8 @@ store.
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
 import threading
 import time
 from typing import Any
@@ -264,3 +266,143 @@ def test_a_plain_map_cancelled_writes_no_more_outcomes() -> None:
         time.sleep(0.01)  # polling with a deadline
     kinds = {kind for kind, step, name in steps(ctx.execution_id) if name == "held"}
     assert kinds == {"step_started"}
+
+
+class Unstorable:
+    def __reduce__(self) -> Any:
+        raise TypeError("no pickling")
+
+
+class HoldsALock(Exception):
+    """An error that cannot be stored as itself (a lock does not pickle)."""
+
+    def __init__(self) -> None:
+        super().__init__("held")
+        self.lock = threading.Lock()
+
+
+@task
+def scaled(n: int, by: int = 3) -> int:  # a default: its arguments are bound, not counted
+    return n * by
+
+
+@task
+def paired(n: int, other: int) -> int:  # one argument short in a map
+    return n + other
+
+
+@task
+def odd(n: int) -> Any:
+    if n == 1:
+        return Unstorable()
+    if n == 2:
+        raise HoldsALock()
+    logging.getLogger("plain_map_test").warning("item %s", n)
+    return n
+
+
+exit_at = {"item": -1}
+
+
+@task
+def exits_in_map(n: int) -> int:
+    if n == exit_at["item"]:
+        exit_at["item"] = -1
+        sys.exit(3)
+    calls.append(n)
+    return n
+
+
+@workflow
+async def scaled_map(ctx: WorkflowExecutionContext[None]) -> list[int]:
+    return await scaled.map(range(3))
+
+
+@workflow
+async def paired_map(ctx: WorkflowExecutionContext[None]) -> list[int]:
+    return await paired.map(range(2))
+
+
+@workflow
+async def odd_map(ctx: WorkflowExecutionContext[None]) -> list[Any]:
+    return await odd.map(range(4))
+
+
+@workflow
+async def exiting_map(ctx: WorkflowExecutionContext[None]) -> list[int]:
+    return await exits_in_map.map(range(3))
+
+
+def test_a_plain_maps_outcomes_name_their_task_and_keep_the_error_itself(no_policy: None) -> None:
+    ctx = map_flow.run(9)  # item 7 fails
+
+    events = default_store().load_events(ctx.execution_id)
+    outcomes = [e for e in events if e.type in (EventType.STEP_COMPLETED, EventType.STEP_FAILED)]
+    assert {e.name for e in outcomes} == {"square"}
+    (failed,) = [e for e in outcomes if e.type is EventType.STEP_FAILED]
+    assert failed.step_id == "8" and isinstance(failed.value, ValueError) and str(failed.value) == "bad 7"
+
+
+def test_a_plain_map_binds_the_arguments_of_a_task_with_defaults_and_names_bad_ones(no_policy: None) -> None:
+    assert scaled_map.run(None).output == [0, 3, 6]
+
+    ctx = paired_map.run(None)
+
+    assert ctx.has_failed and isinstance(ctx.output, TypeError)
+    assert "task 'paired' called with bad arguments" in str(ctx.output)
+    assert [kind for kind, _, _ in steps(ctx.execution_id)].count("step_failed") == 2
+
+
+def test_a_plain_map_item_that_cannot_be_stored_fails_naming_its_task_and_step(
+    no_policy: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="plain_map_test")
+
+    ctx = odd_map.run(None)
+
+    assert ctx.has_failed
+    assert "task 'odd' result (step 2): cannot store a value of type Unstorable" in str(ctx.output)
+    (held,) = [
+        e.value
+        for e in default_store().load_events(ctx.execution_id)
+        if e.step_id == "3" and e.type is EventType.STEP_FAILED
+    ]
+    assert str(held) == "task 'odd' (step 3): HoldsALock: held"  # replaced by its text, naming the step
+    origins = {(r.step_id, r.task) for r in caplog.records if r.name == "plain_map_test"}  # type: ignore[attr-defined]
+    assert origins == {("1", "odd"), ("4", "odd")}  # each item's logs name its own step
+
+
+def test_a_plain_map_item_that_exits_the_process_is_a_crash_and_the_execution_is_put_back() -> None:
+    exit_at["item"] = 1
+    execution_id = exiting_map.create()
+    with pytest.raises(SystemExit):
+        exiting_map.run(execution_id=execution_id)
+    record = default_store().get_execution(execution_id)
+    assert record is not None
+    assert (record.status, record.lease_owner, record.crashes) == ("queued", None, 1)
+    first = sorted(calls)
+    calls.clear()
+
+    assert exiting_map.run(execution_id=execution_id).output == [0, 1, 2]
+    assert first == [0, 2] and calls == [1]  # the items that completed did not run again
+
+
+def test_a_plain_map_uses_the_runs_threads_beyond_the_default_pool(no_policy: None) -> None:
+    # The run's lane allows 32 at once; asyncio's default pool (min(32, cores + 4)) would stop far below.
+    ctx_holder: list[Any] = []
+    runner = threading.Thread(target=lambda: ctx_holder.append(wide_map.run(None)))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(calls) < 12 and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling with a deadline
+        assert len(calls) >= 12, f"only {len(calls)} items ran at once"
+    finally:
+        gate.set()
+        runner.join(30)
+    assert ctx_holder[0].output == list(range(12))
+
+
+@workflow
+async def wide_map(ctx: WorkflowExecutionContext[None]) -> list[int]:
+    return await held.map(range(12))
