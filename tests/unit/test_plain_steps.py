@@ -172,10 +172,14 @@ class Crash(BaseException):
     """Stands in for the process dying in one item's body (no ``except Exception`` stops it)."""
 
 
+thread_names: list[str] = []
+
+
 @task
 def square(n: int) -> int:
     calls.append(n)
     threads.append(threading.get_ident())
+    thread_names.append(threading.current_thread().name)
     if n in crash_at:
         raise Crash(n)
     if n % 10 == 7:
@@ -209,6 +213,7 @@ async def cancelled_map_flow(ctx: WorkflowExecutionContext[int]) -> Any:
 def clean() -> Any:
     calls.clear()
     threads.clear()
+    thread_names.clear()
     crash_at.clear()
     gate.clear()
     yield
@@ -222,6 +227,8 @@ def test_a_plain_map_runs_its_items_in_threads_and_records_each_start_and_outcom
     assert ctx.output == [0, 1, 4, 9, 16, 25]
     assert sorted(calls) == [0, 1, 2, 3, 4, 5]
     assert threading.get_ident() not in threads  # off the loop's thread
+    # on the run's lane of reused threads ("taskloom-<workflow>_N"), not asyncio's pool nor a thread each
+    assert all(name.startswith("taskloom-map_flow_") for name in thread_names), thread_names
     recorded = {(kind, step) for kind, step, _ in steps(ctx.execution_id)}
     assert recorded == {(kind, str(n)) for n in range(1, 7) for kind in ("step_started", "step_completed")}
     events = default_store().load_events(ctx.execution_id)

@@ -1,0 +1,35 @@
+"""Mutation testing of taskloom/plain_map.py (issue 12): its excluded mutants.
+
+Merged into ``tests/mutate.py`` (see its ``TESTS``, ``EQUIVALENT`` and ``UNREACHABLE`` for the format); the
+module's tests are listed there.
+"""
+
+from __future__ import annotations
+
+#: mutmut's name -> (the mutated line, stripped, as ``mutmut show`` prints it after "+", why no test can
+#: tell it from the original)
+EQUIVALENT: dict[str, tuple[str, str]] = {
+    "taskloom.plain_map.x_run_plain_map__mutmut_5": (
+        "futures = [run_in_thread(_Item(task, call, origin), executor=run.executor, isolated=None) for call in calls]",
+        "None is falsy like False: run_in_thread only tests `isolated` for truth",
+    ),
+    "taskloom.plain_map.xǁ_Itemǁ__call____mutmut_18": (
+        "value = task.fn(*args, )",
+        "a map's item is called with one argument and no keywords (StepScope.map), and a plain task's "
+        "prepare_arguments adds none (no secrets): kwargs is always empty here",
+    ),
+}
+
+_NO_SIGNAL = (
+    "a plain map's bodies are sync and run with no step scope (task calls in them are plain calls, "
+    "workflow builtins are not reachable from them), so no item fails with a WorkflowSignal unless its body "
+    "raises one itself; the general path (tasks.compose.gather_steps) has the same rule"
+)
+
+UNREACHABLE: dict[str, tuple[str, str]] = {
+    "taskloom.plain_map.x_run_plain_map__mutmut_41": ("signal = None", _NO_SIGNAL),
+    "taskloom.plain_map.x_run_plain_map__mutmut_45": (
+        "raise signal if (signal is not None) and False else ordered[0]",
+        _NO_SIGNAL,
+    ),
+}
