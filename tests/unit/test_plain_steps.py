@@ -164,6 +164,8 @@ def test_plain_steps_run_concurrently_go_through_the_policy(no_policy: None) -> 
 
 # -- the plain map (taskloom.plain_map) ------------------------------------------------------------------
 calls: list[int] = []
+#: the held bodies that ended (calls: those that started)
+ended: list[int] = []
 crash_at: set[int] = set()
 gate = threading.Event()
 
@@ -191,6 +193,7 @@ def square(n: int) -> int:
 def held(n: int) -> int:
     calls.append(n)
     gate.wait(30)
+    ended.append(n)
     return n
 
 
@@ -212,6 +215,7 @@ async def cancelled_map_flow(ctx: WorkflowExecutionContext[int]) -> Any:
 @pytest.fixture(autouse=True)
 def clean() -> Any:
     calls.clear()
+    ended.clear()
     threads.clear()
     thread_names.clear()
     crash_at.clear()
@@ -269,8 +273,9 @@ def test_a_plain_map_cancelled_writes_no_more_outcomes() -> None:
     assert ctx.has_failed and isinstance(ctx.output, KeyError)
     gate.set()
     deadline = time.monotonic() + 30
-    while len(calls) < 5 and time.monotonic() < deadline:  # the held bodies end once let go
+    while len(ended) < len(calls) and time.monotonic() < deadline:  # the bodies that started end, let go
         time.sleep(0.01)  # polling with a deadline
+    assert len(ended) == len(calls)
     kinds = {kind for kind, step, name in steps(ctx.execution_id) if name == "held"}
     assert kinds == {"step_started"}
 
