@@ -24,11 +24,11 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from taskloom import serde
-from taskloom.context import current_scope
+from taskloom import tracing
 from taskloom.errors import WorkflowSignal
-from taskloom.events import EventType, NewEvent
-from taskloom.logs import Origin, current_origin
+from taskloom.events import NewEvent
+from taskloom.logs import current_origin
+from taskloom.replay import plain_call
 from taskloom.thread_hops import run_in_thread
 
 if TYPE_CHECKING:
@@ -39,41 +39,29 @@ if TYPE_CHECKING:
 class _Item:
     """One item's job, run in a thread of the run's (in its own copy of the map's context)."""
 
-    __slots__ = ("args", "kwargs", "origin", "step_id", "task")
+    __slots__ = ("args", "kwargs", "run", "step_id", "task")
 
-    def __init__(self, task: Task[Any, Any], call: StepCall, origin: Origin) -> None:
-        self.task, self.step_id, self.args, self.kwargs = task, call.step_id, call.args, call.kwargs
-        self.origin = origin
+    def __init__(self, run: ExecutionRun, task: Task[Any, Any], call: StepCall) -> None:
+        self.run, self.task, self.step_id, self.args, self.kwargs = run, task, call.step_id, call.args, call.kwargs
 
     def __call__(self) -> tuple[bool, Any, NewEvent]:
         """``(ok, value or error, outcome event)``; an exception that is not an ``Exception`` propagates."""
-        task, step_id = self.task, self.step_id
-        # This context is the job's own copy: set, never reset. Its logs name the step; task calls in the body
-        # are plain calls (as replay._plain).
-        current_origin.set({**self.origin, "step_id": step_id, "task": task.name})
-        current_scope.set(None)
+        run, task, step_id = self.run, self.task, self.step_id
+        # This context is the job's own copy: set, never reset. Its logs name the step.
+        current_origin.set(tracing.step_origin(run.execution_id, step_id, task.name))
         try:
-            args, kwargs = self.args, self.kwargs
-            if kwargs or len(args) != task.exact_arity:
-                args, kwargs = task.prepare_arguments(args, kwargs, None)
-            value = task.fn(*args, **kwargs)
-            blob = serde.dumps(value, what=f"task {task.name!r} result (step {step_id})")
+            args, kwargs = task.prepare_arguments(self.args, self.kwargs, None)
+            value = plain_call(task.fn, args, kwargs)
+            return True, value, run.completed_event(task, step_id, value)
         except Exception as error:
-            what = f"task {task.name!r} (step {step_id})"
-            return (
-                False,
-                error,
-                NewEvent(EventType.STEP_FAILED, step_id, task.name, serde.dumps_error(error, what=what)),
-            )
-        return True, value, NewEvent(EventType.STEP_COMPLETED, step_id, task.name, blob)
+            return False, error, run.failed_event(task, step_id, error)
 
 
 async def run_plain_map(run: ExecutionRun, task: Task[Any, Any], calls: Sequence[StepCall]) -> list[Any]:
     """Run ``calls`` (fresh steps of the plain sync ``task``, their starts written) on the run's threads;
     their values in order, or the first failure once every item has ended."""
     run.check_cancelled()
-    origin = current_origin.get()
-    futures = [run_in_thread(_Item(task, call, origin), executor=run.executor, isolated=False) for call in calls]
+    futures = [run_in_thread(_Item(run, task, call), executor=run.executor, isolated=False) for call in calls]
     finished: list[int] = []
     wake = asyncio.Event()
 

@@ -113,7 +113,7 @@ class CallHandler:
 Turn = Attempt | Wait | CallHandler
 Turns = Generator[Turn, Any, Any]
 #: calls a sync function with its arguments so that task calls it makes are plain calls, not steps
-#: (inside a workflow: ``replay._plain``)
+#: (inside a workflow: ``replay.plain_call``)
 Plain = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]
 
 

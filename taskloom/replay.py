@@ -144,10 +144,7 @@ class DeferredStart:
 
     def take(self) -> tuple[NewEvent, ...]:
         """The start event if it was not written yet (to go with the outcome), and stop watching it."""
-        # _claim(), inlined: every step's path
-        if self._run.watchdog.pending.pop(self, None) is None or self._event is None:
-            return ()
-        return (self._event,)
+        return (event,) if (event := self._claim()) is not None else ()
 
     def cancel(self) -> None:
         """The step was cancelled: its start, if not written yet, never is, nor anything its body reports."""
@@ -192,7 +189,7 @@ class StartWatchdog:
                     pass
 
 
-def _plain(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def plain_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Call ``fn`` with no scope, so task calls made by a sync task body are plain calls (policy.Plain)."""
     token = current_scope.set(None)
     try:
@@ -387,35 +384,30 @@ class ExecutionRun:
         run_task_step runs it, its start and outcome are written together, before the workflow goes on.
         """
         if (
-            self.deadline is not None
-            or self.remote is not None
-            or step_id in self.steps
+            step_id in self.steps
             or asyncio.current_task() is not self.main_task
             or (alone and not _alone_on_loop())
-            or masking.active_secrets()
-            or tracing.is_enabled()  # a span per step: the general path's tracing.step
+            or not self._plain_allowed()
         ):
             return None
-        if self.cancelled.is_set():  # check_cancelled(), inlined (no deadline here): every step's path
-            raise WorkflowCancelled(self.execution_id)
+        self.check_cancelled()
         try:
             event = self.start_event(step_id, task, args, kwargs)
         except SerializationError:
             return None
         return DeferredStart(self, event)
 
+    def _plain_allowed(self) -> bool:
+        """Whether this run lets plain steps and maps take their fast paths: no deadline, remote executor,
+        secret nor tracing span (a span per step: the general path's tracing.step) in force."""
+        return (
+            self.deadline is None and self.remote is None and not masking.active_secrets() and not tracing.is_enabled()
+        )
+
     def plain_map_ready(self, task: Task[Any, Any]) -> bool:
         """Whether a map of fresh steps of ``task``, their starts written, can run as a plain map
-        (:mod:`taskloom.plain_map`): a plain sync task, with no deadline, remote executor, secret nor
-        tracing span in force."""
-        return (
-            task.plain
-            and not task.is_async
-            and self.deadline is None
-            and self.remote is None
-            and not masking.active_secrets()
-            and not tracing.is_enabled()
-        )
+        (:mod:`taskloom.plain_map`): a plain sync task, where the run allows it."""
+        return task.plain and not task.is_async and self._plain_allowed()
 
     def run_plain_step(self, step_id: str, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """A plain sync step run here and now, with no coroutine, no policy and no thread (see
@@ -427,16 +419,11 @@ class ExecutionRun:
         origin = current_origin.set(tracing.step_origin(self.execution_id, step_id, task.name))
         try:
             try:
-                if kwargs or len(args) != task.exact_arity:  # else nothing to check (no TaskControl, no secret)
-                    args, kwargs = task.prepare_arguments(args, kwargs, None)
-                token = current_scope.set(None)  # task calls in the body are plain calls (as _plain)
-                try:
-                    value = task.fn(*args, **kwargs)
-                finally:
-                    current_scope.reset(token)
-                outcome = self._plain_outcome(step_id, task, value)
+                call_args, call_kwargs = task.prepare_arguments(args, kwargs, None)
+                value = plain_call(task.fn, call_args, call_kwargs)
+                outcome = self.completed_event(task, step_id, value)
             except Exception as error:
-                self._plain_failed(start, step_id, task, error)
+                self.append(*start.take(), self.failed_event(task, step_id, error))
                 raise
             except SystemExit as exiting:
                 self.exited = exiting  # a crash of this attempt, not an outcome (see _run_body)
@@ -457,9 +444,9 @@ class ExecutionRun:
             try:
                 call_args, call_kwargs = task.prepare_arguments(args, kwargs, None)
                 value = yield from task.fn(*call_args, **call_kwargs).__await__()
-                outcome = self._plain_outcome(step_id, task, value)
+                outcome = self.completed_event(task, step_id, value)
             except Exception as error:
-                self._plain_failed(start, step_id, task, error)
+                self.append(*start.take(), self.failed_event(task, step_id, error))
                 raise
             except SystemExit as exiting:
                 self.exited = exiting
@@ -473,14 +460,6 @@ class ExecutionRun:
         finally:
             current_origin.reset(origin)
         return value
-
-    def _plain_outcome(self, step_id: str, task: Task[Any, Any], value: Any) -> NewEvent:
-        blob = serde.dumps(value, what=f"task {task.name!r} result (step {step_id})")
-        return NewEvent(_COMPLETED, step_id, task.name, blob)
-
-    def _plain_failed(self, start: DeferredStart, step_id: str, task: Task[Any, Any], error: Exception) -> None:
-        what = f"task {task.name!r} (step {step_id})"
-        self.append(*start.take(), NewEvent(_FAILED, step_id, task.name, serde.dumps_error(error, what=what)))
 
     async def run_task_step(
         self,
@@ -515,9 +494,8 @@ class ExecutionRun:
                 start_event = self.start_event(step_id, task, args, kwargs)
             except SerializationError as error:
                 # Unstorable arguments fail the step before its body runs, recorded like any failure.
-                blob = serde.dumps_error(error, what=f"task {task.name!r} (step {step_id})")
                 started = NewEvent(EventType.STEP_STARTED, step_id, task.name)
-                self.append(started, NewEvent(_FAILED, step_id, task.name, blob))
+                self.append(started, self.failed_event(task, step_id, error))
                 raise
         start = DeferredStart(self, start_event)
         control = (
@@ -568,15 +546,13 @@ class ExecutionRun:
                     observer=observer,
                     retried=retried,
                     executor=self.executor,
-                    plain=_plain,
+                    plain=plain_call,
                     inline=inline,
                     mark_running=False,
                 )
-            blob, data = self._encode_result(task, step_id, value)
+            completed = self.completed_event(task, step_id, value)
         except Exception as error:
-            what = f"task {task.name!r} (step {step_id})"
-            failed = NewEvent(_FAILED, step_id, task.name, serde.dumps_error(error, what=what))
-            if (written := self.record((*start.take(), failed), on_main)) is not None:
+            if (written := self.record((*start.take(), self.failed_event(task, step_id, error)), on_main)) is not None:
                 await written
             raise
         except SystemExit as exiting:
@@ -592,9 +568,7 @@ class ExecutionRun:
             if control is not None:
                 control.request_stop()
             raise
-        if (
-            written := self.record((*start.take(), NewEvent(_COMPLETED, step_id, task.name, blob, data)), on_main)
-        ) is not None:
+        if (written := self.record((*start.take(), completed), on_main)) is not None:
             await written
         return value
 
@@ -629,13 +603,25 @@ class ExecutionRun:
             raise
         return NewEvent(EventType.STEP_STARTED, step_id, task.name, blob)
 
-    def _encode_result(self, task: Task[Any, Any], step_id: str, value: Any) -> tuple[bytes, dict[str, Any]]:
+    def completed_event(self, task: Task[Any, Any], step_id: str, value: Any) -> NewEvent:
+        """The STEP_COMPLETED event of ``value``, stored by the task's output storage if it has one.
+
+        Raises :class:`SerializationError` naming the task and step for a value that cannot be stored. Safe
+        in a thread of the run's (taskloom.plain_map): it reads only the run's id.
+        """
         storage = task.options.output_storage
         what = f"task {task.name!r} result (step {step_id})"
         if storage is None:
-            return serde.dumps(value, what=what), {}
+            return NewEvent(_COMPLETED, step_id, task.name, serde.dumps(value, what=what))
         reference = storage.store(f"{self.execution_id}/{step_id}", value)
-        return serde.dumps(reference, what=what), {"output_storage": type(storage).__qualname__}
+        data = {"output_storage": type(storage).__qualname__}
+        return NewEvent(_COMPLETED, step_id, task.name, serde.dumps(reference, what=what), data)
+
+    def failed_event(self, task: Task[Any, Any], step_id: str, error: BaseException) -> NewEvent:
+        """The STEP_FAILED event of ``error`` (replaced by its text, naming the step, if it cannot be stored)."""
+        return NewEvent(
+            _FAILED, step_id, task.name, serde.dumps_error(error, what=f"task {task.name!r} (step {step_id})")
+        )
 
     def _decode_result(self, task: Task[Any, Any], step: RecordedStep, step_id: str) -> Any:
         value = self.decode(step.value, step_id, task.name)
@@ -726,8 +712,7 @@ class StepScope:
         return f"{self.prefix}{self.counter}"
 
     def call(self, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepCall:
-        self.counter += 1  # next_id(), inlined: every step's path
-        return StepCall(self.run, f"{self.prefix}{self.counter}", task, args, kwargs)
+        return StepCall(self.run, self.next_id(), task, args, kwargs)
 
     def map(self, task: Task[Any, Any], items: Sequence[Any]) -> MapCall:
         return MapCall(self.run, [self.call(task, (item,), {}) for item in items])

@@ -30,7 +30,7 @@ _SCALARS = (str, int, float, bool, type(None))
 
 
 #: argument types a step's start stores as they are, with no check (see dumps_arguments)
-_ATOMS = frozenset({str, int, float, bool, type(None), bytes})
+_ATOMS = frozenset({*_SCALARS, bytes})
 
 
 def dumps_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], *, what: str) -> bytes:
@@ -40,8 +40,7 @@ def dumps_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], *, what: str)
     they are, with nothing to mask and no exception to rebuild, so they skip the general path's checks
     (on every step's path).
     """
-    plain = type(args[0]) in _ATOMS if len(args) == 1 else all(type(arg) in _ATOMS for arg in args)
-    if plain and not kwargs and not masking.active_secrets():
+    if not kwargs and all(type(arg) in _ATOMS for arg in args) and not masking.active_secrets():
         return pickle.dumps((args, kwargs), PROTOCOL)
     return dumps((args, kwargs), what=what)
 

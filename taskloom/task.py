@@ -100,7 +100,7 @@ class Task(Generic[P, R]):
         self.wants_control = self.control_index is not None
         #: how many positional arguments always bind (no defaults, no *args/**kwargs, none keyword-only);
         #: a call passing exactly that many and no keywords needs no ``signature.bind`` (a step's hot path)
-        self.exact_arity = (
+        self._exact_arity = (
             len(parameters)
             if all(p.kind in _POSITIONAL and p.default is inspect.Parameter.empty for p in parameters)
             else None
@@ -220,9 +220,6 @@ class Task(Generic[P, R]):
 
     # -- calling -----------------------------------------------------------------------------------
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
-        scope = current_scope.get()
-        if scope is not None:  # in a workflow: a step (every step's path, so checked here first)
-            return scope.call(self, args, kwargs)
         return self._call(args, kwargs)
 
     def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any], stacklevel: int = 4) -> Any:
@@ -276,7 +273,7 @@ class Task(Generic[P, R]):
             secrets = default_secret_store().resolve(self.options.secret_requests, owner=f"task {self.name!r}")
             masking.register_secrets(secrets.values())
             kwargs = {**kwargs, "secrets": secrets}
-        if kwargs or len(args) != self.exact_arity:
+        if kwargs or len(args) != self._exact_arity:
             try:
                 self.signature.bind(*args, **kwargs)
             except TypeError as error:
