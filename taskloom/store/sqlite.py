@@ -85,32 +85,38 @@ DEFAULT_RETRY_SECONDS = 30.0
 #: An execution's events are the seqs ``number * 2**SEQ_BITS + 1, + 2, ...`` (migration 017): reading them is a
 #: range of the table's own key, and the table needs no index of its own (one page per write, not two).
 SEQ_BITS = 24
+
+
+def _bounds(number: str) -> tuple[str, str]:
+    """The bounds, both excluded, of the seqs of the execution whose number is the SQL ``number``."""
+    return f"({number} << {SEQ_BITS})", f"(({number} + 1) << {SEQ_BITS})"
+
+
+def _in_range(seq: str, number: str) -> str:
+    """SQL: ``seq`` is one of the seqs of the execution whose number is ``number``."""
+    low, high = _bounds(number)
+    return f"{seq} > {low} AND {seq} < {high}"
+
+
 #: The next seq of execution ``x``: one past its last event (a seek to the end of its range), or its first.
 _NEXT_SEQ = (
-    f"coalesce((SELECT max(seq) FROM events WHERE seq > (x.number << {SEQ_BITS}) "
-    f"AND seq < ((x.number + 1) << {SEQ_BITS})), x.number << {SEQ_BITS}) + 1"
+    f"coalesce((SELECT max(seq) FROM events WHERE {_in_range('seq', 'x.number')}), {_bounds('x.number')[0]}) + 1"
 )
 #: The seqs of the execution ``?1`` after ``?2``, in the FROM of a query (``x`` its row, ``ev`` its events).
 _EVENTS_OF = (
-    f"executions x JOIN events ev ON ev.seq > max(x.number << {SEQ_BITS}, ?2) "
-    f"AND ev.seq < ((x.number + 1) << {SEQ_BITS}) WHERE x.id = ?1"
+    f"executions x JOIN events ev ON ev.seq > max({_bounds('x.number')[0]}, ?2) "
+    f"AND ev.seq < {_bounds('x.number')[1]} WHERE x.id = ?1"
 )
 
 
 def events_of_executions(ids: str) -> str:
     """``FROM ... WHERE ...`` of the events (alias ``ev``) of the executions whose ids ``ids`` gives (a list
     of marks, or a SELECT of ids): the executions read by id, then each one's range of seqs."""
-    return (
-        f"executions x JOIN events ev ON ev.seq > (x.number << {SEQ_BITS}) "
-        f"AND ev.seq < ((x.number + 1) << {SEQ_BITS}) WHERE x.id IN ({ids})"
-    )
+    return f"executions x JOIN events ev ON {_in_range('ev.seq', 'x.number')} WHERE x.id IN ({ids})"
 
 
 #: an events row of the row ``executions`` (in a correlated subquery): its range of seqs holds any
-HAS_EVENTS = (
-    f"EXISTS (SELECT 1 FROM events WHERE seq > (executions.number << {SEQ_BITS}) "
-    f"AND seq < ((executions.number + 1) << {SEQ_BITS}))"
-)
+HAS_EVENTS = f"EXISTS (SELECT 1 FROM events WHERE {_in_range('seq', 'executions.number')})"
 _EVENT_COLUMNS_EV = ", ".join(f"ev.{column}" for column in EVENT_COLUMNS.split(", "))
 #: An event of execution ``?1``, written only if the execution exists (no foreign key: the insert reads
 #: its row for the seq anyway). Its rowid is the seq.
@@ -124,26 +130,29 @@ _LAST_SEQ_AND_FENCE = "SELECT last_insert_rowid(), status, lease_owner FROM exec
 #: if the fence holds, so a refused write writes nothing, and the statement is its own transaction
 #: (SQLite takes the write lock for it as BEGIN IMMEDIATE would).
 _INSERT_FENCED = f"{_INSERT_EVENT} AND (?9 IS NULL OR x.lease_owner = ?9) AND (?10 IS NULL OR x.status = ?10)"
+
+
+def _insert_step(seq: str, insert: str = "INSERT") -> str:
+    """A step's row with no data, at the seq the SQL ``seq`` gives, from execution ``?1``'s row and only if
+    its fence holds (lease ``?8``, status ``?9``); see _INSERT_STEP."""
+    return (
+        f"{insert} INTO events (seq, execution_id, type, step_id, name, value, data, ts, start_value) "
+        f"SELECT {seq}, x.id, ?2, ?3, ?4, ?5, NULL, ?6, ?7 FROM executions x WHERE x.id = ?1 "
+        "AND (?8 IS NULL OR x.lease_owner = ?8) AND (?9 IS NULL OR x.status = ?9)"
+    )
+
+
 #: The same for a row with no data (a step's start and outcome: nearly every write), its NULL written in the
 #: statement rather than bound, and its blobs bound as bytearray: Python 3.11's sqlite3 binds int, float,
 #: str and bytearray at once but looks for an adapter (a dict lookup and two attribute lookups) for every
 #: bytes or None parameter, which cost this statement as much as a third of what it adds to the floor.
-_INSERT_STEP = (
-    "INSERT INTO events (seq, execution_id, type, step_id, name, value, data, ts, start_value) "
-    f"SELECT {_NEXT_SEQ}, x.id, ?2, ?3, ?4, ?5, NULL, ?6, ?7 FROM executions x WHERE x.id = ?1 "
-    "AND (?8 IS NULL OR x.lease_owner = ?8) AND (?9 IS NULL OR x.status = ?9)"
-)
+_INSERT_STEP = _insert_step(_NEXT_SEQ)
 #: _INSERT_STEP at a seq given (?10): the one after the last this store wrote for the execution. An INSERT
 #: whose SELECT reads the table it writes (the next seq, above) makes SQLite copy the row through a
 #: temporary table first, which cost the statement as much as all the rest of it; this one reads only the
 #: execution's row. It writes nothing (OR IGNORE) if the seq is not in the execution's range, or another
 #: writer took it meanwhile (the primary key), or the fence does not hold: _INSERT_STEP then says which.
-_INSERT_STEP_AT = (
-    "INSERT OR IGNORE INTO events (seq, execution_id, type, step_id, name, value, data, ts, start_value) "
-    "SELECT ?10, x.id, ?2, ?3, ?4, ?5, NULL, ?6, ?7 FROM executions x WHERE x.id = ?1 "
-    "AND (?8 IS NULL OR x.lease_owner = ?8) AND (?9 IS NULL OR x.status = ?9) "
-    f"AND ?10 > (x.number << {SEQ_BITS}) AND ?10 < ((x.number + 1) << {SEQ_BITS})"
-)
+_INSERT_STEP_AT = _insert_step("?10", "INSERT OR IGNORE") + f" AND {_in_range('?10', 'x.number')}"
 #: how many executions' last seqs a store remembers (see SQLiteStore._last_seqs); forgotten all at once
 LAST_SEQS_KEPT = 10_000
 _EXECUTION_COLUMNS = (
