@@ -9,14 +9,9 @@ from __future__ import annotations
 #: mutmut's name -> (the mutated line, stripped, as ``mutmut show`` prints it after "+", why no test can
 #: tell it from the original)
 EQUIVALENT: dict[str, tuple[str, str]] = {
-    "taskloom.plain_map.x_run_plain_map__mutmut_5": (
-        "futures = [run_in_thread(_Item(task, call, origin), executor=run.executor, isolated=None) for call in calls]",
+    "taskloom.plain_map.x_run_plain_map__mutmut_4": (
+        "futures = [run_in_thread(_Item(run, task, call), executor=run.executor, isolated=None) for call in calls]",
         "None is falsy like False: run_in_thread only tests `isolated` for truth",
-    ),
-    "taskloom.plain_map.xǁ_Itemǁ__call____mutmut_18": (
-        "value = task.fn(*args, )",
-        "a map's item is called with one argument and no keywords (StepScope.map), and a plain task's "
-        "prepare_arguments adds none (no secrets): kwargs is always empty here",
     ),
 }
 
@@ -27,8 +22,8 @@ _NO_SIGNAL = (
 )
 
 UNREACHABLE: dict[str, tuple[str, str]] = {
-    "taskloom.plain_map.x_run_plain_map__mutmut_41": ("signal = None", _NO_SIGNAL),
-    "taskloom.plain_map.x_run_plain_map__mutmut_45": (
+    "taskloom.plain_map.x_run_plain_map__mutmut_40": ("signal = None", _NO_SIGNAL),
+    "taskloom.plain_map.x_run_plain_map__mutmut_44": (
         "raise signal if (signal is not None) and False else ordered[0]",
         _NO_SIGNAL,
     ),

@@ -380,8 +380,13 @@ def test_a_plain_map_item_that_cannot_be_stored_fails_naming_its_task_and_step(
         if e.step_id == "3" and e.type is EventType.STEP_FAILED
     ]
     assert str(held) == "task 'odd' (step 3): HoldsALock: held"  # replaced by its text, naming the step
-    origins = {(r.step_id, r.task) for r in caplog.records if r.name == "plain_map_test"}  # type: ignore[attr-defined]
-    assert origins == {("1", "odd"), ("4", "odd")}  # each item's logs name its own step
+    origins = {
+        (r.execution_id, r.workflow, r.step_id, r.task)  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.name == "plain_map_test"
+    }
+    # each item's logs name its execution and its own step
+    assert origins == {(ctx.execution_id, "odd_map", "1", "odd"), (ctx.execution_id, "odd_map", "4", "odd")}
 
 
 def test_a_plain_map_item_that_exits_the_process_is_a_crash_and_the_execution_is_put_back() -> None:
