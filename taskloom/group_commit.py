@@ -27,11 +27,14 @@ the run can be finishing while the main task itself is writing, so there is nobo
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from taskloom.errors import WorkflowSignal
 from taskloom.events import NewEvent
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 class GroupCommit:
@@ -50,6 +53,8 @@ class GroupCommit:
     async def write(self, events: Sequence[NewEvent]) -> None:
         """Return once ``events`` are committed: at once if no other outcome was written in this pass of
         the loop, else in a transaction shared with the others that come before the loop's next pass."""
+        import asyncio  # not at the top: a run without a loop never gets here (loop_free)
+
         loop = asyncio.get_running_loop()
         if not self._open:
             self._open = True

@@ -19,7 +19,6 @@ result never carries a secret it received; code that needs the value uses it ins
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
 import inspect
@@ -34,6 +33,8 @@ from taskloom.cache import MISS, CachedCall
 from taskloom.errors import TaskTimeoutError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from taskloom.task import Task
 
 #: True while a task runs in this context (its attempts, handlers, and any task its body calls): a task
@@ -289,7 +290,11 @@ def _call_sync(
             time.sleep(turn.seconds)
             return None
         result = turn.handler(*args, **kwargs)
-        return asyncio.run(_await(result)) if inspect.isawaitable(result) else result
+        if not inspect.isawaitable(result):
+            return result
+        import asyncio  # not at the top: ``import taskloom`` does not load asyncio (loop_free)
+
+        return asyncio.run(_await(result))
 
     return _drive(_turns(task, control, observer, cached), perform)
 
@@ -468,6 +473,8 @@ class _Call:
             awaitable = self.off_the_loop(task.fn, self.call_args, self.call_kwargs, isolated=bool(timeout))
         if not timeout:
             return await awaitable
+        import asyncio
+
         try:
             return await asyncio.wait_for(awaitable, timeout)
         except TimeoutError:
@@ -477,6 +484,8 @@ class _Call:
         if isinstance(turn, Attempt):
             return await self.attempt(turn.number)
         if isinstance(turn, Wait):
+            import asyncio
+
             await asyncio.sleep(turn.seconds)
             return None
         handler = turn.handler

@@ -9,15 +9,15 @@ run again; a call whose task differs from the recorded one raises :class:`NonDet
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import threading
 import time
+import types
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from taskloom import masking, policy, serde, tracing
+from taskloom import loop_free, masking, policy, serde, tracing
 from taskloom.context import current_scope
 from taskloom.deadlines import Deadline
 from taskloom.errors import (
@@ -36,11 +36,14 @@ from taskloom.events import Event, EventType, NewEvent
 from taskloom.executors import RemoteAttempts, current_executor
 from taskloom.group_commit import GroupCommit
 from taskloom.logs import current_origin
+from taskloom.loop_free import NO_LOOP, cancelled_error, current_task, lost_loop
 from taskloom.runtime.control import LogRecord, TaskControl
 from taskloom.store.base import DEFAULT_QUEUE
 from taskloom.versioning import PatchLog
 
 if TYPE_CHECKING:
+    import asyncio
+
     from taskloom.store.base import Store
     from taskloom.task import Task
 
@@ -98,20 +101,35 @@ def index_steps(events: Sequence[Event]) -> dict[str, RecordedStep]:
     return steps
 
 
-#: asyncio's registry of every task (``_all_tasks`` in 3.11, ``_scheduled_tasks`` in 3.12 and 3.13), read
-#: for its size only; None from 3.14, where C tasks are listed elsewhere (all_tasks() is the only test)
-_TASKS = (
-    getattr(asyncio.tasks, "_scheduled_tasks", getattr(asyncio.tasks, "_all_tasks", None))
-    if sys.version_info < (3, 14)
-    else None
-)
+def _task_registry() -> Any:
+    """asyncio's registry of every task (``_all_tasks`` in 3.11, ``_scheduled_tasks`` in 3.12 and 3.13), read
+    for its size only; None from 3.14, where C tasks are listed elsewhere (all_tasks() is the only test)."""
+    import asyncio
+
+    tasks = asyncio.tasks
+    return (
+        getattr(tasks, "_scheduled_tasks", getattr(tasks, "_all_tasks", None)) if sys.version_info < (3, 14) else None
+    )
+
+
+#: the registry, once a loop was asked about (asyncio is imported then, not by ``import taskloom``)
+_TASKS: Any = NO_LOOP
 
 
 def _alone_on_loop() -> bool:
     """No other asyncio task exists (asked of the workflow's main task: steps inside parallel/map run in
     child tasks, never inline). When asyncio knows of one task at most, it is this one; all_tasks() would
-    build a set on every step."""
-    return (_TASKS is not None and len(_TASKS) <= 1) or len(asyncio.all_tasks()) <= 1
+    build a set on every step. Without a loop (loop_free), the run is alone by definition."""
+    global _TASKS
+    if _TASKS is NO_LOOP:
+        if "asyncio" not in sys.modules:
+            return True
+        _TASKS = _task_registry()
+    if _TASKS is not None and len(_TASKS) <= 1:
+        return True
+    import asyncio
+
+    return asyncio._get_running_loop() is None or len(asyncio.all_tasks()) <= 1
 
 
 class DeferredStart:
@@ -368,6 +386,14 @@ class ExecutionRun:
             raise error
         return step
 
+    @types.coroutine
+    def on_loop(self) -> Generator[Any, None, None]:
+        """Await (or ``yield from``) this before what needs an event loop: a run driven without one
+        (:mod:`taskloom.loop_free`) goes on on a loop from here, its main task the loop's task from now on."""
+        if self.main_task is NO_LOOP:
+            yield from loop_free.on_loop()
+            self.main_task = current_task()
+
     # -- task steps --------------------------------------------------------------------------------
     def plain_start(
         self, step_id: str, task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], *, alone: bool
@@ -385,7 +411,7 @@ class ExecutionRun:
         """
         if (
             step_id in self.steps
-            or asyncio.current_task() is not self.main_task
+            or current_task() is not self.main_task
             or (alone and not _alone_on_loop())
             or not self._plain_allowed()
         ):
@@ -423,6 +449,9 @@ class ExecutionRun:
                 value = plain_call(task.fn, call_args, call_kwargs)
                 outcome = self.completed_event(task, step_id, value)
             except Exception as error:
+                if self.main_task is NO_LOOP and lost_loop(error):
+                    start.cancel()  # asyncio called without a loop: not the step's outcome (loop_free.LoopNeeded)
+                    raise
                 self.append(*start.take(), self.failed_event(task, step_id, error))
                 raise
             except SystemExit as exiting:
@@ -446,12 +475,15 @@ class ExecutionRun:
                 value = yield from task.fn(*call_args, **call_kwargs).__await__()
                 outcome = self.completed_event(task, step_id, value)
             except Exception as error:
+                if self.main_task is NO_LOOP and lost_loop(error):
+                    start.cancel()  # asyncio called without a loop: not the step's outcome (loop_free.LoopNeeded)
+                    raise
                 self.append(*start.take(), self.failed_event(task, step_id, error))
                 raise
             except SystemExit as exiting:
                 self.exited = exiting
                 raise
-            except asyncio.CancelledError:
+            except cancelled_error():
                 start.cancel()  # no outcome: it runs again if the execution continues (see _run_body)
                 raise
             finally:
@@ -477,7 +509,7 @@ class ExecutionRun:
             if step.outcome is _FAILED:
                 raise self.decode(step.value, step_id, task.name)
         self.check_cancelled()
-        on_main = self.main_task is not None and asyncio.current_task() is self.main_task
+        on_main = self.main_task is not None and current_task() is self.main_task
         # A sync body runs on the loop's thread only when no other asyncio task exists to be blocked
         # (a sequential workflow driven by run()); otherwise, or with a timeout, it gets a thread.
         # A deadline (``@workflow(timeout=...)``) must be able to interrupt the loop: no body runs on it then.
@@ -559,7 +591,7 @@ class ExecutionRun:
             # The body asked to end the process: that is a crash of this attempt, not an outcome.
             self.exited = exiting
             raise
-        except asyncio.CancelledError:
+        except cancelled_error():
             # A sibling in parallel() failed or paused: the step did not finish, so it records no outcome
             # (a start already written stays, as after a crash) and runs again if the execution continues.
             # A sync body already running in its thread cannot be interrupted; it is asked to stop, and
@@ -654,6 +686,9 @@ class ExecutionRun:
             self.append(NewEvent(EventType.STEP_STARTED, step_id, "sleep", data={"until": until, "seconds": seconds}))
         remaining = until - time.time()
         if remaining > 0:
+            await self.on_loop()
+            import asyncio
+
             await asyncio.sleep(remaining)
         self.append(NewEvent(_COMPLETED, step_id, "sleep", serde.dumps(None, what="sleep")))
 
@@ -747,6 +782,8 @@ class StepCall:
                     return value
             elif (start := run.plain_start(self.step_id, task, self.args, self.kwargs, alone=False)) is not None:
                 return (yield from run.run_plain_async_step(self.step_id, task, self.args, self.kwargs, start))
+        if run.main_task is NO_LOOP and ((step := run.steps.get(self.step_id)) is None or step.outcome is None):
+            yield from run.on_loop()  # a step with a policy (a recorded outcome, replayed, needs no loop)
         return (
             yield from run.run_task_step(
                 self.step_id, task, self.args, self.kwargs, start_recorded=self.start_recorded
@@ -768,6 +805,7 @@ class MapCall:
         return self._run().__await__()
 
     async def _run(self) -> list[Any]:
+        await self.run.on_loop()
         fresh = [c for c in self.calls if self.run.recorded(c.step_id, c.task.name) is None]
         starts: list[NewEvent] = []
         started: list[StepCall] = []

@@ -11,14 +11,12 @@ task's :class:`TaskOptions` (``with_options`` makes a changed copy).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import importlib
 import inspect
 import types
 import warnings
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
 from taskloom import cache, masking, policy
@@ -294,10 +292,14 @@ class Task(Generic[P, R]):
             return self._amap(items)
         if len(items) <= 1:
             return [self(item) for item in items]  # type: ignore[call-arg]
+        from concurrent.futures import ThreadPoolExecutor  # only a map outside a workflow needs it
+
         with ThreadPoolExecutor(min(_MAP_THREADS, len(items)), thread_name_prefix=f"taskloom-map-{self.name}") as pool:
             return list(pool.map(self, items))
 
     async def _amap(self, items: list[Any]) -> list[Any]:
+        import asyncio  # not at the top: ``import taskloom`` does not load asyncio (loop_free)
+
         return list(await asyncio.gather(*(self(item) for item in items)))  # type: ignore[call-arg]
 
     # -- instances and options ---------------------------------------------------------------------

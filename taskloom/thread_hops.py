@@ -31,7 +31,6 @@ abandon: a hung attempt never occupies a lane's slot.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import itertools
 import logging
@@ -41,7 +40,10 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("taskloom.thread_hops")
 #: how long a pool thread waits for work before it ends (a later job starts a new one)
@@ -274,6 +276,8 @@ def run_in_thread(fn: Callable[[], Any], *, executor: Executor | None, isolated:
     ``Executor`` (``loop.run_in_executor`` as before). ``isolated`` gives the call a daemon thread of its
     own, which an attempt's timeout can abandon.
     """
+    import asyncio  # not at the top: ``import taskloom`` does not load asyncio (loop_free)
+
     loop = asyncio.get_running_loop()
     context = contextvars.copy_context()
     if isolated:

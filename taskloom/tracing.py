@@ -21,7 +21,6 @@ configured (``opentelemetry.trace.set_tracer_provider``), or to the one passed t
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Mapping
 from types import TracebackType
@@ -29,6 +28,7 @@ from typing import Any
 
 from taskloom.errors import TaskloomError, WorkflowSignal
 from taskloom.logs import Origin, current_origin, origin
+from taskloom.loop_free import is_cancelled
 
 #: the instrumentation scope named on every span
 SCOPE = "taskloom"
@@ -182,7 +182,7 @@ class step(_Watch):  # lower case: used as a context manager, like contextlib's
             self._close("completed", None)
         elif isinstance(error, Exception):
             self._close("failed", error)
-        elif isinstance(error, asyncio.CancelledError):
+        elif is_cancelled(error):
             self._close("cancelled", None)
         elif isinstance(error, WorkflowSignal):  # a child step waiting durably: the execution pauses
             self._close("paused", None)

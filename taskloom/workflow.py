@@ -7,11 +7,11 @@ process or another after a crash, replays recorded steps and continues where it 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -47,6 +47,7 @@ from taskloom.executions import (
 )
 from taskloom.ids import uuid4_hex
 from taskloom.leases import keeper, new_owner
+from taskloom.loop_free import NO_LOOP, LoopNeeded, current_task, drive, loop_running, lost_loop, on_loop
 from taskloom.messages import ReceiveWaiting, not_resumable, waiting_topic
 from taskloom.options import OutputStorage, TaskOptions
 from taskloom.replay import ExecutionRun
@@ -140,11 +141,24 @@ class Workflow(Generic[T]):
         """
         _refuse_inside_loop(f"{self.name}.run()", f"await {self.name}.arun(...)")
         with _interruptible():
-            return asyncio.run(self.arun(input, execution_id=execution_id))
+            if self.timeout is not None or _asyncio_loaded():
+                import asyncio
+
+                return asyncio.run(self.arun(input, execution_id=execution_id))
+            # Nothing here imported asyncio, so the body cannot call it: driven without a loop until a step
+            # needs one (loop_free), which a run of plain sync steps never does.
+            try:
+                return drive(self.arun(input, execution_id=execution_id))
+            except LoopNeeded as needed:  # the body imported asyncio and called it after all: again on a loop
+                import asyncio
+
+                return asyncio.run(self.arun(input, execution_id=needed.execution_id))
 
     def resume(self, execution_id: str, input: Any = None) -> WorkflowExecutionContext[T]:
         """Resume a paused execution; the pending ``await pause(name)`` returns ``input``."""
         _refuse_inside_loop(f"{self.name}.resume()", f"await {self.name}.aresume(...)")
+        import asyncio
+
         with _interruptible():
             return asyncio.run(self.aresume(execution_id, input))
 
@@ -200,6 +214,8 @@ class Workflow(Generic[T]):
         priority: int = 0,
     ) -> ExecutionHandle[T]:
         """:meth:`start` for async code: ``handle = await wf.astart(input)``, then ``await handle``."""
+        import asyncio
+
         from taskloom.handles import start_execution
 
         return await asyncio.to_thread(
@@ -353,12 +369,18 @@ class Workflow(Generic[T]):
 
     async def _await_due(self, store: Store, record: ExecutionRecord) -> ExecutionRecord:
         """Wait until a delayed execution may start; the record as it is then."""
+        await on_loop()
+        import asyncio
+
         await asyncio.sleep(max(0.0, (record.wake_at or 0.0) - time.time()))
         return self._load(store, record.id)
 
     @staticmethod
     async def _await_owner(store: Store, holder: ExecutionRecord) -> ExecutionRecord:
         """Wait while another live owner runs the execution; the record once it stopped doing so."""
+        await on_loop()
+        import asyncio
+
         while True:
             await asyncio.sleep(OWNER_POLL_SECONDS)
             record = store.get_execution(holder.id)
@@ -473,7 +495,7 @@ class Workflow(Generic[T]):
             events = store.load_events(execution_id)
         parent = parent_of(events)  # a child execution tells its parent when it ends
         run = ExecutionRun(store, execution_id, events, executor)
-        run.main_task = asyncio.current_task()
+        run.main_task = current_task()  # NO_LOOP: driven without an event loop (loop_free)
         run.lease_owner = owner
         run.resume = resume
         if before is not None:
@@ -526,6 +548,9 @@ class Workflow(Generic[T]):
             self._settle(run, ctx, event, ExecutionStatus.PAUSED, wake_at=paused.deadline, wake_on_message=topic)
             return ctx
         except Exception as error:
+            if run.main_task is NO_LOOP and lost_loop(error):
+                # The body called asyncio, driven without a loop: no verdict; Workflow.run drives it again on one.
+                raise LoopNeeded(execution_id) from error
             if run.nondeterminism is not None:
                 # A code change, not a failure of the execution: leave it as it was so that running it
                 # again with the right code continues it.
@@ -571,6 +596,9 @@ class Workflow(Generic[T]):
         deadline = run.deadline
         if deadline is None:
             return await self.fn(ctx)
+        await run.on_loop()
+        import asyncio
+
         loop = asyncio.get_running_loop()
         limit = asyncio.timeout_at(loop.time() + deadline.at - time.time())
         try:
@@ -778,10 +806,14 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _asyncio_loaded() -> bool:
+    """Whether anything in this process imported asyncio: its code may call asyncio from a workflow body,
+    so ``run`` gives the body a loop from the start (else it drives it without one: loop_free)."""
+    return "asyncio" in sys.modules
+
+
 def _refuse_inside_loop(call: str, instead: str) -> None:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if not loop_running():
         return
     raise WorkflowError(f"{call} was called inside a running event loop; use `{instead}` in async code")
 
