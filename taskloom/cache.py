@@ -27,7 +27,6 @@ both run the function; the cache saves work, it is not a lock.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import enum
 import inspect
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from taskloom import serde
 from taskloom.context import current_scope
 from taskloom.errors import SerializationError
+from taskloom.plain_values import dataclass_field_names
 
 if TYPE_CHECKING:
     import hashlib
@@ -170,11 +170,11 @@ def _feed(write: Callable[[bytes], Any], value: Any, depth: int) -> None:
         # Classes and functions by name: the same code in another process is the same argument.
         module = getattr(value, "__module__", None) or ""
         write(b"y" + _text(f"{module}.{value.__qualname__}"))
-    elif dataclasses.is_dataclass(value):
+    elif (fields := dataclass_field_names(value)) is not None:
         write(b"c" + _type_name(kind))
-        for field in dataclasses.fields(value):
-            write(_text(field.name))
-            _feed(write, getattr(value, field.name), depth + 1)
+        for name in fields:
+            write(_text(name))
+            _feed(write, getattr(value, name), depth + 1)
     elif callable(getattr(value, "model_dump", None)):  # a pydantic model
         write(b"p" + _type_name(kind))
         _feed(write, value.model_dump(), depth + 1)

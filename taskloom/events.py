@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from dataclasses import dataclass, field
 from typing import Any
 
 from taskloom import serde
 from taskloom.errors import StoreError
+from taskloom.plain_values import FrozenValue, PlainValue
 
 
 class EventType(enum.StrEnum):
@@ -48,24 +48,42 @@ EXECUTION_OUTCOMES = frozenset(
 )
 
 
-@dataclass(slots=True)
-class NewEvent:
+class NewEvent(PlainValue):
     """An event about to be appended; ``value`` is already encoded by :mod:`taskloom.serde`.
 
-    Not frozen, though nothing changes one once made: a frozen dataclass sets each field through
-    ``object.__setattr__``, three times the cost of making one, and every step makes two.
+    Not frozen, though nothing changes one once made: a frozen class sets each field through
+    ``object.__setattr__``, three times the cost of making one, and every step makes two. Not a dataclass
+    either (see :mod:`taskloom.plain_values`).
     """
 
-    type: EventType
-    step_id: str | None = None
-    name: str | None = None
-    value: bytes | None = None
-    data: dict[str, Any] = field(default_factory=dict)
+    _fields = ("type", "step_id", "name", "value", "data")
+    __slots__ = _fields
+    __hash__ = None  # type: ignore[assignment]  # it could change: unhashable, as the dataclass was
+
+    def __init__(
+        self,
+        type: EventType,
+        step_id: str | None = None,
+        name: str | None = None,
+        value: bytes | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self.type = type
+        self.step_id = step_id
+        self.name = name
+        self.value = value
+        self.data: dict[str, Any] = {} if data is None else data
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A stored event, as ``ctx.events`` shows it: typed, timestamped, in order."""
+class Event(FrozenValue):
+    """A stored event, as ``ctx.events`` shows it: typed, timestamped, in order. Read-only.
+
+    Not a frozen dataclass, which compiled its methods at import, about 1 ms of every process's start
+    (issue 12's one-step process): see :mod:`taskloom.plain_values`.
+    """
+
+    _fields = ("seq", "execution_id", "type", "timestamp", "step_id", "name", "raw_value", "data")
+    __slots__ = _fields
 
     seq: int
     execution_id: str
@@ -73,8 +91,32 @@ class Event:
     timestamp: dt.datetime
     step_id: str | None
     name: str | None
-    raw_value: bytes | None = field(repr=False)
+    raw_value: bytes | None
     data: dict[str, Any]
+
+    def __init__(
+        self,
+        seq: int,
+        execution_id: str,
+        type: EventType,
+        timestamp: dt.datetime,
+        step_id: str | None,
+        name: str | None,
+        raw_value: bytes | None,
+        data: dict[str, Any],
+    ) -> None:
+        setter = object.__setattr__
+        setter(self, "seq", seq)
+        setter(self, "execution_id", execution_id)
+        setter(self, "type", type)
+        setter(self, "timestamp", timestamp)
+        setter(self, "step_id", step_id)
+        setter(self, "name", name)
+        setter(self, "raw_value", raw_value)
+        setter(self, "data", data)
+
+    def _shown(self) -> tuple[str, ...]:
+        return ("seq", "execution_id", "type", "timestamp", "step_id", "name", "data")  # not the raw bytes
 
     @classmethod
     def from_row(cls, execution_id: str, row: tuple[Any, ...]) -> Event:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 
@@ -31,8 +30,17 @@ CANCEL_POLL_SECONDS = 0.2
 def new_owner(kind: str | None = None) -> str:
     """A lease owner id that says which process holds the work: ``host:pid:random``, after ``kind:`` when
     given (``run:`` for an embedded run; workers use the bare form as their id)."""
-    process = f"{socket.gethostname()}:{os.getpid()}:{uuid4_hex()[:6]}"
+    process = f"{_host()}:{os.getpid()}:{uuid4_hex()[:6]}"
     return f"{kind}:{process}" if kind else process
+
+
+def _host() -> str:
+    """This machine's host name: ``os.uname`` where there is one, which needs no ``socket`` (a run's import)."""
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket
+
+    return socket.gethostname()
 
 
 class KeptLease:

@@ -24,13 +24,14 @@ Decisions, written down:
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 import io
 import pickle
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
+
+from taskloom.plain_values import dataclass_field_names
 
 #: what a secret's value is replaced by
 MASK = "***"
@@ -268,12 +269,13 @@ def _dump(value: Any, pickler: type[pickle.Pickler]) -> bytes:
 
 def _mask_dataclass(value: Any, secrets: tuple[str, ...]) -> Any:
     # An unpicklable dataclass (holding a lock, say) still gets its str fields masked in place.
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for field in dataclasses.fields(value):
-            attribute = getattr(value, field.name, None)
+    fields = dataclass_field_names(value)
+    if fields is not None:
+        for name in fields:
+            attribute = getattr(value, name, None)
             if type(attribute) is str and (masked := _mask_str(attribute, secrets)) != attribute:
                 try:
-                    object.__setattr__(value, field.name, masked)
+                    object.__setattr__(value, name, masked)
                 except Exception:  # pragma: no cover - slots without the attribute
                     pass
     return value

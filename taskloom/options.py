@@ -6,12 +6,12 @@ worker. Each message names the option at fault and the value that was given.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from taskloom.errors import TaskDefinitionError
+from taskloom.plain_values import FrozenValue
 
 if TYPE_CHECKING:
     import random
@@ -29,33 +29,79 @@ class OutputStorage(Protocol):
     def retrieve(self, reference: Any) -> Any: ...
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class TaskOptions:
-    """The options of one task. Frozen: ``with_options`` makes a new one with :meth:`merged`."""
+class TaskOptions(FrozenValue):
+    """The options of one task. Read-only: ``with_options`` makes a new one with :meth:`merged`.
 
-    name: str | None = None
-    retry_max_attempts: int = 0
-    retry_delay: float = 1.0
-    retry_backoff: float = 2.0
-    timeout: float | None = None
-    fallback: Callable[..., Any] | None = None
-    rollback: Callable[..., Any] | None = None
-    secret_requests: tuple[str, ...] = ()
-    output_storage: OutputStorage | None = None
-    max_parallel: int = 1
-    size: Size = "small"
+    Not a frozen dataclass, which compiled its methods at import, about 2 ms of every process's start
+    (issue 12's one-step process): see :mod:`taskloom.plain_values`.
+    """
+
+    _fields = (
+        "name",
+        "retry_max_attempts",
+        "retry_delay",
+        "retry_backoff",
+        "timeout",
+        "fallback",
+        "rollback",
+        "secret_requests",
+        "output_storage",
+        "max_parallel",
+        "size",
+        "cache",
+        "cache_ttl",
+        "retry_on",
+        "retry_jitter",
+        "retry_max_delay",
+    )
+    __slots__ = _fields
+
+    name: str | None
+    retry_max_attempts: int
+    retry_delay: float
+    retry_backoff: float
+    timeout: float | None
+    fallback: Callable[..., Any] | None
+    rollback: Callable[..., Any] | None
+    secret_requests: tuple[str, ...]
+    output_storage: OutputStorage | None
+    max_parallel: int
+    size: Size
     #: Flux's ``cache=True``: a successful result is kept in the store under the task's name and a stable
     #: hash of its arguments, and reused by later calls with equal arguments (see :mod:`taskloom.cache`)
-    cache: bool = False
+    cache: bool
     #: seconds a cached result stays usable; None keeps it until the cache is cleared
-    cache_ttl: float | None = None
+    cache_ttl: float | None
     #: the exception types that are retried (dramatiq's ``throws`` inverted, DBOS's ``should_retry``); any
     #: other error skips the remaining retries and goes straight to the fallback/rollback
-    retry_on: tuple[type[Exception], ...] = (Exception,)
+    retry_on: tuple[type[Exception], ...]
     #: fraction (0..1) of each delay taken off at random, so retries of many failed calls spread out
-    retry_jitter: float = 0.0
+    retry_jitter: float
     #: cap in seconds on each delay after backoff (before jitter); None for no cap
-    retry_max_delay: float | None = None
+    retry_max_delay: float | None
+
+    def __init__(
+        self,
+        name: str | None = None,
+        retry_max_attempts: int = 0,
+        retry_delay: float = 1.0,
+        retry_backoff: float = 2.0,
+        timeout: float | None = None,
+        fallback: Callable[..., Any] | None = None,
+        rollback: Callable[..., Any] | None = None,
+        secret_requests: tuple[str, ...] = (),
+        output_storage: OutputStorage | None = None,
+        max_parallel: int = 1,
+        size: Size = "small",
+        cache: bool = False,
+        cache_ttl: float | None = None,
+        retry_on: tuple[type[Exception], ...] = (Exception,),
+        retry_jitter: float = 0.0,
+        retry_max_delay: float | None = None,
+    ) -> None:
+        values = locals()
+        for name_ in self._fields:
+            self._set(name_, values[name_])
 
     @classmethod
     def build(cls, owner: str = "task", **options: Any) -> TaskOptions:
@@ -63,13 +109,13 @@ class TaskOptions:
         return cls().merged(owner, **options)
 
     def merged(self, owner: str = "task", **options: Any) -> TaskOptions:
-        known = {f.name for f in dataclasses.fields(self)}
+        known = set(self._fields)
         unknown = sorted(set(options) - known)
         if unknown:
             raise TaskDefinitionError(
                 f"{owner}: unknown option {unknown[0]!r}; valid options are {', '.join(sorted(known))}"
             )
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values = dict(zip(self._fields, self._values(), strict=True))
         if options.get("cache") is False and "cache_ttl" not in options:
             # Turning the cache off drops the TTL that went with it, so `with_options(cache=False)` is
             # enough and does not fail on the TTL it inherited.

@@ -13,7 +13,6 @@ costs one scan of the pickled bytes per secret; with no secret scope open, one c
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import io
 import itertools
@@ -24,6 +23,7 @@ from typing import Any
 
 from taskloom import masking
 from taskloom.errors import SerializationError, _rebuild
+from taskloom.plain_values import dataclass_field_names
 
 PROTOCOL = 5
 _SCALARS = (str, int, float, bool, type(None))
@@ -236,8 +236,8 @@ def json_view(value: Any, _depth: int = 0) -> Any:
         return {str(k): json_view(v, _depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [json_view(v, _depth + 1) for v in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: json_view(getattr(value, f.name), _depth + 1) for f in dataclasses.fields(value)}
+    if (fields := dataclass_field_names(value)) is not None:
+        return {name: json_view(getattr(value, name), _depth + 1) for name in fields}
     model_dump = getattr(value, "model_dump", None)
     if callable(model_dump):
         try:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from taskloom.errors import TaskloomError
 from taskloom.lazy import module_getattr
+from taskloom.plain_values import FrozenValue
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from taskloom.worker_settings import WorkerSettings as WorkerSettings
 
 #: ``WorkerSettings`` (the ``taskloom worker`` flags) is defined in :mod:`taskloom.worker_settings` and
@@ -24,44 +25,99 @@ DEFAULT_DIR = ".taskloom"
 START_MODES = ("auto", "local", "queue")
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+#: Settings' fields, in order (what ``==``, ``repr`` and :meth:`Settings.replace` go by)
+_FIELDS = (
+    "database_url",
+    "backend",
+    "executor",
+    "server_url",
+    "api_token",
+    "secret_key",
+    "home_dir",
+    "lease_seconds",
+    "store_retry_seconds",
+    "sqlite_busy_timeout",
+    "start",
+    "ca_bundle",
+    "retention",
+)
+
+
+class Settings(FrozenValue):
+    """Every TASKLOOM_* variable, read once (:meth:`from_env`), immutable.
+
+    Not a frozen dataclass, which compiled its methods at import, about 2 ms of every process's start
+    (issue 12's one-step process): see :mod:`taskloom.plain_values`.
+    """
+
+    _fields = _FIELDS
+    __slots__ = _FIELDS
+
     database_url: str
     backend: str
     executor: str | None
     server_url: str | None
     api_token: str | None
     secret_key: str | None
-    home: Path
+    #: TASKLOOM_HOME, default ``.taskloom`` in the working directory: the default SQLite file, the API token
+    #: and the secret key live there (:attr:`home` as a Path; a str here, so that a run need not load pathlib)
+    home_dir: str
     #: how long an execution's owner (a worker or an embedded run) holds it without renewing; after a
     #: crash, another worker or ``taskloom recover`` takes the execution over once this has passed
-    lease_seconds: float = 10.0
+    lease_seconds: float
     #: how long a store call keeps retrying a transient failure (connection lost, database restarting,
     #: write lock held) before it gives up with StoreUnavailableError
-    store_retry_seconds: float = 30.0
+    store_retry_seconds: float
     #: how long one SQLite write waits for another process's write lock before it counts as a failure
-    sqlite_busy_timeout: float = 30.0
+    sqlite_busy_timeout: float
     #: where ``wf.start()`` runs executions: one of :data:`START_MODES`
-    start: str = "auto"
+    start: str
     #: a PEM file of the certificate authorities the client trusts for a ``https://`` server
     #: (TASKLOOM_CA_BUNDLE), for a server whose certificate a private CA signed; unset: the system's
-    ca_bundle: str | None = None
+    ca_bundle: str | None
     #: TASKLOOM_RETENTION, e.g. ``30d``: workers prune finished executions older than this (taskloom.retention);
     #: unset keeps everything
-    retention: str | None = None
+    retention: str | None
+
+    def __init__(
+        self,
+        database_url: str,
+        backend: str,
+        executor: str | None,
+        server_url: str | None,
+        api_token: str | None,
+        secret_key: str | None,
+        home_dir: str,
+        lease_seconds: float = 10.0,
+        store_retry_seconds: float = 30.0,
+        sqlite_busy_timeout: float = 30.0,
+        start: str = "auto",
+        ca_bundle: str | None = None,
+        retention: str | None = None,
+    ) -> None:
+        values = locals()
+        for name in _FIELDS:
+            self._set(name, values[name])
+
+    @property
+    def home(self) -> Path:
+        """TASKLOOM_HOME as a Path."""
+        from pathlib import Path
+
+        return Path(self.home_dir)
 
     @classmethod
     def from_env(cls) -> Settings:
         env = os.environ
-        home = Path(env.get("TASKLOOM_HOME") or Path.cwd() / DEFAULT_DIR)
+        home = os.path.normpath(env.get("TASKLOOM_HOME") or os.path.join(os.getcwd(), DEFAULT_DIR))
         return cls(
-            database_url=env.get("TASKLOOM_DATABASE_URL") or f"sqlite:///{home / 'taskloom.db'}",
+            database_url=env.get("TASKLOOM_DATABASE_URL") or f"sqlite:///{os.path.join(home, 'taskloom.db')}",
             backend=(env.get("TASKLOOM_BACKEND") or "local").strip().lower(),
             executor=_executor(env),
             server_url=env.get("TASKLOOM_SERVER_URL") or None,
             api_token=env.get("TASKLOOM_API_TOKEN") or None,
             secret_key=env.get("TASKLOOM_SECRET_KEY") or None,
-            home=home,
+            home_dir=home,
             lease_seconds=_positive(env, "TASKLOOM_LEASE_SECONDS", 10.0),
             store_retry_seconds=_positive(env, "TASKLOOM_STORE_RETRY_SECONDS", 30.0, allow_zero=True),
             sqlite_busy_timeout=_positive(env, "TASKLOOM_SQLITE_BUSY_TIMEOUT", 30.0, allow_zero=True),

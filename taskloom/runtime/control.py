@@ -16,24 +16,34 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from taskloom import masking
 from taskloom.ids import uuid4_hex
+from taskloom.plain_values import FrozenValue
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _logger = logging.getLogger("taskloom.task")
 
 
-@dataclass(frozen=True, slots=True)
-class LogRecord:
-    """One ``tc.log`` call as kept by taskloom."""
+class LogRecord(FrozenValue):
+    """One ``tc.log`` call as kept by taskloom.
+
+    Not a frozen dataclass, which compiled its methods at import (see :mod:`taskloom.plain_values`)."""
+
+    _fields = ("timestamp", "level", "message", "extra")
+    __slots__ = _fields
 
     timestamp: float
     level: str
     message: str
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any]
+
+    def __init__(self, timestamp: float, level: str, message: str, extra: dict[str, Any] | None = None) -> None:
+        self._set("timestamp", timestamp)
+        self._set("level", level)
+        self._set("message", message)
+        self._set("extra", {} if extra is None else extra)
 
 
 class ControlReporter(Protocol):

@@ -12,12 +12,12 @@ the fix); never a driver's exception (:mod:`taskloom.store.faults`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from taskloom.errors import ExecutionStateError, StoreError, TaskloomError
 from taskloom.events import STEP_OUTCOMES, Event, EventType, NewEvent
 from taskloom.lazy import module_dir, module_getattr
+from taskloom.plain_values import PlainValue
 
 if TYPE_CHECKING:
     from taskloom.store.records import Expired, MessageRecord, QueueRecord, ScheduleRecord
@@ -46,14 +46,33 @@ class ExecutionStatus:
     ALL = (QUEUED, RUNNING, PAUSED, COMPLETED, FAILED, CANCELLED)
 
 
-@dataclass(slots=True, unsafe_hash=True)
-class ExecutionRecord:
+class ExecutionRecord(PlainValue):
     """One row of the executions table; ``input``/``output`` are still encoded.
 
-    Treat it as read-only (``dataclasses.replace`` makes a changed copy). It is not declared frozen
-    because a frozen dataclass sets each field through ``object.__setattr__``: 3.8 µs a row against
-    0.5 µs, most of what a page of 50 executions costs above its bare SELECT (benchmarks/bench_history.py).
+    Treat it as read-only (:meth:`replace` makes a changed copy). It is not made read-only because that
+    sets each field through ``object.__setattr__``: 3.8 µs a row against 0.5 µs, most of what a page of 50
+    executions costs above its bare SELECT (benchmarks/bench_history.py). Not a dataclass either, which
+    compiled its methods at import (see :mod:`taskloom.plain_values`).
     """
+
+    _fields = (
+        "id",
+        "workflow",
+        "status",
+        "input",
+        "output",
+        "created_at",
+        "updated_at",
+        "target",
+        "lease_owner",
+        "lease_expires_at",
+        "crashes",
+        "wake_at",
+        "parent_id",
+        "version",
+        "queue",
+    )
+    __slots__ = _fields
 
     id: str
     workflow: str
@@ -62,20 +81,54 @@ class ExecutionRecord:
     output: bytes | None
     created_at: float
     updated_at: float
-    target: str | None = None
+    target: str | None
     #: the process (worker or embedded run) that holds the execution, and until when; None when free
-    lease_owner: str | None = None
-    lease_expires_at: float | None = None
+    lease_owner: str | None
+    lease_expires_at: float | None
     #: how many times a holder of the execution died (or a task exited the process) while running it
-    crashes: int = 0
+    crashes: int
     #: a paused execution's deadline, or a queued one's not-before time (``wf.start(delay=...)``); None else
-    wake_at: float | None = None
+    wake_at: float | None
     #: the execution that started this one as a child (``started_data["parent_id"]``); None for a top-level one
-    parent_id: str | None = None
+    parent_id: str | None
     #: the workflow version it runs on (taskloom.versioning): ``""`` none, None not pinned yet (no code ran it)
-    version: str | None = None
+    version: str | None
     #: the queue it is run from (taskloom.queues): what limits it, which workers take it; its children's too
-    queue: str = DEFAULT_QUEUE
+    queue: str
+
+    def __init__(
+        self,
+        id: str,
+        workflow: str,
+        status: str,
+        input: bytes | None,
+        output: bytes | None,
+        created_at: float,
+        updated_at: float,
+        target: str | None = None,
+        lease_owner: str | None = None,
+        lease_expires_at: float | None = None,
+        crashes: int = 0,
+        wake_at: float | None = None,
+        parent_id: str | None = None,
+        version: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+    ) -> None:
+        self.id = id
+        self.workflow = workflow
+        self.status = status
+        self.input = input
+        self.output = output
+        self.created_at = created_at
+        self.updated_at = updated_at
+        self.target = target
+        self.lease_owner = lease_owner
+        self.lease_expires_at = lease_expires_at
+        self.crashes = crashes
+        self.wake_at = wake_at
+        self.parent_id = parent_id
+        self.version = version
+        self.queue = queue
 
 
 #: Builds, inside the transaction that takes a message, the events recording its receipt: from the

@@ -33,10 +33,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from taskloom.errors import StoreError, StoreUnavailableError
+from taskloom.plain_values import FrozenValue
 
 logger = logging.getLogger("taskloom.store")
 
@@ -56,13 +56,21 @@ class TransientStoreError(StoreUnavailableError):
     """
 
 
-@dataclass(frozen=True, slots=True)
-class Fault:
-    """What a driver error means: ``transient`` (wait and retry) or not, and a sentence for the user."""
+class Fault(FrozenValue):
+    """What a driver error means: ``transient`` (wait and retry) or not, and a sentence for the user.
+
+    Not a frozen dataclass, which compiled its methods at import (see :mod:`taskloom.plain_values`)."""
+
+    _fields = ("transient", "message")
+    __slots__ = _fields
 
     transient: bool
     #: the cause and what to do, ready to follow "the SQLite store '...'"
     message: str
+
+    def __init__(self, transient: bool, message: str) -> None:
+        self._set("transient", transient)
+        self._set("message", message)
 
 
 class FaultPolicy(Protocol):

@@ -16,14 +16,12 @@ The file is created readable by its owner only (0600), and so is the folder the 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLostError, StoreError
@@ -64,6 +62,8 @@ from taskloom.store.faults import Fault, Outage, TransientStoreError, classify_s
 from taskloom.store.migrations import latest_migration, load_migrations, split_statements
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from taskloom.store.records import Expired, MessageRecord, QueueRecord, ScheduleRecord
 
 #: How many forks this process is from the one that imported this module: a connection opened before a
@@ -166,27 +166,35 @@ def _column_exists(statement: str, error: sqlite3.OperationalError) -> bool:
     return statement.lstrip().upper().startswith("ALTER TABLE") and "duplicate column name" in str(error)
 
 
-def path_from_url(url: str) -> Path:
+def file_from_url(url: str) -> str:
+    """The database file a ``sqlite://`` URL (or a bare path) names, as given."""
     if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite:///") :])
+        return url[len("sqlite:///") :]
     if url.startswith("sqlite://"):
-        return Path(url[len("sqlite://") :])
-    return Path(url)
+        return url[len("sqlite://") :]
+    return url
+
+
+def path_from_url(url: str) -> Path:
+    """:func:`file_from_url` as a Path (a store keeps the str: a run need not load pathlib)."""
+    from pathlib import Path
+
+    return Path(file_from_url(url))
 
 
 class SQLiteFaults:
     """How the retry loop reads this store's errors (:class:`~taskloom.store.faults.FaultPolicy`)."""
 
-    def __init__(self, path: Path, retry_seconds: float) -> None:
+    def __init__(self, path: str, retry_seconds: float) -> None:
         self.path = path
-        self.where = f"the SQLite store {str(path)!r}"
+        self.where = f"the SQLite store {path!r}"
         self.retry_seconds = retry_seconds
         self.faults: tuple[type[Exception], ...] = (sqlite3.Error, OSError, TransientStoreError)
 
     def classify(self, error: Exception) -> Fault:
         if isinstance(error, OSError):  # creating the file or its folder
             return Fault(False, f"{error.strerror or error}: check that its folder can be created and written")
-        return classify_sqlite(error, str(self.path))
+        return classify_sqlite(error, self.path)
 
     def on_transient(self, error: Exception) -> None:
         """Nothing to drop: a busy SQLite connection stays usable."""
@@ -208,9 +216,10 @@ class SQLiteStore:
         retry_seconds: float = DEFAULT_RETRY_SECONDS,
     ) -> None:
         self.url = url
-        self.path = path_from_url(url)
+        #: the database file, as the URL names it (:attr:`path` as a Path)
+        self.file = os.path.normpath(file_from_url(url))
         self.busy_timeout = busy_timeout
-        self._faults = SQLiteFaults(self.path, retry_seconds)
+        self._faults = SQLiteFaults(self.file, retry_seconds)
         self._outage = Outage()
         self._local = threading.local()
         #: the seq of the last step row this store wrote for each execution (the hot path's, by any thread):
@@ -224,9 +233,16 @@ class SQLiteStore:
         self._work_queued = threading.Event()
         self._open()
 
+    @property
+    def path(self) -> Path:
+        """The database file as a Path."""
+        from pathlib import Path
+
+        return Path(self.file)
+
     @retrying
     def _open(self) -> None:
-        _create_private(self.path)
+        _create_private(self.file)
         self._migrate(self._conn())
 
     # -- connections -------------------------------------------------------------------------------
@@ -240,7 +256,7 @@ class SQLiteStore:
         if conn is not None and self._local.forks == _forks:
             return conn
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout)
+            conn = sqlite3.connect(self.file, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout)
         except sqlite3.Error as error:
             raise self._store_error(error) from error
         try:
@@ -322,7 +338,7 @@ class SQLiteStore:
             current = row[0] or 0
             if current > latest:
                 raise StoreError(
-                    f"the store {str(self.path)!r} has schema version {current}, newer than this taskloom "
+                    f"the store {self.file!r} has schema version {current}, newer than this taskloom "
                     f"knows ({latest}); upgrade taskloom"
                 )
             if (
@@ -330,7 +346,7 @@ class SQLiteStore:
                 and conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'executions'").fetchone()
             ):
                 raise StoreError(
-                    f"the store {str(self.path)!r} has taskloom tables but no schema version: it is damaged "
+                    f"the store {self.file!r} has taskloom tables but no schema version: it is damaged "
                     "or was edited by hand; restore it from a backup (taskloom will not migrate it blind)"
                 )
             for version, sql in migrations:
@@ -618,8 +634,7 @@ class SQLiteStore:
             raise
         if row is None:
             return None
-        return dataclasses.replace(
-            record,
+        return record.replace(
             status=ExecutionStatus.RUNNING,
             updated_at=now,
             lease_owner=worker_id,
@@ -1124,18 +1139,18 @@ def _conflict(execution_id: str, status: str, expected: str) -> ExecutionStateEr
     )
 
 
-def _create_private(path: Path) -> None:
+def _create_private(path: str) -> None:
     """Create the store's folder (0700) and empty file (0600) if missing: only their owner may read them.
 
     An existing folder or file keeps its mode (the user chose it). SQLite reads an empty file as an empty
     database, and gives the -wal and -shm files the database file's mode.
     """
-    if str(path) == ":memory:" or path.exists():
+    if path == ":memory:" or os.path.exists(path):
         return
-    path = Path(os.path.realpath(path))  # a link to a file not there yet: create its target, privately
-    folder = path.parent
-    if not folder.exists():
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = os.path.realpath(path)  # a link to a file not there yet: create its target, privately
+    folder = os.path.dirname(path)
+    if not os.path.exists(folder):
+        os.makedirs(folder, mode=0o700, exist_ok=True)
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import secrets
@@ -404,7 +403,7 @@ def test_secrets_are_stored_encrypted_and_their_values_never_returned(
     raw = b"".join(p.read_bytes() for p in database.parent.glob(database.name + "*"))
     assert b"PAYMENT_KEY" in raw, "the secret reached the database"
     assert value.encode() not in raw
-    settings = dataclasses.replace(Settings.from_env(), home=Path(env["TASKLOOM_HOME"]), secret_key=None)
+    settings = Settings.from_env().replace(home_dir=env["TASKLOOM_HOME"], secret_key=None)
     store = open_store(env["TASKLOOM_DATABASE_URL"])
     try:
         assert SecretStore(store, load_key(settings)).get("PAYMENT_KEY") == value, "readable with the server's key"

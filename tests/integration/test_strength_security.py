@@ -14,7 +14,7 @@ import secrets
 import stat
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -151,11 +151,11 @@ def test_http_wrong_token_changes_nothing(served: Served) -> None:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """No TASKLOOM_API_TOKEN, and a home of its own (that does not exist yet), whatever the environment says."""
-    return replace(Settings.from_env(), api_token=None, home=tmp_path / "nested" / "home")
+    return Settings.from_env().replace(api_token=None, home_dir=str(tmp_path / "nested" / "home"))
 
 
 def test_the_environments_token_wins_and_is_stripped(settings: Settings) -> None:
-    token = load_api_token(replace(settings, api_token="  from-env \n"))
+    token = load_api_token(settings.replace(api_token="  from-env \n"))
     assert (token.value, token.source, token.created) == ("from-env", "TASKLOOM_API_TOKEN", False)
     assert not settings.home.exists()  # no file is made when the environment has the token
 

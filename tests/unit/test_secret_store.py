@@ -9,7 +9,6 @@ import sqlite3
 import stat
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -42,7 +41,7 @@ def secrets(store: SQLiteStore, key: bytes) -> SecretStore:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings with no TASKLOOM_SECRET_KEY and a home of its own, whatever the environment says."""
-    return replace(Settings.from_env(), secret_key=None, home=tmp_path / "home")
+    return Settings.from_env().replace(secret_key=None, home_dir=str(tmp_path / "home"))
 
 
 def test_set_then_get_returns_the_value(secrets: SecretStore) -> None:
@@ -267,15 +266,15 @@ def test_secrets_stored_with_the_key_file_read_back_in_a_new_store(settings: Set
 def test_env_key_wins_over_the_key_file(settings: Settings) -> None:
     key = generate_key()
     encoded = base64.urlsafe_b64encode(key).decode()
-    assert load_key(replace(settings, secret_key=encoded)) == key
-    assert load_key(replace(settings, secret_key=encoded.rstrip("="))) == key
+    assert load_key(settings.replace(secret_key=encoded)) == key
+    assert load_key(settings.replace(secret_key=encoded.rstrip("="))) == key
     assert not (settings.home / KEY_FILE_NAME).exists()
 
 
 @pytest.mark.parametrize("bad", ["not base64 !!", base64.urlsafe_b64encode(b"16 bytes only...").decode()])
 def test_a_malformed_env_key_is_refused_without_echoing_it(settings: Settings, bad: str) -> None:
     with pytest.raises(SecretStoreError, match="TASKLOOM_SECRET_KEY") as caught:
-        load_key(replace(settings, secret_key=bad))
+        load_key(settings.replace(secret_key=bad))
     assert bad not in str(caught.value)
 
 
@@ -383,17 +382,17 @@ def test_pickling_is_refused_saying_why(secrets: SecretStore) -> None:
 # -- the key from the environment and the key file ------------------------------------------------------
 def test_a_malformed_env_key_is_refused_with_an_exact_message(settings: Settings) -> None:
     with pytest.raises(SecretStoreError) as short:
-        load_key(replace(settings, secret_key=base64.urlsafe_b64encode(b"16 bytes only...").decode()))
+        load_key(settings.replace(secret_key=base64.urlsafe_b64encode(b"16 bytes only...").decode()))
     assert _message(short).startswith("TASKLOOM_SECRET_KEY must encode 32 bytes, it encodes 16; generate one with")
     with pytest.raises(SecretStoreError) as junk:
-        load_key(replace(settings, secret_key="not base64 !!"))
+        load_key(settings.replace(secret_key="not base64 !!"))
     assert _message(junk).startswith("TASKLOOM_SECRET_KEY is not urlsafe base64; generate one with")
 
 
 def test_a_key_with_stray_characters_is_refused_not_silently_cleaned(settings: Settings) -> None:
     encoded = base64.urlsafe_b64encode(generate_key()).decode()
     with pytest.raises(SecretStoreError, match="not urlsafe base64"):
-        load_key(replace(settings, secret_key=encoded[:10] + "!" + encoded[10:]))
+        load_key(settings.replace(secret_key=encoded[:10] + "!" + encoded[10:]))
 
 
 def test_a_key_file_that_cannot_be_read_is_reported_naming_it(settings: Settings) -> None:
@@ -410,7 +409,7 @@ def test_a_key_file_that_cannot_be_read_is_reported_naming_it(settings: Settings
 
 
 def test_the_key_file_is_created_under_missing_parent_folders(settings: Settings) -> None:
-    nested = replace(settings, home=settings.home / "a" / "b")
+    nested = settings.replace(home_dir=str(settings.home / "a" / "b"))
     key = load_key(nested)
     assert load_key(nested) == key
     assert (settings.home / "a" / "b" / KEY_FILE_NAME).exists()
