@@ -32,7 +32,6 @@ from taskloom.errors import (
     WorkflowError,
 )
 from taskloom.lazy import module_dir, module_getattr
-from taskloom.logs import logger
 from taskloom.messages import send
 from taskloom.options import TaskOptions
 from taskloom.runtime.control import TaskControl, TaskControlHandler, set_task_control_handler
@@ -42,6 +41,7 @@ from taskloom.workflow import Workflow, workflow
 
 if TYPE_CHECKING:
     from taskloom.handles import ExecutionHandle
+    from taskloom.logs import logger
     from taskloom.queues import Queue, QueueError
     from taskloom.runtime.config import TaskConfig
     from taskloom.runtime.future import Future, TaskStatus
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 #: public names loaded on first use: name -> the module that defines it
 _LAZY = {
+    "logger": "taskloom.logs",  # with logging, which a run need not import
     "ExecutionHandle": "taskloom.handles",
     "Queue": "taskloom.queues",
     "QueueError": "taskloom.queues",

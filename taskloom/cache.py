@@ -27,9 +27,8 @@ both run the function; the cache saves work, it is not a lock.
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
-import inspect
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -41,6 +40,7 @@ from taskloom.plain_values import dataclass_field_names
 
 if TYPE_CHECKING:
     import hashlib
+    import inspect
 
     from taskloom.store.base import Store
     from taskloom.task import Task
@@ -120,10 +120,17 @@ def _sha256(data: bytes = b"") -> hashlib._Hash:
 def _value_types() -> tuple[type, ...]:
     """The types digested by their ``str``: timedelta, Decimal, UUID. decimal and uuid are imported
     here, on the first such argument, not with taskloom (tests/perf/test_import.py)."""
+    import datetime as dt
     from decimal import Decimal
     from uuid import UUID
 
     return (dt.timedelta, Decimal, UUID)
+
+
+def _is_date_or_time(value: Any) -> bool:
+    """A datetime, date or time. datetime is not imported for it: a value can be one only where it is."""
+    dt = sys.modules.get("datetime")
+    return dt is not None and isinstance(value, dt.datetime | dt.date | dt.time)
 
 
 def _text(text: str) -> bytes:
@@ -162,7 +169,7 @@ def _feed(write: Callable[[bytes], Any], value: Any, depth: int) -> None:
         write(b"S" + b"%d:" % len(members) + b"".join(members))
     elif isinstance(value, enum.Enum):
         write(b"e" + _type_name(kind) + _text(value.name))
-    elif isinstance(value, dt.datetime | dt.date | dt.time):
+    elif _is_date_or_time(value):
         write(b"D" + _type_name(kind) + _text(value.isoformat()))
     elif isinstance(value, _value_types()):
         write(b"v" + _type_name(kind) + _text(str(value)))

@@ -28,7 +28,6 @@ parent takes the wake message in the same transaction that records the outcome, 
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Generator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -45,6 +44,7 @@ from taskloom.errors import (
 )
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.leases import new_owner
+from taskloom.logs import lazy_logger
 from taskloom.messages import ReceiveWaiting
 from taskloom.store.base import ExecutionRecord, ExecutionStatus, Store
 from taskloom.versioning import NO_VERSION
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from taskloom.replay import ExecutionRun, RecordedStep
     from taskloom.workflow import Workflow
 
-log = logging.getLogger("taskloom.children")
+log = lazy_logger("taskloom.children")  # logging is imported when it first logs
 
 #: a waiting parent's pause is named this plus its child's id
 PAUSE_PREFIX = "child:"

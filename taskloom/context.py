@@ -7,7 +7,6 @@ scope is set becomes a durable step of that scope; with no scope it is a plain c
 from __future__ import annotations
 
 import contextvars
-import logging
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -15,6 +14,7 @@ from taskloom.logs import workflow_logger
 from taskloom.store.base import ExecutionStatus
 
 if TYPE_CHECKING:
+    import logging
     from datetime import datetime
 
     from taskloom.events import Event

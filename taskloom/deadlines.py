@@ -24,22 +24,21 @@ the execution's output. The children it left unfinished are cancelled (:func:`ta
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from taskloom import serde
 from taskloom.children import close_children, parent_of, wake_parent
 from taskloom.errors import TaskDefinitionError, TaskTimeoutError
 from taskloom.events import EventType, NewEvent
+from taskloom.logs import lazy_logger
 from taskloom.store.base import Store
 
 if TYPE_CHECKING:
     from taskloom.store.records import Expired
 
-log = logging.getLogger("taskloom.deadlines")
+log = lazy_logger("taskloom.deadlines")  # logging is imported when it first logs
 
 
 class Deadline:
@@ -58,6 +57,8 @@ class Deadline:
         return now >= self.at
 
     def error(self) -> TaskTimeoutError:
+        from datetime import UTC, datetime  # only the message needs it
+
         at = datetime.fromtimestamp(self.at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         return TaskTimeoutError(
             f"execution {self.execution_id} of workflow {self.workflow!r} passed its deadline ({at}, "

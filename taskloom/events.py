@@ -7,13 +7,15 @@ made inside step 3), never a hash of its arguments.
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskloom import serde
 from taskloom.errors import StoreError
 from taskloom.plain_values import FrozenValue, PlainValue
+
+if TYPE_CHECKING:
+    import datetime as dt
 
 
 class EventType(enum.StrEnum):
@@ -138,7 +140,7 @@ class Event(FrozenValue):
             decoded = _loads_data(data) if data else {}
             if not isinstance(decoded, dict):
                 raise ValueError(f"a JSON {type(decoded).__name__}, not an object")
-            timestamp = dt.datetime.fromtimestamp(ts, dt.UTC)
+            timestamp = _utc_datetime(ts)
             return cls(
                 int(seq),
                 execution_id,
@@ -174,6 +176,20 @@ class Event(FrozenValue):
             except Exception as error:  # a class that no longer exists in this process
                 view["value"] = f"<undecodable: {error}>"
         return view
+
+
+def _utc_datetime(ts: float) -> dt.datetime:
+    """``datetime.fromtimestamp(ts, UTC)``. datetime is imported by the first event read, not with this
+    module: a new execution's run reads none. The first call puts the direct function in its place."""
+    global _utc_datetime
+    import datetime
+
+    utc, fromtimestamp = datetime.UTC, datetime.datetime.fromtimestamp
+
+    def _utc_datetime(ts: float) -> dt.datetime:
+        return fromtimestamp(ts, utc)
+
+    return _utc_datetime(ts)
 
 
 def _loads_data(data: str | bytes) -> Any:

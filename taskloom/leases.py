@@ -13,15 +13,15 @@ lease is lost: the store fences every write by the owner.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
 
 from taskloom.ids import uuid4_hex
+from taskloom.logs import lazy_logger
 from taskloom.store.base import ExecutionStatus, Store
 
-log = logging.getLogger("taskloom.leases")
+log = lazy_logger("taskloom.leases")  # logging is imported when it first logs
 
 #: how often the keeper looks whether a running execution was cancelled from outside
 CANCEL_POLL_SECONDS = 0.2

@@ -26,15 +26,28 @@ overwrite a record's attribute (``KeyError``, as for ``extra={"name": ...}``). T
 kept and called first, so a factory installed before taskloom keeps working; one installed after taskloom
 that does not call the previous one drops the attributes, so :data:`logger` and ``ctx.logger`` also carry
 a filter that puts them back.
+
+``import taskloom`` does not import :mod:`logging` itself (with ``traceback``, ``linecache``, ``tokenize``
+and ``string`` it is several ms of every process's start, issue 12): where the program has not imported it
+yet, the factory is installed the moment it does (:class:`_AfterLoggingLoads`, a post-import hook), before
+any record can be made. taskloom's own loggers (:func:`lazy_logger`) and :data:`logger` are got on first use.
 """
 
 from __future__ import annotations
 
 import contextvars
 import functools
-import logging
+import sys
 from collections.abc import Callable, Mapping
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
+
+if TYPE_CHECKING:
+    import logging
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
+
+    #: ``taskloom.user``, made on first use (module ``__getattr__``): see :func:`user_logger`
+    logger: logging.Logger
 
 #: the attributes every record gets, in this order
 FIELDS = ("execution_id", "workflow", "step_id", "task", "instance_id")
@@ -47,9 +60,6 @@ and never changed, so the factory copies it onto a record with one ``dict.update
 NOWHERE: Origin = dict.fromkeys(FIELDS)
 
 current_origin: contextvars.ContextVar[Origin] = contextvars.ContextVar("taskloom_origin", default=NOWHERE)
-
-#: the parent of ``ctx.logger``; log to it (``taskloom.logger``) from code that has no context at hand
-logger = logging.getLogger("taskloom.user")
 
 
 def origin(
@@ -84,7 +94,10 @@ class _OriginRecordFactory:
 
 
 def install_record_factory() -> None:
-    """Put the origin on every record from now on (done when taskloom is imported; idempotent)."""
+    """Put the origin on every record from now on (done when taskloom and logging are both imported;
+    idempotent)."""
+    import logging
+
     factory = logging.getLogRecordFactory()
     if not isinstance(factory, _OriginRecordFactory):
         logging.setLogRecordFactory(_OriginRecordFactory(factory))
@@ -97,13 +110,108 @@ def _fill_origin(record: logging.LogRecord) -> bool:
     return True
 
 
+def user_logger() -> logging.Logger:
+    """``taskloom.logger``: ``taskloom.user``, the parent of ``ctx.logger``; log to it from code that has
+    no context at hand."""
+    import logging
+
+    parent = logging.getLogger("taskloom.user")
+    if _fill_origin not in parent.filters:
+        parent.addFilter(_fill_origin)
+    return parent
+
+
 @functools.cache
 def workflow_logger(workflow: str) -> logging.Logger:
     """``ctx.logger``: ``taskloom.user.<workflow>``, a child of :data:`logger` (configure either)."""
-    child = logger.getChild(workflow)
+    child = user_logger().getChild(workflow)
     child.addFilter(_fill_origin)
     return child
 
 
-logger.addFilter(_fill_origin)
-install_record_factory()
+class _LazyLogger:
+    """A :class:`logging.Logger` by name, got from :mod:`logging` on first use (see :func:`lazy_logger`)."""
+
+    __slots__ = ("_logger", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._logger: logging.Logger | None = None
+
+    def __getattr__(self, attribute: str) -> Any:
+        found = self._logger
+        if found is None:
+            import logging
+
+            found = self._logger = logging.getLogger(self._name)
+        return getattr(found, attribute)
+
+    def __repr__(self) -> str:
+        return f"<logger {self._name} (lazy)>"
+
+
+def lazy_logger(name: str) -> logging.Logger:
+    """``logging.getLogger(name)`` for a module's ``log``, without importing logging until it logs: most
+    runs never do, and logging is a fair share of a short process's start (issue 12)."""
+    return cast("logging.Logger", _LazyLogger(name))
+
+
+class _AfterLoggingLoads:
+    """A post-import hook: a meta path finder that answers only for ``logging``, and has the module found
+    by the finders after it loaded as it would be, then installs the record factory, before the import
+    returns (so before any record can be made). It removes itself on first use."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
+        if name != "logging":
+            return None
+        sys.meta_path.remove(self)
+        for finder in sys.meta_path:
+            find_spec = getattr(finder, "find_spec", None)
+            spec: ModuleSpec | None = None if find_spec is None else find_spec(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        assert spec is not None
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec  # a loader without exec_module (none of CPython's): left as it is
+        spec.loader = _InstallAfterLoading(spec.loader)  # type: ignore[assignment]
+        return spec
+
+
+class _InstallAfterLoading:
+    """The loader of ``logging``, wrapped: loads it, puts the real loader back on the module, installs."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        created: ModuleType | None = self.loader.create_module(spec)
+        return created
+
+    def exec_module(self, module: ModuleType) -> None:
+        self.loader.exec_module(module)
+        module.__loader__ = self.loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.loader
+        install_record_factory()
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self.loader, attribute)
+
+
+def install_when_logging_loads() -> None:
+    """Install the record factory now if logging is loaded, else right after it is (idempotent)."""
+    if "logging" in sys.modules:
+        install_record_factory()
+    elif not any(isinstance(finder, _AfterLoggingLoads) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _AfterLoggingLoads())
+
+
+def __getattr__(name: str) -> Any:
+    if name == "logger":  # made on first use, with logging
+        return user_logger()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+install_when_logging_loads()

@@ -11,9 +11,7 @@ did). :class:`FrozenValue` also refuses assignment after ``__init__``, as a froz
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, TypeVar
-
-V = TypeVar("V", bound="PlainValue")
+from typing import Any, ClassVar, Self
 
 
 class PlainValue:
@@ -46,7 +44,7 @@ class PlainValue:
         # through __init__, which a FrozenValue needs (its __setattr__ refuses what pickle would do)
         return (_rebuild, (type(self), dict(zip(self._fields, self._values(), strict=True))))
 
-    def replace(self: V, **changes: Any) -> V:
+    def replace(self, **changes: Any) -> Self:
         """A copy with ``changes`` (field names as keywords); an unknown name is a TypeError naming it."""
         fields = self._fields
         unknown = sorted(set(changes) - set(fields))
@@ -74,7 +72,7 @@ class FrozenValue(PlainValue):
         raise AttributeError(f"{type(self).__name__} is read-only: cannot delete {name!r}")
 
 
-def _rebuild(cls: type[V], values: dict[str, Any]) -> V:
+def _rebuild(cls: type[PlainValue], values: dict[str, Any]) -> PlainValue:
     """An unpickled value: made again by its ``__init__``."""
     return cls(**values)
 

@@ -21,21 +21,22 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import inspect
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator
-from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, Protocol
 
 from taskloom import masking, thread_hops
 from taskloom.cache import MISS, CachedCall
 from taskloom.errors import TaskTimeoutError
+from taskloom.signatures import is_awaitable, is_coroutine_function
 
 if TYPE_CHECKING:
     import asyncio
+    from concurrent.futures import Executor
 
     from taskloom.task import Task
+    from taskloom.thread_hops import ThreadLane
 
 #: True while a task runs in this context (its attempts, handlers, and any task its body calls): a task
 #: called directly from inside another is part of that run, so :meth:`Task.__call__` warns about a direct
@@ -290,7 +291,7 @@ def _call_sync(
             time.sleep(turn.seconds)
             return None
         result = turn.handler(*args, **kwargs)
-        if not inspect.isawaitable(result):
+        if not is_awaitable(result):
             return result
         import asyncio  # not at the top: ``import taskloom`` does not load asyncio (loop_free)
 
@@ -304,7 +305,9 @@ async def _await(awaitable: Any) -> Any:
 
 
 # -- asynchronous --------------------------------------------------------------------------------------
-def run_in_thread(fn: Callable[[], Any], *, executor: Executor | None, isolated: bool) -> asyncio.Future[Any]:
+def run_in_thread(
+    fn: Callable[[], Any], *, executor: Executor | ThreadLane | None, isolated: bool
+) -> asyncio.Future[Any]:
     """Run a sync function off the event loop, in a copy of the caller's context.
 
     ``isolated`` (used when the attempt has a timeout) gives it a daemon thread of its own, so an attempt
@@ -323,7 +326,7 @@ def call_async(
     *,
     control: Any = None,
     observer: AttemptObserver | None = None,
-    executor: Executor | None = None,
+    executor: Executor | ThreadLane | None = None,
     plain: Plain | None = None,
     inline: bool = False,
     retried: tuple[int, float] | None = None,
@@ -360,7 +363,7 @@ async def _call_async_scoped(
     kwargs: dict[str, Any],
     control: Any,
     observer: AttemptObserver | None,
-    executor: Executor | None,
+    executor: Executor | ThreadLane | None,
     plain: Plain | None,
     inline: bool,
     retried: tuple[int, float] | None,
@@ -396,7 +399,7 @@ async def _call_async(
     kwargs: dict[str, Any],
     control: Any,
     observer: AttemptObserver | None,
-    executor: Executor | None,
+    executor: Executor | ThreadLane | None,
     plain: Plain | None,
     inline: bool,
     cached: CachedCall | None,
@@ -442,7 +445,7 @@ class _Call:
         call_kwargs: dict[str, Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        executor: Executor | None,
+        executor: Executor | ThreadLane | None,
         plain: Plain | None,
         inline: bool,
     ) -> None:
@@ -489,7 +492,7 @@ class _Call:
             await asyncio.sleep(turn.seconds)
             return None
         handler = turn.handler
-        if inspect.iscoroutinefunction(handler):
+        if is_coroutine_function(handler):
             return await handler(*self.args, **self.kwargs)
         result = await self.off_the_loop(handler, self.args, self.kwargs)
-        return await result if inspect.isawaitable(result) else result
+        return await result if is_awaitable(result) else result

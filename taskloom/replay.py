@@ -14,7 +14,6 @@ import threading
 import time
 import types
 from collections.abc import Awaitable, Callable, Generator, Sequence
-from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from taskloom import loop_free, masking, policy, serde, tracing
@@ -43,9 +42,11 @@ from taskloom.versioning import PatchLog
 
 if TYPE_CHECKING:
     import asyncio
+    from concurrent.futures import Executor
 
     from taskloom.store.base import Store
     from taskloom.task import Task
+    from taskloom.thread_hops import ThreadLane
 
 #: how long a step may run before its start is written on its own (see DeferredStart)
 START_FLUSH_DELAY = 0.05
@@ -219,7 +220,9 @@ def plain_call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, 
 class ExecutionRun:
     """One execution being run (or replayed) in this process."""
 
-    def __init__(self, store: Store, execution_id: str, events: Sequence[Event], executor: Executor | None) -> None:
+    def __init__(
+        self, store: Store, execution_id: str, events: Sequence[Event], executor: Executor | ThreadLane | None
+    ) -> None:
         self.store = store
         self.execution_id = execution_id
         self.executor = executor

@@ -18,7 +18,6 @@ import io
 import itertools
 import pickle
 import threading
-import traceback
 from typing import Any
 
 from taskloom import masking
@@ -178,6 +177,8 @@ def dumps_error(error: BaseException, *, what: str) -> bytes:
     """
     notes = getattr(error, "__notes__", None) or []
     if error.__traceback__ is not None and not any(str(n).startswith("(original traceback)") for n in notes):
+        import traceback  # only a failure needs it (with linecache and tokenize)
+
         tb = "".join(traceback.format_exception(error)).rstrip()
         try:
             error.add_note(f"(original traceback)\n{tb}")

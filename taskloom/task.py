@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import inspect
 import types
 import warnings
 from collections.abc import Callable, Iterable
@@ -25,8 +24,11 @@ from taskloom.errors import TaskDefinitionError
 from taskloom.lazy import module_getattr
 from taskloom.options import OutputStorage, TaskOptions
 from taskloom.runtime.control import TaskControl
+from taskloom.signatures import NO_ANNOTATION, is_coroutine_function, parameter_facts
 
 if TYPE_CHECKING:
+    import inspect
+
     from taskloom.runtime.config import TaskConfig as TaskConfig
     from taskloom.runtime.instance import TaskInstance
 
@@ -37,27 +39,23 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _MAP_THREADS = 32
-_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
 def _annotation_is_task_control(annotation: Any) -> bool:
-    if annotation is inspect.Parameter.empty:
+    if annotation is NO_ANNOTATION:
         return False
     if isinstance(annotation, str):  # `from __future__ import annotations`
         return annotation.strip("'\" ").rsplit(".", 1)[-1] == "TaskControl"
     return isinstance(annotation, type) and issubclass(annotation, TaskControl)
 
 
-def _control_index(parameters: list[inspect.Parameter]) -> int | None:
+def _control_index(leading: tuple[tuple[str, Any], ...]) -> int | None:
     """Where the TaskControl goes: the first parameter, or the one after ``self``/``cls`` of a method
-    (as Numerous finds it: by the name, since a function in a class body is not yet a method)."""
-    if parameters and _annotation_is_task_control(parameters[0].annotation):
+    (as Numerous finds it: by the name, since a function in a class body is not yet a method).
+    ``leading``: the first two parameters' names and annotations."""
+    if leading and _annotation_is_task_control(leading[0][1]):
         return 0
-    if (
-        len(parameters) > 1
-        and parameters[0].name in ("self", "cls")
-        and _annotation_is_task_control(parameters[1].annotation)
-    ):
+    if len(leading) > 1 and leading[0][0] in ("self", "cls") and _annotation_is_task_control(leading[1][1]):
         return 1
     return None
 
@@ -90,26 +88,21 @@ class Task(Generic[P, R]):
         self.options = options
         self.binding: Binding = binding
         self.name: str = options.name or str(getattr(fn, "__name__", type(fn).__name__))
-        self.is_async = inspect.iscoroutinefunction(fn)
-        self.signature = inspect.signature(fn)
-        parameters = list(self.signature.parameters.values())
+        self.is_async = is_coroutine_function(fn)
+        facts = parameter_facts(fn)  # what inspect.signature says, without inspect for a plain function
+        self._signature: inspect.Signature | None = None
         #: the position of the TaskControl parameter among the function's (0, or 1 after self/cls), or None
-        self.control_index = _control_index(parameters)
+        self.control_index = _control_index(facts.leading)
         self.wants_control = self.control_index is not None
         #: how many positional arguments always bind (no defaults, no *args/**kwargs, none keyword-only);
         #: a call passing exactly that many and no keywords needs no ``signature.bind`` (a step's hot path)
-        self._exact_arity = (
-            len(parameters)
-            if all(p.kind in _POSITIONAL and p.default is inspect.Parameter.empty for p in parameters)
-            else None
-        )
+        self._exact_arity = facts.exact_arity
         #: a task with none of the options a step's general path exists for, nor a TaskControl: in a workflow,
         #: a step of it awaited by the workflow's own task takes the fast path (ExecutionRun.plain_start)
         self.plain = not self.wants_control and options.is_plain
         #: for a task bound to an object (``obj.method.instance()``): the unbound task and the object
         self._bound: tuple[Task[Any, Any], Any] | None = None
-        accepts_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
-        if options.secret_requests and "secrets" not in self.signature.parameters and not accepts_kwargs:
+        if options.secret_requests and "secrets" not in facts.names and not facts.accepts_kwargs:
             raise TaskDefinitionError(
                 f"task {self.name!r}: option 'secret_requests' needs the function to accept a 'secrets' "
                 "parameter (for example `secrets: dict = {}`)"
@@ -119,6 +112,16 @@ class Task(Generic[P, R]):
     def function(self) -> Callable[..., Any]:
         """The decorated function itself."""
         return self.fn
+
+    @property
+    def signature(self) -> inspect.Signature:
+        """The function's ``inspect.signature``, read on first use: a call whose arguments do not fit the
+        common case binds through it, and a cache key is made from it (``import inspect`` then)."""
+        if self._signature is None:
+            import inspect
+
+            self._signature = inspect.signature(self.fn)
+        return self._signature
 
     # -- Flux's and Numerous's attributes: read-only views of the options ---------------------------
     @property
@@ -383,10 +386,12 @@ def _bind_task(task: Task[Any, Any], obj: Any) -> Task[Any, Any]:
 
 
 def _load_task(module: str, qualname: str, options: TaskOptions) -> Task[Any, Any]:
+    from inspect import getattr_static
+
     target: Any = importlib.import_module(module)
     for part in qualname.split("."):
         # Statically, so a task in a class is found as itself, not bound to the class by __get__.
-        target = inspect.getattr_static(target, part)
+        target = getattr_static(target, part)
         if isinstance(target, classmethod | staticmethod):
             target = target.__func__
     return Task(target, options)

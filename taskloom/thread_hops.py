@@ -33,19 +33,20 @@ from __future__ import annotations
 
 import contextvars
 import itertools
-import logging
 import os
-import queue
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
 from typing import TYPE_CHECKING, Any
+
+from taskloom.logs import lazy_logger
 
 if TYPE_CHECKING:
     import asyncio
+    import queue
+    from concurrent.futures import Executor, Future
 
-log = logging.getLogger("taskloom.thread_hops")
+log = lazy_logger("taskloom.thread_hops")  # logging is imported when it first logs
 #: how long a pool thread waits for work before it ends (a later job starts a new one)
 IDLE_SECONDS = 30.0
 #: the limit of the lane that stands in for a loop's default executor: asyncio's default max_workers
@@ -64,7 +65,8 @@ class _Threads:
     def __init__(self, idle_seconds: float = IDLE_SECONDS) -> None:
         self.idle_seconds = idle_seconds
         self._lock = threading.Lock()
-        self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        #: made with the first thread (``queue`` is imported then: a run of inline steps starts none)
+        self._queue: queue.SimpleQueue[Callable[[], None]] | None = None
         self._idle = 0
 
     def start(self, work: Callable[[], None]) -> None:
@@ -72,12 +74,21 @@ class _Threads:
         with self._lock:
             if self._idle:
                 self._idle -= 1
+                assert self._queue is not None  # an idle thread waits on it
                 self._queue.put(work)
                 return
+            if self._queue is None:
+                import queue
+
+                self._queue = queue.SimpleQueue()
         # The first work goes in a box the thread empties: Thread keeps its args for as long as it runs.
         threading.Thread(target=self._serve, args=([work],), name=IDLE_NAME, daemon=True).start()
 
     def _serve(self, first: list[Callable[[], None]]) -> None:
+        import queue
+
+        waiting = self._queue
+        assert waiting is not None  # made before this thread was started
         work = first.pop()
         while True:
             work()  # a drain: it catches what its jobs raise
@@ -85,11 +96,11 @@ class _Threads:
             with self._lock:
                 self._idle += 1
             try:
-                work = self._queue.get(timeout=self.idle_seconds)
+                work = waiting.get(timeout=self.idle_seconds)
             except queue.Empty:
                 with self._lock:
                     try:
-                        work = self._queue.get_nowait()  # handed over just as the wait ran out
+                        work = waiting.get_nowait()  # handed over just as the wait ran out
                     except queue.Empty:
                         self._idle -= 1
                         return
@@ -98,11 +109,13 @@ class _Threads:
 _threads = _Threads()
 
 
-class ThreadLane(Executor):
+class ThreadLane:
     """At most ``limit`` jobs at once on the process's threads, named ``{name}_N`` while they run them.
 
-    A ``concurrent.futures.Executor``, so it goes where a thread pool went; :func:`run_in_thread` sees a
-    lane and takes the fast way instead of ``run_in_executor``. ``shutdown`` refuses new jobs, as a
+    It has a ``concurrent.futures.Executor``'s ``submit``, ``shutdown`` and ``with``, so it goes where a
+    thread pool went; :func:`run_in_thread` sees a lane and takes the fast way instead of
+    ``run_in_executor``. It does not derive from ``Executor``: ``concurrent.futures`` imports ``logging``,
+    and every workflow run makes a lane (issue 12's one-step process). ``shutdown`` refuses new jobs, as a
     pool's does; the jobs already queued still run, and the threads stay with the process.
     """
 
@@ -165,6 +178,8 @@ class ThreadLane(Executor):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """The ``Executor`` way in, for code that wants a concurrent Future (the workflow path does not)."""
+        from concurrent.futures import Future
+
         future: Future[Any] = Future()
 
         def job() -> None:
@@ -184,6 +199,12 @@ class ThreadLane(Executor):
         """Refuse new jobs. ``wait`` and ``cancel_futures`` are accepted for the interface and ignored:
         the workflow path shuts its lane without waiting, and drops what it no longer awaits itself."""
         self._closed = True
+
+    def __enter__(self) -> ThreadLane:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
 
 
 class _Hub:
@@ -268,7 +289,9 @@ def _hub(loop: asyncio.AbstractEventLoop) -> _Hub:
     return hub
 
 
-def run_in_thread(fn: Callable[[], Any], *, executor: Executor | None, isolated: bool) -> asyncio.Future[Any]:
+def run_in_thread(
+    fn: Callable[[], Any], *, executor: Executor | ThreadLane | None, isolated: bool
+) -> asyncio.Future[Any]:
     """Run ``fn`` off the running loop in a copy of this context; the future settles with its outcome.
 
     ``executor`` is a :class:`ThreadLane` (a workflow run's), ``None`` (the loop's default: a lane of

@@ -8,14 +8,11 @@ process or another after a crash, replays recorded steps and continues where it 
 from __future__ import annotations
 
 import contextlib
-import inspect
-import logging
 import signal
 import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from taskloom import masking, policy, serde, tracing
@@ -47,17 +44,21 @@ from taskloom.executions import (
 )
 from taskloom.ids import uuid4_hex
 from taskloom.leases import keeper, new_owner
+from taskloom.logs import lazy_logger
 from taskloom.loop_free import NO_LOOP, LoopNeeded, current_task, drive, loop_running, lost_loop, on_loop
 from taskloom.messages import ReceiveWaiting, not_resumable, waiting_topic
 from taskloom.options import OutputStorage, TaskOptions
 from taskloom.replay import ExecutionRun
 from taskloom.settings import Settings
+from taskloom.signatures import is_coroutine_function
 from taskloom.store import default_store
 from taskloom.store.base import Acquired, ExecutionRecord, ExecutionStatus, Store, holder_died, not_yet_due
 from taskloom.thread_hops import ThreadLane
 from taskloom.versioning import NO_VERSION, check_version, claim_version
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     from taskloom.handles import ExecutionHandle
     from taskloom.queues import Queue
     from taskloom.schedule_ticks import Cron
@@ -66,7 +67,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 WorkflowFn = Callable[[WorkflowExecutionContext[Any]], Awaitable[Any]]
 
-log = logging.getLogger("taskloom.workflow")
+log = lazy_logger("taskloom.workflow")  # logging is imported when it first logs
 #: the ends a run records that leave none of its children awaited (a cancel closes them itself: children.on_cancelled)
 _CLOSES_CHILDREN = (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED)
 
@@ -93,7 +94,7 @@ class Workflow(Generic[T]):
         schedule: str | None = None,
         version: str | None = None,
     ) -> None:
-        if not inspect.iscoroutinefunction(fn):
+        if not is_coroutine_function(fn):
             raise TaskDefinitionError(
                 f"@workflow needs an `async def` function taking the execution context, got {fn!r}"
             )
@@ -779,6 +780,8 @@ def _release(store: Store, execution_id: str, owner: str, *, requeue: bool, cras
 def _clock(at: float | None) -> str:
     if at is None:
         return "unknown"
+    from datetime import UTC, datetime  # only messages need it
+
     return datetime.fromtimestamp(at, tz=UTC).strftime("%H:%M:%S UTC")
 
 

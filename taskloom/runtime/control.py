@@ -13,17 +13,17 @@ nor the handler (``logging``) nor the control's own ``logs`` and ``status``.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Any, Protocol
 
 from taskloom import masking
 from taskloom.ids import uuid4_hex
+from taskloom.logs import lazy_logger
 from taskloom.plain_values import FrozenValue
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-_logger = logging.getLogger("taskloom.task")
+_logger = lazy_logger("taskloom.task")  # logging is imported when it first logs
 
 
 class LogRecord(FrozenValue):
@@ -64,6 +64,8 @@ class TaskControlHandler:
     """
 
     def log(self, task_control: TaskControl, message: str, level: str, **extra_data: Any) -> None:
+        import logging
+
         _logger.log(
             logging.getLevelName(level.upper()),
             "%s: %s",

@@ -29,16 +29,16 @@ retry machinery runs only once an error was raised.
 from __future__ import annotations
 
 import functools
-import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from taskloom.errors import StoreError, StoreUnavailableError
+from taskloom.logs import lazy_logger
 from taskloom.plain_values import FrozenValue
 
-logger = logging.getLogger("taskloom.store")
+logger = lazy_logger("taskloom.store")  # logging is imported when it first logs
 
 #: First pause before retrying a transient fault, and the cap of the doubling pauses (seconds).
 FIRST_DELAY = 0.05

@@ -221,3 +221,52 @@ def test_extra_may_not_reuse_a_field_name(name: str) -> None:
     """The one cost of the factory, pinned so the README's note stays true: logging refuses the clash."""
     with pytest.raises(KeyError, match=name):
         logging.getLogger("obs.x").warning("clash", extra={name: "mine"})
+
+
+IMPORTED_BEFORE_LOGGING = """
+import sys
+import taskloom
+assert "logging" not in sys.modules, "import taskloom loaded logging"
+from taskloom import task, workflow
+
+@task
+def shout(name):
+    import logging
+    logging.getLogger("fresh").warning("in the step %s", name)
+    return name.upper()
+
+@workflow
+async def loud(ctx):
+    return await shout(ctx.input)
+
+import logging
+logging.basicConfig(format="%(execution_id)s|%(workflow)s|%(step_id)s|%(task)s|%(message)s", stream=sys.stdout)
+logging.warning("before any run")
+ctx = loud.run("x")
+print("id", ctx.execution_id)
+spec_loader = logging.__spec__.loader
+assert logging.__loader__ is spec_loader and type(spec_loader).__name__ == "SourceFileLoader", spec_loader
+"""
+
+
+def test_logging_imported_after_taskloom_still_gets_the_origin_on_every_record(tmp_path: Any) -> None:
+    """``import taskloom`` does not load logging: the record factory is installed when the program
+    imports it (taskloom.logs' post-import hook), before the first record, and logging's own loader
+    stays on it."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TASKLOOM_")},
+        "TASKLOOM_DATABASE_URL": f"sqlite:///{tmp_path / 'taskloom.db'}",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", IMPORTED_BEFORE_LOGGING], env=env, capture_output=True, text=True, check=True
+    )
+    lines = out.stdout.splitlines()
+    execution_id = lines[-1].split()[-1]
+    assert lines[:2] == [
+        "None|None|None|None|before any run",
+        f"{execution_id}|loud|1|shout|in the step x",
+    ], out.stderr
