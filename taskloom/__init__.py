@@ -34,7 +34,6 @@ from taskloom.errors import (
 from taskloom.lazy import module_dir, module_getattr
 from taskloom.messages import send
 from taskloom.options import TaskOptions
-from taskloom.runtime.control import TaskControl, TaskControlHandler, set_task_control_handler
 from taskloom.task import Task, task
 from taskloom.versioning import deprecate_patch, patched
 from taskloom.workflow import Workflow, workflow
@@ -44,6 +43,7 @@ if TYPE_CHECKING:
     from taskloom.logs import logger
     from taskloom.queues import Queue, QueueError
     from taskloom.runtime.config import TaskConfig
+    from taskloom.runtime.control import TaskControl, TaskControlHandler, set_task_control_handler
     from taskloom.runtime.future import Future, TaskStatus
     from taskloom.runtime.instance import TaskInstance
     from taskloom.runtime.session import Session
@@ -53,6 +53,9 @@ if TYPE_CHECKING:
 #: public names loaded on first use: name -> the module that defines it
 _LAZY = {
     "logger": "taskloom.logs",  # with logging, which a run need not import
+    "TaskControl": "taskloom.runtime.control",  # a run of tasks that take none need not load it
+    "TaskControlHandler": "taskloom.runtime.control",
+    "set_task_control_handler": "taskloom.runtime.control",
     "ExecutionHandle": "taskloom.handles",
     "Queue": "taskloom.queues",
     "QueueError": "taskloom.queues",

@@ -224,6 +224,10 @@ class CachedCall:
 
     __slots__ = ("expires_in", "key", "store", "task")
 
+    #: what :meth:`lookup` answers for no usable entry (:data:`MISS`, here for callers that import this
+    #: module lazily)
+    MISS: Any = MISS
+
     def __init__(self, task: Task[Any, Any], key: str) -> None:
         self.task = task
         self.key = key

@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from taskloom import masking, thread_hops
-from taskloom.cache import MISS, CachedCall
 from taskloom.errors import TaskTimeoutError
 from taskloom.signatures import is_awaitable, is_coroutine_function
 
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     import asyncio
     from concurrent.futures import Executor
 
+    from taskloom.cache import CachedCall
     from taskloom.task import Task
     from taskloom.thread_hops import ThreadLane
 
@@ -250,10 +250,10 @@ def call_sync(
 
     A ``cache=True`` task whose result for these arguments is cached returns it without running.
     """
-    cached = CachedCall.open(task, args, kwargs) if task.options.cache else None
+    cached = _cached_call(task, args, kwargs) if task.options.cache else None
     if cached is not None:
         value = cached.lookup()
-        if value is not MISS:
+        if value is not cached.MISS:
             return value
     token = _running.set(True)
     try:
@@ -302,6 +302,13 @@ def _call_sync(
 
 async def _await(awaitable: Any) -> Any:
     return await awaitable
+
+
+def _cached_call(task: Task[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> CachedCall | None:
+    """The cache entry of a ``cache=True`` task's call (:mod:`taskloom.cache`, imported by the first one)."""
+    from taskloom.cache import CachedCall
+
+    return CachedCall.open(task, args, kwargs)
 
 
 # -- asynchronous --------------------------------------------------------------------------------------
@@ -372,10 +379,10 @@ async def _call_async_scoped(
 ) -> Any:
     """:func:`call_async` of a cached task, or one that needs a secret scope (``scoped``): the cache
     looked up first, then the call, in a secret scope of its own when ``scoped``."""
-    cached = CachedCall.open(task, args, kwargs) if task.options.cache else None
+    cached = _cached_call(task, args, kwargs) if task.options.cache else None
     if cached is not None:
         value = cached.lookup()
-        if value is not MISS:
+        if value is not cached.MISS:
             return value
     if not scoped:
         return await _call_async(

@@ -9,6 +9,7 @@ run again; a call whose task differs from the recorded one raises :class:`NonDet
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -32,11 +33,8 @@ from taskloom.errors import (
     WorkflowPaused,
 )
 from taskloom.events import Event, EventType, NewEvent
-from taskloom.executors import RemoteAttempts, current_executor
-from taskloom.group_commit import GroupCommit
 from taskloom.logs import current_origin
 from taskloom.loop_free import NO_LOOP, cancelled_error, current_task, lost_loop
-from taskloom.runtime.control import LogRecord, TaskControl
 from taskloom.store.base import DEFAULT_QUEUE
 from taskloom.versioning import PatchLog
 
@@ -44,6 +42,9 @@ if TYPE_CHECKING:
     import asyncio
     from concurrent.futures import Executor
 
+    from taskloom.executors import AttemptExecutor
+    from taskloom.group_commit import GroupCommit
+    from taskloom.runtime.control import LogRecord, TaskControl
     from taskloom.store.base import Store
     from taskloom.task import Task
     from taskloom.thread_hops import ThreadLane
@@ -100,6 +101,29 @@ def index_steps(events: Sequence[Event]) -> dict[str, RecordedStep]:
             ends = event.timestamp.timestamp() + float(event.data.get("delay", 0))
             steps[event.step_id].retried = (int(event.data.get("attempt", 0)), ends)
     return steps
+
+
+def _remote_executor() -> AttemptExecutor | None:
+    """``executors.current_executor()``, without importing taskloom.executors where nothing can have
+    chosen one: TASKLOOM_EXECUTOR unset and the module (whose ``use_dask`` chooses in code) not loaded."""
+    if "taskloom.executors" not in sys.modules and not os.environ.get("TASKLOOM_EXECUTOR"):
+        return None
+    from taskloom.executors import current_executor
+
+    return current_executor()
+
+
+def _remote_attempts(task: Task[Any, Any], remote: AttemptExecutor) -> Any:
+    from taskloom.executors import RemoteAttempts
+
+    return RemoteAttempts(task, remote)
+
+
+def _task_control(name: str, instance_id: str, reporter: StepReporter) -> TaskControl:
+    """A step's TaskControl (taskloom.runtime.control is imported by the first task that takes one)."""
+    from taskloom.runtime.control import TaskControl
+
+    return TaskControl(name, instance_id, reporter=reporter)
 
 
 def _task_registry() -> Any:
@@ -227,7 +251,7 @@ class ExecutionRun:
         self.execution_id = execution_id
         self.executor = executor
         #: where the attempts of sync step bodies run when not here: TASKLOOM_EXECUTOR or use_dask() (executors)
-        self.remote = current_executor()
+        self.remote = _remote_executor()
         self.steps = index_steps(events)
         self.root = StepScope(self, "")
         #: the asyncio task driving the workflow body (see _alone_on_loop)
@@ -257,8 +281,18 @@ class ExecutionRun:
         self.deadline: Deadline | None = None
         #: what ``patched()`` answers in this run (taskloom.versioning); reads the log only if it is called
         self.patches = PatchLog(events)
-        #: outcomes of steps finishing together (map, parallel, graph waves) share one transaction
-        self.group = GroupCommit(lambda batch: self.append(*batch))
+        self._group: GroupCommit | None = None
+
+    @property
+    def group(self) -> GroupCommit:
+        """Outcomes of steps finishing together (map, parallel, graph waves) share one transaction; made by
+        the first step that is not the workflow's own (taskloom.group_commit is imported then)."""
+        group = self._group
+        if group is None:
+            from taskloom.group_commit import GroupCommit
+
+            group = self._group = GroupCommit(lambda batch: self.append(*batch))
+        return group
 
     def check_cancelled(self) -> None:
         """Stop before a new step once the execution was cancelled from outside (an in-memory flag), or
@@ -534,7 +568,7 @@ class ExecutionRun:
                 raise
         start = DeferredStart(self, start_event)
         control = (
-            TaskControl(task.name, f"{self.execution_id}:{step_id}", reporter=StepReporter(self, step_id, start))
+            _task_control(task.name, f"{self.execution_id}:{step_id}", StepReporter(self, step_id, start))
             if task.wants_control
             else None
         )
@@ -572,7 +606,7 @@ class ExecutionRun:
                 finally:
                     current_scope.reset(token)
             else:
-                runs: Any = task if self.remote is None else RemoteAttempts(task, self.remote)
+                runs: Any = task if self.remote is None else _remote_attempts(task, self.remote)
                 value = await policy.call_async(
                     runs,
                     args,

@@ -13,23 +13,24 @@ from __future__ import annotations
 
 import functools
 import importlib
+import sys
 import types
 import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
-from taskloom import cache, masking, policy
+from taskloom import masking, policy
 from taskloom.context import current_scope
 from taskloom.errors import TaskDefinitionError
 from taskloom.lazy import module_getattr
 from taskloom.options import OutputStorage, TaskOptions
-from taskloom.runtime.control import TaskControl
 from taskloom.signatures import NO_ANNOTATION, is_coroutine_function, parameter_facts
 
 if TYPE_CHECKING:
     import inspect
 
     from taskloom.runtime.config import TaskConfig as TaskConfig
+    from taskloom.runtime.control import TaskControl
     from taskloom.runtime.instance import TaskInstance
 
 #: ``TaskConfig`` is defined in :mod:`taskloom.runtime.config`, loaded from here on first use
@@ -46,7 +47,16 @@ def _annotation_is_task_control(annotation: Any) -> bool:
         return False
     if isinstance(annotation, str):  # `from __future__ import annotations`
         return annotation.strip("'\" ").rsplit(".", 1)[-1] == "TaskControl"
-    return isinstance(annotation, type) and issubclass(annotation, TaskControl)
+    # The class itself: then its module is loaded (a task taking none never loads it, see _new_control).
+    control = sys.modules.get("taskloom.runtime.control")
+    return control is not None and isinstance(annotation, type) and issubclass(annotation, control.TaskControl)
+
+
+def _new_control(name: str) -> TaskControl:
+    """A TaskControl for a task that takes one (taskloom.runtime.control, imported then)."""
+    from taskloom.runtime.control import TaskControl
+
+    return TaskControl(name)
 
 
 def _control_index(leading: tuple[tuple[str, Any], ...]) -> int | None:
@@ -217,6 +227,8 @@ class Task(Generic[P, R]):
         The cache is keyed by the task's name and arguments, not its code: clear it when a change to the
         function makes earlier results wrong. ``taskloom cache clear NAME`` does the same from a shell.
         """
+        from taskloom import cache
+
         return cache.clear(self.name)
 
     # -- calling -----------------------------------------------------------------------------------
@@ -252,7 +264,7 @@ class Task(Generic[P, R]):
         )
 
     def _direct_control(self) -> TaskControl | None:
-        return TaskControl(self.name) if self.wants_control else None
+        return _new_control(self.name) if self.wants_control else None
 
     def prepare_arguments(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], control: TaskControl | None
@@ -266,7 +278,7 @@ class Task(Generic[P, R]):
         """
         index = self.control_index
         if index is not None:
-            control = control if control is not None else TaskControl(self.name)
+            control = control if control is not None else _new_control(self.name)
             args = (*args[:index], control, *args[index:]) if index else (control, *args)
         if self.options.secret_requests:
             from taskloom.secret_store import default_secret_store
