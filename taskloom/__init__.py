@@ -6,8 +6,6 @@ instances and futures) are loaded on first use, through the module ``__getattr__
 ``import taskloom`` stays light; ``from taskloom import X`` works the same for every name in ``__all__``.
 """
 
-from typing import TYPE_CHECKING
-
 from taskloom.context import ExecutionContext, WorkflowExecutionContext
 from taskloom.errors import (
     BackendError,
@@ -35,6 +33,7 @@ from taskloom.lazy import module_dir, module_getattr
 from taskloom.messages import send
 from taskloom.options import TaskOptions
 from taskloom.task import Task, task
+from taskloom.typing_free import TYPE_CHECKING
 from taskloom.versioning import deprecate_patch, patched
 from taskloom.workflow import Workflow, workflow
 

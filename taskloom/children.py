@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
 
 from taskloom import serde, tracing
 from taskloom.errors import (
@@ -47,9 +46,12 @@ from taskloom.leases import new_owner
 from taskloom.logs import lazy_logger
 from taskloom.messages import ReceiveWaiting
 from taskloom.store.base import ExecutionRecord, ExecutionStatus, Store
+from taskloom.typing_free import TYPE_CHECKING
 from taskloom.versioning import NO_VERSION
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from taskloom.replay import ExecutionRun, RecordedStep
     from taskloom.workflow import Workflow
 

@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import contextvars
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from taskloom.logs import workflow_logger
 from taskloom.store.base import ExecutionStatus
+from taskloom.typing_free import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import logging
     from datetime import datetime
+    from typing import Any, Generic, TypeVar
 
     from taskloom.events import Event
     from taskloom.replay import StepScope
     from taskloom.store.base import Store
+else:
+    from taskloom.typing_free import Generic, TypeVar
 
 T = TypeVar("T")
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
 from taskloom import serde
 from taskloom.children import close_children, parent_of, wake_parent
@@ -34,8 +33,11 @@ from taskloom.errors import TaskDefinitionError, TaskTimeoutError
 from taskloom.events import EventType, NewEvent
 from taskloom.logs import lazy_logger
 from taskloom.store.base import Store
+from taskloom.typing_free import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from taskloom.store.records import Expired
 
 log = lazy_logger("taskloom.deadlines")  # logging is imported when it first logs

@@ -8,7 +8,10 @@ errors travel through the event store and across processes.
 
 from __future__ import annotations
 
-from typing import Any
+from taskloom.typing_free import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class TaskloomError(Exception):

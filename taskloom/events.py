@@ -8,14 +8,15 @@ made inside step 3), never a hash of its arguments.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any
 
 from taskloom import serde
 from taskloom.errors import StoreError
 from taskloom.plain_values import FrozenValue, PlainValue
+from taskloom.typing_free import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import datetime as dt
+    from typing import Any
 
 
 class EventType(enum.StrEnum):

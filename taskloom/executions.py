@@ -7,7 +7,6 @@ resumed or cancelled the same way wherever the request comes from.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from taskloom import serde
 from taskloom.errors import ExecutionIdError, ExecutionNotFoundError, ExecutionStateError, WorkflowError
@@ -15,6 +14,10 @@ from taskloom.events import Event, EventType, NewEvent
 from taskloom.ids import uuid4_hex
 from taskloom.messages import not_resumable, waiting_topic
 from taskloom.store.base import DEFAULT_QUEUE, ExecutionRecord, ExecutionStatus, Store
+from taskloom.typing_free import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def get_execution(store: Store, execution_id: str) -> ExecutionRecord:

@@ -7,9 +7,12 @@ defining module then (tests/perf/test_import.py checks what ``import taskloom`` 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable
-from typing import Any
+
+from taskloom.typing_free import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def module_getattr(namespace: dict[str, Any], lazy: dict[str, str]) -> Callable[[str], Any]:
@@ -21,6 +24,8 @@ def module_getattr(namespace: dict[str, Any], lazy: dict[str, str]) -> Callable[
         module = lazy.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        import importlib  # on the first lazy name used: the package costs a run's process 1 ms (issue 12)
+
         value = getattr(importlib.import_module(module), name)
         namespace[name] = value
         return value

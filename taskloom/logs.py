@@ -39,15 +39,19 @@ import contextvars
 import functools
 import sys
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeAlias, cast
+
+from taskloom.typing_free import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import logging
     from importlib.machinery import ModuleSpec
     from types import ModuleType
+    from typing import Any, TypeAlias, cast
 
     #: ``taskloom.user``, made on first use (module ``__getattr__``): see :func:`user_logger`
     logger: logging.Logger
+else:
+    from taskloom.typing_free import cast
 
 #: the attributes every record gets, in this order
 FIELDS = ("execution_id", "workflow", "step_id", "task", "instance_id")

@@ -24,7 +24,13 @@ import contextvars
 import sys
 import types
 from collections.abc import Coroutine, Generator
-from typing import Any, TypeVar
+
+from taskloom.typing_free import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+else:
+    from taskloom.typing_free import TypeVar
 
 T = TypeVar("T")
 

@@ -29,9 +29,12 @@ import pickle
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any
 
 from taskloom.plain_values import dataclass_field_names
+from taskloom.typing_free import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 #: what a secret's value is replaced by
 MASK = "***"

@@ -18,7 +18,6 @@ message, the ``receive`` returns None (recorded, so replays return None too).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
 
 from taskloom import serde
 from taskloom.errors import ExecutionStateError, WorkflowPaused
@@ -26,8 +25,11 @@ from taskloom.events import EventType, NewEvent
 from taskloom.ids import uuid4_hex
 from taskloom.store import default_store
 from taskloom.store.base import ExecutionRecord, Store
+from taskloom.typing_free import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from taskloom.replay import ExecutionRun, RecordedStep
 
 #: the step name of a receive in the event log

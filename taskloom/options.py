@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from taskloom.errors import TaskDefinitionError
 from taskloom.plain_values import FrozenValue
+from taskloom.typing_free import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import random
+    from typing import Any, Literal, Protocol, runtime_checkable
+else:
+    from taskloom.typing_free import Literal, Protocol, runtime_checkable
 
 Size = Literal["small", "medium", "large"]
 SIZES: tuple[str, ...] = ("small", "medium", "large")

@@ -11,7 +11,10 @@ did). :class:`FrozenValue` also refuses assignment after ``__init__``, as a froz
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Self
+from taskloom.typing_free import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any, ClassVar, Self
 
 
 class PlainValue:

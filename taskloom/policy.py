@@ -24,40 +24,29 @@ import functools
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any, Protocol
 
 from taskloom import masking, thread_hops
 from taskloom.errors import TaskTimeoutError
 from taskloom.signatures import is_awaitable, is_coroutine_function
+from taskloom.task_running import inside_task as inside_task  # re-exported: callers ask the policy
+from taskloom.task_running import mark_inside_task as mark_inside_task
+from taskloom.task_running import running
+from taskloom.task_running import unmark_inside_task as unmark_inside_task
+from taskloom.typing_free import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import asyncio
     from concurrent.futures import Executor
+    from typing import Any, Protocol
 
     from taskloom.cache import CachedCall
     from taskloom.task import Task
     from taskloom.thread_hops import ThreadLane
+else:
+    from taskloom.typing_free import Any, Protocol
 
-#: True while a task runs in this context (its attempts, handlers, and any task its body calls): a task
-#: called directly from inside another is part of that run, so :meth:`Task.__call__` warns about a direct
-#: call in an active session only for the outermost call, the one the user wrote in the session block.
-_running: contextvars.ContextVar[bool] = contextvars.ContextVar("taskloom_task_running", default=False)
-
-
-def mark_inside_task() -> contextvars.Token[bool]:
-    """Mark the current context (and the tasks and threads that copy it) as inside a task, for as long as
-    a workflow run lasts: what its steps' bodies call directly is part of the run (:func:`inside_task`).
-    Undo with :func:`unmark_inside_task`."""
-    return _running.set(True)
-
-
-def unmark_inside_task(token: contextvars.Token[bool]) -> None:
-    _running.reset(token)
-
-
-def inside_task() -> bool:
-    """Whether this code runs inside a task run (direct, instance or step) started by the policy."""
-    return _running.get()
+# The marker of a task run (taskloom.task_running), under the names the policy and its callers use.
+_running = running
 
 
 class AttemptObserver(Protocol):

@@ -15,9 +15,8 @@ import threading
 import time
 import types
 from collections.abc import Awaitable, Callable, Generator, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
 
-from taskloom import loop_free, masking, policy, serde, tracing
+from taskloom import loop_free, masking, serde, tracing
 from taskloom.context import current_scope
 from taskloom.deadlines import Deadline
 from taskloom.errors import (
@@ -36,11 +35,13 @@ from taskloom.events import Event, EventType, NewEvent
 from taskloom.logs import current_origin
 from taskloom.loop_free import NO_LOOP, cancelled_error, current_task, lost_loop
 from taskloom.store.base import DEFAULT_QUEUE
+from taskloom.typing_free import TYPE_CHECKING
 from taskloom.versioning import PatchLog
 
 if TYPE_CHECKING:
     import asyncio
     from concurrent.futures import Executor
+    from typing import Any, NoReturn
 
     from taskloom.executors import AttemptExecutor
     from taskloom.group_commit import GroupCommit
@@ -245,11 +246,20 @@ class ExecutionRun:
     """One execution being run (or replayed) in this process."""
 
     def __init__(
-        self, store: Store, execution_id: str, events: Sequence[Event], executor: Executor | ThreadLane | None
+        self,
+        store: Store,
+        execution_id: str,
+        events: Sequence[Event],
+        executor: Executor | ThreadLane | None,
+        *,
+        lane: tuple[int, str] | None = None,
     ) -> None:
         self.store = store
         self.execution_id = execution_id
-        self.executor = executor
+        self._executor = executor
+        #: where the run's sync bodies that leave the loop's thread run, when ``executor`` is None: a
+        #: ThreadLane of this (limit, name), made by the first such body (a run of plain steps makes none)
+        self._lane = lane
         #: where the attempts of sync step bodies run when not here: TASKLOOM_EXECUTOR or use_dask() (executors)
         self.remote = _remote_executor()
         self.steps = index_steps(events)
@@ -282,6 +292,21 @@ class ExecutionRun:
         #: what ``patched()`` answers in this run (taskloom.versioning); reads the log only if it is called
         self.patches = PatchLog(events)
         self._group: GroupCommit | None = None
+
+    @property
+    def executor(self) -> Executor | ThreadLane | None:
+        """The executor of the run's sync bodies off the loop (see ``lane``)."""
+        executor = self._executor
+        if executor is None and self._lane is not None:
+            from taskloom.thread_hops import ThreadLane
+
+            executor = self._executor = ThreadLane(*self._lane)
+        return executor
+
+    def close_lane(self) -> None:
+        """Refuse new jobs on the lane this run made, if it made one (``ThreadLane.shutdown``)."""
+        if self._lane is not None and self._executor is not None:
+            self._executor.shutdown(wait=False)
 
     @property
     def group(self) -> GroupCommit:
@@ -593,6 +618,8 @@ class ExecutionRun:
         inline: bool,
         on_main: bool,
     ) -> Any:
+        from taskloom import policy  # the general path's: plain steps never load it
+
         retried = None if observer is None else observer.retried
         try:
             # mark_running=False: the run's context already marks everything in it as inside a task

@@ -18,11 +18,14 @@ import io
 import itertools
 import pickle
 import threading
-from typing import Any
 
 from taskloom import masking
 from taskloom.errors import SerializationError, _rebuild
 from taskloom.plain_values import dataclass_field_names
+from taskloom.typing_free import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 PROTOCOL = 5
 _SCALARS = (str, int, float, bool, type(None))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from taskloom.errors import TaskloomError
 from taskloom.lazy import module_getattr
 from taskloom.plain_values import FrozenValue
+from taskloom.typing_free import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pathlib import Path

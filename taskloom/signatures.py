@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import types
 from collections.abc import Awaitable, Callable
-from typing import Any
+
+from taskloom.typing_free import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 #: code flags (``inspect.CO_*``): the function is ``async def``; takes ``*args``; takes ``**kwargs``
 CO_COROUTINE = 0x0080

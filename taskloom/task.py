@@ -12,26 +12,29 @@ task's :class:`TaskOptions` (``with_options`` makes a changed copy).
 from __future__ import annotations
 
 import functools
-import importlib
 import sys
 import types
 import warnings
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
-from taskloom import masking, policy
+from taskloom import masking
 from taskloom.context import current_scope
 from taskloom.errors import TaskDefinitionError
 from taskloom.lazy import module_getattr
 from taskloom.options import OutputStorage, TaskOptions
 from taskloom.signatures import NO_ANNOTATION, is_coroutine_function, parameter_facts
+from taskloom.task_running import inside_task
+from taskloom.typing_free import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import inspect
+    from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
     from taskloom.runtime.config import TaskConfig as TaskConfig
     from taskloom.runtime.control import TaskControl
     from taskloom.runtime.instance import TaskInstance
+else:
+    from taskloom.typing_free import Generic, Literal, ParamSpec, Protocol, TypeVar, cast, overload
 
 #: ``TaskConfig`` is defined in :mod:`taskloom.runtime.config`, loaded from here on first use
 __getattr__ = module_getattr(globals(), {"TaskConfig": "taskloom.runtime.config"})
@@ -239,7 +242,7 @@ class Task(Generic[P, R]):
         scope = current_scope.get()
         if scope is not None:
             return scope.call(self, args, kwargs)
-        if not policy.inside_task():
+        if not inside_task():
             # Imported here, not at the top: sessions (and so this check) are only met in a direct call,
             # and a workflow run should not load them (tests/perf/test_import.py).
             from taskloom.runtime.session import current_session
@@ -247,6 +250,8 @@ class Task(Generic[P, R]):
             session = current_session()
             if session is not None:
                 self._warn_direct_in_session(session.name, stacklevel)
+        from taskloom import policy  # a direct call's: a workflow's plain steps never load the policy
+
         if self.is_async:
             return policy.call_async(self, args, kwargs, control=self._direct_control())
         return policy.call_sync(self, args, kwargs, control=self._direct_control())
@@ -398,6 +403,7 @@ def _bind_task(task: Task[Any, Any], obj: Any) -> Task[Any, Any]:
 
 
 def _load_task(module: str, qualname: str, options: TaskOptions) -> Task[Any, Any]:
+    import importlib
     from inspect import getattr_static
 
     target: Any = importlib.import_module(module)

@@ -37,14 +37,15 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from taskloom.logs import lazy_logger
+from taskloom.typing_free import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import asyncio
     import queue
     from concurrent.futures import Executor, Future
+    from typing import Any
 
 log = lazy_logger("taskloom.thread_hops")  # logging is imported when it first logs
 #: how long a pool thread waits for work before it ends (a later job starts a new one)

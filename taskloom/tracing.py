@@ -24,11 +24,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any
 
 from taskloom.errors import TaskloomError, WorkflowSignal
 from taskloom.logs import Origin, current_origin, origin
 from taskloom.loop_free import is_cancelled
+from taskloom.typing_free import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 #: the instrumentation scope named on every span
 SCOPE = "taskloom"

@@ -45,14 +45,16 @@ whose workflow has no version either. Executions from before versions existed co
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
 from taskloom.context import current_scope
 from taskloom.errors import NonDeterminismError, TaskDefinitionError, WorkflowError
 from taskloom.events import Event, EventType, NewEvent
 from taskloom.store.base import ExecutionRecord, ExecutionStatus, Store
+from taskloom.typing_free import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from taskloom.replay import ExecutionRun
 
 #: how an execution of a workflow without a ``version`` option is stored (None: not pinned yet)

@@ -12,9 +12,8 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from taskloom import masking, policy, serde, tracing
+from taskloom import masking, serde, tracing
 from taskloom.children import close_children, has_child_steps, parent_of, waiting_child, wake_parent
 from taskloom.children import not_resumable as child_not_resumable
 from taskloom.context import WorkflowExecutionContext, current_scope
@@ -52,12 +51,14 @@ from taskloom.settings import Settings
 from taskloom.signatures import is_coroutine_function
 from taskloom.store import default_store
 from taskloom.store.base import Acquired, ExecutionRecord, ExecutionStatus, Store, holder_died, not_yet_due
-from taskloom.thread_hops import ThreadLane
+from taskloom.task_running import mark_inside_task, unmark_inside_task
+from taskloom.typing_free import TYPE_CHECKING
 from taskloom.versioning import NO_VERSION, check_version, claim_version
 
 if TYPE_CHECKING:
     import signal
     from datetime import timedelta
+    from typing import Any, Generic, TypeVar
 
     from taskloom.handles import ExecutionHandle
     from taskloom.queues import Queue
@@ -67,6 +68,8 @@ else:
     # The C module the ``signal`` package wraps: ``signal`` adds its enums (Signals, Handlers), whose making
     # is most of its import, 0.5 ms of every run's process (issue 12); the calls used here are the same.
     import _signal as signal
+
+    from taskloom.typing_free import Any, Generic, TypeVar
 
 T = TypeVar("T")
 WorkflowFn = Callable[[WorkflowExecutionContext[Any]], Awaitable[Any]]
@@ -293,7 +296,8 @@ class Workflow(Generic[T]):
                 lease_seconds=lease,
                 version=self.version or NO_VERSION,
             )
-            return await self._drive(store, execution_id, input, owner, lease, before=None)
+            # Its log is its start alone, which the run has no use for: not read back (nor datetime imported).
+            return await self._drive(store, execution_id, input, owner, lease, before=None, events=())
         found = store.get_execution(check_execution_id(execution_id))
         if found is None and lease_owner is None:
             # A new id of the caller's: the insert decides, so of callers racing with it one creates it
@@ -311,7 +315,7 @@ class Workflow(Generic[T]):
                 version=self.version or NO_VERSION,
             )
             if found is None:
-                return await self._drive(store, execution_id, input, owner, lease, before=None)
+                return await self._drive(store, execution_id, input, owner, lease, before=None, events=())
         # Only code of the execution's version runs it (an execution no code ran yet is pinned to this one).
         record = claim_version(store, self._checked(store, execution_id, found), self.version)
         input = self._decode_input(record)
@@ -495,11 +499,11 @@ class Workflow(Generic[T]):
         (``claimed``) that meets a replay mismatch keeps it, for the worker to set the execution aside.
         """
         ctx: WorkflowExecutionContext[T] = WorkflowExecutionContext(self.name, execution_id, input, store)
-        executor = ThreadLane(STEP_THREADS, f"taskloom-{self.name}")  # the process's threads, reused
         if events is None:
             events = store.load_events(execution_id)
         parent = parent_of(events)  # a child execution tells its parent when it ends
-        run = ExecutionRun(store, execution_id, events, executor)
+        # the process's threads, reused, through a lane of the run's own, made by its first body that needs one
+        run = ExecutionRun(store, execution_id, events, None, lane=(STEP_THREADS, f"taskloom-{self.name}"))
         run.main_task = current_task()  # NO_LOOP: driven without an event loop (loop_free)
         run.lease_owner = owner
         run.resume = resume
@@ -507,7 +511,7 @@ class Workflow(Generic[T]):
             run.queue = before.queue
         kept = keeper.keep(store, execution_id, owner, lease, run.cancelled)
         token = current_scope.set(run.root)
-        inside = policy.mark_inside_task()  # for every step of the run, once (replay passes mark_running=False)
+        inside = mark_inside_task()  # for every step of the run, once (replay passes mark_running=False)
         requeue = crashed = False
         release = True
         masked = contextlib.ExitStack()  # the workflow's own secrets are masked in all it writes
@@ -581,12 +585,12 @@ class Workflow(Generic[T]):
         finally:
             watch.end(ctx.status, ctx.output)
             masked.close()
-            policy.unmark_inside_task(inside)
+            unmark_inside_task(inside)
             current_scope.reset(token)
             keeper.drop(kept)
             run.watchdog.stop()
             run.main_task = None  # no cycle keeps this task alive past its run (see replay._alone_on_loop)
-            executor.shutdown(wait=False)
+            run.close_lane()
             if release:
                 _release(store, execution_id, owner, requeue=requeue, crashed=crashed)
             if ctx.status in _CLOSES_CHILDREN and has_child_steps(run.steps.values()):

@@ -12,15 +12,19 @@ the fix); never a driver's exception (:mod:`taskloom.store.faults`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
 
 from taskloom.errors import ExecutionStateError, StoreError, TaskloomError
 from taskloom.events import STEP_OUTCOMES, Event, EventType, NewEvent
 from taskloom.lazy import module_dir, module_getattr
 from taskloom.plain_values import PlainValue
+from taskloom.typing_free import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from typing import Any, Protocol
+
     from taskloom.store.records import Expired, MessageRecord, QueueRecord, ScheduleRecord
+else:
+    from taskloom.typing_free import Protocol
 
 #: records a workflow run never makes, loaded on first use (taskloom.store.records)
 _LAZY = dict.fromkeys(("Expired", "MessageRecord", "QueueRecord", "ScheduleRecord"), "taskloom.store.records")

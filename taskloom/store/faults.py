@@ -32,11 +32,16 @@ import functools
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from taskloom.errors import StoreError, StoreUnavailableError
 from taskloom.logs import lazy_logger
 from taskloom.plain_values import FrozenValue
+from taskloom.typing_free import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+else:
+    from taskloom.typing_free import ParamSpec, Protocol, TypeVar
 
 logger = lazy_logger("taskloom.store")  # logging is imported when it first logs
 

@@ -25,7 +25,6 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
 
 from taskloom.errors import ExecutionNotFoundError, ExecutionStateError, LeaseLostError, StoreError
 from taskloom.events import Event, EventType, NewEvent
@@ -63,9 +62,11 @@ from taskloom.store.base import (
 )
 from taskloom.store.faults import Fault, Outage, TransientStoreError, classify_sqlite, retrying
 from taskloom.store.migrations import latest_migration, load_migrations, split_statements
+from taskloom.typing_free import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any
 
     from taskloom.store.records import Expired, MessageRecord, QueueRecord, ScheduleRecord
 
