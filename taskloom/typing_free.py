@@ -19,6 +19,7 @@ program sees these. A program that imports typing itself (most do) loses nothing
 
 from __future__ import annotations
 
+import abc
 import types
 
 #: False when the program runs; type checkers take any ``TYPE_CHECKING`` as true (mypy's reachability)
@@ -46,12 +47,14 @@ class Generic:
         return types.GenericAlias(cls, parameters)
 
 
-class _ProtocolMeta(type):
+class _ProtocolMeta(abc.ABCMeta):
+    """An ABC's metaclass, as typing's protocols have (so a class may name a protocol and an ABC as bases)."""
+
     def __instancecheck__(cls, instance: object) -> bool:
+        if super().__instancecheck__(instance):
+            return True
         members: tuple[str, ...] | None = cls.__dict__.get("_runtime_members")
-        if members is None or type.__instancecheck__(cls, instance):
-            return type.__instancecheck__(cls, instance)
-        return all(hasattr(instance, name) for name in members)
+        return members is not None and all(hasattr(instance, name) for name in members)
 
 
 class Protocol(metaclass=_ProtocolMeta):

@@ -4,7 +4,8 @@ Each check runs in a fresh interpreter. Since issue 12's one-step process, a run
 loads no event loop either (taskloom.loop_free): asyncio, with the ``ssl``, ``socket``, ``selectors`` and
 ``subprocess`` it imports, is loaded by the first step that needs a loop. Nor does it load ``logging``
 (taskloom.logs installs its record factory when the program imports it), ``inspect``, ``dataclasses``
-(taskloom.plain_values, taskloom.signatures), ``pathlib`` or ``concurrent.futures``.
+(taskloom.plain_values, taskloom.signatures), ``pathlib``, ``concurrent.futures``, ``typing``
+(taskloom.typing_free), nor the policy: a plain step needs none of them.
 """
 
 from __future__ import annotations
@@ -31,6 +32,16 @@ AVOIDED = (
     "ssl",
     "subprocess",
     "traceback",  # only a failure's note needs it
+    "typing",  # annotations are strings; taskloom.typing_free stands in for the few run-time names
+    "importlib",  # taskloom.lazy imports it with the first lazy name used
+    "datetime",  # the first event read imports it: a new execution's run reads none
+    "_strptime",
+    "taskloom.cache",  # the policy's and the general path's: plain steps need neither
+    "taskloom.executors",
+    "taskloom.group_commit",
+    "taskloom.policy",
+    "taskloom.runtime",  # TaskControl, for a task that takes one
+    "taskloom.thread_hops",  # a run's lane, made by its first body that leaves the loop's thread
     "bz2",
     "cronsim",
     "cryptography",
