@@ -58,8 +58,7 @@ class LoopNeeded(BaseException):
     A BaseException, like asyncio's CancelledError: the body's ``except Exception`` does not swallow it."""
 
     def __init__(self, execution_id: str) -> None:
-        super().__init__(execution_id)
-        self.execution_id = execution_id
+        self.execution_id = execution_id  # also its args: BaseException keeps what it was made with
 
 
 def loop_running() -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import importlib
+import sys
 import threading
 import types
 from collections.abc import Generator
@@ -250,3 +251,43 @@ def test_what_the_loop_throws_at_the_first_yield_goes_into_the_coroutine_where_i
 
 async def plain_coroutine(value: str) -> str:
     return value
+
+
+@task
+def raises_runtime_error(name: str) -> str:
+    ran.append(name)
+    raise RuntimeError(f"{name}: the step's own RuntimeError")
+
+
+@workflow
+async def own_runtime_error(ctx: WorkflowExecutionContext[None]) -> str:
+    return await raises_runtime_error("raiser")
+
+
+def test_a_runtime_error_of_the_steps_own_is_its_failure_not_a_missing_loop(without_asyncio: list[str]) -> None:
+    ctx = own_runtime_error.run(None)
+
+    assert ctx.status == "failed" and str(ctx.output) == "raiser: the step's own RuntimeError"
+    assert without_asyncio == []  # not driven again on a loop: only asyncio's own complaint is
+    assert ran == ["raiser"]
+    assert outcomes(ctx.execution_id) == [("step_failed", "1"), ("execution_failed", None)]
+
+
+def test_current_task_is_asyncios_on_a_loop_and_no_loop_elsewhere() -> None:
+    async def inside() -> tuple[Any, Any]:
+        return loop_free.current_task(), asyncio.current_task()
+
+    ours, asyncios = asyncio.run(inside())
+    assert ours is asyncios and ours is not None
+    assert loop_free.current_task() is loop_free.NO_LOOP and not loop_free.loop_running()
+    assert repr(loop_free.NO_LOOP) == "<no event loop>" and repr(loop_free.NEEDS_LOOP) == "<needs an event loop>"
+
+
+def test_is_cancelled_knows_asyncios_cancellation_and_needs_no_asyncio(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert loop_free.is_cancelled(asyncio.CancelledError())
+    assert not loop_free.is_cancelled(KeyboardInterrupt())
+    assert loop_free.cancelled_error() is asyncio.CancelledError
+    assert loop_free.LoopNeeded("e-1").args == ("e-1",) and loop_free.LoopNeeded("e-1").execution_id == "e-1"
+    monkeypatch.delitem(sys.modules, "asyncio")  # a process that never imported it
+    assert not loop_free.is_cancelled(asyncio.CancelledError())
+    assert loop_free.current_task() is loop_free.NO_LOOP
