@@ -32,3 +32,12 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         _FIRST_YIELD,
     ),
 }
+
+#: mutmut's name -> (the mutated line, why no test run by mutmut can reach it)
+UNREACHABLE: dict[str, tuple[str, str]] = {
+    "taskloom.loop_free.xǁ_Markerǁ__init____mutmut_1": (
+        "self._name = None",
+        "the two markers are made when the module is imported, before mutmut switches a mutant on; their names "
+        "are checked by test_current_task_is_asyncios_on_a_loop_and_no_loop_elsewhere",
+    ),
+}
