@@ -36,6 +36,7 @@ STORELESS_MODULES = frozenset(
         "test_mutants_worker.py",  # its own SQLite stores; its one default-store test is marked store
         "test_options.py",
         "test_signatures.py",
+        "test_plain_values.py",
         "test_port_numerous.py",
         "test_port_task_surface.py",  # its one workflow test is marked store
         "test_outputs.py",  # output storage is files and inline values, not the store

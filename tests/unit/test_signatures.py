@@ -143,3 +143,52 @@ def test_a_runtime_checkable_protocol_checks_members_and_mixes_with_an_abc() -> 
             return "hi"
 
     assert isinstance(Both(), Named) and isinstance(Both(), Abstract)
+
+
+def test_a_plain_function_is_read_without_inspect_and_a_declared_signature_with_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def declared(a, b):  # type: ignore[no-untyped-def]
+        return a
+
+    declared.__signature__ = inspect.Signature([inspect.Parameter("x", inspect.Parameter.POSITIONAL_ONLY)])  # type: ignore[attr-defined]
+    assert parameter_facts(declared).names == ("x",)  # inspect honours __signature__, and so do we
+
+    def refuse(*args: Any) -> Any:
+        raise AssertionError("inspect was asked about a plain function")
+
+    monkeypatch.setattr("taskloom.signatures._facts_from_inspect", refuse)
+    monkeypatch.setattr(inspect, "iscoroutinefunction", refuse)
+    assert parameter_facts(positional).names == ("a", "b")
+    assert is_coroutine_function(coroutine) and not is_coroutine_function(positional)
+
+
+def test_is_coroutine_function_sees_through_a_partial_as_inspect_does() -> None:
+    assert is_coroutine_function(functools.partial(coroutine, 1))
+    assert not is_coroutine_function(functools.partial(positional, 1))
+
+
+def test_a_runtime_checkable_protocol_asks_for_its_public_members_only() -> None:
+    @runtime_checkable
+    class Greeter(Protocol):
+        def greet(self) -> str: ...
+
+        def _helper(self) -> None: ...
+
+    class Structural:  # no base: it has the public member, not the private one
+        def greet(self) -> str:
+            return "hi"
+
+    class Other:
+        def wave(self) -> str:
+            return "o/"
+
+    assert isinstance(Structural(), Greeter) and not isinstance(Other(), Greeter)
+
+    class Unchecked(Protocol):  # not runtime-checkable: only its subclasses are its instances
+        def greet(self) -> str: ...
+
+    class Named(Unchecked):
+        pass
+
+    assert isinstance(Named(), Unchecked) and not isinstance(Structural(), Unchecked)
