@@ -45,7 +45,7 @@ class PlainValue:
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # through __init__, which a FrozenValue needs (its __setattr__ refuses what pickle would do)
-        return (_rebuild, (type(self), dict(zip(self._fields, self._values(), strict=True))))
+        return (_rebuild, (type(self), {name: getattr(self, name) for name in self._fields}))
 
     def replace(self, **changes: Any) -> Self:
         """A copy with ``changes`` (field names as keywords); an unknown name is a TypeError naming it."""

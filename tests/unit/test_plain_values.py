@@ -56,6 +56,8 @@ def test_a_copy_with_changes_keeps_the_rest_and_names_an_unknown_field() -> None
     assert point.replace() == point and point.replace() is not point
     with pytest.raises(TypeError, match=r"^Point has no field 'z'; its fields: x, y$"):
         point.replace(z=1, x=2)
+    with pytest.raises(TypeError, match=r"^Point has no field 'w', 'z'; its fields: x, y$"):
+        point.replace(z=1, w=2)
     record = ExecutionRecord("e", "wf", "running", None, None, 1.0, 2.0)
     assert record.replace(status="completed", crashes=2) == ExecutionRecord(
         "e", "wf", "completed", None, None, 1.0, 2.0, crashes=2
