@@ -102,9 +102,7 @@ class TaskOptions(FrozenValue):
         retry_jitter: float = 0.0,
         retry_max_delay: float | None = None,
     ) -> None:
-        values = locals()
-        for name_ in self._fields:
-            self._set(name_, values[name_])
+        self._set_fields(locals())
 
     @classmethod
     def build(cls, owner: str = "task", **options: Any) -> TaskOptions:

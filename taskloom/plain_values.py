@@ -66,6 +66,11 @@ class FrozenValue(PlainValue):
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
 
+    def _set_fields(self, values: dict[str, Any]) -> None:
+        """Set every field from ``values`` (an ``__init__``'s ``locals()``)."""
+        for name in self._fields:
+            object.__setattr__(self, name, values[name])
+
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(
             f"{type(self).__name__} is read-only: cannot set {name!r}; .replace({name}=...) makes a changed copy"

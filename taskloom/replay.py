@@ -511,10 +511,7 @@ class ExecutionRun:
                 value = plain_call(task.fn, call_args, call_kwargs)
                 outcome = self.completed_event(task, step_id, value)
             except Exception as error:
-                if self.main_task is NO_LOOP and lost_loop(error):
-                    start.cancel()  # asyncio called without a loop: not the step's outcome (loop_free.LoopNeeded)
-                    raise
-                self.append(*start.take(), self.failed_event(task, step_id, error))
+                self._plain_failed(start, task, step_id, error)
                 raise
             except SystemExit as exiting:
                 self.exited = exiting  # a crash of this attempt, not an outcome (see _run_body)
@@ -537,10 +534,7 @@ class ExecutionRun:
                 value = yield from task.fn(*call_args, **call_kwargs).__await__()
                 outcome = self.completed_event(task, step_id, value)
             except Exception as error:
-                if self.main_task is NO_LOOP and lost_loop(error):
-                    start.cancel()  # asyncio called without a loop: not the step's outcome (loop_free.LoopNeeded)
-                    raise
-                self.append(*start.take(), self.failed_event(task, step_id, error))
+                self._plain_failed(start, task, step_id, error)
                 raise
             except SystemExit as exiting:
                 self.exited = exiting
@@ -554,6 +548,14 @@ class ExecutionRun:
         finally:
             current_origin.reset(origin)
         return value
+
+    def _plain_failed(self, start: DeferredStart, task: Task[Any, Any], step_id: str, error: Exception) -> None:
+        """Record a plain step's failure with its start; unless it is asyncio's complaint that no loop runs in
+        a run driven without one: not the step's outcome, nothing is written (loop_free.LoopNeeded)."""
+        if self.main_task is NO_LOOP and lost_loop(error):
+            start.cancel()
+            return
+        self.append(*start.take(), self.failed_event(task, step_id, error))
 
     async def run_task_step(
         self,

@@ -95,9 +95,7 @@ class Settings(FrozenValue):
         ca_bundle: str | None = None,
         retention: str | None = None,
     ) -> None:
-        values = locals()
-        for name in _FIELDS:
-            self._set(name, values[name])
+        self._set_fields(locals())
 
     @property
     def home(self) -> Path:
